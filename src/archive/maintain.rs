@@ -1,0 +1,314 @@
+//! Archive maintenance: `stats`, `verify`, `compact`, `vacuum`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+use deltalake::kernel::schema::partitions::{FilterOp, FilterValue};
+use deltalake::operations::optimize::OptimizeType;
+use deltalake::operations::vacuum::VacuumMode;
+use serde::Serialize;
+
+use super::quarantine::Kind;
+use super::read::{live_files, read_columns, session, sql, LiveFile};
+use super::write::{writer_properties, IdIndex};
+use super::{Archive, Error, Result};
+use crate::event::{self, col};
+
+/// What `archive stats` reports.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    pub archive: String,
+    pub version: i64,
+    pub events: u64,
+    pub distinct_ids: u64,
+    pub days: u64,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub files: usize,
+    pub bytes: u64,
+    pub top_actions: Vec<(String, u64)>,
+    pub quarantined_invalid: usize,
+    pub quarantined_conflicts: usize,
+}
+
+pub async fn stats(archive: &Archive, top: usize) -> Result<Stats> {
+    let table = archive.open_table().await?;
+    let files = live_files(archive, &table)?;
+    let ctx = session(archive, &table).await?;
+    let totals = sql(
+        archive,
+        &ctx,
+        "SELECT count(*) AS events, count(DISTINCT id) AS ids, count(DISTINCT date) AS days, \
+         min(time) AS first, max(time) AS last FROM events",
+    )
+    .await?;
+    let (mut events, mut ids, mut days, mut first, mut last) = (0, 0, 0, None, None);
+    if let Some(b) = totals.first().filter(|b| b.num_rows() > 0) {
+        events = b.column(0).as_primitive::<Int64Type>().value(0) as u64;
+        ids = b.column(1).as_primitive::<Int64Type>().value(0) as u64;
+        days = b.column(2).as_primitive::<Int64Type>().value(0) as u64;
+        let ts = |i: usize| {
+            let a = b.column(i).as_primitive::<TimestampMicrosecondType>();
+            a.is_valid(0).then(|| event::format_time(a.value(0)))
+        };
+        first = ts(3);
+        last = ts(4);
+    }
+    let q = format!(
+        "SELECT coalesce(action, '(none)') AS action, count(*) AS n FROM events \
+         GROUP BY 1 ORDER BY n DESC, action LIMIT {top}"
+    );
+    let mut top_actions = Vec::new();
+    for b in sql(archive, &ctx, &q).await? {
+        let names = datafusion::arrow::compute::cast(b.column(0), &datafusion::arrow::datatypes::DataType::Utf8)?;
+        let names = names.as_string::<i32>();
+        let counts = b.column(1).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            top_actions.push((names.value(i).to_owned(), counts.value(i) as u64));
+        }
+    }
+    let quarantine = archive.quarantine();
+    Ok(Stats {
+        archive: archive.root().display().to_string(),
+        version: table.version().map_or(-1, |v| v as i64),
+        events,
+        distinct_ids: ids,
+        days,
+        first,
+        last,
+        files: files.len(),
+        bytes: files.iter().map(|f| f.size).sum(),
+        top_actions,
+        quarantined_invalid: quarantine.count(Kind::Invalid),
+        quarantined_conflicts: quarantine.count(Kind::Conflict),
+    })
+}
+
+/// One thing `verify` found wrong.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// The data file concerned, relative to the table directory.
+    pub file: Option<String>,
+    pub what: String,
+}
+
+/// What `archive verify` checked and found.
+#[derive(Debug, Serialize, Default)]
+pub struct VerifyReport {
+    pub version: i64,
+    pub files: usize,
+    pub rows: u64,
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    fn problem(&mut self, file: Option<&LiveFile>, what: String) {
+        self.problems.push(Problem { file: file.map(|f| f.rel.clone()), what });
+    }
+}
+
+/// Check every live file: present with the size the log records, readable to the last
+/// page, the archive schema, rows in the right `date` partition, `raw_hash` matching the
+/// raw JSON; and every id in the archive once.
+pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
+    let table = archive.open_table().await?;
+    let files = live_files(archive, &table)?;
+    let mut report = VerifyReport { version: table.version().map_or(-1, |v| v as i64), files: files.len(), ..Default::default() };
+    let expected = event::schema();
+    // id hash -> index of the first file holding it.
+    let mut seen = IdIndex::default();
+    let mut clashes: HashSet<u64> = HashSet::new();
+    let mut readable = Vec::new();
+    for (fi, file) in files.iter().enumerate() {
+        match std::fs::metadata(&file.path) {
+            Err(e) => {
+                report.problem(Some(file), format!("cannot be opened: {e}"));
+                continue;
+            }
+            Ok(m) if m.len() != file.size => {
+                report.problem(Some(file), format!("is {} bytes on disk but {} in the Delta log", m.len(), file.size));
+            }
+            Ok(_) => {}
+        }
+        let schema_ok = match std::fs::File::open(&file.path).map_err(|e| e.to_string()).and_then(|f| {
+            SerializedFileReader::new(f).map_err(|e| e.to_string())
+        }) {
+            Err(e) => {
+                report.problem(Some(file), format!("is not a readable Parquet file: {e}"));
+                continue;
+            }
+            Ok(reader) => {
+                let md = reader.metadata().file_metadata();
+                let arrow = datafusion::parquet::arrow::parquet_to_arrow_schema(md.schema_descr(), md.key_value_metadata());
+                match arrow {
+                    Err(e) => {
+                        report.problem(Some(file), format!("has a schema that cannot be read: {e}"));
+                        false
+                    }
+                    Ok(found) => {
+                        let mut ok = true;
+                        for want in expected.fields().iter().filter(|f| f.name() != col::DATE) {
+                            match found.field_with_name(want.name()) {
+                                Err(_) => {
+                                    report.problem(Some(file), format!("lacks column `{}`", want.name()));
+                                    ok = false;
+                                }
+                                Ok(have) if !have.data_type().equals_datatype(want.data_type()) => {
+                                    report.problem(
+                                        Some(file),
+                                        format!("has column `{}` of type {}, expected {}", want.name(), have.data_type(), want.data_type()),
+                                    );
+                                    ok = false;
+                                }
+                                Ok(_) => {}
+                            }
+                        }
+                        ok
+                    }
+                }
+            }
+        };
+        if !schema_ok {
+            continue;
+        }
+        // Decode every page of the columns we check (a corrupt page fails here).
+        let mut rows = 0u64;
+        let mut bad_hash = 0u64;
+        let mut bad_day = 0u64;
+        let outcome = read_columns(file, &[col::ID, col::TIME, col::RAW, col::RAW_HASH], |b| {
+            let ids = b.column(0).as_string::<i32>();
+            let times = b.column(1).as_primitive::<TimestampMicrosecondType>();
+            let raws = b.column(2).as_string::<i32>();
+            let hashes = b.column(3).as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                rows += 1;
+                let key = event::id_hash(ids.value(i));
+                if seen.insert(key, fi as i64).is_some() {
+                    clashes.insert(key);
+                }
+                if event::raw_hash(raws.value(i)) != hashes.value(i) {
+                    bad_hash += 1;
+                }
+                if event::utc_date(times.value(i)) != file.date {
+                    bad_day += 1;
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = outcome {
+            report.problem(Some(file), format!("cannot be read to the end: {}", flatten(&e)));
+            continue;
+        }
+        report.rows += rows;
+        if bad_hash > 0 {
+            report.problem(Some(file), format!("{bad_hash} rows whose raw JSON does not match its raw_hash"));
+        }
+        if bad_day > 0 {
+            report.problem(Some(file), format!("{bad_day} rows whose time is not in partition date={}", file.date));
+        }
+        readable.push(fi);
+    }
+    if !clashes.is_empty() {
+        // Second pass for exact ids: which files hold each clashing id?
+        let mut holders: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for &fi in &readable {
+            read_columns(&files[fi], &[col::ID], |b| {
+                let ids = b.column(0).as_string::<i32>();
+                for id in ids.iter().flatten() {
+                    if clashes.contains(&event::id_hash(id)) {
+                        holders.entry(id.to_owned()).or_default().push(fi);
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        for (id, at) in holders.into_iter().filter(|(_, at)| at.len() > 1) {
+            let names: Vec<&str> = at.iter().map(|&fi| files[fi].rel.as_str()).collect();
+            report.problem(Some(&files[at[0]]), format!("id `{id}` is stored {} times: in {}", at.len(), names.join(", ")));
+        }
+    }
+    Ok(report)
+}
+
+fn flatten(e: &Error) -> String {
+    use std::error::Error as _;
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+/// What `archive compact` did.
+#[derive(Debug, Serialize, Default)]
+pub struct CompactReport {
+    pub days_compacted: usize,
+    pub files_removed: u64,
+    pub files_added: u64,
+    pub version: i64,
+}
+
+/// Rewrite every day held in more than one file as one file sorted by time, all days in
+/// one atomic commit (Delta optimize, Z-order on the single column `time` = a sort).
+pub async fn compact(archive: &Archive) -> Result<CompactReport> {
+    let _lock = archive.lock_for_writing()?;
+    let table = archive.open_table().await?;
+    let files = live_files(archive, &table)?;
+    let mut per_day: HashMap<&str, usize> = HashMap::new();
+    for f in &files {
+        *per_day.entry(f.date.as_str()).or_default() += 1;
+    }
+    let mut days: Vec<&str> = per_day.into_iter().filter(|&(_, n)| n > 1).map(|(d, _)| d).collect();
+    days.sort_unstable();
+    if days.is_empty() {
+        return Ok(CompactReport { version: table.version().map_or(-1, |v| v as i64), ..Default::default() });
+    }
+    let filters = [(col::DATE, FilterOp::In, FilterValue::Set(days.clone()))];
+    let (table, metrics) = table
+        .optimize()
+        .with_type(OptimizeType::ZOrder(vec![col::TIME.to_owned()]))
+        .with_filters(&filters)
+        .with_writer_properties(writer_properties())
+        .with_target_size(std::num::NonZeroU64::new(512 * 1024 * 1024).expect("non-zero"))
+        .await
+        .map_err(|e| Error::Delta { path: archive.events_dir(), source: Box::new(e) })?;
+    Ok(CompactReport {
+        days_compacted: days.len(),
+        files_removed: metrics.num_files_removed,
+        files_added: metrics.num_files_added,
+        version: table.version().map_or(-1, |v| v as i64),
+    })
+}
+
+/// What `archive vacuum` did.
+#[derive(Debug, Serialize, Default)]
+pub struct VacuumReport {
+    pub dry_run: bool,
+    pub files_deleted: Vec<String>,
+}
+
+/// Delete data files that no version younger than `older_than` references, and files no
+/// version references at all (left by a writer that died before its commit) once they
+/// are older than `older_than`. Live data is never touched.
+pub async fn vacuum(archive: &Archive, older_than: std::time::Duration, dry_run: bool) -> Result<VacuumReport> {
+    let _lock = archive.lock_for_writing()?;
+    let table = archive.open_table().await?;
+    let retention = chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    let (_, metrics) = table
+        .vacuum()
+        .with_retention_period(retention)
+        .with_enforce_retention_duration(false)
+        .with_mode(VacuumMode::Full)
+        .with_dry_run(dry_run)
+        .await
+        .map_err(|e| Error::Delta { path: archive.events_dir(), source: Box::new(e) })?;
+    Ok(VacuumReport { dry_run, files_deleted: metrics.files_deleted })
+}

@@ -1,0 +1,131 @@
+//! The quarantine: input that could not be archived, kept byte for byte.
+//!
+//! Each item is two files named after a hash of its content, so re-reading the same input
+//! does not pile up copies: `<kind>/<hash>.json` (the raw bytes, exactly as received) and
+//! `<kind>/<hash>.meta.json` (why, from where, when). Files are written to a temporary
+//! name and renamed, so a crash never leaves half an item.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// Why something is in the quarantine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Not an archivable event: bad JSON, no `id`, unparsable `time`.
+    Invalid,
+    /// An event whose id is already archived with different content; the archived one is
+    /// kept, this is the newcomer.
+    Conflict,
+}
+
+impl Kind {
+    fn dir(self) -> &'static str {
+        match self {
+            Kind::Invalid => "invalid",
+            Kind::Conflict => "conflict",
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Meta<'a> {
+    kind: Kind,
+    reason: &'a str,
+    source: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    quarantined_at: String,
+    bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Quarantine {
+    dir: PathBuf,
+}
+
+impl Quarantine {
+    pub fn new(dir: PathBuf) -> Self {
+        Quarantine { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Keep `raw` aside. Returns the path of the raw copy.
+    pub fn put(
+        &self,
+        kind: Kind,
+        raw: &[u8],
+        reason: &str,
+        source: &str,
+        id: Option<&str>,
+    ) -> std::io::Result<PathBuf> {
+        let dir = self.dir.join(kind.dir());
+        std::fs::create_dir_all(&dir)?;
+        let name = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(raw));
+        let path = dir.join(format!("{name}.json"));
+        if !path.exists() {
+            let meta = Meta {
+                kind,
+                reason,
+                source,
+                id,
+                quarantined_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                bytes: raw.len(),
+            };
+            let meta = serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?;
+            write_atomic(&dir.join(format!("{name}.meta.json")), &meta)?;
+            write_atomic(&path, raw)?;
+        }
+        Ok(path)
+    }
+
+    /// Number of items of a kind.
+    pub fn count(&self, kind: Kind) -> usize {
+        std::fs::read_dir(self.dir.join(kind.dir()))
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| {
+                        let n = e.file_name();
+                        let n = n.to_string_lossy();
+                        n.ends_with(".json") && !n.ends_with(".meta.json")
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// Write a file so that it either exists whole or not at all.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_data()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_bytes_are_kept_once_and_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::new(dir.path().join("quarantine"));
+        let raw = b"{\"id\": 1, \"broken\"";
+        let p1 = q.put(Kind::Invalid, raw, "not valid JSON", "stdin:3", None).unwrap();
+        let p2 = q.put(Kind::Invalid, raw, "not valid JSON", "stdin:3", None).unwrap();
+        assert_eq!(p1, p2);
+        assert_eq!(std::fs::read(&p1).unwrap(), raw);
+        assert_eq!(q.count(Kind::Invalid), 1);
+        assert_eq!(q.count(Kind::Conflict), 0);
+        let meta = std::fs::read_to_string(p1.with_extension("meta.json")).unwrap();
+        assert!(meta.contains("\"reason\": \"not valid JSON\""), "{meta}");
+    }
+}

@@ -1,0 +1,259 @@
+//! Command-line arguments (clap) -> Settings -> library calls. No logic of its own.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::archive::maintain;
+use crate::error::{Error, Result};
+use crate::generate::{Config, Generator};
+use crate::import;
+use crate::ingest::Input;
+use crate::lang::time::parse_duration;
+use crate::run::Settings;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0   success (also when the reader of the output closes the pipe)
+  1   runtime failure (archive, input, output); `archive verify` found problems
+  2   usage error: bad arguments, config file, duration or time
+  75  temporary failure: the archive is locked by another auditq process
+
+Environment:
+  AUDITQ_ARCHIVE   archive directory (default: $XDG_DATA_HOME/auditq/archive)
+  AUDITQ_CONFIG    config file (default: $XDG_CONFIG_HOME/auditq/config.toml)
+  NO_COLOR         no colour in messages";
+
+/// Archive, query and stream Atlassian organization audit logs.
+#[derive(Debug, Parser)]
+#[command(name = "auditq", version, about, after_help = AFTER_HELP)]
+pub struct Args {
+    /// Archive directory [env: AUDITQ_ARCHIVE]
+    #[arg(long, global = true, env = "AUDITQ_ARCHIVE", value_name = "DIR", hide_env = true)]
+    pub archive: Option<PathBuf>,
+    /// No progress bars and no summaries; errors only
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More detail on stderr
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Archive events from files: API pages, single events, JSON arrays or NDJSON (`-` = stdin)
+    Import {
+        /// Input files; `-` reads standard input
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<String>,
+        /// Events per atomic commit
+        #[arg(long, default_value_t = 100_000, value_name = "N")]
+        batch_size: usize,
+    },
+    /// Write synthetic events in the API's event shape as NDJSON (deterministic per seed)
+    Generate {
+        /// Number of events
+        #[arg(long, value_name = "N")]
+        events: u64,
+        /// Days the events span, ending at --end
+        #[arg(long, default_value_t = 90, value_name = "D")]
+        days: u32,
+        /// End of the span (RFC 3339; default: now)
+        #[arg(long, value_name = "TIME")]
+        end: Option<String>,
+        /// Random seed
+        #[arg(long, default_value_t = 1, value_name = "S")]
+        seed: u64,
+        /// Write to a file instead of stdout
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Inspect and maintain the archive
+    Archive {
+        #[command(subcommand)]
+        action: ArchiveCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Events, days, time range, files, bytes, top actions
+    Stats {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+        /// How many top actions to list
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        top: usize,
+    },
+    /// Check every live file opens, matches the schema and that ids are unique
+    Verify {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rewrite each day held in several files as one file sorted by time (one commit)
+    Compact,
+    /// Delete data files no live version references (never live data)
+    Vacuum {
+        /// Keep files removed or orphaned less than this long ago
+        #[arg(long, default_value = "7d", value_name = "DURATION")]
+        older_than: String,
+        /// Only list what would be deleted
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Parse arguments, resolve settings, run the command.
+pub fn run() -> Result<()> {
+    let args = Args::try_parse()?;
+    let settings = Settings::resolve(args.archive.clone(), args.quiet, args.verbose)?;
+    match args.command {
+        Command::Generate { events, days, end, seed, output } => generate(events, days, end, seed, output),
+        Command::Import { files, batch_size } => {
+            let inputs: Vec<Input> = files.iter().map(|f| Input::parse(f)).collect();
+            let opts = import::Options { batch_size, progress: settings.progress };
+            let report = runtime()?.block_on(import::import(&settings.archive, &inputs, &opts))?;
+            if !settings.quiet {
+                say(&report.summary(&settings.archive))?;
+            }
+            Ok(())
+        }
+        Command::Archive { action } => archive(&settings, action),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io { what: "starting the async runtime".into(), source })
+}
+
+fn say(line: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").map_err(|source| Error::Io { what: "writing output".into(), source })
+}
+
+fn generate(events: u64, days: u32, end: Option<String>, seed: u64, output: Option<PathBuf>) -> Result<()> {
+    let end_micros = match end {
+        Some(text) => crate::event::parse_time(&text)
+            .ok_or_else(|| Error::Usage(format!("--end: `{text}` is not a time (expected RFC 3339, e.g. 2026-11-01T00:00:00Z)")))?,
+        None => chrono::Utc::now().timestamp() * 1_000_000,
+    };
+    let mut generator = Generator::new(Config::new(events, days, end_micros, seed));
+    let werr = |source| Error::Io { what: "writing events".into(), source };
+    match output {
+        Some(path) => {
+            let file = std::fs::File::create(&path)
+                .map_err(|source| Error::Io { what: format!("creating `{}`", path.display()), source })?;
+            generator.write_ndjson(&mut std::io::BufWriter::new(file)).map_err(werr)?;
+        }
+        None => {
+            generator.write_ndjson(&mut std::io::stdout().lock()).map_err(werr)?;
+        }
+    }
+    Ok(())
+}
+
+fn archive(settings: &Settings, action: ArchiveCommand) -> Result<()> {
+    let archive = &settings.archive;
+    let rt = runtime()?;
+    let json = |v: &dyn erased::Json| say(&v.to_json());
+    match action {
+        ArchiveCommand::Stats { json: as_json, top } => {
+            let stats = rt.block_on(maintain::stats(archive, top))?;
+            if as_json {
+                return json(&stats);
+            }
+            let mut lines = vec![
+                format!("archive      {}", stats.archive),
+                format!("version      {}", stats.version),
+                format!("events       {} ({} distinct ids)", stats.events, stats.distinct_ids),
+                format!("days         {}", stats.days),
+                format!("first        {}", stats.first.as_deref().unwrap_or("-")),
+                format!("last         {}", stats.last.as_deref().unwrap_or("-")),
+                format!("files        {} ({})", stats.files, human_bytes(stats.bytes)),
+                format!(
+                    "quarantine   {} invalid, {} conflicting duplicates",
+                    stats.quarantined_invalid, stats.quarantined_conflicts
+                ),
+                "top actions".to_owned(),
+            ];
+            lines.extend(stats.top_actions.iter().map(|(a, n)| format!("  {n:>10}  {a}")));
+            say(&lines.join("\n"))
+        }
+        ArchiveCommand::Verify { json: as_json } => {
+            let report = rt.block_on(maintain::verify(archive))?;
+            if as_json {
+                json(&report)?;
+            } else if report.problems.is_empty() {
+                say(&format!(
+                    "ok: version {}, {} files, {} events, every id once",
+                    report.version, report.files, report.rows
+                ))?;
+            } else {
+                for p in &report.problems {
+                    eprintln!("problem: {}: {}", p.file.as_deref().unwrap_or("archive"), p.what);
+                }
+            }
+            match report.problems.len() {
+                0 => Ok(()),
+                n => Err(Error::VerifyFailed { problems: n }),
+            }
+        }
+        ArchiveCommand::Compact => {
+            let r = rt.block_on(maintain::compact(archive))?;
+            if !settings.quiet {
+                say(&match r.days_compacted {
+                    0 => format!("nothing to compact: every day is one file (version {})", r.version),
+                    d => format!(
+                        "compacted {d} days: {} files -> {} files (version {})",
+                        r.files_removed, r.files_added, r.version
+                    ),
+                })?;
+            }
+            Ok(())
+        }
+        ArchiveCommand::Vacuum { older_than, dry_run } => {
+            let age = parse_duration(&older_than).map_err(|e| Error::Usage(format!("--older-than: {e}")))?;
+            let r = rt.block_on(maintain::vacuum(archive, age, dry_run))?;
+            if !settings.quiet {
+                let verb = if dry_run { "would delete" } else { "deleted" };
+                let mut lines = vec![format!("{verb} {} unreferenced files", r.files_deleted.len())];
+                if settings.verbose || dry_run {
+                    lines.extend(r.files_deleted.iter().map(|f| format!("  {f}")));
+                }
+                say(&lines.join("\n"))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reports printed as JSON.
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> String {
+            serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        }
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}

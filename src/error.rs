@@ -1,0 +1,98 @@
+//! The top-level error, wrapping each stage's error, and the one place that decides exit
+//! codes.
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0    | success (also: output pipe closed by the reader) |
+//! | 1    | runtime failure: archive, input, output; `archive verify` found problems |
+//! | 2    | usage error: bad flag, bad config file, invalid duration or time |
+//! | 75   | temporary failure (EX_TEMPFAIL): the archive is locked by another writer |
+
+use std::path::PathBuf;
+
+use crate::{archive, ingest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad command line; clap renders it (also `--help` and `--version`, exit 0).
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error("config file `{}`: {message}", .path.display())]
+    Config { path: PathBuf, message: String },
+    #[error(transparent)]
+    Archive(#[from] archive::Error),
+    #[error(transparent)]
+    Input(#[from] ingest::Error),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("archive verify found {problems} problem(s)")]
+    VerifyFailed { problems: usize },
+    #[error("{0}")]
+    Runtime(String),
+}
+
+pub const EXIT_RUNTIME: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_TEMPFAIL: u8 = 75;
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            _ if self.is_broken_pipe() => 0,
+            Error::Clap(e) => e.exit_code().clamp(0, 255) as u8,
+            Error::Usage(_) | Error::Config { .. } => EXIT_USAGE,
+            Error::Archive(archive::Error::Locked { .. }) => EXIT_TEMPFAIL,
+            _ => EXIT_RUNTIME,
+        }
+    }
+
+    /// A closed output pipe (`auditq generate | head`) is success, not failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        let io = match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Input(ingest::Error::Read { source, .. }) => Some(source),
+            _ => None,
+        };
+        io.is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
+    /// The message with its chain of causes, on one line.
+    pub fn render(&self) -> String {
+        use std::error::Error as _;
+        let mut s = self.to_string();
+        let mut src = self.source();
+        while let Some(e) = src {
+            let t = e.to_string();
+            if !s.contains(&t) {
+                s.push_str(": ");
+                s.push_str(&t);
+            }
+            src = e.source();
+        }
+        s.replace('\n', " ")
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(Error::Usage("x".into()).exit_code(), 2);
+        assert_eq!(Error::VerifyFailed { problems: 1 }.exit_code(), 1);
+        let locked = Error::Archive(archive::Error::Locked { path: "a".into(), holder: None });
+        assert_eq!(locked.exit_code(), 75);
+        let pipe = Error::Io { what: "writing".into(), source: std::io::ErrorKind::BrokenPipe.into() };
+        assert_eq!(pipe.exit_code(), 0);
+    }
+}

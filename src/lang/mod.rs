@@ -1,0 +1,3 @@
+//! The query language. Knows nothing of DataFusion.
+
+pub mod time;

@@ -1,0 +1,16 @@
+//! auditq: archive, query and stream Atlassian organization audit logs.
+//!
+//! Data flows one way: input (API pages, files) -> [`event`] (JSON -> Arrow) ->
+//! [`archive`] (Delta Lake). [`cli`] is a thin shell over these stages.
+
+pub mod archive;
+pub mod cli;
+pub mod error;
+pub mod event;
+pub mod generate;
+pub mod import;
+pub mod ingest;
+pub mod lang;
+pub mod run;
+
+pub use error::Error;
