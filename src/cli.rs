@@ -30,7 +30,13 @@ Environment:
 #[command(name = "auditq", version, about, after_help = AFTER_HELP)]
 pub struct Args {
     /// Archive directory [env: AUDITQ_ARCHIVE]
-    #[arg(long, global = true, env = "AUDITQ_ARCHIVE", value_name = "DIR", hide_env = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITQ_ARCHIVE",
+        value_name = "DIR",
+        hide_env = true
+    )]
     pub archive: Option<PathBuf>,
     /// No progress bars and no summaries; errors only
     #[arg(short, long, global = true)]
@@ -113,10 +119,19 @@ pub fn run() -> Result<()> {
     let args = Args::try_parse()?;
     let settings = Settings::resolve(args.archive.clone(), args.quiet, args.verbose)?;
     match args.command {
-        Command::Generate { events, days, end, seed, output } => generate(events, days, end, seed, output),
+        Command::Generate {
+            events,
+            days,
+            end,
+            seed,
+            output,
+        } => generate(events, days, end, seed, output),
         Command::Import { files, batch_size } => {
             let inputs: Vec<Input> = files.iter().map(|f| Input::parse(f)).collect();
-            let opts = import::Options { batch_size, progress: settings.progress };
+            let opts = import::Options {
+                batch_size,
+                progress: settings.progress,
+            };
             let report = runtime()?.block_on(import::import(&settings.archive, &inputs, &opts))?;
             if !settings.quiet {
                 say(&report.summary(&settings.archive))?;
@@ -131,30 +146,54 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|source| Error::Io { what: "starting the async runtime".into(), source })
+        .map_err(|source| Error::Io {
+            what: "starting the async runtime".into(),
+            source,
+        })
 }
 
 fn say(line: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").map_err(|source| Error::Io { what: "writing output".into(), source })
+    writeln!(out, "{line}").map_err(|source| Error::Io {
+        what: "writing output".into(),
+        source,
+    })
 }
 
-fn generate(events: u64, days: u32, end: Option<String>, seed: u64, output: Option<PathBuf>) -> Result<()> {
+fn generate(
+    events: u64,
+    days: u32,
+    end: Option<String>,
+    seed: u64,
+    output: Option<PathBuf>,
+) -> Result<()> {
     let end_micros = match end {
-        Some(text) => crate::event::parse_time(&text)
-            .ok_or_else(|| Error::Usage(format!("--end: `{text}` is not a time (expected RFC 3339, e.g. 2026-11-01T00:00:00Z)")))?,
+        Some(text) => crate::event::parse_time(&text).ok_or_else(|| {
+            Error::Usage(format!(
+                "--end: `{text}` is not a time (expected RFC 3339, e.g. 2026-11-01T00:00:00Z)"
+            ))
+        })?,
         None => chrono::Utc::now().timestamp() * 1_000_000,
     };
     let mut generator = Generator::new(Config::new(events, days, end_micros, seed));
-    let werr = |source| Error::Io { what: "writing events".into(), source };
+    let werr = |source| Error::Io {
+        what: "writing events".into(),
+        source,
+    };
     match output {
         Some(path) => {
-            let file = std::fs::File::create(&path)
-                .map_err(|source| Error::Io { what: format!("creating `{}`", path.display()), source })?;
-            generator.write_ndjson(&mut std::io::BufWriter::new(file)).map_err(werr)?;
+            let file = std::fs::File::create(&path).map_err(|source| Error::Io {
+                what: format!("creating `{}`", path.display()),
+                source,
+            })?;
+            generator
+                .write_ndjson(&mut std::io::BufWriter::new(file))
+                .map_err(werr)?;
         }
         None => {
-            generator.write_ndjson(&mut std::io::stdout().lock()).map_err(werr)?;
+            generator
+                .write_ndjson(&mut std::io::stdout().lock())
+                .map_err(werr)?;
         }
     }
     Ok(())
@@ -173,18 +212,30 @@ fn archive(settings: &Settings, action: ArchiveCommand) -> Result<()> {
             let mut lines = vec![
                 format!("archive      {}", stats.archive),
                 format!("version      {}", stats.version),
-                format!("events       {} ({} distinct ids)", stats.events, stats.distinct_ids),
+                format!(
+                    "events       {} ({} distinct ids)",
+                    stats.events, stats.distinct_ids
+                ),
                 format!("days         {}", stats.days),
                 format!("first        {}", stats.first.as_deref().unwrap_or("-")),
                 format!("last         {}", stats.last.as_deref().unwrap_or("-")),
-                format!("files        {} ({})", stats.files, human_bytes(stats.bytes)),
+                format!(
+                    "files        {} ({})",
+                    stats.files,
+                    human_bytes(stats.bytes)
+                ),
                 format!(
                     "quarantine   {} invalid, {} conflicting duplicates",
                     stats.quarantined_invalid, stats.quarantined_conflicts
                 ),
                 "top actions".to_owned(),
             ];
-            lines.extend(stats.top_actions.iter().map(|(a, n)| format!("  {n:>10}  {a}")));
+            lines.extend(
+                stats
+                    .top_actions
+                    .iter()
+                    .map(|(a, n)| format!("  {n:>10}  {a}")),
+            );
             say(&lines.join("\n"))
         }
         ArchiveCommand::Verify { json: as_json } => {
@@ -198,7 +249,11 @@ fn archive(settings: &Settings, action: ArchiveCommand) -> Result<()> {
                 ))?;
             } else {
                 for p in &report.problems {
-                    eprintln!("problem: {}: {}", p.file.as_deref().unwrap_or("archive"), p.what);
+                    eprintln!(
+                        "problem: {}: {}",
+                        p.file.as_deref().unwrap_or("archive"),
+                        p.what
+                    );
                 }
             }
             match report.problems.len() {
@@ -210,7 +265,10 @@ fn archive(settings: &Settings, action: ArchiveCommand) -> Result<()> {
             let r = rt.block_on(maintain::compact(archive))?;
             if !settings.quiet {
                 say(&match r.days_compacted {
-                    0 => format!("nothing to compact: every day is one file (version {})", r.version),
+                    0 => format!(
+                        "nothing to compact: every day is one file (version {})",
+                        r.version
+                    ),
                     d => format!(
                         "compacted {d} days: {} files -> {} files (version {})",
                         r.files_removed, r.files_added, r.version
@@ -219,12 +277,19 @@ fn archive(settings: &Settings, action: ArchiveCommand) -> Result<()> {
             }
             Ok(())
         }
-        ArchiveCommand::Vacuum { older_than, dry_run } => {
-            let age = parse_duration(&older_than).map_err(|e| Error::Usage(format!("--older-than: {e}")))?;
+        ArchiveCommand::Vacuum {
+            older_than,
+            dry_run,
+        } => {
+            let age = parse_duration(&older_than)
+                .map_err(|e| Error::Usage(format!("--older-than: {e}")))?;
             let r = rt.block_on(maintain::vacuum(archive, age, dry_run))?;
             if !settings.quiet {
                 let verb = if dry_run { "would delete" } else { "deleted" };
-                let mut lines = vec![format!("{verb} {} unreferenced files", r.files_deleted.len())];
+                let mut lines = vec![format!(
+                    "{verb} {} unreferenced files",
+                    r.files_deleted.len()
+                )];
                 if settings.verbose || dry_run {
                     lines.extend(r.files_deleted.iter().map(|f| format!("  {f}")));
                 }
@@ -255,5 +320,9 @@ fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

@@ -90,9 +90,15 @@ mod tests {
     fn exit_codes() {
         assert_eq!(Error::Usage("x".into()).exit_code(), 2);
         assert_eq!(Error::VerifyFailed { problems: 1 }.exit_code(), 1);
-        let locked = Error::Archive(archive::Error::Locked { path: "a".into(), holder: None });
+        let locked = Error::Archive(archive::Error::Locked {
+            path: "a".into(),
+            holder: None,
+        });
         assert_eq!(locked.exit_code(), 75);
-        let pipe = Error::Io { what: "writing".into(), source: std::io::ErrorKind::BrokenPipe.into() };
+        let pipe = Error::Io {
+            what: "writing".into(),
+            source: std::io::ErrorKind::BrokenPipe.into(),
+        };
         assert_eq!(pipe.exit_code(), 0);
     }
 }

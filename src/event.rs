@@ -15,8 +15,8 @@ use datafusion::arrow::array::{
     TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-use serde::de::{Deserializer, IgnoredAny};
 use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny};
 use serde_json::value::RawValue;
 
 /// Version of the archive schema, written into every Parquet file's key-value metadata.
@@ -58,7 +58,11 @@ fn object_fields() -> Fields {
 }
 
 fn object_list_item() -> Arc<Field> {
-    Arc::new(Field::new("element", DataType::Struct(object_fields()), true))
+    Arc::new(Field::new(
+        "element",
+        DataType::Struct(object_fields()),
+        true,
+    ))
 }
 
 fn utc_micros() -> DataType {
@@ -192,11 +196,17 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
             fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
                 Str::deserialize(d)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
                 while a.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Str(None))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
                 while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(Str(None))
             }
@@ -396,9 +406,15 @@ impl ObjectAttributes<'_> {
     /// The element's human name: the first of `name`, `groupName`, `siteName`,
     /// `displayName`, `email` that is present.
     fn name(&self) -> Option<&str> {
-        [&self.name, &self.group_name, &self.site_name, &self.display_name, &self.email]
-            .into_iter()
-            .find_map(|s| s.as_deref())
+        [
+            &self.name,
+            &self.group_name,
+            &self.site_name,
+            &self.display_name,
+            &self.email,
+        ]
+        .into_iter()
+        .find_map(|s| s.as_deref())
     }
 }
 
@@ -438,12 +454,20 @@ pub fn parse_time(s: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc).timestamp_micros());
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%dT%H:%M%z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+    ] {
         if let Ok(t) = DateTime::parse_from_str(s, fmt) {
             return Some(t.with_timezone(&Utc).timestamp_micros());
         }
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(t.and_utc().timestamp_micros());
         }
@@ -482,7 +506,11 @@ fn actor_type(actor: &Actor) -> Option<&'static str> {
         return Some("app");
     }
     let hex24 = id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit());
-    Some(if hex24 || id.contains(':') { "user" } else { "system" })
+    Some(if hex24 || id.contains(':') {
+        "user"
+    } else {
+        "system"
+    })
 }
 
 /// What one JSON document of an input holds.
@@ -605,7 +633,11 @@ impl BatchBuilder {
     }
 
     fn push_doc(&mut self, doc: Doc, raw: &str) -> Result<(), Invalid> {
-        let id = doc.id.as_deref().filter(|s| !s.is_empty()).ok_or(Invalid::NoId)?;
+        let id = doc
+            .id
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or(Invalid::NoId)?;
         let attrs = doc.attributes.0.unwrap_or_default();
         let time_text = attrs
             .time
@@ -621,21 +653,27 @@ impl BatchBuilder {
         let links = doc.links.0.unwrap_or_default();
 
         self.id.append_value(id);
-        self.org_id.append_option(links.self_.as_deref().and_then(org_from_link));
+        self.org_id
+            .append_option(links.self_.as_deref().and_then(org_from_link));
         self.time.append_value(time);
-        self.processed_at.append_option(attrs.processed_at.as_deref().and_then(parse_time));
+        self.processed_at
+            .append_option(attrs.processed_at.as_deref().and_then(parse_time));
         self.action.append_option(attrs.action.as_deref());
         self.actor_id.append_option(actor.id.as_deref());
         self.actor_name.append_option(actor.name.as_deref());
         self.actor_email.append_option(actor.email.as_deref());
         self.actor_type.append_option(actor_type(&actor));
-        self.auth_type.append_option(auth.and_then(|a| a.auth_type.as_deref()));
-        self.token_label.append_option(auth.and_then(|a| a.token_label.as_deref()));
-        self.ip.append_option(location.ip.as_deref().filter(|s| !s.is_empty()));
+        self.auth_type
+            .append_option(auth.and_then(|a| a.auth_type.as_deref()));
+        self.token_label
+            .append_option(auth.and_then(|a| a.token_label.as_deref()));
+        self.ip
+            .append_option(location.ip.as_deref().filter(|s| !s.is_empty()));
         self.country.append_option(location.country_name.as_deref());
         self.region.append_option(location.region_name.as_deref());
         self.city.append_option(location.city.as_deref());
-        self.message.append_option(doc.message.0.as_ref().and_then(|m| m.content.as_deref()));
+        self.message
+            .append_option(doc.message.0.as_ref().and_then(|m| m.content.as_deref()));
         append_objects(&mut self.context, &attrs.context.0);
         append_objects(&mut self.container, &attrs.container.0);
         self.raw.append_value(raw);
@@ -713,14 +751,20 @@ mod tests {
         assert_eq!(parse_time("2022-05-12T19:13:13.5Z"), Some(base + 500_000));
         assert_eq!(parse_time("yesterday"), None);
         assert_eq!(format_time(base + 327_000), "2022-05-12T19:13:13.327Z");
-        assert_eq!(utc_date(parse_time("2022-05-12T23:59:59-01:00").unwrap()), "2022-05-13");
+        assert_eq!(
+            utc_date(parse_time("2022-05-12T23:59:59-01:00").unwrap()),
+            "2022-05-13"
+        );
     }
 
     #[test]
     fn raw_hash_ignores_insignificant_whitespace_only() {
         assert_eq!(raw_hash(r#"{"a": "x y"}"#), raw_hash(r#"{"a":"x y"}"#));
         assert_ne!(raw_hash(r#"{"a":"x y"}"#), raw_hash(r#"{"a":"xy"}"#));
-        assert_eq!(raw_hash("{\"a\":\"q\\\" \"}"), raw_hash("{ \"a\" : \"q\\\" \" }"));
+        assert_eq!(
+            raw_hash("{\"a\":\"q\\\" \"}"),
+            raw_hash("{ \"a\" : \"q\\\" \" }")
+        );
     }
 
     #[test]
@@ -747,12 +791,21 @@ mod tests {
     #[test]
     fn an_event_without_id_or_time_is_invalid() {
         let mut b = BatchBuilder::new();
-        assert_eq!(b.push_event(r#"{"attributes":{"time":"2026-01-02T03:04:05Z"}}"#), Err(Invalid::NoId));
+        assert_eq!(
+            b.push_event(r#"{"attributes":{"time":"2026-01-02T03:04:05Z"}}"#),
+            Err(Invalid::NoId)
+        );
         assert_eq!(
             b.push_event(r#"{"id":"x","attributes":{"time":"soon"}}"#),
-            Err(Invalid::BadTime { id: "x".into(), time: "soon".into() })
+            Err(Invalid::BadTime {
+                id: "x".into(),
+                time: "soon".into()
+            })
         );
-        assert_eq!(b.push_event(r#"{"id":"x"}"#), Err(Invalid::NoTime { id: "x".into() }));
+        assert_eq!(
+            b.push_event(r#"{"id":"x"}"#),
+            Err(Invalid::NoTime { id: "x".into() })
+        );
         assert!(matches!(b.push_event("{"), Err(Invalid::Json(_))));
         assert!(b.is_empty());
     }
@@ -766,12 +819,23 @@ mod tests {
           "container":[{"id":"s","type":"sites","attributes":{"siteName":"acme"}}]}}"#;
         b.push_event(raw).unwrap();
         let batch = b.finish();
-        let s = |name: &str| batch.column_by_name(name).unwrap().as_string::<i32>().value(0).to_owned();
+        let s = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_string::<i32>()
+                .value(0)
+                .to_owned()
+        };
         assert_eq!(s(col::ORG_ID), "org-1");
         assert_eq!(s(col::ACTOR_TYPE), "user");
         assert_eq!(s(col::AUTH_TYPE), "api-token");
         assert_eq!(s(col::TOKEN_LABEL), "ci");
-        let ctx = batch.column_by_name(col::CONTEXT).unwrap().as_list::<i32>().value(0);
+        let ctx = batch
+            .column_by_name(col::CONTEXT)
+            .unwrap()
+            .as_list::<i32>()
+            .value(0);
         let ctx = ctx.as_struct();
         assert_eq!(ctx.len(), 2);
         assert_eq!(ctx.column(2).as_string::<i32>().value(0), "admins");

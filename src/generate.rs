@@ -64,7 +64,9 @@ impl Zipf {
 
     fn sample(&self, rng: &mut Rng) -> usize {
         let x = rng.unit() * self.cumulative.last().copied().unwrap_or(0.0);
-        self.cumulative.partition_point(|&c| c <= x).min(self.cumulative.len() - 1)
+        self.cumulative
+            .partition_point(|&c| c <= x)
+            .min(self.cumulative.len() - 1)
     }
 }
 
@@ -106,7 +108,10 @@ const ACTIONS: &[(&str, Target)] = &[
     ("user_logged_in_as_user", Target::User),
     ("twosv_disabled_for_user", Target::User),
     ("data_classification_policy_update", Target::Org),
-    ("confluence_audit_record_removed_content_restriction", Target::Product),
+    (
+        "confluence_audit_record_removed_content_restriction",
+        Target::Product,
+    ),
     ("group_deleted", Target::Group),
     ("user_removed", Target::User),
     ("user_deleted", Target::User),
@@ -120,8 +125,14 @@ const ACTIONS: &[(&str, Target)] = &[
     ("bitbucket_repository_member_removed", Target::Repo),
     ("bitbucket_repository_member_updated", Target::Repo),
     ("bitbucket_repository_group_permission_added", Target::Repo),
-    ("bitbucket_repository_group_permission_removed", Target::Repo),
-    ("bitbucket_repository_group_permission_updated", Target::Repo),
+    (
+        "bitbucket_repository_group_permission_removed",
+        Target::Repo,
+    ),
+    (
+        "bitbucket_repository_group_permission_updated",
+        Target::Repo,
+    ),
     ("bitbucket_repository_deploy_key_added", Target::Repo),
     ("bitbucket_repository_deploy_key_removed", Target::Repo),
     ("bitbucket_repository_webhook_created", Target::Repo),
@@ -134,8 +145,14 @@ const ACTIONS: &[(&str, Target)] = &[
     ("bitbucket_project_created", Target::Project),
     ("bitbucket_project_deleted", Target::Project),
     ("bitbucket_project_updated", Target::Project),
-    ("bitbucket_project_group_permission_updated", Target::Project),
-    ("bitbucket_project_group_permission_removed", Target::Project),
+    (
+        "bitbucket_project_group_permission_updated",
+        Target::Project,
+    ),
+    (
+        "bitbucket_project_group_permission_removed",
+        Target::Project,
+    ),
     ("bitbucket_project_member_updated", Target::Project),
     ("bitbucket_project_member_removed", Target::Project),
     ("bitbucket_project_branching_model_updated", Target::Project),
@@ -149,12 +166,24 @@ const ACTIONS: &[(&str, Target)] = &[
     ("bitbucket_workspace_user_removed", Target::Workspace),
     ("bitbucket_workspace_group_created", Target::Workspace),
     ("bitbucket_workspace_group_deleted", Target::Workspace),
-    ("bitbucket_workspace_group_access_changed", Target::Workspace),
+    (
+        "bitbucket_workspace_group_access_changed",
+        Target::Workspace,
+    ),
     ("bitbucket_workspace_twosv_enabled", Target::Workspace),
     ("bitbucket_workspace_twosv_disabled", Target::Workspace),
-    ("bitbucket_workspace_ip_allowlist_enabled", Target::Workspace),
-    ("bitbucket_workspace_ip_allowlist_disabled", Target::Workspace),
-    ("bitbucket_workspace_ip_allowlist_changed", Target::Workspace),
+    (
+        "bitbucket_workspace_ip_allowlist_enabled",
+        Target::Workspace,
+    ),
+    (
+        "bitbucket_workspace_ip_allowlist_disabled",
+        Target::Workspace,
+    ),
+    (
+        "bitbucket_workspace_ip_allowlist_changed",
+        Target::Workspace,
+    ),
     ("bitbucket_ssh_key_added", Target::None),
     ("bitbucket_ssh_key_removed", Target::None),
     ("bitbucket_app_password_created", Target::None),
@@ -234,11 +263,30 @@ const PLACES: &[(&str, &str, &str, [u8; 2])] = &[
     ("Japan", "Tokyo", "Tokyo", [10, 40]),
     ("Netherlands", "North Holland", "Amsterdam", [192, 168]),
 ];
-const SERVICE: &[&str] = &["svc-jira-sync", "svc-backup", "svc-scim", "svc-ci-deploy", "svc-audit-export"];
-const PRODUCTS: &[&str] = &["jira-software", "confluence", "bitbucket", "jira-servicemanagement"];
+const SERVICE: &[&str] = &[
+    "svc-jira-sync",
+    "svc-backup",
+    "svc-scim",
+    "svc-ci-deploy",
+    "svc-audit-export",
+];
+const PRODUCTS: &[&str] = &[
+    "jira-software",
+    "confluence",
+    "bitbucket",
+    "jira-servicemanagement",
+];
 const GROUPS: &[&str] = &[
-    "site-admins", "jira-admins", "confluence-admins", "developers", "release-managers", "contractors",
-    "security", "support", "finance", "all-staff",
+    "site-admins",
+    "jira-admins",
+    "confluence-admins",
+    "developers",
+    "release-managers",
+    "contractors",
+    "security",
+    "support",
+    "finance",
+    "all-staff",
 ];
 
 struct Actor {
@@ -263,7 +311,13 @@ pub struct Config {
 
 impl Config {
     pub fn new(events: u64, days: u32, end_micros: i64, seed: u64) -> Self {
-        Config { events, days: days.max(1), end_micros, seed, actors: 2000 }
+        Config {
+            events,
+            days: days.max(1),
+            end_micros,
+            seed,
+            actors: 2000,
+        }
     }
 }
 
@@ -285,7 +339,9 @@ impl Generator {
     pub fn new(cfg: Config) -> Self {
         let mut rng = Rng::new(cfg.seed);
         let org = uuid(&mut rng);
-        let actors = (0..cfg.actors).map(|rank| make_actor(&mut rng, rank)).collect();
+        let actors = (0..cfg.actors)
+            .map(|rank| make_actor(&mut rng, rank))
+            .collect();
         let start_micros = cfg.end_micros - cfg.days as i64 * MICROS_PER_DAY;
         Generator {
             actor_zipf: Zipf::new(cfg.actors, 1.05),
@@ -378,7 +434,11 @@ impl Generator {
             if k > 0 {
                 out.push(b',');
             }
-            let kind = if k == 0 { target } else { [Target::Product, Target::Group, Target::User][rng.below(3) as usize] };
+            let kind = if k == 0 {
+                target
+            } else {
+                [Target::Product, Target::Group, Target::User][rng.below(3) as usize]
+            };
             push_object(out, rng, kind, &self.actors);
         }
         out.extend_from_slice(b"],\"container\":[");
@@ -444,17 +504,29 @@ fn make_actor(rng: &mut Rng, rank: usize) -> Actor {
     let place = rng.below(PLACES.len() as u64) as usize;
     let (service, name, email) = if rank < SERVICE.len() {
         let name = SERVICE[rank].to_owned();
-        (true, name.clone(), format!("{name}@serviceaccount.example.com"))
+        (
+            true,
+            name.clone(),
+            format!("{name}@serviceaccount.example.com"),
+        )
     } else {
         let first = FIRST[rng.below(FIRST.len() as u64) as usize];
         let last = LAST[rng.below(LAST.len() as u64) as usize];
-        let name = format!("{}{} {}{}", &first[..1].to_uppercase(), &first[1..], &last[..1].to_uppercase(), &last[1..]);
+        let name = format!(
+            "{}{} {}{}",
+            &first[..1].to_uppercase(),
+            &first[1..],
+            &last[..1].to_uppercase(),
+            &last[1..]
+        );
         (false, name, format!("{first}.{last}{rank}@example.com"))
     };
     let id = if rng.chance(0.7) {
         format!("712020:{}", uuid(rng))
     } else {
-        (0..24).map(|_| char::from(b"0123456789abcdef"[rng.below(16) as usize])).collect()
+        (0..24)
+            .map(|_| char::from(b"0123456789abcdef"[rng.below(16) as usize]))
+            .collect()
     };
     let prefix = PLACES[place].3;
     let v6 = rng.chance(0.1);
@@ -463,13 +535,31 @@ fn make_actor(rng: &mut Rng, rank: usize) -> Actor {
     let ips = (0..n_ips)
         .map(|_| {
             if v6 {
-                format!("2001:db8:{:x}:{:x}::{:x}", prefix[0], subnet, 1 + rng.below(0xfffe))
+                format!(
+                    "2001:db8:{:x}:{:x}::{:x}",
+                    prefix[0],
+                    subnet,
+                    1 + rng.below(0xfffe)
+                )
             } else {
-                format!("{}.{}.{}.{}", prefix[0], prefix[1], subnet, 1 + rng.below(254))
+                format!(
+                    "{}.{}.{}.{}",
+                    prefix[0],
+                    prefix[1],
+                    subnet,
+                    1 + rng.below(254)
+                )
             }
         })
         .collect();
-    Actor { id, name, email, service, place, ips }
+    Actor {
+        id,
+        name,
+        email,
+        service,
+        place,
+        ips,
+    }
 }
 
 fn uuid(rng: &mut Rng) -> String {
@@ -612,7 +702,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{format_time, parse_time, BatchBuilder};
+    use crate::event::{BatchBuilder, format_time, parse_time};
 
     fn end() -> i64 {
         parse_time("2026-11-01T00:00:00Z").unwrap()
@@ -630,7 +720,11 @@ mod tests {
 
     #[test]
     fn time_formatting_matches_chrono() {
-        for t in ["1999-12-31T23:59:59.999Z", "2024-02-29T00:00:00.000Z", "2026-11-26T14:55:01.042Z"] {
+        for t in [
+            "1999-12-31T23:59:59.999Z",
+            "2024-02-29T00:00:00.000Z",
+            "2026-11-26T14:55:01.042Z",
+        ] {
             let mut out = Vec::new();
             push_time(&mut out, parse_time(t).unwrap());
             assert_eq!(std::str::from_utf8(&out).unwrap(), t);
@@ -663,7 +757,10 @@ mod tests {
             no_location += v["attributes"].get("location").is_none() as usize;
             b.push_event(e).unwrap();
         }
-        assert!((150..400).contains(&no_location), "{no_location} of 5000 without location");
+        assert!(
+            (150..400).contains(&no_location),
+            "{no_location} of 5000 without location"
+        );
         assert_eq!(b.finish().num_rows(), 5000);
     }
 
@@ -674,15 +771,26 @@ mod tests {
         let mut by_actor = std::collections::HashMap::new();
         for e in &evs {
             let v: serde_json::Value = serde_json::from_str(e).unwrap();
-            *by_action.entry(v["attributes"]["action"].as_str().unwrap().to_owned()).or_insert(0) += 1;
-            *by_actor.entry(v["attributes"]["actor"]["id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+            *by_action
+                .entry(v["attributes"]["action"].as_str().unwrap().to_owned())
+                .or_insert(0) += 1;
+            *by_actor
+                .entry(v["attributes"]["actor"]["id"].as_str().unwrap().to_owned())
+                .or_insert(0) += 1;
         }
         assert!(ACTIONS.len() >= 115);
-        assert!(by_action["user_login"] > 2000, "user_login is the most common action");
+        assert!(
+            by_action["user_login"] > 2000,
+            "user_login is the most common action"
+        );
         assert!(by_action.len() > 80);
         let mut counts: Vec<_> = by_actor.values().copied().collect();
         counts.sort_unstable_by(|a, b| b.cmp(a));
-        assert!(counts[0] > 1000, "a busy service account dominates: {}", counts[0]);
+        assert!(
+            counts[0] > 1000,
+            "a busy service account dominates: {}",
+            counts[0]
+        );
         assert!(by_actor.len() > 1000, "{} distinct actors", by_actor.len());
     }
 }

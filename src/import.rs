@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::archive::write::{CommitStats, Writer};
 use crate::archive::Archive;
+use crate::archive::write::{CommitStats, Writer};
 use crate::error::{Error, Result};
-use crate::ingest::{spawn_reader, Chunk, Input};
+use crate::ingest::{Chunk, Input, spawn_reader};
 
 /// What an import did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -44,7 +44,10 @@ impl ImportReport {
             self.events_per_second()
         );
         if self.conflicts + self.quarantined > 0 {
-            s.push_str(&format!("; kept aside in {}", archive.quarantine().dir().display()));
+            s.push_str(&format!(
+                "; kept aside in {}",
+                archive.quarantine().dir().display()
+            ));
         }
         s
     }
@@ -61,7 +64,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { batch_size: 100_000, progress: false }
+        Options {
+            batch_size: 100_000,
+            progress: false,
+        }
     }
 }
 
@@ -75,7 +81,10 @@ pub async fn import(archive: &Archive, inputs: &[Input], opts: &Options) -> Resu
         if let Input::File(p) = input
             && !p.is_file()
         {
-            return Err(Error::Usage(format!("`{}` is not a readable file", p.display())));
+            return Err(Error::Usage(format!(
+                "`{}` is not a readable file",
+                p.display()
+            )));
         }
         let (mut rx, handle) = spawn_reader(input.clone(), archive.quarantine(), opts.batch_size);
         let source = input.name();
@@ -86,13 +95,19 @@ pub async fn import(archive: &Archive, inputs: &[Input], opts: &Options) -> Resu
                 Chunk::Progress { bytes, invalid } => {
                     done_bytes = bytes;
                     bar.set_position(report.bytes + bytes);
-                    bar.set_message(format!("{} added, {} quarantined", report.added + stats.added, report.quarantined + invalid));
+                    bar.set_message(format!(
+                        "{} added, {} quarantined",
+                        report.added + stats.added,
+                        report.quarantined + invalid
+                    ));
                 }
                 Chunk::Batch(batch) => stats += writer.commit(&batch, &source).await?,
             }
         }
         drop(rx);
-        let read = handle.join().map_err(|_| Error::Runtime("the reader thread panicked".into()))??;
+        let read = handle
+            .join()
+            .map_err(|_| Error::Runtime("the reader thread panicked".into()))??;
         report.read += read.events + read.invalid;
         report.quarantined += read.invalid;
         report.added += stats.added;
@@ -111,12 +126,15 @@ fn progress_bar(show: bool, total: Option<u64>) -> ProgressBar {
     }
     let bar = match total {
         Some(n) => ProgressBar::new(n).with_style(
-            ProgressStyle::with_template("{spinner} importing [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} importing [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         ),
         None => ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} importing {bytes} {bytes_per_sec} {msg}").expect("valid template"),
+            ProgressStyle::with_template("{spinner} importing {bytes} {bytes_per_sec} {msg}")
+                .expect("valid template"),
         ),
     };
     bar.enable_steady_tick(Duration::from_millis(200));

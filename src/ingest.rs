@@ -25,7 +25,11 @@ pub enum Input {
 
 impl Input {
     pub fn parse(arg: &str) -> Self {
-        if arg == "-" { Input::Stdin } else { Input::File(PathBuf::from(arg)) }
+        if arg == "-" {
+            Input::Stdin
+        } else {
+            Input::File(PathBuf::from(arg))
+        }
     }
 
     pub fn name(&self) -> String {
@@ -92,7 +96,10 @@ pub fn spawn_reader(
     input: Input,
     quarantine: Quarantine,
     batch_size: usize,
-) -> (mpsc::Receiver<Chunk>, std::thread::JoinHandle<Result<ReadStats, Error>>) {
+) -> (
+    mpsc::Receiver<Chunk>,
+    std::thread::JoinHandle<Result<ReadStats, Error>>,
+) {
     let (tx, rx) = mpsc::channel(2);
     let handle = std::thread::Builder::new()
         .name("auditq-reader".into())
@@ -121,7 +128,10 @@ impl Sink<'_> {
         let source = format!("{} at byte {offset}", self.source);
         self.quarantine
             .put(Kind::Invalid, raw, &why.to_string(), &source, id)
-            .map_err(|source| Error::Quarantine { path: self.quarantine.dir().to_owned(), source })?;
+            .map_err(|source| Error::Quarantine {
+                path: self.quarantine.dir().to_owned(),
+                source,
+            })?;
         Ok(())
     }
 
@@ -156,7 +166,11 @@ impl Sink<'_> {
                                 self.event(item, offset)?;
                             }
                         }
-                        Err(e) => self.invalid(raw.get().as_bytes(), &Invalid::Json(e.to_string()), offset)?,
+                        Err(e) => self.invalid(
+                            raw.get().as_bytes(),
+                            &Invalid::Json(e.to_string()),
+                            offset,
+                        )?,
                     }
                 } else if data.get() != "null" {
                     self.event(data, offset)?;
@@ -181,9 +195,17 @@ impl Sink<'_> {
     }
 }
 
-fn read_input(input: &Input, quarantine: &Quarantine, batch_size: usize, tx: &mpsc::Sender<Chunk>) -> Result<ReadStats, Error> {
+fn read_input(
+    input: &Input,
+    quarantine: &Quarantine,
+    batch_size: usize,
+    tx: &mpsc::Sender<Chunk>,
+) -> Result<ReadStats, Error> {
     let name = input.name();
-    let rerr = |source| Error::Read { input: name.clone(), source };
+    let rerr = |source| Error::Read {
+        input: name.clone(),
+        source,
+    };
     let mut reader = input.open().map_err(rerr)?;
     let mut sink = Sink {
         builder: BatchBuilder::new(),
@@ -253,7 +275,10 @@ fn read_input(input: &Input, quarantine: &Quarantine, batch_size: usize, tx: &mp
         base += consumed as u64;
         sink.stats.bytes = base;
         sink.flush();
-        let _ = tx.blocking_send(Chunk::Progress { bytes: base, invalid: sink.stats.invalid });
+        let _ = tx.blocking_send(Chunk::Progress {
+            bytes: base,
+            invalid: sink.stats.invalid,
+        });
     }
     if let Some((goff, bytes)) = garbage.take() {
         let text = String::from_utf8_lossy(&bytes);
@@ -274,7 +299,10 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::AsArray;
 
-    fn read_all(text: &str, batch: usize) -> (Vec<String>, ReadStats, Quarantine, tempfile::TempDir) {
+    fn read_all(
+        text: &str,
+        batch: usize,
+    ) -> (Vec<String>, ReadStats, Quarantine, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.json");
         std::fs::write(&path, text).unwrap();
@@ -284,7 +312,12 @@ mod tests {
         while let Some(chunk) = rx.blocking_recv() {
             if let Chunk::Batch(b) = chunk {
                 assert!(b.num_rows() <= batch);
-                ids.extend(b.column(0).as_string::<i32>().iter().map(|s| s.unwrap().to_owned()));
+                ids.extend(
+                    b.column(0)
+                        .as_string::<i32>()
+                        .iter()
+                        .map(|s| s.unwrap().to_owned()),
+                );
             }
         }
         let stats = handle.join().unwrap().unwrap();
@@ -296,11 +329,17 @@ mod tests {
 
     #[test]
     fn detects_pages_envelopes_arrays_and_ndjson() {
-        let page = format!("{{\"data\":[{E1},\n  {E2}],\"meta\":{{\"next\":null}},\"links\":{{}}}}");
+        let page =
+            format!("{{\"data\":[{E1},\n  {E2}],\"meta\":{{\"next\":null}},\"links\":{{}}}}");
         let single = format!("{{\"data\":{E1}}}");
         let array = format!("[{E2}, {E1}]");
         let ndjson = format!("{E1}\n{E2}\n");
-        for (text, want) in [(page, vec!["a", "b"]), (single, vec!["a"]), (array, vec!["b", "a"]), (ndjson, vec!["a", "b"])] {
+        for (text, want) in [
+            (page, vec!["a", "b"]),
+            (single, vec!["a"]),
+            (array, vec!["b", "a"]),
+            (ndjson, vec!["a", "b"]),
+        ] {
             let (ids, stats, _, _d) = read_all(&text, 1000);
             assert_eq!(ids, want, "{text}");
             assert_eq!(stats.invalid, 0);
@@ -331,7 +370,13 @@ mod tests {
 
     #[test]
     fn batches_are_bounded() {
-        let text: String = (0..2500).map(|i| format!("{{\"id\":\"e{i}\",\"attributes\":{{\"time\":\"2026-01-01T00:00:00Z\"}}}}\n")).collect();
+        let text: String = (0..2500)
+            .map(|i| {
+                format!(
+                    "{{\"id\":\"e{i}\",\"attributes\":{{\"time\":\"2026-01-01T00:00:00Z\"}}}}\n"
+                )
+            })
+            .collect();
         let (ids, stats, _, _d) = read_all(&text, 1000);
         assert_eq!(ids.len(), 2500);
         assert_eq!(stats.events, 2500);

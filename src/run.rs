@@ -39,16 +39,23 @@ impl ConfigFile {
 
     pub fn load(path: &Path) -> Result<ConfigFile> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text)
-                .map_err(|e| Error::Config { path: path.to_owned(), message: e.message().to_owned() }),
+            Ok(text) => toml::from_str(&text).map_err(|e| Error::Config {
+                path: path.to_owned(),
+                message: e.message().to_owned(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
-            Err(e) => Err(Error::Config { path: path.to_owned(), message: e.to_string() }),
+            Err(e) => Err(Error::Config {
+                path: path.to_owned(),
+                message: e.to_string(),
+            }),
         }
     }
 }
 
 fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute())
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
 }
 
 /// The default archive: `$XDG_DATA_HOME/auditq/archive` (or `~/.local/share/auditq/archive`).

@@ -21,7 +21,11 @@ impl Lock {
     pub fn acquire(path: &Path) -> Result<Lock> {
         let io = |action| {
             let path = path.to_owned();
-            move |source| Error::Io { action, path, source }
+            move |source| Error::Io {
+                action,
+                path,
+                source,
+            }
         };
         let mut file = OpenOptions::new()
             .read(true)
@@ -43,11 +47,20 @@ impl Lock {
             }
             Err(TryLockError::Error(e)) => return Err(io("locking")(e)),
         }
-        let note = format!("pid {} since {}", std::process::id(), chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"));
+        let note = format!(
+            "pid {} since {}",
+            std::process::id(),
+            chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+        );
         file.set_len(0).map_err(io("writing lock file"))?;
-        file.seek(SeekFrom::Start(0)).map_err(io("writing lock file"))?;
-        file.write_all(note.as_bytes()).map_err(io("writing lock file"))?;
-        Ok(Lock { file, path: path.to_owned() })
+        file.seek(SeekFrom::Start(0))
+            .map_err(io("writing lock file"))?;
+        file.write_all(note.as_bytes())
+            .map_err(io("writing lock file"))?;
+        Ok(Lock {
+            file,
+            path: path.to_owned(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -72,7 +85,9 @@ mod tests {
         let path = dir.path().join("LOCK");
         let first = Lock::acquire(&path).unwrap();
         match Lock::acquire(&path) {
-            Err(Error::Locked { holder: Some(h), .. }) => {
+            Err(Error::Locked {
+                holder: Some(h), ..
+            }) => {
                 assert!(h.contains(&format!("pid {}", std::process::id())), "{h}")
             }
             other => panic!("expected Locked, got {other:?}"),

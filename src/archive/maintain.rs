@@ -11,8 +11,8 @@ use deltalake::operations::vacuum::VacuumMode;
 use serde::Serialize;
 
 use super::quarantine::Kind;
-use super::read::{live_files, read_columns, session, sql, LiveFile};
-use super::write::{writer_properties, IdIndex};
+use super::read::{LiveFile, live_files, plain_session, read_columns, same_kind, session, sql};
+use super::write::{IdIndex, writer_properties};
 use super::{Archive, Error, Result};
 use crate::event::{self, col};
 
@@ -62,7 +62,10 @@ pub async fn stats(archive: &Archive, top: usize) -> Result<Stats> {
     );
     let mut top_actions = Vec::new();
     for b in sql(archive, &ctx, &q).await? {
-        let names = datafusion::arrow::compute::cast(b.column(0), &datafusion::arrow::datatypes::DataType::Utf8)?;
+        let names = datafusion::arrow::compute::cast(
+            b.column(0),
+            &datafusion::arrow::datatypes::DataType::Utf8,
+        )?;
         let names = names.as_string::<i32>();
         let counts = b.column(1).as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
@@ -105,7 +108,10 @@ pub struct VerifyReport {
 
 impl VerifyReport {
     fn problem(&mut self, file: Option<&LiveFile>, what: String) {
-        self.problems.push(Problem { file: file.map(|f| f.rel.clone()), what });
+        self.problems.push(Problem {
+            file: file.map(|f| f.rel.clone()),
+            what,
+        });
     }
 }
 
@@ -115,7 +121,11 @@ impl VerifyReport {
 pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
     let table = archive.open_table().await?;
     let files = live_files(archive, &table)?;
-    let mut report = VerifyReport { version: table.version().map_or(-1, |v| v as i64), files: files.len(), ..Default::default() };
+    let mut report = VerifyReport {
+        version: table.version().map_or(-1, |v| v as i64),
+        files: files.len(),
+        ..Default::default()
+    };
     let expected = event::schema();
     // id hash -> index of the first file holding it.
     let mut seen = IdIndex::default();
@@ -128,23 +138,35 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
                 continue;
             }
             Ok(m) if m.len() != file.size => {
-                report.problem(Some(file), format!("is {} bytes on disk but {} in the Delta log", m.len(), file.size));
+                report.problem(
+                    Some(file),
+                    format!(
+                        "is {} bytes on disk but {} in the Delta log",
+                        m.len(),
+                        file.size
+                    ),
+                );
             }
             Ok(_) => {}
         }
-        let schema_ok = match std::fs::File::open(&file.path).map_err(|e| e.to_string()).and_then(|f| {
-            SerializedFileReader::new(f).map_err(|e| e.to_string())
-        }) {
+        let schema_ok = match std::fs::File::open(&file.path)
+            .map_err(|e| e.to_string())
+            .and_then(|f| SerializedFileReader::new(f).map_err(|e| e.to_string()))
+        {
             Err(e) => {
                 report.problem(Some(file), format!("is not a readable Parquet file: {e}"));
                 continue;
             }
             Ok(reader) => {
                 let md = reader.metadata().file_metadata();
-                let arrow = datafusion::parquet::arrow::parquet_to_arrow_schema(md.schema_descr(), md.key_value_metadata());
+                let arrow = datafusion::parquet::arrow::parquet_to_arrow_schema(
+                    md.schema_descr(),
+                    md.key_value_metadata(),
+                );
                 match arrow {
                     Err(e) => {
-                        report.problem(Some(file), format!("has a schema that cannot be read: {e}"));
+                        report
+                            .problem(Some(file), format!("has a schema that cannot be read: {e}"));
                         false
                     }
                     Ok(found) => {
@@ -152,13 +174,21 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
                         for want in expected.fields().iter().filter(|f| f.name() != col::DATE) {
                             match found.field_with_name(want.name()) {
                                 Err(_) => {
-                                    report.problem(Some(file), format!("lacks column `{}`", want.name()));
-                                    ok = false;
-                                }
-                                Ok(have) if !have.data_type().equals_datatype(want.data_type()) => {
                                     report.problem(
                                         Some(file),
-                                        format!("has column `{}` of type {}, expected {}", want.name(), have.data_type(), want.data_type()),
+                                        format!("lacks column `{}`", want.name()),
+                                    );
+                                    ok = false;
+                                }
+                                Ok(have) if !same_kind(have.data_type(), want.data_type()) => {
+                                    report.problem(
+                                        Some(file),
+                                        format!(
+                                            "has column `{}` of type {}, expected {}",
+                                            want.name(),
+                                            have.data_type(),
+                                            want.data_type()
+                                        ),
                                     );
                                     ok = false;
                                 }
@@ -198,15 +228,27 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
             Ok(())
         });
         if let Err(e) = outcome {
-            report.problem(Some(file), format!("cannot be read to the end: {}", flatten(&e)));
+            report.problem(
+                Some(file),
+                format!("cannot be read to the end: {}", flatten(&e)),
+            );
             continue;
         }
         report.rows += rows;
         if bad_hash > 0 {
-            report.problem(Some(file), format!("{bad_hash} rows whose raw JSON does not match its raw_hash"));
+            report.problem(
+                Some(file),
+                format!("{bad_hash} rows whose raw JSON does not match its raw_hash"),
+            );
         }
         if bad_day > 0 {
-            report.problem(Some(file), format!("{bad_day} rows whose time is not in partition date={}", file.date));
+            report.problem(
+                Some(file),
+                format!(
+                    "{bad_day} rows whose time is not in partition date={}",
+                    file.date
+                ),
+            );
         }
         readable.push(fi);
     }
@@ -226,7 +268,14 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
         }
         for (id, at) in holders.into_iter().filter(|(_, at)| at.len() > 1) {
             let names: Vec<&str> = at.iter().map(|&fi| files[fi].rel.as_str()).collect();
-            report.problem(Some(&files[at[0]]), format!("id `{id}` is stored {} times: in {}", at.len(), names.join(", ")));
+            report.problem(
+                Some(&files[at[0]]),
+                format!(
+                    "id `{id}` is stored {} times: in {}",
+                    at.len(),
+                    names.join(", ")
+                ),
+            );
         }
     }
     Ok(report)
@@ -266,10 +315,17 @@ pub async fn compact(archive: &Archive) -> Result<CompactReport> {
     for f in &files {
         *per_day.entry(f.date.as_str()).or_default() += 1;
     }
-    let mut days: Vec<&str> = per_day.into_iter().filter(|&(_, n)| n > 1).map(|(d, _)| d).collect();
+    let mut days: Vec<&str> = per_day
+        .into_iter()
+        .filter(|&(_, n)| n > 1)
+        .map(|(d, _)| d)
+        .collect();
     days.sort_unstable();
     if days.is_empty() {
-        return Ok(CompactReport { version: table.version().map_or(-1, |v| v as i64), ..Default::default() });
+        return Ok(CompactReport {
+            version: table.version().map_or(-1, |v| v as i64),
+            ..Default::default()
+        });
     }
     let filters = [(col::DATE, FilterOp::In, FilterValue::Set(days.clone()))];
     let (table, metrics) = table
@@ -277,9 +333,13 @@ pub async fn compact(archive: &Archive) -> Result<CompactReport> {
         .with_type(OptimizeType::ZOrder(vec![col::TIME.to_owned()]))
         .with_filters(&filters)
         .with_writer_properties(writer_properties())
+        .with_session_state(std::sync::Arc::new(plain_session().state()))
         .with_target_size(std::num::NonZeroU64::new(512 * 1024 * 1024).expect("non-zero"))
         .await
-        .map_err(|e| Error::Delta { path: archive.events_dir(), source: Box::new(e) })?;
+        .map_err(|e| Error::Delta {
+            path: archive.events_dir(),
+            source: Box::new(e),
+        })?;
     Ok(CompactReport {
         days_compacted: days.len(),
         files_removed: metrics.num_files_removed,
@@ -298,7 +358,11 @@ pub struct VacuumReport {
 /// Delete data files that no version younger than `older_than` references, and files no
 /// version references at all (left by a writer that died before its commit) once they
 /// are older than `older_than`. Live data is never touched.
-pub async fn vacuum(archive: &Archive, older_than: std::time::Duration, dry_run: bool) -> Result<VacuumReport> {
+pub async fn vacuum(
+    archive: &Archive,
+    older_than: std::time::Duration,
+    dry_run: bool,
+) -> Result<VacuumReport> {
     let _lock = archive.lock_for_writing()?;
     let table = archive.open_table().await?;
     let retention = chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
@@ -309,6 +373,12 @@ pub async fn vacuum(archive: &Archive, older_than: std::time::Duration, dry_run:
         .with_mode(VacuumMode::Full)
         .with_dry_run(dry_run)
         .await
-        .map_err(|e| Error::Delta { path: archive.events_dir(), source: Box::new(e) })?;
-    Ok(VacuumReport { dry_run, files_deleted: metrics.files_deleted })
+        .map_err(|e| Error::Delta {
+            path: archive.events_dir(),
+            source: Box::new(e),
+        })?;
+    Ok(VacuumReport {
+        dry_run,
+        files_deleted: metrics.files_deleted,
+    })
 }

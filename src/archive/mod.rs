@@ -32,7 +32,10 @@ pub enum Error {
     #[error("`{}` is not an archive directory: {reason}", .path.display())]
     NotAnArchive { path: PathBuf, reason: String },
     #[error("archive `{}` is locked by another auditq process{}; wait for it to finish", .path.display(), .holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
-    Locked { path: PathBuf, holder: Option<String> },
+    Locked {
+        path: PathBuf,
+        holder: Option<String>,
+    },
     #[error("{action} `{}`: {source}", .path.display())]
     Io {
         action: &'static str,
@@ -91,20 +94,31 @@ impl Archive {
 
     fn io(&self, action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.to_owned();
-        move |source| Error::Io { action, path, source }
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
     }
 
     fn delta_err(&self) -> impl FnOnce(deltalake::DeltaTableError) -> Error {
         let path = self.events_dir();
-        move |source| Error::Delta { path, source: Box::new(source) }
+        move |source| Error::Delta {
+            path,
+            source: Box::new(source),
+        }
     }
 
     /// Create the archive directory if needed and take the writer lock.
     pub fn lock_for_writing(&self) -> Result<Lock> {
         if self.root.exists() && !self.root.is_dir() {
-            return Err(Error::NotAnArchive { path: self.root.clone(), reason: "not a directory".into() });
+            return Err(Error::NotAnArchive {
+                path: self.root.clone(),
+                reason: "not a directory".into(),
+            });
         }
-        std::fs::create_dir_all(&self.root).map_err(self.io("creating archive directory", &self.root))?;
+        std::fs::create_dir_all(&self.root)
+            .map_err(self.io("creating archive directory", &self.root))?;
         Lock::acquire(&self.root.join("LOCK"))
     }
 
@@ -112,12 +126,19 @@ impl Archive {
     pub async fn open_table(&self) -> Result<DeltaTable> {
         let dir = self.events_dir();
         if !self.root.is_dir() {
-            return Err(Error::Missing { path: self.root.clone() });
+            return Err(Error::Missing {
+                path: self.root.clone(),
+            });
         }
         if !dir.join("_delta_log").is_dir() {
-            return Err(Error::Missing { path: self.root.clone() });
+            return Err(Error::Missing {
+                path: self.root.clone(),
+            });
         }
-        let url = dir_url(&dir).map_err(|reason| Error::NotAnArchive { path: dir.clone(), reason })?;
+        let url = dir_url(&dir).map_err(|reason| Error::NotAnArchive {
+            path: dir.clone(),
+            reason,
+        })?;
         deltalake::open_table(url).await.map_err(self.delta_err())
     }
 
@@ -125,8 +146,13 @@ impl Archive {
     pub async fn open_or_prepare_table(&self) -> Result<DeltaTable> {
         let dir = self.events_dir();
         std::fs::create_dir_all(&dir).map_err(self.io("creating table directory", &dir))?;
-        let url = dir_url(&dir).map_err(|reason| Error::NotAnArchive { path: dir.clone(), reason })?;
-        DeltaTable::try_from_url(url).await.map_err(self.delta_err())
+        let url = dir_url(&dir).map_err(|reason| Error::NotAnArchive {
+            path: dir.clone(),
+            reason,
+        })?;
+        DeltaTable::try_from_url(url)
+            .await
+            .map_err(self.delta_err())
     }
 }
 

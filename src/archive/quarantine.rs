@@ -73,7 +73,8 @@ impl Quarantine {
                 reason,
                 source,
                 id,
-                quarantined_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                quarantined_at: chrono::Utc::now()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 bytes: raw.len(),
             };
             let meta = serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?;
@@ -119,8 +120,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let q = Quarantine::new(dir.path().join("quarantine"));
         let raw = b"{\"id\": 1, \"broken\"";
-        let p1 = q.put(Kind::Invalid, raw, "not valid JSON", "stdin:3", None).unwrap();
-        let p2 = q.put(Kind::Invalid, raw, "not valid JSON", "stdin:3", None).unwrap();
+        let p1 = q
+            .put(Kind::Invalid, raw, "not valid JSON", "stdin:3", None)
+            .unwrap();
+        let p2 = q
+            .put(Kind::Invalid, raw, "not valid JSON", "stdin:3", None)
+            .unwrap();
         assert_eq!(p1, p2);
         assert_eq!(std::fs::read(&p1).unwrap(), raw);
         assert_eq!(q.count(Kind::Invalid), 1);

@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 
@@ -41,7 +43,12 @@ pub fn live_files(archive: &Archive, table: &DeltaTable) -> Result<Vec<LiveFile>
                 .find_map(|seg| seg.strip_prefix("date="))
                 .unwrap_or_default()
                 .to_owned();
-            LiveFile { path: dir.join(&rel), rel, size: f.size().max(0) as u64, date }
+            LiveFile {
+                path: dir.join(&rel),
+                rel,
+                size: f.size().max(0) as u64,
+                date,
+            }
         })
         .collect();
     files.sort_by(|a, b| a.rel.cmp(&b.rel));
@@ -54,7 +61,10 @@ pub fn read_columns(
     columns: &[&str],
     mut each: impl FnMut(&RecordBatch) -> Result<()>,
 ) -> Result<()> {
-    let perr = |e| Error::Parquet { path: file.path.clone(), source: Box::new(e) };
+    let perr = |e| Error::Parquet {
+        path: file.path.clone(),
+        source: Box::new(e),
+    };
     let f = std::fs::File::open(&file.path).map_err(|source| Error::Io {
         action: "opening data file",
         path: file.path.clone(),
@@ -62,11 +72,72 @@ pub fn read_columns(
     })?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(perr)?;
     let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
-    let reader = builder.with_projection(mask).with_batch_size(16 * 1024).build().map_err(perr)?;
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(16 * 1024)
+        .build()
+        .map_err(perr)?;
     for batch in reader {
-        each(&batch?)?;
+        each(&plain_strings(batch?)?)?;
     }
     Ok(())
+}
+
+/// The same batch with `Utf8View` / `LargeUtf8` columns cast to `Utf8`, so readers can
+/// rely on one string type whichever engine wrote the file.
+fn plain_strings(batch: RecordBatch) -> Result<RecordBatch> {
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Utf8View | DataType::LargeUtf8))
+    {
+        return Ok(batch);
+    }
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if matches!(field.data_type(), DataType::Utf8View | DataType::LargeUtf8) {
+            fields.push(field.as_ref().clone().with_data_type(DataType::Utf8));
+            columns.push(cast(column, &DataType::Utf8)?);
+        } else {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// Whether two column types hold the same data: string and list flavours (view, large,
+/// field names) are the same Parquet type and count as equal.
+pub fn same_kind(a: &DataType, b: &DataType) -> bool {
+    use DataType::*;
+    match (a, b) {
+        (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View) => true,
+        (List(x) | LargeList(x) | ListView(x), List(y) | LargeList(y) | ListView(y)) => {
+            same_kind(x.data_type(), y.data_type())
+        }
+        (Struct(x), Struct(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|(f, g)| f.name() == g.name() && same_kind(f.data_type(), g.data_type()))
+        }
+        _ => a.equals_datatype(b),
+    }
+}
+
+/// A DataFusion session that reads strings as `Utf8` (not views), for writers that
+/// read the table back (compaction), so rewritten files keep the archive's types.
+pub fn plain_session() -> SessionContext {
+    let config = datafusion::prelude::SessionConfig::new().set_bool(
+        "datafusion.execution.parquet.schema_force_view_types",
+        false,
+    );
+    SessionContext::new_with_config(config)
 }
 
 /// A DataFusion session with the archive's table registered as `events`.
@@ -76,15 +147,24 @@ pub async fn session(archive: &Archive, table: &DeltaTable) -> Result<SessionCon
         path: archive.events_dir(),
         source: Box::new(e),
     })?;
-    ctx.register_table("events", provider).map_err(|e| Error::Query {
-        path: archive.events_dir(),
-        source: Box::new(e),
-    })?;
+    ctx.register_table("events", provider)
+        .map_err(|e| Error::Query {
+            path: archive.events_dir(),
+            source: Box::new(e),
+        })?;
     Ok(ctx)
 }
 
 /// Run SQL against a session and collect the result.
 pub async fn sql(archive: &Archive, ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
-    let qerr = |e| Error::Query { path: archive.events_dir(), source: Box::new(e) };
-    ctx.sql(sql).await.map_err(qerr)?.collect().await.map_err(qerr)
+    let qerr = |e| Error::Query {
+        path: archive.events_dir(),
+        source: Box::new(e),
+    };
+    ctx.sql(sql)
+        .await
+        .map_err(qerr)?
+        .collect()
+        .await
+        .map_err(qerr)
 }

@@ -22,8 +22,8 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
-use deltalake::kernel::transaction::CommitProperties;
 use deltalake::DeltaTable;
+use deltalake::kernel::transaction::CommitProperties;
 
 use super::quarantine::Kind;
 use super::read::{live_files, read_columns};
@@ -78,13 +78,22 @@ impl std::ops::AddAssign for CommitStats {
 /// columns looked up by value, rows sorted by time, the schema version in the metadata.
 pub fn writer_properties() -> WriterProperties {
     let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid zstd level"),
+        ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_data_page_row_count_limit(8 * 1024)
-        .set_sorting_columns(Some(vec![SortingColumn { column_idx: 2, descending: false, nulls_first: false }]))
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: 2,
+            descending: false,
+            nulls_first: false,
+        }]))
         .set_key_value_metadata(Some(vec![
-            KeyValue::new("auditq.schema_version".to_owned(), event::SCHEMA_VERSION.to_owned()),
+            KeyValue::new(
+                "auditq.schema_version".to_owned(),
+                event::SCHEMA_VERSION.to_owned(),
+            ),
             KeyValue::new("auditq.sorted_by".to_owned(), col::TIME.to_owned()),
         ]));
     for c in [col::ID, col::ACTOR_ID, col::IP] {
@@ -128,7 +137,13 @@ impl Writer {
                 })?;
             }
         }
-        Ok(Writer { archive: archive.clone(), table: Some(table), index, props: writer_properties(), _lock: lock })
+        Ok(Writer {
+            archive: archive.clone(),
+            table: Some(table),
+            index,
+            props: writer_properties(),
+            _lock: lock,
+        })
     }
 
     pub fn archive(&self) -> &Archive {
@@ -151,13 +166,16 @@ impl Writer {
 
     /// The table as of the last commit.
     pub fn table(&self) -> &DeltaTable {
-        self.table.as_ref().expect("table is present between commits")
+        self.table
+            .as_ref()
+            .expect("table is present between commits")
     }
 
     /// Archive a batch of events (in the [`event::schema`]) in one atomic commit.
     /// `source` names the input, for the quarantine's records.
     pub async fn commit(&mut self, batch: &RecordBatch, source: &str) -> Result<CommitStats> {
-        self.commit_with(batch, source, CommitProperties::default()).await
+        self.commit_with(batch, source, CommitProperties::default())
+            .await
     }
 
     /// [`commit`](Self::commit) with extra commit properties, such as an application
@@ -191,19 +209,29 @@ impl Writer {
             Err(e) => {
                 // Reload so that the writer stays usable after a failed commit.
                 self.table = Some(self.archive.open_or_prepare_table().await?);
-                Err(Error::Delta { path: self.archive.events_dir(), source: Box::new(e) })
+                Err(Error::Delta {
+                    path: self.archive.events_dir(),
+                    source: Box::new(e),
+                })
             }
         }
     }
 
     /// Decide row by row: new (keep), already present, or conflict (quarantined).
-    fn dedupe(&self, batch: &RecordBatch, source: &str) -> Result<(BooleanArray, IdIndex, CommitStats)> {
+    fn dedupe(
+        &self,
+        batch: &RecordBatch,
+        source: &str,
+    ) -> Result<(BooleanArray, IdIndex, CommitStats)> {
         let ids = batch.column(0).as_string::<i32>();
         let hashes = batch
             .column_by_name(col::RAW_HASH)
             .expect("event schema has raw_hash")
             .as_primitive::<Int64Type>();
-        let raws = batch.column_by_name(col::RAW).expect("event schema has raw").as_string::<i32>();
+        let raws = batch
+            .column_by_name(col::RAW)
+            .expect("event schema has raw")
+            .as_string::<i32>();
         let mut pending = IdIndex::default();
         let mut keep = Vec::with_capacity(batch.num_rows());
         let mut stats = CommitStats::default();
@@ -224,10 +252,22 @@ impl Writer {
                     keep.push(false);
                 }
                 Some(_) => {
-                    let reason = format!("id `{id}` is already archived with different content; the archived event is kept");
+                    let reason = format!(
+                        "id `{id}` is already archived with different content; the archived event is kept"
+                    );
                     quarantine
-                        .put(Kind::Conflict, raws.value(row).as_bytes(), &reason, source, Some(id))
-                        .map_err(|e| Error::Io { action: "writing quarantine", path: quarantine.dir().to_owned(), source: e })?;
+                        .put(
+                            Kind::Conflict,
+                            raws.value(row).as_bytes(),
+                            &reason,
+                            source,
+                            Some(id),
+                        )
+                        .map_err(|e| Error::Io {
+                            action: "writing quarantine",
+                            path: quarantine.dir().to_owned(),
+                            source: e,
+                        })?;
                     stats.conflicts += 1;
                     keep.push(false);
                 }

@@ -13,9 +13,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return Err(format!("`{s}` is not a duration (expected e.g. `7d`, `24h`, `30m`)"));
+            return Err(format!(
+                "`{s}` is not a duration (expected e.g. `7d`, `24h`, `30m`)"
+            ));
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| format!("`{s}`: number too large"))?;
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{s}`: number too large"))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let secs = match &rest[..unit_len] {
@@ -24,7 +28,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => 3600,
             "d" => 86_400,
             "w" => 7 * 86_400,
-            "" => return Err(format!("`{s}`: missing unit after {n} (use s, m, h, d or w)")),
+            "" => {
+                return Err(format!(
+                    "`{s}`: missing unit after {n} (use s, m, h, d or w)"
+                ));
+            }
             u => return Err(format!("`{s}`: unknown unit `{u}` (use s, m, h, d or w)")),
         };
         rest = &rest[unit_len..];
@@ -46,7 +54,11 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         assert!(parse_duration("7").unwrap_err().contains("missing unit"));
-        assert!(parse_duration("7y").unwrap_err().contains("unknown unit `y`"));
+        assert!(
+            parse_duration("7y")
+                .unwrap_err()
+                .contains("unknown unit `y`")
+        );
         assert!(parse_duration("d").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
     }

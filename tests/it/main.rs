@@ -1,1 +1,93 @@
+//! The one integration-test binary: the `auditq` executable driven as users drive it.
 
+mod archive_faults;
+mod import;
+mod kill;
+mod python_delta;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The built binary, with an environment that ignores the developer's own settings.
+pub fn auditq(archive: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_auditq"));
+    c.env_remove("AUDITQ_ARCHIVE")
+        .env("AUDITQ_CONFIG", archive.with_extension("no-config.toml"))
+        .env("NO_COLOR", "1")
+        .arg("--archive")
+        .arg(archive)
+        .stdin(Stdio::null());
+    c
+}
+
+/// Exit code, stdout, stderr.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("auditq runs");
+    let r = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    };
+    assert!(
+        !r.stderr.contains("panicked"),
+        "auditq panicked:\n{}",
+        r.stderr
+    );
+    r
+}
+
+pub fn ok(cmd: &mut Command) -> Run {
+    let r = run(cmd);
+    assert_eq!(
+        r.code, 0,
+        "expected success\nstdout: {}\nstderr: {}",
+        r.stdout, r.stderr
+    );
+    r
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// `../shared/samples`, when this checkout sits beside it.
+pub fn shared_samples() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples");
+    p.is_dir().then_some(p)
+}
+
+/// `archive stats --json` parsed.
+pub fn stats(archive: &Path) -> serde_json::Value {
+    let r = ok(auditq(archive).args(["archive", "stats", "--json"]));
+    serde_json::from_str(&r.stdout).expect("stats is JSON")
+}
+
+/// Generate `n` events into a file (deterministic).
+pub fn generate(dir: &Path, n: u64, seed: u64) -> PathBuf {
+    let path = dir.join(format!("gen-{n}-{seed}.ndjson"));
+    ok(auditq(&dir.join("unused"))
+        .args([
+            "generate",
+            "--events",
+            &n.to_string(),
+            "--days",
+            "30",
+            "--end",
+            "2026-11-01T00:00:00Z",
+        ])
+        .args(["--seed", &seed.to_string(), "-o"])
+        .arg(&path));
+    path
+}

@@ -1,0 +1,204 @@
+//! Archive faults: missing, unwritable, locked, corrupted.
+
+use super::*;
+
+fn one_line_error(r: &Run) -> &str {
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got:\n{}", r.stderr);
+    assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+    lines[0]
+}
+
+#[test]
+fn a_missing_archive_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("nope");
+    for cmd in [
+        &["archive", "stats"][..],
+        &["archive", "verify"],
+        &["archive", "compact"],
+        &["archive", "vacuum"],
+    ] {
+        let r = run(auditq(&a).args(cmd));
+        assert_eq!(r.code, 1, "{cmd:?}");
+        let line = one_line_error(&r);
+        assert!(
+            line.contains("no archive at") && line.contains("nope"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn an_unwritable_archive_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // A path below a regular file can never be created, whoever we run as.
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    let r = run(auditq(&file.join("archive"))
+        .arg("import")
+        .arg(fixture("single.json")));
+    assert_eq!(r.code, 1);
+    assert!(
+        one_line_error(&r).contains("creating archive directory"),
+        "{}",
+        r.stderr
+    );
+    // procfs refuses new directories even to root.
+    let r = run(auditq(Path::new("/proc/auditq-archive"))
+        .arg("import")
+        .arg(fixture("single.json")));
+    assert_eq!(r.code, 1);
+    one_line_error(&r);
+    // An archive path that is a file.
+    let r = run(auditq(&file).arg("import").arg(fixture("single.json")));
+    assert_eq!(r.code, 1);
+    assert!(
+        one_line_error(&r).contains("not a directory"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_read_only_archive_directory_is_a_one_line_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("archive");
+    ok(auditq(&a).arg("import").arg(fixture("single.json")));
+    let set = |mode| {
+        for p in [a.clone(), a.join("events"), a.join("events/_delta_log")] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    };
+    set(0o555);
+    let probe = a.join("events/probe");
+    let root = std::fs::write(&probe, "x").is_ok();
+    if root {
+        // Permission bits do not bind root; the procfs case above covers it.
+        std::fs::remove_file(probe).unwrap();
+    } else {
+        let r = run(auditq(&a).arg("import").arg(fixture("events.ndjson")));
+        assert_eq!(r.code, 1);
+        one_line_error(&r);
+    }
+    // Reading a read-only archive works.
+    ok(auditq(&a).args(["archive", "stats"]));
+    set(0o755);
+}
+
+#[test]
+fn a_second_writer_is_refused_with_exit_75_and_the_lock_dies_with_its_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("archive");
+    ok(auditq(&a).arg("import").arg(fixture("single.json")));
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(a.join("LOCK"))
+        .unwrap();
+    held.try_lock().unwrap();
+    let r = run(auditq(&a).arg("import").arg(fixture("events.ndjson")));
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    assert!(
+        one_line_error(&r).contains("locked by another auditq process"),
+        "{}",
+        r.stderr
+    );
+    let r = run(auditq(&a).args(["archive", "compact"]));
+    assert_eq!(r.code, 75, "{}", r.stderr);
+    // Readers are not blocked.
+    ok(auditq(&a).args(["archive", "stats"]));
+    drop(held);
+    ok(auditq(&a).arg("import").arg(fixture("events.ndjson")));
+}
+
+#[test]
+fn verify_names_a_truncated_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("archive");
+    ok(auditq(&a)
+        .arg("import")
+        .args([fixture("page.json"), fixture("events.ndjson")]));
+    let r = ok(auditq(&a).args(["archive", "verify"]));
+    assert!(r.stdout.starts_with("ok: "), "{}", r.stdout);
+    let victim = walk_parquet(&a.join("events")).into_iter().next().unwrap();
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
+    let r = run(auditq(&a).args(["archive", "verify"]));
+    assert_eq!(r.code, 1);
+    let name = victim.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        r.stderr.contains(&name),
+        "the broken file is named:\n{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("bytes on disk") && r.stderr.contains("not a readable Parquet file"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("error: archive verify found 2 problem(s)"),
+        "{}",
+        r.stderr
+    );
+    // A deleted file is named too.
+    std::fs::remove_file(&victim).unwrap();
+    let r = run(auditq(&a).args(["archive", "verify"]));
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains(&name) && r.stderr.contains("cannot be opened"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn verify_finds_an_id_stored_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("archive");
+    let b = dir.path().join("other");
+    ok(auditq(&a).arg("import").arg(fixture("single.json")));
+    ok(auditq(&b).arg("import").arg(fixture("single.json")));
+    // Smuggle a second copy of the same event into the same partition of `a`, bypassing
+    // the writer: copy b's data file and add it to a's log by hand.
+    let src = walk_parquet(&b.join("events")).remove(0);
+    let rel = src.strip_prefix(b.join("events")).unwrap().to_owned();
+    let renamed = rel.with_file_name("part-smuggled.zstd.parquet");
+    std::fs::copy(&src, a.join("events").join(&renamed)).unwrap();
+    let size = std::fs::metadata(&src).unwrap().len();
+    let add = serde_json::json!({"add": {
+        "path": renamed.to_string_lossy(), "partitionValues": {"date": "2026-03-04"},
+        "size": size, "modificationTime": 1, "dataChange": true}});
+    std::fs::write(
+        a.join("events/_delta_log/00000000000000000001.json"),
+        format!("{add}\n"),
+    )
+    .unwrap();
+    let r = run(auditq(&a).args(["archive", "verify"]));
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("id `0b6c3f6e-1f2a-4c55-9a0e-5e1b2c3d4e04` is stored 2 times"),
+        "{}",
+        r.stderr
+    );
+}
+
+pub fn walk_parquet(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_parquet(&p));
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}

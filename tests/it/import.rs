@@ -1,0 +1,209 @@
+//! `import`: input shapes, idempotence, conflicts, quarantine, summary line.
+
+use super::*;
+
+#[test]
+fn every_input_shape_is_detected_and_a_second_import_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("archive");
+    let files = ["page.json", "single.json", "events.ndjson"].map(fixture);
+    let r = ok(auditq(&a).arg("import").args(&files));
+    // events.ndjson repeats the page's first event byte-for-byte in compact form.
+    assert!(
+        r.stdout.starts_with(
+            "read 7 events: added 6, already present 1, conflicting duplicates 0, quarantined 0"
+        ),
+        "{}",
+        r.stdout
+    );
+    let r = ok(auditq(&a).arg("import").args(&files));
+    assert!(
+        r.stdout
+            .starts_with("read 7 events: added 0, already present 7,"),
+        "{}",
+        r.stdout
+    );
+    let s = stats(&a);
+    assert_eq!(s["events"], 6);
+    assert_eq!(s["distinct_ids"], 6);
+    // 2026-03-02T00:30:00+02:00 is 2026-03-01 in UTC.
+    assert_eq!(s["first"], "2026-03-01T22:30:00.000Z");
+    assert_eq!(s["days"], 4);
+    ok(auditq(&a).args(["archive", "verify"]));
+}
+
+#[test]
+fn stdin_is_read_with_dash() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("archive");
+    let r = ok(auditq(&a)
+        .args(["import", "-"])
+        .stdin(std::fs::File::open(fixture("events.ndjson")).unwrap()));
+    assert!(
+        r.stdout.starts_with("read 3 events: added 3,"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn same_id_other_content_is_a_conflict_kept_in_quarantine() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("archive");
+    ok(auditq(&a).arg("import").arg(fixture("events.ndjson")));
+    let r = ok(auditq(&a).arg("import").arg(fixture("conflict.ndjson")));
+    assert!(
+        r.stdout
+            .contains("added 0, already present 0, conflicting duplicates 1"),
+        "{}",
+        r.stdout
+    );
+    let kept: Vec<_> = std::fs::read_dir(a.join("quarantine/conflict"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().ends_with(".meta.json"))
+        .collect();
+    assert_eq!(kept.len(), 1);
+    let newcomer = std::fs::read_to_string(&kept[0]).unwrap();
+    assert_eq!(
+        newcomer.trim(),
+        std::fs::read_to_string(fixture("conflict.ndjson"))
+            .unwrap()
+            .trim()
+    );
+    // The first version stays the archived one (its time is 2026-03-04, not 03-09).
+    let s = stats(&a);
+    assert_eq!(s["events"], 3);
+    assert_eq!(s["last"], "2026-03-04T09:00:05.000Z");
+    assert_eq!(s["quarantined_conflicts"], 1);
+}
+
+#[test]
+fn bad_input_is_quarantined_byte_for_byte_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("archive");
+    let r = ok(auditq(&a).arg("import").arg(fixture("bad.ndjson")));
+    assert!(
+        r.stdout.starts_with(
+            "read 5 events: added 2, already present 0, conflicting duplicates 0, quarantined 3"
+        ),
+        "{}",
+        r.stdout
+    );
+    let q = a.join("quarantine/invalid");
+    let mut raws: Vec<String> = std::fs::read_dir(&q)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().ends_with(".meta.json"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    raws.sort();
+    let input = std::fs::read_to_string(fixture("bad.ndjson")).unwrap();
+    for raw in &raws {
+        assert!(
+            input.contains(raw.as_str()),
+            "quarantined bytes are a verbatim part of the input: {raw}"
+        );
+    }
+    assert!(raws.iter().any(|r| r.contains("<html>")));
+    assert!(raws.iter().any(|r| r.contains("last tuesday")));
+    let metas: String = std::fs::read_dir(&q)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".meta.json"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(metas.contains("has no string `id`"), "{metas}");
+    assert!(metas.contains("unparsable time `last tuesday`"), "{metas}");
+}
+
+/// The real, anonymised pages of the grove project: 31 events sharing one id.
+#[test]
+fn grove_pages_keep_one_event_and_report_thirty_conflicts() {
+    let Some(samples) = shared_samples() else {
+        eprintln!("skipped: ../shared/samples is not beside this checkout");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("archive");
+    let grove = samples.join("org-events/grove");
+    let pages = [
+        grove.join("event_audit_001.json"),
+        grove.join("event_audit_002.json"),
+    ];
+    let r = ok(auditq(&a).arg("import").args(&pages));
+    assert!(
+        r.stdout
+            .starts_with("read 31 events: added 1, already present 0, conflicting duplicates 30"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(stats(&a)["quarantined_conflicts"], 30);
+    let r = ok(auditq(&a).arg("import").args(&pages));
+    assert!(
+        r.stdout
+            .starts_with("read 31 events: added 0, already present 1, conflicting duplicates 30"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        stats(&a)["quarantined_conflicts"],
+        30,
+        "re-importing does not pile up copies"
+    );
+
+    let b = dir.path().join("elastic");
+    let ndjson = samples.join("org-events/elastic-atlassian_cloud/events.ndjson");
+    let r = ok(auditq(&b).arg("import").arg(&ndjson));
+    assert!(
+        r.stdout.starts_with("read 10 events: added 10,"),
+        "{}",
+        r.stdout
+    );
+    let r = ok(auditq(&b).arg("import").arg(&ndjson));
+    assert!(
+        r.stdout
+            .starts_with("read 10 events: added 0, already present 10,"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn generate_is_deterministic_and_importable() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = generate(dir.path(), 3000, 9);
+    let first = std::fs::read(&one).unwrap();
+    std::fs::remove_file(&one).unwrap();
+    let again = generate(dir.path(), 3000, 9);
+    assert_eq!(first, std::fs::read(&again).unwrap());
+    let a = dir.path().join("archive");
+    let r = ok(auditq(&a)
+        .args(["import", "--batch-size", "1000"])
+        .arg(&again));
+    assert!(
+        r.stdout.starts_with("read 3000 events: added 3000,"),
+        "{}",
+        r.stdout
+    );
+    let s = stats(&a);
+    assert_eq!(s["events"], 3000);
+    assert_eq!(s["top_actions"][0][0], "user_login");
+}
+
+#[test]
+fn generate_into_a_closed_pipe_is_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = auditq(&dir.path().join("a"))
+        .args(["generate", "--events", "1000000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 4096];
+    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
+    drop(out);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
