@@ -131,6 +131,7 @@ pub fn run() -> Result<()> {
             let opts = import::Options {
                 batch_size,
                 progress: settings.progress,
+                verbose: settings.verbose,
             };
             let report = runtime()?.block_on(import::import(&settings.archive, &inputs, &opts))?;
             if !settings.quiet {

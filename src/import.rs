@@ -60,6 +60,8 @@ pub struct Options {
     pub batch_size: usize,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
+    /// One line per commit on stderr.
+    pub verbose: bool,
 }
 
 impl Default for Options {
@@ -67,6 +69,7 @@ impl Default for Options {
         Options {
             batch_size: 100_000,
             progress: false,
+            verbose: false,
         }
     }
 }
@@ -101,7 +104,24 @@ pub async fn import(archive: &Archive, inputs: &[Input], opts: &Options) -> Resu
                         report.quarantined + invalid
                     ));
                 }
-                Chunk::Batch(batch) => stats += writer.commit(&batch, &source).await?,
+                Chunk::Batch(batch) => {
+                    let t = Instant::now();
+                    let s = writer.commit(&batch, &source).await?;
+                    if opts.verbose {
+                        bar.suspend(|| {
+                            eprintln!(
+                                "commit: {} rows, {} added, {} present, {} conflicts in {:.0} ms (table version {})",
+                                batch.num_rows(),
+                                s.added,
+                                s.present,
+                                s.conflicts,
+                                t.elapsed().as_secs_f64() * 1e3,
+                                writer.table().version().map_or(-1, |v| v as i64)
+                            )
+                        });
+                    }
+                    stats += s;
+                }
             }
         }
         drop(rx);

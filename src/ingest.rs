@@ -224,16 +224,13 @@ fn read_input(
     // A run of bytes that did not parse, kept until the next good document.
     let mut garbage: Option<(u64, Vec<u8>)> = None;
     while !eof && !sink.closed {
-        let len = buf.len();
-        buf.resize(len + CHUNK, 0);
         let n = loop {
-            match reader.read(&mut buf[len..]) {
+            match reader.by_ref().take(CHUNK as u64).read_to_end(&mut buf) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(rerr(e)),
             }
         };
-        buf.truncate(len + n);
         eof = n == 0;
         let mut consumed = 0usize;
         while consumed < buf.len() && !sink.closed {
@@ -274,7 +271,6 @@ fn read_input(
         buf.drain(..consumed);
         base += consumed as u64;
         sink.stats.bytes = base;
-        sink.flush();
         let _ = tx.blocking_send(Chunk::Progress {
             bytes: base,
             invalid: sink.stats.invalid,

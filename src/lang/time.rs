@@ -3,6 +3,12 @@
 use std::time::Duration;
 
 /// Parse a duration such as `7d`, `24h`, `90m`, `30s`, `2w` or a sum like `1h30m`.
+///
+/// ```ebnf
+/// duration = duration_part , { duration_part } ;
+/// duration_part = digit , { digit } , unit ;
+/// unit = "s" | "m" | "h" | "d" | "w" ;
+/// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s.is_empty() {
@@ -47,6 +53,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every example of the `duration` production in grammar/auditq.ebnf parses.
+    #[test]
+    fn grammar_examples_parse() {
+        let grammar = include_str!("../../grammar/auditq.ebnf");
+        let line = grammar
+            .lines()
+            .find(|l| l.contains("examples:"))
+            .expect("the duration production has examples");
+        let examples = line
+            .split("examples:")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches("*)");
+        let examples: Vec<&str> = examples.split_whitespace().collect();
+        assert!(examples.len() >= 5);
+        for e in examples {
+            assert!(parse_duration(e).is_ok(), "grammar example `{e}`");
+        }
+    }
 
     #[test]
     fn durations() {
