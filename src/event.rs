@@ -691,8 +691,7 @@ impl BatchBuilder {
 
     /// Parse one JSON document. A bare event is appended; an envelope or array is returned
     /// for the caller to walk (see [`Document`]).
-    pub fn push_document<'a>(&mut self, raw: &'a RawValue) -> Document<'a> {
-        let text = raw.get();
+    pub fn push_document<'a>(&mut self, text: &'a str) -> Document<'a> {
         if text.starts_with('[') {
             return match serde_json::from_str::<Vec<&RawValue>>(text) {
                 Ok(items) => Document::Array(items),

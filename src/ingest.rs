@@ -8,6 +8,9 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+
+use datafusion::arrow::compute::concat_batches;
 use tokio::sync::mpsc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -76,7 +79,7 @@ pub enum Error {
 pub enum Chunk {
     /// Parsed events (event schema, input order).
     Batch(RecordBatch),
-    /// Progress: input bytes consumed so far, and documents that were quarantined.
+    /// Progress: input bytes framed so far, and byte runs quarantined as not JSON.
     Progress { bytes: u64, invalid: u64 },
 }
 
@@ -90,8 +93,20 @@ pub struct ReadStats {
     pub bytes: u64,
 }
 
-/// Start a reader thread for one input. Batches arrive on the returned channel; the join
-/// handle gives the final counts (or the error that stopped the reader).
+/// Documents per parse job: small enough to spread over the parser threads, large
+/// enough that the hand-offs cost nothing.
+const JOB_DOCS: usize = 1024;
+
+/// Parser threads. The machine this runs on has two cores; the framer and the archive
+/// writer share them with these.
+const PARSERS: usize = 2;
+
+/// Start reading one input. Batches arrive in input order on the returned channel; the
+/// join handle gives the final counts (or the error that stopped the reader).
+///
+/// Threads: a framer splits the input into JSON documents (and quarantines bytes that are
+/// not JSON); [`PARSERS`] parsers turn jobs of documents into Arrow batches; a collector
+/// puts the parts back in input order and sends batches of `batch_size` events.
 pub fn spawn_reader(
     input: Input,
     quarantine: Quarantine,
@@ -100,7 +115,7 @@ pub fn spawn_reader(
     mpsc::Receiver<Chunk>,
     std::thread::JoinHandle<Result<ReadStats, Error>>,
 ) {
-    let (tx, rx) = mpsc::channel(2);
+    let (tx, rx) = mpsc::channel(1);
     let handle = std::thread::Builder::new()
         .name("auditq-reader".into())
         .spawn(move || read_input(&input, &quarantine, batch_size.max(1), &tx))
@@ -108,19 +123,34 @@ pub fn spawn_reader(
     (rx, handle)
 }
 
-struct Sink<'a> {
-    builder: BatchBuilder,
-    stats: ReadStats,
-    batch_size: usize,
-    tx: &'a mpsc::Sender<Chunk>,
-    quarantine: &'a Quarantine,
-    source: String,
-    closed: bool,
+/// Documents handed to a parser: their text, back to back, and where each starts.
+struct Job {
+    seq: u64,
+    text: String,
+    /// (input offset, start, end) of each document in `text`.
+    docs: Vec<(u64, usize, usize)>,
 }
 
-impl Sink<'_> {
+/// A parser's output for one job.
+struct Part {
+    seq: u64,
+    batch: RecordBatch,
+    events: u64,
+    invalid: u64,
+}
+
+/// Parses documents into a batch builder; quarantines what is not an archivable event.
+struct Parser<'a> {
+    builder: BatchBuilder,
+    events: u64,
+    invalid: u64,
+    quarantine: &'a Quarantine,
+    source: &'a str,
+}
+
+impl Parser<'_> {
     fn invalid(&mut self, raw: &[u8], why: &Invalid, offset: u64) -> Result<(), Error> {
-        self.stats.invalid += 1;
+        self.invalid += 1;
         let id = match why {
             Invalid::NoTime { id } | Invalid::BadTime { id, .. } => Some(id.as_str()),
             _ => None,
@@ -135,27 +165,23 @@ impl Sink<'_> {
         Ok(())
     }
 
-    fn event(&mut self, raw: &RawValue, offset: u64) -> Result<(), Error> {
-        match self.builder.push_event(raw.get()) {
+    fn event(&mut self, raw: &str, offset: u64) -> Result<(), Error> {
+        match self.builder.push_event(raw) {
             Ok(()) => {
-                self.stats.events += 1;
-                self.maybe_flush();
+                self.events += 1;
                 Ok(())
             }
-            Err(why) => self.invalid(raw.get().as_bytes(), &why, offset),
+            Err(why) => self.invalid(raw.as_bytes(), &why, offset),
         }
     }
 
-    fn document(&mut self, raw: &RawValue, offset: u64) -> Result<(), Error> {
-        match self.builder.push_document(raw) {
-            Document::Event => {
-                self.stats.events += 1;
-                self.maybe_flush();
-            }
-            Document::Invalid(why) => self.invalid(raw.get().as_bytes(), &why, offset)?,
+    fn document(&mut self, text: &str, offset: u64) -> Result<(), Error> {
+        match self.builder.push_document(text) {
+            Document::Event => self.events += 1,
+            Document::Invalid(why) => self.invalid(text.as_bytes(), &why, offset)?,
             Document::Array(items) => {
                 for item in items {
-                    self.event(item, offset)?;
+                    self.event(item.get(), offset)?;
                 }
             }
             Document::Envelope(data) => {
@@ -163,36 +189,109 @@ impl Sink<'_> {
                     match serde_json::from_str::<Vec<&RawValue>>(data.get()) {
                         Ok(items) => {
                             for item in items {
-                                self.event(item, offset)?;
+                                self.event(item.get(), offset)?;
                             }
                         }
-                        Err(e) => self.invalid(
-                            raw.get().as_bytes(),
-                            &Invalid::Json(e.to_string()),
-                            offset,
-                        )?,
+                        Err(e) => {
+                            self.invalid(text.as_bytes(), &Invalid::Json(e.to_string()), offset)?
+                        }
                     }
                 } else if data.get() != "null" {
-                    self.event(data, offset)?;
+                    self.event(data.get(), offset)?;
                 }
             }
         }
         Ok(())
     }
+}
 
-    fn maybe_flush(&mut self) {
-        if self.builder.len() >= self.batch_size {
-            self.flush();
+fn parse_jobs(
+    jobs: &std::sync::Mutex<std_mpsc::Receiver<Job>>,
+    parts: &std_mpsc::SyncSender<Part>,
+    quarantine: &Quarantine,
+    source: &str,
+) -> Result<(), Error> {
+    let mut parser = Parser {
+        builder: BatchBuilder::new(),
+        events: 0,
+        invalid: 0,
+        quarantine,
+        source,
+    };
+    loop {
+        let job = match jobs.lock().map(|rx| rx.recv()) {
+            Ok(Ok(job)) => job,
+            _ => return Ok(()),
+        };
+        for &(offset, start, end) in &job.docs {
+            parser.document(&job.text[start..end], offset)?;
+        }
+        let part = Part {
+            seq: job.seq,
+            batch: parser.builder.finish(),
+            events: std::mem::take(&mut parser.events),
+            invalid: std::mem::take(&mut parser.invalid),
+        };
+        if parts.send(part).is_err() {
+            return Ok(());
         }
     }
+}
 
-    fn flush(&mut self) {
-        if !self.builder.is_empty() {
-            let batch = self.builder.finish();
-            // A closed channel means the consumer stopped (an error there); stop quietly.
-            self.closed |= self.tx.blocking_send(Chunk::Batch(batch)).is_err();
+/// Put parts back in input order and send batches of exactly `batch_size` events (the
+/// last one smaller).
+fn collect_parts(
+    parts: std_mpsc::Receiver<Part>,
+    batch_size: usize,
+    tx: &mpsc::Sender<Chunk>,
+) -> (u64, u64) {
+    let (mut events, mut invalid) = (0, 0);
+    let mut waiting = std::collections::BTreeMap::new();
+    let mut next = 0u64;
+    let mut pending: Vec<RecordBatch> = Vec::new();
+    let mut rows = 0usize;
+    // Send full batches while there are enough rows; with `all`, send the rest too.
+    let flush = |pending: &mut Vec<RecordBatch>, rows: &mut usize, all: bool| -> bool {
+        if *rows == 0 || (*rows < batch_size && !all) {
+            return true;
+        }
+        let mut batch = match pending.len() {
+            1 => pending.pop().expect("one batch"),
+            _ => concat_batches(&crate::event::schema(), pending.iter())
+                .expect("parts share the event schema"),
+        };
+        pending.clear();
+        while batch.num_rows() >= batch_size || (all && batch.num_rows() > 0) {
+            let n = batch.num_rows().min(batch_size);
+            if tx.blocking_send(Chunk::Batch(batch.slice(0, n))).is_err() {
+                return false;
+            }
+            batch = batch.slice(n, batch.num_rows() - n);
+        }
+        *rows = batch.num_rows();
+        if *rows > 0 {
+            pending.push(batch);
+        }
+        true
+    };
+    for part in parts {
+        waiting.insert(part.seq, part);
+        while let Some(part) = waiting.remove(&next) {
+            next += 1;
+            events += part.events;
+            invalid += part.invalid;
+            if part.batch.num_rows() == 0 {
+                continue;
+            }
+            rows += part.batch.num_rows();
+            pending.push(part.batch);
+            if !flush(&mut pending, &mut rows, false) {
+                return (events, invalid);
+            }
         }
     }
+    flush(&mut pending, &mut rows, true);
+    (events, invalid)
 }
 
 fn read_input(
@@ -202,19 +301,72 @@ fn read_input(
     tx: &mpsc::Sender<Chunk>,
 ) -> Result<ReadStats, Error> {
     let name = input.name();
+    let (job_tx, job_rx) = std_mpsc::sync_channel::<Job>(PARSERS * 2);
+    let (part_tx, part_rx) = std_mpsc::sync_channel::<Part>(PARSERS * 2);
+    // Shared by the parsers only: when they all stop, the framer's sends fail and it stops.
+    let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
+    std::thread::scope(|scope| {
+        let parsers: Vec<_> = (0..PARSERS)
+            .map(|_| {
+                let (part_tx, job_rx, name) = (part_tx.clone(), job_rx.clone(), name.as_str());
+                scope.spawn(move || parse_jobs(&job_rx, &part_tx, quarantine, name))
+            })
+            .collect();
+        drop((part_tx, job_rx));
+        let collector = scope.spawn(move || collect_parts(part_rx, batch_size, tx));
+        let framed = frame_input(input, quarantine, &name, job_tx, tx);
+        let parsed: Vec<Result<(), Error>> = parsers
+            .into_iter()
+            .map(|p| p.join().expect("parser thread"))
+            .collect();
+        let (events, invalid) = collector.join().expect("collector thread");
+        let (bytes, garbage) = framed?;
+        parsed.into_iter().collect::<Result<Vec<()>, Error>>()?;
+        Ok(ReadStats {
+            events,
+            invalid: invalid + garbage,
+            bytes,
+        })
+    })
+}
+
+/// Split the input into JSON documents and hand them to the parsers in jobs. Returns the
+/// bytes read and the number of byte runs that were not JSON (quarantined here).
+fn frame_input(
+    input: &Input,
+    quarantine: &Quarantine,
+    name: &str,
+    jobs: std_mpsc::SyncSender<Job>,
+    tx: &mpsc::Sender<Chunk>,
+) -> Result<(u64, u64), Error> {
     let rerr = |source| Error::Read {
-        input: name.clone(),
+        input: name.to_owned(),
         source,
     };
     let mut reader = input.open().map_err(rerr)?;
-    let mut sink = Sink {
+    let mut garbage_parser = Parser {
         builder: BatchBuilder::new(),
-        stats: ReadStats::default(),
-        batch_size,
-        tx,
+        events: 0,
+        invalid: 0,
         quarantine,
-        source: name.clone(),
-        closed: false,
+        source: name,
+    };
+    let mut job = Job {
+        seq: 0,
+        text: String::new(),
+        docs: Vec::new(),
+    };
+    let mut closed = false;
+    let send = |job: &mut Job| -> bool {
+        if job.docs.is_empty() {
+            return true;
+        }
+        let next = Job {
+            seq: job.seq + 1,
+            text: String::with_capacity(job.text.len()),
+            docs: Vec::with_capacity(JOB_DOCS),
+        };
+        jobs.send(std::mem::replace(job, next)).is_ok()
     };
     const CHUNK: usize = 4 << 20;
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
@@ -223,7 +375,7 @@ fn read_input(
     let mut eof = false;
     // A run of bytes that did not parse, kept until the next good document.
     let mut garbage: Option<(u64, Vec<u8>)> = None;
-    while !eof && !sink.closed {
+    while !eof && !closed {
         let n = loop {
             match reader.by_ref().take(CHUNK as u64).read_to_end(&mut buf) {
                 Ok(n) => break n,
@@ -233,7 +385,7 @@ fn read_input(
         };
         eof = n == 0;
         let mut consumed = 0usize;
-        while consumed < buf.len() && !sink.closed {
+        while consumed < buf.len() && !closed {
             let slice = &buf[consumed..];
             let mut stream = serde_json::Deserializer::from_slice(slice).into_iter::<&RawValue>();
             match stream.next() {
@@ -243,9 +395,14 @@ fn read_input(
                 Some(Ok(raw)) => {
                     let at = base + consumed as u64;
                     if let Some((goff, bytes)) = garbage.take() {
-                        sink.invalid(&bytes, &Invalid::Json("not JSON".into()), goff)?;
+                        garbage_parser.invalid(&bytes, &Invalid::Json("not JSON".into()), goff)?;
                     }
-                    sink.document(raw, at)?;
+                    let start = job.text.len();
+                    job.text.push_str(raw.get());
+                    job.docs.push((at, start, job.text.len()));
+                    if job.docs.len() >= JOB_DOCS {
+                        closed = !send(&mut job);
+                    }
                     consumed += stream.byte_offset();
                 }
                 Some(Err(e)) if e.is_eof() && !eof => break,
@@ -263,27 +420,26 @@ fn read_input(
                     consumed += skip;
                     if eof && consumed >= buf.len() {
                         let (goff, bytes) = garbage.take().expect("just inserted");
-                        sink.invalid(&bytes, &Invalid::Json(e.to_string()), goff)?;
+                        garbage_parser.invalid(&bytes, &Invalid::Json(e.to_string()), goff)?;
                     }
                 }
             }
         }
         buf.drain(..consumed);
         base += consumed as u64;
-        sink.stats.bytes = base;
         let _ = tx.blocking_send(Chunk::Progress {
             bytes: base,
-            invalid: sink.stats.invalid,
+            invalid: garbage_parser.invalid,
         });
     }
     if let Some((goff, bytes)) = garbage.take() {
         let text = String::from_utf8_lossy(&bytes);
         if !text.trim().is_empty() {
-            sink.invalid(&bytes, &Invalid::Json("not JSON".into()), goff)?;
+            garbage_parser.invalid(&bytes, &Invalid::Json("not JSON".into()), goff)?;
         }
     }
-    sink.flush();
-    Ok(sink.stats)
+    send(&mut job);
+    Ok((base, garbage_parser.invalid))
 }
 
 fn memchr_newline(bytes: &[u8]) -> Option<usize> {
