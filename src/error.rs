@@ -65,18 +65,7 @@ impl Error {
 
     /// The message with its chain of causes, on one line.
     pub fn render(&self) -> String {
-        use std::error::Error as _;
-        let mut s = self.to_string();
-        let mut src = self.source();
-        while let Some(e) = src {
-            let t = e.to_string();
-            if !s.contains(&t) {
-                s.push_str(": ");
-                s.push_str(&t);
-            }
-            src = e.source();
-        }
-        s.replace('\n', " ")
+        crate::diag::chain(self)
     }
 }
 

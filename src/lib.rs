@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod cli;
+pub mod diag;
 pub mod error;
 pub mod event;
 pub mod generate;

@@ -230,7 +230,7 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
         if let Err(e) = outcome {
             report.problem(
                 Some(file),
-                format!("cannot be read to the end: {}", flatten(&e)),
+                format!("cannot be read to the end: {}", crate::diag::chain(&e)),
             );
             continue;
         }
@@ -279,21 +279,6 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
         }
     }
     Ok(report)
-}
-
-fn flatten(e: &Error) -> String {
-    use std::error::Error as _;
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    s
 }
 
 /// What `archive compact` did.
