@@ -75,4 +75,14 @@ fn import_survives_sigkill_at_random_moments() {
     );
     assert_eq!(s["files"], s["days"], "{s}");
     ok(auditq(&a).args(["archive", "verify"]));
+    // The files compaction replaced are now unreferenced: a dry run lists, vacuum deletes.
+    let on_disk = || super::archive_faults::walk_parquet(&a.join("events")).len();
+    let before = on_disk();
+    let dry = ok(auditq(&a).args(["archive", "vacuum", "--older-than", "0s", "--dry-run"]));
+    assert!(dry.stdout.starts_with("would delete"), "{}", dry.stdout);
+    assert_eq!(on_disk(), before);
+    ok(auditq(&a).args(["archive", "vacuum", "--older-than", "0s"]));
+    assert_eq!(on_disk() as u64, s["files"].as_u64().unwrap());
+    ok(auditq(&a).args(["archive", "verify"]));
+    assert_eq!(stats(&a)["events"], 200_000);
 }
