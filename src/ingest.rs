@@ -105,7 +105,7 @@ const PARSERS: usize = 2;
 /// join handle gives the final counts (or the error that stopped the reader).
 ///
 /// Threads: a framer splits the input into JSON documents (and quarantines bytes that are
-/// not JSON); [`PARSERS`] parsers turn jobs of documents into Arrow batches; a collector
+/// not JSON); two parser threads turn jobs of documents into Arrow batches; a collector
 /// puts the parts back in input order and sends batches of `batch_size` events.
 pub fn spawn_reader(
     input: Input,
