@@ -97,6 +97,9 @@ pub struct ReadStats {
 /// enough that the hand-offs cost nothing.
 const JOB_DOCS: usize = 1024;
 
+/// Bytes that are not JSON are quarantined in pieces of at most this size.
+const MAX_GARBAGE: usize = 1 << 20;
+
 /// Parser threads. The machine this runs on has two cores; the framer and the archive
 /// writer share them with these.
 const PARSERS: usize = 2;
@@ -409,15 +412,21 @@ fn frame_input(
                 Some(Err(e)) => {
                     // Skip to the end of the line and keep the skipped bytes.
                     let rest = &buf[consumed..];
+                    // A long run without a newline (binary input) is cut into pieces so
+                    // memory stays bounded.
                     let skip = match memchr_newline(rest) {
-                        Some(i) => i + 1,
-                        None if eof => rest.len(),
+                        Some(i) => (i + 1).min(MAX_GARBAGE),
+                        None if eof || rest.len() >= MAX_GARBAGE => rest.len().min(MAX_GARBAGE),
                         None => break,
                     };
                     let at = base + consumed as u64;
                     let g = garbage.get_or_insert_with(|| (at, Vec::new()));
                     g.1.extend_from_slice(&rest[..skip]);
                     consumed += skip;
+                    if g.1.len() >= MAX_GARBAGE {
+                        let (goff, bytes) = garbage.take().expect("just inserted");
+                        garbage_parser.invalid(&bytes, &Invalid::Json(e.to_string()), goff)?;
+                    }
                     if eof && consumed >= buf.len() {
                         let (goff, bytes) = garbage.take().expect("just inserted");
                         garbage_parser.invalid(&bytes, &Invalid::Json(e.to_string()), goff)?;
@@ -518,6 +527,24 @@ mod tests {
         assert_eq!(ids, vec!["a"]);
         assert_eq!(stats.invalid, 1);
         assert_eq!(q.count(Kind::Invalid), 1);
+    }
+
+    #[test]
+    fn binary_garbage_is_kept_in_bounded_pieces() {
+        let mut text = String::from(E1);
+        text.push('\n');
+        text.extend(std::iter::repeat_n('x', 3 * MAX_GARBAGE + 5));
+        text.push('\n');
+        text.push_str(E2);
+        let (ids, stats, q, _d) = read_all(&text, 10);
+        assert_eq!(ids, vec!["a", "b"]);
+        assert_eq!(stats.invalid, 4);
+        // "\n"+1 MiB, 1 MiB, 1 MiB (the same bytes: stored once), the tail.
+        assert_eq!(q.count(Kind::Invalid), 3);
+        for e in std::fs::read_dir(q.dir().join("invalid")).unwrap() {
+            let len = e.unwrap().metadata().unwrap().len() as usize;
+            assert!(len <= MAX_GARBAGE + 1, "{len}");
+        }
     }
 
     #[test]
