@@ -56,7 +56,7 @@ pub enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<String>,
         /// Events per atomic commit
-        #[arg(long, default_value_t = 50_000, value_name = "N")]
+        #[arg(long, default_value_t = 40_000, value_name = "N")]
         batch_size: usize,
     },
     /// Write synthetic events in the API's event shape as NDJSON (deterministic per seed)

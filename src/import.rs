@@ -67,7 +67,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            batch_size: 50_000,
+            batch_size: 40_000,
             progress: false,
             verbose: false,
         }
