@@ -203,12 +203,11 @@ fn generate(
 fn archive(settings: &Settings, action: ArchiveCommand) -> Result<()> {
     let archive = &settings.archive;
     let rt = runtime()?;
-    let json = |v: &dyn erased::Json| say(&v.to_json());
     match action {
         ArchiveCommand::Stats { json: as_json, top } => {
             let stats = rt.block_on(maintain::stats(archive, top))?;
             if as_json {
-                return json(&stats);
+                return say_json(&stats);
             }
             let mut lines = vec![
                 format!("archive      {}", stats.archive),
@@ -242,7 +241,7 @@ fn archive(settings: &Settings, action: ArchiveCommand) -> Result<()> {
         ArchiveCommand::Verify { json: as_json } => {
             let report = rt.block_on(maintain::verify(archive))?;
             if as_json {
-                json(&report)?;
+                say_json(&report)?;
             } else if report.problems.is_empty() {
                 say(&format!(
                     "ok: version {}, {} files, {} events, every id once",
@@ -301,16 +300,11 @@ fn archive(settings: &Settings, action: ArchiveCommand) -> Result<()> {
     }
 }
 
-/// Reports printed as JSON.
-mod erased {
-    pub trait Json {
-        fn to_json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> String {
-            serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-        }
-    }
+/// Print a report as pretty JSON.
+fn say_json(report: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(report)
+        .map_err(|e| Error::Runtime(format!("encoding JSON: {e}")))?;
+    say(&text)
 }
 
 fn human_bytes(n: u64) -> String {

@@ -259,7 +259,7 @@ impl Writer {
             .column_by_name(col::RAW)
             .expect("event schema has raw")
             .as_string::<i32>();
-        let mut pending = IdIndex::default();
+        let mut pending = IdIndex::with_capacity_and_hasher(batch.num_rows(), Default::default());
         let mut keep = Vec::with_capacity(batch.num_rows());
         let mut stats = CommitStats::default();
         let quarantine = self.archive.quarantine();
