@@ -17,12 +17,7 @@ fn every_input_shape_is_detected_and_a_second_import_adds_nothing() {
         r.stdout
     );
     let r = ok(auditq(&a).arg("import").args(&files));
-    assert!(
-        r.stdout
-            .starts_with("read 7 events: added 0, already present 7,"),
-        "{}",
-        r.stdout
-    );
+    assert_summary(&r, "read 7 events: added 0, already present 7,");
     let s = stats(&a);
     assert_eq!(s["events"], 6);
     assert_eq!(s["distinct_ids"], 6);
@@ -39,11 +34,7 @@ fn stdin_is_read_with_dash() {
     let r = ok(auditq(&a)
         .args(["import", "-"])
         .stdin(std::fs::File::open(fixture("events.ndjson")).unwrap()));
-    assert!(
-        r.stdout.starts_with("read 3 events: added 3,"),
-        "{}",
-        r.stdout
-    );
+    assert_summary(&r, "read 3 events: added 3,");
 }
 
 #[test]
@@ -58,11 +49,7 @@ fn same_id_other_content_is_a_conflict_kept_in_quarantine() {
         "{}",
         r.stdout
     );
-    let kept: Vec<_> = std::fs::read_dir(a.join("quarantine/conflict"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| !p.to_string_lossy().ends_with(".meta.json"))
-        .collect();
+    let kept: Vec<_> = quarantined(&a, "conflict");
     assert_eq!(kept.len(), 1);
     let newcomer = std::fs::read_to_string(&kept[0]).unwrap();
     assert_eq!(
@@ -91,13 +78,11 @@ fn bad_input_is_quarantined_byte_for_byte_and_counted() {
         r.stdout
     );
     let q = a.join("quarantine/invalid");
-    let mut raws: Vec<String> = std::fs::read_dir(&q)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| !p.to_string_lossy().ends_with(".meta.json"))
+    let raws: Vec<String> = quarantined(&a, "invalid")
+        .into_iter()
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect();
-    raws.sort();
+    assert_eq!(raws.len(), 3);
     let input = std::fs::read_to_string(fixture("bad.ndjson")).unwrap();
     for raw in &raws {
         assert!(
@@ -132,19 +117,15 @@ fn grove_pages_keep_one_event_and_report_thirty_conflicts() {
         grove.join("event_audit_002.json"),
     ];
     let r = ok(auditq(&a).arg("import").args(&pages));
-    assert!(
-        r.stdout
-            .starts_with("read 31 events: added 1, already present 0, conflicting duplicates 30"),
-        "{}",
-        r.stdout
+    assert_summary(
+        &r,
+        "read 31 events: added 1, already present 0, conflicting duplicates 30",
     );
     assert_eq!(stats(&a)["quarantined_conflicts"], 30);
     let r = ok(auditq(&a).arg("import").args(&pages));
-    assert!(
-        r.stdout
-            .starts_with("read 31 events: added 0, already present 1, conflicting duplicates 30"),
-        "{}",
-        r.stdout
+    assert_summary(
+        &r,
+        "read 31 events: added 0, already present 1, conflicting duplicates 30",
     );
     assert_eq!(
         stats(&a)["quarantined_conflicts"],
@@ -155,18 +136,9 @@ fn grove_pages_keep_one_event_and_report_thirty_conflicts() {
     let b = dir.path().join("elastic");
     let ndjson = samples.join("org-events/elastic-atlassian_cloud/events.ndjson");
     let r = ok(auditq(&b).arg("import").arg(&ndjson));
-    assert!(
-        r.stdout.starts_with("read 10 events: added 10,"),
-        "{}",
-        r.stdout
-    );
+    assert_summary(&r, "read 10 events: added 10,");
     let r = ok(auditq(&b).arg("import").arg(&ndjson));
-    assert!(
-        r.stdout
-            .starts_with("read 10 events: added 0, already present 10,"),
-        "{}",
-        r.stdout
-    );
+    assert_summary(&r, "read 10 events: added 0, already present 10,");
 }
 
 #[test]
@@ -181,11 +153,7 @@ fn generate_is_deterministic_and_importable() {
     let r = ok(auditq(&a)
         .args(["import", "--batch-size", "1000"])
         .arg(&again));
-    assert!(
-        r.stdout.starts_with("read 3000 events: added 3000,"),
-        "{}",
-        r.stdout
-    );
+    assert_summary(&r, "read 3000 events: added 3000,");
     let s = stats(&a);
     assert_eq!(s["events"], 3000);
     assert_eq!(s["top_actions"][0][0], "user_login");

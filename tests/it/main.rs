@@ -91,3 +91,24 @@ pub fn generate(dir: &Path, n: u64, seed: u64) -> PathBuf {
         .arg(&path));
     path
 }
+
+/// Assert the summary line (stdout) starts as expected.
+#[track_caller]
+pub fn assert_summary(r: &Run, prefix: &str) {
+    assert!(
+        r.stdout.starts_with(prefix),
+        "expected `{prefix}…`, got: {}",
+        r.stdout
+    );
+}
+
+/// The raw files (not the `.meta.json`) in `ARCHIVE/quarantine/KIND`.
+pub fn quarantined(archive: &Path, kind: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(archive.join("quarantine").join(kind))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().ends_with(".meta.json"))
+        .collect();
+    files.sort();
+    files
+}
