@@ -175,3 +175,49 @@ fn generate_into_a_closed_pipe_is_success() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// Settings resolve flag > environment > config file > default.
+#[test]
+fn the_archive_comes_from_flag_then_environment_then_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let from_config = dir.path().join("from-config");
+    std::fs::write(
+        &config,
+        format!("archive = {:?}\n", from_config.to_str().unwrap()),
+    )
+    .unwrap();
+    let bare = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_auditq"));
+        c.env_remove("AUDITQ_ARCHIVE")
+            .env("AUDITQ_CONFIG", &config)
+            .stdin(Stdio::null());
+        c
+    };
+    ok(bare().arg("import").arg(fixture("single.json")));
+    assert_eq!(stats(&from_config)["events"], 1);
+    let from_env = dir.path().join("from-env");
+    ok(bare()
+        .env("AUDITQ_ARCHIVE", &from_env)
+        .arg("import")
+        .arg(fixture("events.ndjson")));
+    assert_eq!(stats(&from_env)["events"], 3);
+    let from_flag = dir.path().join("from-flag");
+    ok(bare()
+        .env("AUDITQ_ARCHIVE", &from_env)
+        .arg("--archive")
+        .arg(&from_flag)
+        .arg("import")
+        .arg(fixture("page.json")));
+    assert_eq!(stats(&from_flag)["events"], 3);
+    assert_eq!(stats(&from_env)["events"], 3);
+
+    std::fs::write(&config, "archiv = \"/tmp/typo\"\n").unwrap();
+    let r = run(bare().args(["archive", "stats"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with("error: config file") && r.stderr.contains("archiv"),
+        "{}",
+        r.stderr
+    );
+}
