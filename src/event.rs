@@ -654,7 +654,6 @@ pub struct BatchBuilder {
     raw: StringBuilder,
     raw_hash: Int64Builder,
     date: StringBuilder,
-    rows: usize,
     last_day: (i64, String),
 }
 
@@ -695,18 +694,8 @@ impl BatchBuilder {
             raw: StringBuilder::new(),
             raw_hash: Int64Builder::new(),
             date: StringBuilder::new(),
-            rows: 0,
             last_day: (i64::MIN, String::new()),
         }
-    }
-
-    /// Rows appended since the last [`finish`](Self::finish).
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
     }
 
     /// Parse one JSON document. A bare event is appended; an envelope or array is returned
@@ -788,7 +777,6 @@ impl BatchBuilder {
             self.last_day = (day, utc_date(time));
         }
         self.date.append_value(&self.last_day.1);
-        self.rows += 1;
         Ok(())
     }
 
@@ -825,7 +813,6 @@ impl BatchBuilder {
             Arc::new(self.raw_hash.finish()),
             Arc::new(self.date.finish()),
         ];
-        self.rows = 0;
         RecordBatch::try_new(schema(), columns).expect("builder columns match the event schema")
     }
 }
@@ -999,7 +986,7 @@ mod tests {
             Err(Invalid::NoTime { id: "x".into() })
         );
         assert!(matches!(b.push_event("{"), Err(Invalid::Json(_))));
-        assert!(b.is_empty());
+        assert_eq!(b.finish().num_rows(), 0);
     }
 
     #[test]

@@ -238,11 +238,6 @@ enum Target {
     Workspace,
 }
 
-/// The number of distinct action keys the generator can emit.
-pub fn action_keys() -> impl Iterator<Item = &'static str> {
-    ACTIONS.iter().map(|(k, _)| *k)
-}
-
 const FIRST: &[&str] = &[
     "ada", "ben", "chen", "dana", "eli", "fatima", "gus", "hana", "ivan", "jo", "kai", "lena",
     "mo", "nia", "omar", "pia", "quinn", "rosa", "sam", "tara", "uma", "vik", "wen", "yara",
@@ -353,16 +348,6 @@ impl Generator {
             start_micros,
             next: 0,
         }
-    }
-
-    /// The organisation id every generated event belongs to.
-    pub fn org_id(&self) -> &str {
-        &self.org
-    }
-
-    /// Events not yet generated.
-    pub fn remaining(&self) -> u64 {
-        self.cfg.events - self.next
     }
 
     /// The time of event `i`: spread evenly over the span, then warped within each day so

@@ -76,10 +76,7 @@ impl Default for Options {
 
 pub async fn import(archive: &Archive, inputs: &[Input], opts: &Options) -> Result<ImportReport> {
     let start = Instant::now();
-    let mut writer = Writer::open(archive).await?;
-    let total: Option<u64> = inputs.iter().map(Input::size).sum();
-    let bar = progress_bar(opts.progress, total);
-    let mut report = ImportReport::default();
+    // Check every input before taking the lock and loading the id index.
     for input in inputs {
         if let Input::File(p) = input
             && !p.is_file()
@@ -89,6 +86,12 @@ pub async fn import(archive: &Archive, inputs: &[Input], opts: &Options) -> Resu
                 p.display()
             )));
         }
+    }
+    let mut writer = Writer::open(archive).await?;
+    let total: Option<u64> = inputs.iter().map(Input::size).sum();
+    let bar = progress_bar(opts.progress, total);
+    let mut report = ImportReport::default();
+    for input in inputs {
         let (mut rx, handle) = spawn_reader(input.clone(), archive.quarantine(), opts.batch_size);
         let source = input.name();
         let mut done_bytes = 0;

@@ -6,7 +6,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{Error, Result};
 
@@ -14,7 +14,6 @@ use super::{Error, Result};
 #[derive(Debug)]
 pub struct Lock {
     file: File,
-    path: PathBuf,
 }
 
 impl Lock {
@@ -57,14 +56,7 @@ impl Lock {
             .map_err(io("writing lock file"))?;
         file.write_all(note.as_bytes())
             .map_err(io("writing lock file"))?;
-        Ok(Lock {
-            file,
-            path: path.to_owned(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Lock { file })
     }
 }
 

@@ -3,15 +3,17 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
-use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+use datafusion::arrow::datatypes::{Int64Type, Schema, TimestampMicrosecondType};
 use deltalake::kernel::schema::partitions::{FilterOp, FilterValue};
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::vacuum::VacuumMode;
 use serde::Serialize;
 
 use super::quarantine::Kind;
-use super::read::{LiveFile, live_files, plain_session, read_columns, same_kind, session, sql};
+use super::read::{
+    LiveFile, live_files, open_parquet, plain_session, read_columns, read_projected, same_kind,
+    session, sql,
+};
 use super::write::{IdIndex, writer_properties};
 use super::{Archive, Error, Result};
 use crate::event::{self, col};
@@ -126,7 +128,6 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
         files: files.len(),
         ..Default::default()
     };
-    let expected = event::schema();
     // id hash -> index of the first file holding it.
     let mut seen = IdIndex::default();
     let mut clashes: HashSet<u64> = HashSet::new();
@@ -149,65 +150,27 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
             }
             Ok(_) => {}
         }
-        let schema_ok = match std::fs::File::open(&file.path)
-            .map_err(|e| e.to_string())
-            .and_then(|f| SerializedFileReader::new(f).map_err(|e| e.to_string()))
-        {
+        let parquet = match open_parquet(file) {
+            Ok(parquet) => parquet,
             Err(e) => {
-                report.problem(Some(file), format!("is not a readable Parquet file: {e}"));
+                let why = crate::diag::chain(&e);
+                report.problem(Some(file), format!("is not a readable Parquet file: {why}"));
                 continue;
             }
-            Ok(reader) => {
-                let md = reader.metadata().file_metadata();
-                let arrow = datafusion::parquet::arrow::parquet_to_arrow_schema(
-                    md.schema_descr(),
-                    md.key_value_metadata(),
-                );
-                match arrow {
-                    Err(e) => {
-                        report
-                            .problem(Some(file), format!("has a schema that cannot be read: {e}"));
-                        false
-                    }
-                    Ok(found) => {
-                        let mut ok = true;
-                        for want in expected.fields().iter().filter(|f| f.name() != col::DATE) {
-                            match found.field_with_name(want.name()) {
-                                Err(_) => {
-                                    report.problem(
-                                        Some(file),
-                                        format!("lacks column `{}`", want.name()),
-                                    );
-                                    ok = false;
-                                }
-                                Ok(have) if !same_kind(have.data_type(), want.data_type()) => {
-                                    report.problem(
-                                        Some(file),
-                                        format!(
-                                            "has column `{}` of type {}, expected {}",
-                                            want.name(),
-                                            have.data_type(),
-                                            want.data_type()
-                                        ),
-                                    );
-                                    ok = false;
-                                }
-                                Ok(_) => {}
-                            }
-                        }
-                        ok
-                    }
-                }
-            }
         };
-        if !schema_ok {
+        let wrong = schema_problems(parquet.schema());
+        if !wrong.is_empty() {
+            for what in wrong {
+                report.problem(Some(file), what);
+            }
             continue;
         }
         // Decode every page of the columns we check (a corrupt page fails here).
         let mut rows = 0u64;
         let mut bad_hash = 0u64;
         let mut bad_day = 0u64;
-        let outcome = read_columns(file, &[col::ID, col::TIME, col::RAW, col::RAW_HASH], |b| {
+        let columns = [col::ID, col::TIME, col::RAW, col::RAW_HASH];
+        let outcome = read_projected(parquet, file, &columns, |b| {
             let ids = b.column(0).as_string::<i32>();
             let times = b.column(1).as_primitive::<TimestampMicrosecondType>();
             let raws = b.column(2).as_string::<i32>();
@@ -279,6 +242,28 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
         }
     }
     Ok(report)
+}
+
+/// How a data file's columns differ from the archive schema (`date` lives in the path).
+fn schema_problems(found: &Schema) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for want in event::schema()
+        .fields()
+        .iter()
+        .filter(|f| f.name() != col::DATE)
+    {
+        match found.field_with_name(want.name()) {
+            Err(_) => wrong.push(format!("lacks column `{}`", want.name())),
+            Ok(have) if !same_kind(have.data_type(), want.data_type()) => wrong.push(format!(
+                "has column `{}` of type {}, expected {}",
+                want.name(),
+                have.data_type(),
+                want.data_type()
+            )),
+            Ok(_) => {}
+        }
+    }
+    wrong
 }
 
 /// What `archive compact` did.

@@ -55,8 +55,22 @@ pub fn live_files(archive: &Archive, table: &DeltaTable) -> Result<Vec<LiveFile>
     Ok(files)
 }
 
-/// Read the named columns of one Parquet file, calling `each` per record batch.
-pub fn read_columns(
+/// Open one Parquet file: its footer is read, nothing else yet.
+pub fn open_parquet(file: &LiveFile) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
+    let f = std::fs::File::open(&file.path).map_err(|source| Error::Io {
+        action: "opening data file",
+        path: file.path.clone(),
+        source,
+    })?;
+    ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| Error::Parquet {
+        path: file.path.clone(),
+        source: Box::new(e),
+    })
+}
+
+/// Read the named columns of an opened Parquet file, calling `each` per record batch.
+pub fn read_projected(
+    builder: ParquetRecordBatchReaderBuilder<std::fs::File>,
     file: &LiveFile,
     columns: &[&str],
     mut each: impl FnMut(&RecordBatch) -> Result<()>,
@@ -65,12 +79,6 @@ pub fn read_columns(
         path: file.path.clone(),
         source: Box::new(e),
     };
-    let f = std::fs::File::open(&file.path).map_err(|source| Error::Io {
-        action: "opening data file",
-        path: file.path.clone(),
-        source,
-    })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(perr)?;
     let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
     let reader = builder
         .with_projection(mask)
@@ -81,6 +89,15 @@ pub fn read_columns(
         each(&plain_strings(batch?)?)?;
     }
     Ok(())
+}
+
+/// Read the named columns of one Parquet file, calling `each` per record batch.
+pub fn read_columns(
+    file: &LiveFile,
+    columns: &[&str],
+    each: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<()> {
+    read_projected(open_parquet(file)?, file, columns, each)
 }
 
 /// The same batch with `Utf8View` / `LargeUtf8` columns cast to `Utf8`, so readers can

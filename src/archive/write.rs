@@ -170,24 +170,6 @@ impl Writer {
         })
     }
 
-    pub fn archive(&self) -> &Archive {
-        &self.archive
-    }
-
-    /// Number of events in the archive.
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
-    /// Whether an event id is archived.
-    pub fn contains(&self, id: &str) -> bool {
-        self.index.contains_key(&event::id_hash(id))
-    }
-
     /// The table as of the last commit.
     pub fn table(&self) -> &DeltaTable {
         self.table
