@@ -2,11 +2,19 @@
 
 use super::*;
 
-fn one_line_error(r: &Run) -> &str {
+/// Run, and expect exit `code` with one line on stderr: `error: …needle…`. Returns it.
+#[track_caller]
+fn one_line_failure(cmd: &mut std::process::Command, code: i32, needle: &str) -> String {
+    let r = run(cmd);
+    assert_eq!(r.code, code, "{}", r.stderr);
     let lines: Vec<&str> = r.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line on stderr, got:\n{}", r.stderr);
-    assert!(lines[0].starts_with("error: "), "{}", lines[0]);
-    lines[0]
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(needle),
+        "{}",
+        lines[0]
+    );
+    lines[0].to_owned()
 }
 
 #[test]
@@ -19,13 +27,8 @@ fn a_missing_archive_is_a_one_line_error() {
         &["archive", "compact"],
         &["archive", "vacuum"],
     ] {
-        let r = run(auditq(&a).args(cmd));
-        assert_eq!(r.code, 1, "{cmd:?}");
-        let line = one_line_error(&r);
-        assert!(
-            line.contains("no archive at") && line.contains("nope"),
-            "{line}"
-        );
+        let line = one_line_failure(auditq(&a).args(cmd), 1, "no archive at");
+        assert!(line.contains("nope"), "{cmd:?}: {line}");
     }
 }
 
@@ -35,28 +38,26 @@ fn an_unwritable_archive_is_a_one_line_error() {
     // A path below a regular file can never be created, whoever we run as.
     let file = dir.path().join("plain-file");
     std::fs::write(&file, "x").unwrap();
-    let r = run(auditq(&file.join("archive"))
-        .arg("import")
-        .arg(fixture("single.json")));
-    assert_eq!(r.code, 1);
-    assert!(
-        one_line_error(&r).contains("creating archive directory"),
-        "{}",
-        r.stderr
+    one_line_failure(
+        auditq(&file.join("archive"))
+            .arg("import")
+            .arg(fixture("single.json")),
+        1,
+        "creating archive directory",
     );
     // procfs refuses new directories even to root.
-    let r = run(auditq(Path::new("/proc/auditq-archive"))
-        .arg("import")
-        .arg(fixture("single.json")));
-    assert_eq!(r.code, 1);
-    one_line_error(&r);
+    one_line_failure(
+        auditq(Path::new("/proc/auditq-archive"))
+            .arg("import")
+            .arg(fixture("single.json")),
+        1,
+        "/proc/auditq-archive",
+    );
     // An archive path that is a file.
-    let r = run(auditq(&file).arg("import").arg(fixture("single.json")));
-    assert_eq!(r.code, 1);
-    assert!(
-        one_line_error(&r).contains("not a directory"),
-        "{}",
-        r.stderr
+    one_line_failure(
+        auditq(&file).arg("import").arg(fixture("single.json")),
+        1,
+        "not a directory",
     );
 }
 
@@ -78,9 +79,11 @@ fn a_read_only_archive_directory_is_a_one_line_error() {
         // Permission bits do not bind root; the procfs case above covers it.
         std::fs::remove_file(probe).unwrap();
     } else {
-        let r = run(auditq(&a).arg("import").arg(fixture("events.ndjson")));
-        assert_eq!(r.code, 1);
-        one_line_error(&r);
+        one_line_failure(
+            auditq(&a).arg("import").arg(fixture("events.ndjson")),
+            1,
+            "",
+        );
     }
     // Reading a read-only archive works.
     ok(auditq(&a).args(["archive", "stats"]));
@@ -97,15 +100,13 @@ fn a_second_writer_is_refused_with_exit_75_and_the_lock_dies_with_its_holder() {
         .open(a.join("LOCK"))
         .unwrap();
     held.try_lock().unwrap();
-    let r = run(auditq(&a).arg("import").arg(fixture("events.ndjson")));
-    assert_eq!(r.code, 75, "{}", r.stderr);
-    assert!(
-        one_line_error(&r).contains("locked by another auditq process"),
-        "{}",
-        r.stderr
+    let locked = "locked by another auditq process";
+    one_line_failure(
+        auditq(&a).arg("import").arg(fixture("events.ndjson")),
+        75,
+        locked,
     );
-    let r = run(auditq(&a).args(["archive", "compact"]));
-    assert_eq!(r.code, 75, "{}", r.stderr);
+    one_line_failure(auditq(&a).args(["archive", "compact"]), 75, locked);
     // Readers are not blocked.
     ok(auditq(&a).args(["archive", "stats"]));
     drop(held);
