@@ -139,44 +139,90 @@ pub fn raw_hash(raw: &str) -> i64 {
 
 /// Whether JSON text has whitespace between tokens (compact JSON has none).
 ///
-/// Eight bytes at a time where it can: a word with no quote and no backslash (and,
-/// outside strings, no byte ≤ 0x20, which covers all JSON whitespace) is skipped whole.
+/// 64 bytes at a time where it can, branch-free: masks of the quotes, backslashes and
+/// bytes below 0x21 of a block (eight bytes per word operation), the in-string bytes as
+/// the prefix XOR of the quote mask. A block with a backslash, or with a byte below 0x21
+/// outside strings, is looked at byte by byte.
 fn has_whitespace_outside_strings(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let has_byte = |w: u64, b: u8| {
-        let x = w ^ (ONES * u64::from(b));
-        x.wrapping_sub(ONES) & !x & HIGHS
-    };
-    let has_below_0x21 = |w: u64| w.wrapping_sub(ONES * 0x21) & !w & HIGHS;
-    let (mut i, mut in_str) = (0, false);
-    while i < bytes.len() {
-        if let Some(chunk) = bytes.get(i..i + 8) {
-            let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            let mut special = has_byte(w, b'"') | has_byte(w, b'\\');
-            if !in_str {
-                special |= has_below_0x21(w);
-            }
-            if special == 0 {
-                i += 8;
-                continue;
+    let (mut in_str, mut esc) = (false, false);
+    let mut blocks = bytes.chunks_exact(64);
+    for block in &mut blocks {
+        if !esc {
+            let (quotes, backslashes, low) = block_masks(block);
+            if backslashes == 0 {
+                let mut inside = prefix_xor(quotes);
+                if in_str {
+                    inside = !inside;
+                }
+                if low & !inside == 0 {
+                    in_str = inside >> 63 == 1;
+                    continue;
+                }
             }
         }
-        let b = bytes[i];
-        if in_str {
-            if b == b'\\' {
-                i += 1;
+        if whitespace_bytewise(block, &mut in_str, &mut esc) {
+            return true;
+        }
+    }
+    whitespace_bytewise(blocks.remainder(), &mut in_str, &mut esc)
+}
+
+/// The byte-by-byte scan of [`has_whitespace_outside_strings`], carrying its state.
+fn whitespace_bytewise(bytes: &[u8], in_str: &mut bool, esc: &mut bool) -> bool {
+    for &b in bytes {
+        if *in_str {
+            if *esc {
+                *esc = false;
+            } else if b == b'\\' {
+                *esc = true;
             } else if b == b'"' {
-                in_str = false;
+                *in_str = false;
             }
         } else if b == b'"' {
-            in_str = true;
+            *in_str = true;
         } else if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
             return true;
         }
-        i += 1;
     }
     false
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// High bit of each byte of `w` that is zero (exact: no borrows between bytes).
+fn zero_bytes(w: u64) -> u64 {
+    !(((w & LOW7) + LOW7) | w | LOW7)
+}
+
+/// High bit of each byte of `w` below 0x21.
+fn low_bytes(w: u64) -> u64 {
+    !(((w & LOW7) + ONES * 0x5f) | w | LOW7)
+}
+
+/// The high bits of the eight bytes of `w` as bits 0..8 (byte 0 -> bit 0).
+fn movemask(high_bits: u64) -> u64 {
+    ((high_bits >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
+}
+
+/// (quotes, backslashes, bytes below 0x21) of a 64-byte block, one bit per byte.
+fn block_masks(block: &[u8]) -> (u64, u64, u64) {
+    let (mut quotes, mut backslashes, mut low) = (0, 0, 0);
+    for (k, word) in block.chunks_exact(8).enumerate() {
+        let w = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        quotes |= movemask(zero_bytes(w ^ (ONES * u64::from(b'"')))) << (8 * k);
+        backslashes |= movemask(zero_bytes(w ^ (ONES * u64::from(b'\\')))) << (8 * k);
+        low |= movemask(low_bytes(w)) << (8 * k);
+    }
+    (quotes, backslashes, low)
+}
+
+/// Bit i = XOR of bits 0..=i: set from an opening quote up to (not including) its closing one.
+fn prefix_xor(mut x: u64) -> u64 {
+    for shift in [1, 2, 4, 8, 16, 32] {
+        x ^= x << shift;
+    }
+    x
 }
 
 /// Why an event could not be archived.
@@ -886,9 +932,20 @@ mod tests {
             false
         }
         let mut rng = crate::generate::Rng::new(5);
-        let alphabet = b"ab\"\\ \n\t{}:,x\x01\xff";
-        for _ in 0..50_000 {
-            let len = rng.below(40) as usize;
+        let alphabet = b"ab\"\\ \n\t{}:,x\x01\x0c\xff";
+        for round in 0..50_000 {
+            // Short texts with many special bytes; long ones (several 64-byte blocks) with few.
+            let (len, alphabet) = match round % 3 {
+                0 => (rng.below(40) as usize, &alphabet[..]),
+                1 => (
+                    rng.below(400) as usize,
+                    &b"aaaaaaaaaaaaaaab\"\"\"  \\\x01\xff"[..],
+                ),
+                _ => (
+                    rng.below(400) as usize,
+                    &b"aaaaaaaaaaaaaaab\"\"\"\"  \x01\n\xff"[..],
+                ),
+            };
             let s: Vec<u8> = (0..len)
                 .map(|_| alphabet[rng.below(alphabet.len() as u64) as usize])
                 .collect();

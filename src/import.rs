@@ -107,14 +107,14 @@ pub async fn import(archive: &Archive, inputs: &[Input], opts: &Options) -> Resu
                         report.quarantined + invalid
                     ));
                 }
-                Chunk::Batch(batch) => {
+                Chunk::Batch(batches) => {
                     let t = Instant::now();
-                    let s = writer.commit(&batch, &source).await?;
+                    let s = writer.commit(&batches, &source).await?;
                     if opts.verbose {
                         bar.suspend(|| {
                             eprintln!(
                                 "commit: {} rows, {} added, {} present, {} conflicts in {:.0} ms (table version {})",
-                                batch.num_rows(),
+                                batches.iter().map(|b| b.num_rows()).sum::<usize>(),
                                 s.added,
                                 s.present,
                                 s.conflicts,

@@ -10,7 +10,6 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 
-use datafusion::arrow::compute::concat_batches;
 use tokio::sync::mpsc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -77,8 +76,9 @@ pub enum Error {
 
 /// One message from the reader thread.
 pub enum Chunk {
-    /// Parsed events (event schema, input order).
-    Batch(RecordBatch),
+    /// Parsed events (event schema, input order): slices of the parsers' batches, about
+    /// `batch_size` rows in all (never more), not copied into one batch.
+    Batch(Vec<RecordBatch>),
     /// Progress: input bytes framed so far, and byte runs quarantined as not JSON.
     Progress { bytes: u64, invalid: u64 },
 }
@@ -126,10 +126,11 @@ pub fn spawn_reader(
     (rx, handle)
 }
 
-/// Documents handed to a parser: their text, back to back, and where each starts.
+/// Documents handed to a parser: their bytes, and where each one is. In NDJSON mode the
+/// text is a block of whole input lines, handed over without a copy.
 struct Job {
     seq: u64,
-    text: String,
+    text: Vec<u8>,
     /// (input offset, start, end) of each document in `text`.
     docs: Vec<(u64, usize, usize)>,
 }
@@ -227,7 +228,13 @@ fn parse_jobs(
             _ => return Ok(()),
         };
         for &(offset, start, end) in &job.docs {
-            parser.document(&job.text[start..end], offset)?;
+            let bytes = &job.text[start..end];
+            match std::str::from_utf8(bytes) {
+                Ok(text) => parser.document(text, offset)?,
+                Err(e) => {
+                    parser.invalid(bytes, &Invalid::Json(format!("not UTF-8: {e}")), offset)?
+                }
+            }
         }
         let part = Part {
             seq: job.seq,
@@ -241,8 +248,8 @@ fn parse_jobs(
     }
 }
 
-/// Put parts back in input order and send batches of exactly `batch_size` events (the
-/// last one smaller).
+/// Put parts back in input order and send them in chunks of exactly `batch_size` rows
+/// (the last one smaller), as zero-copy slices.
 fn collect_parts(
     parts: std_mpsc::Receiver<Part>,
     batch_size: usize,
@@ -251,31 +258,24 @@ fn collect_parts(
     let (mut events, mut invalid) = (0, 0);
     let mut waiting = std::collections::BTreeMap::new();
     let mut next = 0u64;
-    let mut pending: Vec<RecordBatch> = Vec::new();
+    let mut pending = std::collections::VecDeque::<RecordBatch>::new();
     let mut rows = 0usize;
-    // Send full batches while there are enough rows; with `all`, send the rest too.
-    let flush = |pending: &mut Vec<RecordBatch>, rows: &mut usize, all: bool| -> bool {
-        if *rows == 0 || (*rows < batch_size && !all) {
-            return true;
-        }
-        let mut batch = match pending.len() {
-            1 => pending.pop().expect("one batch"),
-            _ => concat_batches(&crate::event::schema(), pending.iter())
-                .expect("parts share the event schema"),
-        };
-        pending.clear();
-        while batch.num_rows() >= batch_size || (all && batch.num_rows() > 0) {
-            let n = batch.num_rows().min(batch_size);
-            if tx.blocking_send(Chunk::Batch(batch.slice(0, n))).is_err() {
-                return false;
+    // Send `n` rows from the front of `pending`.
+    let send = |pending: &mut std::collections::VecDeque<RecordBatch>, n: usize| -> bool {
+        let mut out = Vec::new();
+        let mut left = n;
+        while left > 0 {
+            let b = pending.pop_front().expect("enough rows are pending");
+            if b.num_rows() > left {
+                pending.push_front(b.slice(left, b.num_rows() - left));
+                out.push(b.slice(0, left));
+                left = 0;
+            } else {
+                left -= b.num_rows();
+                out.push(b);
             }
-            batch = batch.slice(n, batch.num_rows() - n);
         }
-        *rows = batch.num_rows();
-        if *rows > 0 {
-            pending.push(batch);
-        }
-        true
+        tx.blocking_send(Chunk::Batch(out)).is_ok()
     };
     for part in parts {
         waiting.insert(part.seq, part);
@@ -287,13 +287,18 @@ fn collect_parts(
                 continue;
             }
             rows += part.batch.num_rows();
-            pending.push(part.batch);
-            if !flush(&mut pending, &mut rows, false) {
-                return (events, invalid);
+            pending.push_back(part.batch);
+            while rows >= batch_size {
+                if !send(&mut pending, batch_size) {
+                    return (events, invalid);
+                }
+                rows -= batch_size;
             }
         }
     }
-    flush(&mut pending, &mut rows, true);
+    if rows > 0 {
+        send(&mut pending, rows);
+    }
     (events, invalid)
 }
 
@@ -356,7 +361,7 @@ fn frame_input(
     };
     let mut job = Job {
         seq: 0,
-        text: String::new(),
+        text: Vec::new(),
         docs: Vec::new(),
     };
     let mut closed = false;
@@ -366,18 +371,19 @@ fn frame_input(
         }
         let next = Job {
             seq: job.seq + 1,
-            text: String::with_capacity(job.text.len()),
+            text: Vec::new(),
             docs: Vec::with_capacity(JOB_DOCS),
         };
         jobs.send(std::mem::replace(job, next)).is_ok()
     };
-    const CHUNK: usize = 4 << 20;
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
     // Absolute input offset of buf[0].
     let mut base: u64 = 0;
     let mut eof = false;
     // A run of bytes that did not parse, kept until the next good document.
     let mut garbage: Option<(u64, Vec<u8>)> = None;
+    // Decided on the first document: NDJSON of bare events is cut at newlines.
+    let mut mode = Mode::Undecided;
     while !eof && !closed {
         let n = loop {
             match reader.by_ref().take(CHUNK as u64).read_to_end(&mut buf) {
@@ -389,6 +395,31 @@ fn frame_input(
         eof = n == 0;
         let mut consumed = 0usize;
         while consumed < buf.len() && !closed {
+            if mode == Mode::Lines {
+                let end = match memchr::memrchr(b'\n', &buf[consumed..]) {
+                    _ if eof => buf.len(),
+                    Some(i) => consumed + i + 1,
+                    None if buf.len() - consumed > MAX_LINE => {
+                        // Not NDJSON after all: scan the rest document by document.
+                        mode = Mode::Documents;
+                        continue;
+                    }
+                    None => break,
+                };
+                // What the scanner framed so far goes first, then this block of lines.
+                closed = !send(&mut job);
+                let mut rest = Vec::with_capacity(CHUNK + buf.len() - end);
+                rest.extend_from_slice(&buf[end..]);
+                let mut text = std::mem::replace(&mut buf, rest);
+                text.truncate(end);
+                job.docs
+                    .extend(lines(&text, consumed).map(|(s, e)| (base + s as u64, s, e)));
+                job.text = text;
+                closed = closed || !send(&mut job);
+                base += end as u64;
+                consumed = 0;
+                continue;
+            }
             let slice = &buf[consumed..];
             let mut stream = serde_json::Deserializer::from_slice(slice).into_iter::<&RawValue>();
             match stream.next() {
@@ -400,9 +431,15 @@ fn frame_input(
                     if let Some((goff, bytes)) = garbage.take() {
                         garbage_parser.invalid(&bytes, &Invalid::Json("not JSON".into()), goff)?;
                     }
+                    if job.text.is_empty() {
+                        job.text.reserve(CHUNK);
+                    }
                     let start = job.text.len();
-                    job.text.push_str(raw.get());
+                    job.text.extend_from_slice(raw.get().as_bytes());
                     job.docs.push((at, start, job.text.len()));
+                    if mode == Mode::Undecided {
+                        mode = Mode::decide(raw.get(), &slice[stream.byte_offset()..]);
+                    }
                     if job.docs.len() >= JOB_DOCS {
                         closed = !send(&mut job);
                     }
@@ -414,7 +451,7 @@ fn frame_input(
                     let rest = &buf[consumed..];
                     // A long run without a newline (binary input) is cut into pieces so
                     // memory stays bounded.
-                    let skip = match memchr_newline(rest) {
+                    let skip = match memchr::memchr(b'\n', rest) {
                         Some(i) => (i + 1).min(MAX_GARBAGE),
                         None if eof || rest.len() >= MAX_GARBAGE => rest.len().min(MAX_GARBAGE),
                         None => break,
@@ -451,8 +488,70 @@ fn frame_input(
     Ok((base, garbage_parser.invalid))
 }
 
-fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
+/// Bytes read from the input at a time; also the size of an NDJSON job.
+const CHUNK: usize = 1 << 20;
+
+/// In NDJSON mode, a line longer than this sends the rest of the input to the scanner
+/// (which keeps such runs in bounded pieces). No single event comes near it.
+const MAX_LINE: usize = MAX_GARBAGE;
+
+/// How the framer finds documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Before the first document.
+    Undecided,
+    /// A JSON scanner finds each document, whatever the layout (pages, pretty-printed
+    /// JSON, several documents on a line).
+    Documents,
+    /// NDJSON of bare events: each line is one document, cut at newlines without being
+    /// scanned here (the parsers check each line; a line that is not a whole JSON value
+    /// goes to the quarantine).
+    Lines,
+}
+
+impl Mode {
+    /// NDJSON when the first document is a bare event (not a page, envelope or array)
+    /// on a line of its own.
+    fn decide(first: &str, after: &[u8]) -> Mode {
+        #[derive(serde::Deserialize)]
+        struct Probe {
+            id: Option<serde::de::IgnoredAny>,
+            data: Option<serde::de::IgnoredAny>,
+        }
+        let bare_event = matches!(
+            serde_json::from_str::<Probe>(first),
+            Ok(Probe {
+                id: Some(_),
+                data: None
+            })
+        );
+        let own_line = !first.contains('\n')
+            && after
+                .iter()
+                .find(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+                .is_some_and(|&b| b == b'\n');
+        if bare_event && own_line {
+            Mode::Lines
+        } else {
+            Mode::Documents
+        }
+    }
+}
+
+/// (start, end) of each non-blank line of `text[from..]`, without the line break.
+fn lines(text: &[u8], from: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut start = from;
+    std::iter::from_fn(move || {
+        while start < text.len() {
+            let end = memchr::memchr(b'\n', &text[start..]).map_or(text.len(), |i| start + i);
+            let line = (start, end);
+            start = end + 1;
+            if !text[line.0..line.1].trim_ascii().is_empty() {
+                return Some(line);
+            }
+        }
+        None
+    })
 }
 
 #[cfg(test)]
@@ -471,14 +570,17 @@ mod tests {
         let (mut rx, handle) = spawn_reader(Input::File(path), q.clone(), batch);
         let mut ids = Vec::new();
         while let Some(chunk) = rx.blocking_recv() {
-            if let Chunk::Batch(b) = chunk {
-                assert!(b.num_rows() <= batch);
-                ids.extend(
-                    b.column(0)
-                        .as_string::<i32>()
-                        .iter()
-                        .map(|s| s.unwrap().to_owned()),
-                );
+            if let Chunk::Batch(parts) = chunk {
+                let rows: usize = parts.iter().map(RecordBatch::num_rows).sum();
+                assert!(rows > 0 && rows <= batch);
+                for b in parts {
+                    ids.extend(
+                        b.column(0)
+                            .as_string::<i32>()
+                            .iter()
+                            .map(|s| s.unwrap().to_owned()),
+                    );
+                }
             }
         }
         let stats = handle.join().unwrap().unwrap();
@@ -511,6 +613,26 @@ mod tests {
     }
 
     #[test]
+    fn ndjson_is_cut_at_newlines_and_other_layouts_are_scanned() {
+        // NDJSON of bare events: each line is a document; a value spread over several
+        // lines is not NDJSON, and its lines are kept in the quarantine.
+        let pretty_e2 = E2.replace(",", ",\n");
+        let text = format!("{E1}\r\n\n{pretty_e2}\n{E1}\n");
+        let (ids, stats, q, _d) = read_all(&text, 10);
+        assert_eq!(ids, vec!["a", "a"]);
+        assert_eq!(stats.invalid, pretty_e2.lines().count() as u64);
+        assert!(q.count(Kind::Invalid) >= 1);
+        // The same event first, pretty-printed: the scanner reads every document.
+        let text = format!("{pretty_e2}\n{E1}\n{pretty_e2}\n");
+        let (ids, stats, _, _d) = read_all(&text, 10);
+        assert_eq!(ids, vec!["b", "a", "b"]);
+        assert_eq!(stats.invalid, 0);
+        // Two documents on the first line: not NDJSON either.
+        let text = format!("{E1} {E2}\n{E1}\n");
+        assert_eq!(read_all(&text, 10).0, vec!["a", "b", "a"]);
+    }
+
+    #[test]
     fn bad_lines_are_quarantined_and_reading_goes_on() {
         let text = format!("{E1}\n{{\"id\": \"x\", broken\n{{\"attributes\":{{}}}}\n{E2}\n");
         let (ids, stats, q, _d) = read_all(&text, 1);
@@ -539,8 +661,8 @@ mod tests {
         let (ids, stats, q, _d) = read_all(&text, 10);
         assert_eq!(ids, vec!["a", "b"]);
         assert_eq!(stats.invalid, 4);
-        // "\n"+1 MiB, 1 MiB, 1 MiB (the same bytes: stored once), the tail.
-        assert_eq!(q.count(Kind::Invalid), 3);
+        // 1 MiB three times (the same bytes: stored once), then the tail.
+        assert_eq!(q.count(Kind::Invalid), 2);
         for e in std::fs::read_dir(q.dir().join("invalid")).unwrap() {
             let len = e.unwrap().metadata().unwrap().len() as usize;
             assert!(len <= MAX_GARBAGE + 1, "{len}");

@@ -16,14 +16,25 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use datafusion::arrow::compute::{filter_record_batch, sort_to_indices, take_record_batch};
+use datafusion::arrow::compute::{
+    concat_batches, filter_record_batch, sort_to_indices, take_record_batch,
+};
 use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
+use delta_kernel::engine::arrow_conversion::TryIntoKernel;
+use delta_kernel::expressions::Scalar;
+use delta_kernel::schema::StructType;
 use deltalake::DeltaTable;
+use deltalake::DeltaTableError;
+use deltalake::kernel::Action;
+use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
+use indexmap::IndexMap;
 
 use super::quarantine::Kind;
 use super::read::{live_files, read_columns};
@@ -79,7 +90,7 @@ impl std::ops::AddAssign for CommitStats {
 pub fn writer_properties() -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid zstd level"),
+            ZstdLevel::try_new(1).expect("valid zstd level"),
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(128 * 1024))
@@ -99,7 +110,9 @@ pub fn writer_properties() -> WriterProperties {
     for c in [col::ID, col::ACTOR_ID, col::IP] {
         b = b
             .set_column_bloom_filter_enabled(ColumnPath::from(c), true)
-            .set_column_bloom_filter_fpp(ColumnPath::from(c), 0.01);
+            .set_column_bloom_filter_fpp(ColumnPath::from(c), 0.01)
+            // Sized for a commit's rows of one day; parquet folds it down to fit.
+            .set_column_bloom_filter_max_ndv(ColumnPath::from(c), 50_000);
     }
     // Unique per event: a dictionary never pays off and costs a hash per value.
     for c in [
@@ -112,22 +125,124 @@ pub fn writer_properties() -> WriterProperties {
     ] {
         b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
     }
-    // The raw JSON is large and never filtered on: no statistics, just compression.
-    b = b.set_column_statistics_enabled(ColumnPath::from(col::RAW), EnabledStatistics::None);
+    // Large and never filtered by range: no min/max statistics (comparing every value
+    // costs more than they could ever prune).
+    for c in [col::RAW, col::MESSAGE] {
+        b = b.set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
+    }
     b.build()
 }
 
-/// The batch with rows in ascending `time` (column 2); no copy when already in order.
-fn sorted_by_time(batch: RecordBatch) -> Result<RecordBatch> {
-    let times = batch
-        .column(2)
-        .as_primitive::<TimestampMicrosecondType>()
-        .values();
-    if times.windows(2).all(|w| w[0] <= w[1]) {
-        return Ok(batch);
+/// The batches' rows in ascending `time` (column 2). No copy when they are in order
+/// already (each sorted, and each starting no earlier than the previous one ends);
+/// otherwise one sorted batch.
+fn sorted_by_time(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    let times = |b: &RecordBatch| {
+        b.column(2)
+            .as_primitive::<TimestampMicrosecondType>()
+            .values()
+            .clone()
+    };
+    let mut last = i64::MIN;
+    let in_order = batches.iter().all(|b| {
+        let t = times(b);
+        let ok = t.first().is_none_or(|&first| first >= last) && t.windows(2).all(|w| w[0] <= w[1]);
+        last = t.last().copied().unwrap_or(last);
+        ok
+    });
+    if in_order {
+        return Ok(batches);
     }
-    let order = sort_to_indices(batch.column(2), None, None)?;
-    Ok(take_record_batch(&batch, &order)?)
+    let all = concat_batches(&event::schema(), &batches)?;
+    let order = sort_to_indices(all.column(2), None, None)?;
+    Ok(vec![take_record_batch(&all, &order)?])
+}
+
+/// Encoding threads per commit: the days of a batch are split between them.
+const ENCODERS: usize = 2;
+
+/// Append a time-sorted batch as one Delta commit: one file per UTC day, encoded from
+/// zero-copy slices of the batch (rows of a day are contiguous when sorted by time), the
+/// days shared between [`ENCODERS`] tasks.
+async fn write_days(
+    table: &mut DeltaTable,
+    batches: &[RecordBatch],
+    writer_props: &WriterProperties,
+    commit_props: CommitProperties,
+) -> std::result::Result<(), DeltaTableError> {
+    if table.version().is_none() {
+        // A new archive: create the table (version 0) with the event schema.
+        let schema: StructType = event::schema().as_ref().try_into_kernel()?;
+        *table = table
+            .create()
+            .with_columns(schema.fields().cloned())
+            .with_partition_columns([col::DATE])
+            .await?;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for days in split_days(batches, ENCODERS) {
+        let mut writer =
+            RecordBatchWriter::for_table(table)?.with_writer_properties(writer_props.clone());
+        tasks.spawn(async move {
+            for (day, slice) in days {
+                let values = IndexMap::from([(col::DATE.to_owned(), Scalar::String(day))]);
+                writer
+                    .write_partition(slice, &values, WriteMode::Default)
+                    .await?;
+            }
+            writer.flush().await
+        });
+    }
+    let mut actions = Vec::new();
+    for done in tasks.join_all().await {
+        actions.extend(done?.into_iter().map(Action::Add));
+    }
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: Some(vec![col::DATE.to_owned()]),
+        predicate: None,
+    };
+    let commit = CommitBuilder::from(commit_props)
+        .with_actions(actions)
+        .build(Some(table.snapshot()?), table.log_store(), operation)
+        .await?;
+    table.state = Some(commit.snapshot());
+    Ok(())
+}
+
+/// The days of time-ordered batches as (date, rows) slices, in at most `groups` groups
+/// of whole days with about the same number of rows each. A day spread over several
+/// batches gives several slices, one after the other in the same group.
+fn split_days(batches: &[RecordBatch], groups: usize) -> Vec<Vec<(String, RecordBatch)>> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let share = rows.div_ceil(groups.max(1)).max(1);
+    let mut out: Vec<Vec<(String, RecordBatch)>> = vec![Vec::new()];
+    let mut in_group = 0;
+    for batch in batches {
+        let dates = batch
+            .column_by_name(col::DATE)
+            .expect("event schema has date")
+            .as_string::<i32>();
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let day = dates.value(start);
+            let mut end = start + 1;
+            while end < batch.num_rows() && dates.value(end) == day {
+                end += 1;
+            }
+            let group = out.last().expect("one group at least");
+            let continues_day = group.last().is_some_and(|(d, _)| d == day);
+            if in_group >= share && out.len() < groups && !continues_day {
+                out.push(Vec::new());
+                in_group = 0;
+            }
+            in_group += end - start;
+            let group = out.last_mut().expect("one group at least");
+            group.push((day.to_owned(), batch.slice(start, end - start)));
+            start = end;
+        }
+    }
+    out
 }
 
 /// The one writer of an archive.
@@ -177,10 +292,10 @@ impl Writer {
             .expect("table is present between commits")
     }
 
-    /// Archive a batch of events (in the [`event::schema`]) in one atomic commit.
-    /// `source` names the input, for the quarantine's records.
-    pub async fn commit(&mut self, batch: &RecordBatch, source: &str) -> Result<CommitStats> {
-        self.commit_with(batch, source, CommitProperties::default())
+    /// Archive batches of events (in the [`event::schema`], in input order) in one atomic
+    /// commit. `source` names the input, for the quarantine's records.
+    pub async fn commit(&mut self, batches: &[RecordBatch], source: &str) -> Result<CommitStats> {
+        self.commit_with(batches, source, CommitProperties::default())
             .await
     }
 
@@ -188,29 +303,33 @@ impl Writer {
     /// transaction that records a sync checkpoint atomically with the data.
     pub async fn commit_with(
         &mut self,
-        batch: &RecordBatch,
+        batches: &[RecordBatch],
         source: &str,
         props: CommitProperties,
     ) -> Result<CommitStats> {
-        let (keep, pending, stats) = self.dedupe(batch, source)?;
+        let mut pending = IdIndex::with_capacity_and_hasher(
+            batches.iter().map(RecordBatch::num_rows).sum(),
+            Default::default(),
+        );
+        let mut stats = CommitStats::default();
+        let mut fresh = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let (keep, s) = self.dedupe(batch, source, &mut pending)?;
+            if s.added as usize == batch.num_rows() {
+                fresh.push(batch.clone());
+            } else if s.added > 0 {
+                fresh.push(filter_record_batch(batch, &keep)?);
+            }
+            stats += s;
+        }
         if stats.added == 0 {
             return Ok(stats);
         }
-        let fresh = if stats.added as usize == batch.num_rows() {
-            batch.clone()
-        } else {
-            filter_record_batch(batch, &keep)?
-        };
         let sorted = sorted_by_time(fresh)?;
-        let table = self.table.take().expect("table is present between commits");
-        let result = table
-            .write(vec![sorted])
-            .with_partition_columns([col::DATE])
-            .with_writer_properties(self.props.clone())
-            .with_commit_properties(props)
-            .await;
+        let mut table = self.table.take().expect("table is present between commits");
+        let result = write_days(&mut table, &sorted, &self.props, props).await;
         match result {
-            Ok(table) => {
+            Ok(()) => {
                 self.table = Some(table);
                 self.index.extend(pending);
                 Ok(stats)
@@ -227,11 +346,13 @@ impl Writer {
     }
 
     /// Decide row by row: new (keep), already present, or conflict (quarantined).
+    /// `pending` holds the ids of this commit seen so far (in earlier batches).
     fn dedupe(
         &self,
         batch: &RecordBatch,
         source: &str,
-    ) -> Result<(BooleanArray, IdIndex, CommitStats)> {
+        pending: &mut IdIndex,
+    ) -> Result<(BooleanArray, CommitStats)> {
         let ids = batch.column(0).as_string::<i32>();
         let hashes = batch
             .column_by_name(col::RAW_HASH)
@@ -241,7 +362,6 @@ impl Writer {
             .column_by_name(col::RAW)
             .expect("event schema has raw")
             .as_string::<i32>();
-        let mut pending = IdIndex::with_capacity_and_hasher(batch.num_rows(), Default::default());
         let mut keep = Vec::with_capacity(batch.num_rows());
         let mut stats = CommitStats::default();
         let quarantine = self.archive.quarantine();
@@ -283,6 +403,74 @@ impl Writer {
             }
         }
         debug_assert!(ids.null_count() == 0);
-        Ok((BooleanArray::from(keep), pending, stats))
+        Ok((BooleanArray::from(keep), stats))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::BatchBuilder;
+
+    fn batch(times: &[&str]) -> RecordBatch {
+        let mut b = BatchBuilder::new();
+        for (i, t) in times.iter().enumerate() {
+            b.push_event(&format!(r#"{{"id":"e{i}","attributes":{{"time":"{t}"}}}}"#))
+                .unwrap();
+        }
+        b.finish()
+    }
+
+    fn days(groups: &[Vec<(String, RecordBatch)>]) -> Vec<Vec<(String, usize)>> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(|(d, b)| (d.clone(), b.num_rows())).collect())
+            .collect()
+    }
+
+    #[test]
+    fn days_are_split_into_groups_of_whole_days() {
+        let a = batch(&[
+            "2026-01-01T01:00:00Z",
+            "2026-01-01T02:00:00Z",
+            "2026-01-02T00:00:00Z",
+        ]);
+        let b = batch(&[
+            "2026-01-02T01:00:00Z",
+            "2026-01-03T00:00:00Z",
+            "2026-01-03T05:00:00Z",
+        ]);
+        let groups = split_days(&[a.clone(), b.clone()], 2);
+        assert_eq!(
+            days(&groups),
+            vec![
+                vec![
+                    ("2026-01-01".into(), 2),
+                    ("2026-01-02".into(), 1),
+                    ("2026-01-02".into(), 1)
+                ],
+                vec![("2026-01-03".into(), 2)],
+            ]
+        );
+        // One day never goes to two groups.
+        let one = batch(&["2026-01-01T01:00:00Z"; 5]);
+        assert_eq!(
+            days(&split_days(&[one], 2)),
+            vec![vec![("2026-01-01".into(), 5)]]
+        );
+        assert_eq!(split_days(&[a, b], 1).len(), 1);
+    }
+
+    #[test]
+    fn batches_out_of_time_order_are_sorted_into_one() {
+        let a = batch(&["2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z"]);
+        let b = batch(&["2026-01-01T03:00:00Z"]);
+        assert_eq!(sorted_by_time(vec![a.clone(), b.clone()]).unwrap().len(), 2);
+        let sorted = sorted_by_time(vec![b, a]).unwrap();
+        assert_eq!(sorted.len(), 1);
+        let times = sorted[0]
+            .column(2)
+            .as_primitive::<TimestampMicrosecondType>();
+        assert!(times.values().windows(2).all(|w| w[0] <= w[1]));
     }
 }
