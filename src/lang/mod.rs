@@ -1,3 +1,8 @@
-//! The query language. Knows nothing of DataFusion.
+//! The query language: syntax tree, parser, time arithmetic. Knows nothing of DataFusion.
 
+pub mod ast;
+pub mod parse;
 pub mod time;
+
+pub use ast::Query;
+pub use parse::parse;

@@ -1,0 +1,516 @@
+//! The query's syntax tree. Every node carries the span of the text it came from;
+//! `Display` prints canonical query text, and `parse(display(q)) == q`.
+
+use std::fmt;
+
+/// Byte offsets `start..end` into the query text.
+///
+/// Spans never take part in equality: two trees are equal when they mean the same text,
+/// wherever it was written (this is what makes the display round trip testable).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Span {
+        Span { start, end }
+    }
+    /// The smallest span covering both.
+    pub fn to(self, other: Span) -> Span {
+        Span::new(self.start.min(other.start), self.end.max(other.end))
+    }
+}
+
+impl PartialEq for Span {
+    fn eq(&self, _: &Span) -> bool {
+        true
+    }
+}
+
+/// A field as written (`event`, `actor.email`); resolved against the catalogue later.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    pub name: String,
+    pub span: Span,
+}
+
+/// A literal. Bare words, IP addresses, CIDRs and timestamps are strings; what they mean
+/// depends on the field they meet (a CIDR against `ip` is containment).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Str(String, Span),
+    Num(String, Span),
+    /// `/pattern/flags`
+    Regex(String, String, Span),
+}
+
+impl Value {
+    pub fn span(&self) -> Span {
+        match self {
+            Value::Str(_, s) | Value::Num(_, s) | Value::Regex(_, _, s) => *s,
+        }
+    }
+    /// The text of a string or number.
+    pub fn text(&self) -> &str {
+        match self {
+            Value::Str(t, _) | Value::Num(t, _) | Value::Regex(t, _, _) => t,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `=`: case-insensitive equality.
+    Eq,
+    /// `!=`: its complement (true for a missing value).
+    Ne,
+    /// `==`: exact.
+    ExactEq,
+    /// `!==`
+    ExactNe,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// `~`: anchored case-insensitive glob, or regex search with `/re/`.
+    Match,
+    /// `!~`
+    NotMatch,
+}
+
+impl CmpOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "=",
+            CmpOp::Ne => "!=",
+            CmpOp::ExactEq => "==",
+            CmpOp::ExactNe => "!==",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+            CmpOp::Match => "~",
+            CmpOp::NotMatch => "!~",
+        }
+    }
+}
+
+/// A boolean filter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Or(Vec<Expr>, Span),
+    And(Vec<Expr>, Span),
+    Not(Box<Expr>, Span),
+    Cmp {
+        field: Field,
+        op: CmpOp,
+        value: Value,
+        span: Span,
+    },
+    In {
+        field: Field,
+        negated: bool,
+        values: Vec<Value>,
+        span: Span,
+    },
+    /// `has field`: present and not empty.
+    Has(Field, Span),
+    /// A bare string: free text over actor, action, message, context and container names.
+    Text(String, Span),
+}
+
+impl Expr {
+    pub fn span(&self) -> Span {
+        match self {
+            Expr::Or(_, s) | Expr::And(_, s) | Expr::Not(_, s) | Expr::Has(_, s) => *s,
+            Expr::Text(_, s) => *s,
+            Expr::Cmp { span, .. } | Expr::In { span, .. } => *span,
+        }
+    }
+}
+
+/// A point in time as written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimePoint {
+    /// `7d` (ago), optionally snapped: `7d@d`.
+    Ago {
+        duration: String,
+        snap: Option<String>,
+        span: Span,
+    },
+    /// `now`, `now@h`.
+    Now { snap: Option<String>, span: Span },
+    /// `@d`: now snapped.
+    Snap(String, Span),
+    /// `2026-02-16`, `2026-02-16T08:00:00Z`, `"2026-02-16 08:00+02:00"`.
+    At(String, Span),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimeClause {
+    Since(TimePoint, Span),
+    Until(TimePoint, Span),
+    Between(TimePoint, TimePoint, Span),
+    On(String, Span),
+    Last(String, Span),
+    Today(Span),
+    Yesterday(Span),
+    Tz(String, Span),
+}
+
+impl TimeClause {
+    pub fn span(&self) -> Span {
+        match self {
+            TimeClause::Since(_, s)
+            | TimeClause::Until(_, s)
+            | TimeClause::Between(_, _, s)
+            | TimeClause::On(_, s)
+            | TimeClause::Last(_, s)
+            | TimeClause::Today(s)
+            | TimeClause::Yesterday(s)
+            | TimeClause::Tz(_, s) => *s,
+        }
+    }
+}
+
+/// An aggregate function of `stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFn {
+    Count,
+    Dc,
+    Min,
+    Max,
+    First,
+    Last,
+    Values,
+}
+
+impl AggFn {
+    pub const ALL: [(&'static str, AggFn); 7] = [
+        ("count", AggFn::Count),
+        ("dc", AggFn::Dc),
+        ("min", AggFn::Min),
+        ("max", AggFn::Max),
+        ("first", AggFn::First),
+        ("last", AggFn::Last),
+        ("values", AggFn::Values),
+    ];
+    pub fn name(self) -> &'static str {
+        AggFn::ALL
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map(|(n, _)| *n)
+            .expect("every function is listed")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agg {
+    pub func: AggFn,
+    pub field: Option<Field>,
+    pub alias: Option<String>,
+    pub span: Span,
+}
+
+impl Agg {
+    /// The output column: the alias, else `count`, `dc_country`, …
+    pub fn column(&self) -> String {
+        match (&self.alias, &self.field) {
+            (Some(a), _) => a.clone(),
+            (None, None) => self.func.name().to_owned(),
+            (None, Some(f)) => format!("{}_{}", self.func.name(), f.name.replace('.', "_")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortKey {
+    pub field: Field,
+    pub desc: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stage {
+    Where(Expr, Span),
+    Fields {
+        exclude: bool,
+        fields: Vec<Field>,
+        span: Span,
+    },
+    Sort(Vec<SortKey>, Span),
+    Head(u64, Span),
+    Stats {
+        aggs: Vec<Agg>,
+        by: Vec<Field>,
+        span: Span,
+    },
+    Top {
+        rare: bool,
+        n: u64,
+        field: Field,
+        by: Vec<Field>,
+        span: Span,
+    },
+    Distinct(Vec<Field>, Span),
+    Dedup(Vec<Field>, Span),
+    Timechart {
+        span_text: String,
+        agg: Option<Agg>,
+        by: Option<Field>,
+        span: Span,
+    },
+    /// `bucket time SPAN`: `time` rounded down to a multiple of the span.
+    Bucket(String, Span),
+}
+
+impl Stage {
+    pub fn span(&self) -> Span {
+        match self {
+            Stage::Where(_, s)
+            | Stage::Sort(_, s)
+            | Stage::Head(_, s)
+            | Stage::Distinct(_, s)
+            | Stage::Dedup(_, s)
+            | Stage::Bucket(_, s) => *s,
+            Stage::Fields { span, .. }
+            | Stage::Stats { span, .. }
+            | Stage::Top { span, .. }
+            | Stage::Timechart { span, .. } => *span,
+        }
+    }
+}
+
+/// A whole query: time clauses and a filter, then stages.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Query {
+    pub filter: Option<Expr>,
+    pub time: Vec<TimeClause>,
+    pub stages: Vec<Stage>,
+}
+
+// ------------------------------------------------------------------ canonical display
+
+/// A string literal in double quotes with `\"`, `\\`, `\n`, `\t` escaped.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Str(s, _) => f.write_str(&quote(s)),
+            Value::Num(n, _) => f.write_str(n),
+            Value::Regex(re, flags, _) => write!(f, "/{}/{flags}", re.replace('/', "\\/")),
+        }
+    }
+}
+
+impl Expr {
+    /// Precedence: 0 = or, 1 = and, 2 = unary and atoms.
+    fn level(&self) -> u8 {
+        match self {
+            Expr::Or(..) => 0,
+            Expr::And(..) => 1,
+            _ => 2,
+        }
+    }
+    fn fmt_at(&self, f: &mut fmt::Formatter<'_>, min: u8) -> fmt::Result {
+        if self.level() < min {
+            write!(f, "(")?;
+            self.fmt_at(f, 0)?;
+            return write!(f, ")");
+        }
+        let list = |f: &mut fmt::Formatter<'_>, items: &[Expr], sep: &str, lvl: u8| {
+            for (i, e) in items.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(sep)?;
+                }
+                e.fmt_at(f, lvl)?;
+            }
+            Ok(())
+        };
+        match self {
+            Expr::Or(items, _) => list(f, items, " or ", 1),
+            Expr::And(items, _) => list(f, items, " and ", 2),
+            Expr::Not(inner, _) => {
+                f.write_str("not ")?;
+                inner.fmt_at(f, 2)
+            }
+            Expr::Cmp {
+                field, op, value, ..
+            } => write!(f, "{field} {} {value}", op.symbol()),
+            Expr::In {
+                field,
+                negated,
+                values,
+                ..
+            } => {
+                write!(f, "{field} {}in (", if *negated { "not " } else { "" })?;
+                for (i, v) in values.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_str(")")
+            }
+            Expr::Has(field, _) => write!(f, "has {field}"),
+            Expr::Text(t, _) => f.write_str(&quote(t)),
+        }
+    }
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_at(f, 0)
+    }
+}
+
+impl fmt::Display for TimePoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snap = |s: &Option<String>| s.as_ref().map(|s| format!("@{s}")).unwrap_or_default();
+        match self {
+            TimePoint::Ago {
+                duration, snap: s, ..
+            } => write!(f, "{duration}{}", snap(s)),
+            TimePoint::Now { snap: s, .. } => write!(f, "now{}", snap(s)),
+            TimePoint::Snap(s, _) => write!(f, "@{s}"),
+            TimePoint::At(t, _) => f.write_str(&quote(t)),
+        }
+    }
+}
+
+impl fmt::Display for TimeClause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TimeClause::Since(p, _) => write!(f, "since {p}"),
+            TimeClause::Until(p, _) => write!(f, "until {p}"),
+            TimeClause::Between(a, b, _) => write!(f, "between {a} and {b}"),
+            TimeClause::On(d, _) => write!(f, "on {}", quote(d)),
+            TimeClause::Last(d, _) => write!(f, "last {d}"),
+            TimeClause::Today(_) => f.write_str("today"),
+            TimeClause::Yesterday(_) => f.write_str("yesterday"),
+            TimeClause::Tz(z, _) => write!(f, "tz {}", quote(z)),
+        }
+    }
+}
+
+impl fmt::Display for Agg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.func.name())?;
+        if let Some(field) = &self.field {
+            write!(f, "({field})")?;
+        }
+        if let Some(a) = &self.alias {
+            write!(f, " as {a}")?;
+        }
+        Ok(())
+    }
+}
+
+fn join<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let by = |fields: &[Field]| {
+            if fields.is_empty() {
+                String::new()
+            } else {
+                format!(" by {}", join(fields))
+            }
+        };
+        match self {
+            Stage::Where(e, _) => write!(f, "where {e}"),
+            Stage::Fields {
+                exclude, fields, ..
+            } => {
+                let sign = if *exclude { "-" } else { "" };
+                let list: Vec<String> = fields.iter().map(|x| format!("{sign}{x}")).collect();
+                write!(f, "fields {}", list.join(", "))
+            }
+            Stage::Sort(keys, _) => {
+                let list: Vec<String> = keys
+                    .iter()
+                    .map(|k| format!("{}{}", if k.desc { "-" } else { "" }, k.field))
+                    .collect();
+                write!(f, "sort {}", list.join(", "))
+            }
+            Stage::Head(n, _) => write!(f, "head {n}"),
+            Stage::Stats { aggs, by: b, .. } => write!(f, "stats {}{}", join(aggs), by(b)),
+            Stage::Top {
+                rare,
+                n,
+                field,
+                by: b,
+                ..
+            } => write!(
+                f,
+                "{} {n} {field}{}",
+                if *rare { "rare" } else { "top" },
+                by(b)
+            ),
+            Stage::Distinct(fields, _) => write!(f, "distinct {}", join(fields)),
+            Stage::Dedup(fields, _) => write!(f, "dedup {}", join(fields)),
+            Stage::Bucket(d, _) => write!(f, "bucket time {d}"),
+            Stage::Timechart {
+                span_text,
+                agg,
+                by: b,
+                ..
+            } => {
+                write!(f, "timechart {span_text}")?;
+                if let Some(a) = agg {
+                    write!(f, " {a}")?;
+                }
+                if let Some(b) = b {
+                    write!(f, " by {b}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl fmt::Display for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(e) = &self.filter {
+            parts.push(e.to_string());
+        }
+        parts.extend(self.time.iter().map(ToString::to_string));
+        let mut text = parts.join(" ");
+        for s in &self.stages {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(&format!("| {s}"));
+        }
+        f.write_str(&text)
+    }
+}
