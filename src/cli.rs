@@ -17,12 +17,14 @@ const AFTER_HELP: &str = "\
 Exit codes:
   0   success (also when the reader of the output closes the pipe)
   1   runtime failure (archive, input, output); `archive verify` found problems
-  2   usage error: bad arguments, config file, duration or time
+  2   usage error: bad arguments, config file, duration or time; a query that does
+      not parse or compile (its errors are drawn under the query)
   75  temporary failure: the archive is locked by another auditq process
 
 Environment:
   AUDITQ_ARCHIVE   archive directory (default: $XDG_DATA_HOME/auditq/archive)
   AUDITQ_CONFIG    config file (default: $XDG_CONFIG_HOME/auditq/config.toml)
+  AUDITQ_NOW       the time that now means in queries (like --now)
   NO_COLOR         no colour in messages";
 
 /// Archive, query and stream Atlassian organization audit logs.
@@ -82,6 +84,55 @@ pub enum Command {
         #[command(subcommand)]
         action: ArchiveCommand,
     },
+    /// Run a query over the archive and print the result.
+    ///
+    /// Example: auditq query 'actor = "x" and event ~ "permission*" since 7d | count by actor'
+    Query {
+        /// The query (or --file).
+        #[arg(value_name = "QUERY", required_unless_present = "file")]
+        query: Option<String>,
+        /// Read the query from a file (`#` comments allowed).
+        #[arg(long, value_name = "FILE", conflicts_with = "query")]
+        file: Option<PathBuf>,
+        /// Output format: table on a terminal, else CSV; from -o's extension when given.
+        #[arg(long, value_enum)]
+        format: Option<crate::query::output::Format>,
+        /// Write the result to a file instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// "Now" for relative times (default: AUDITQ_NOW, else the clock).
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+        /// How to print errors in the query: text (with a caret) or json (one object a line).
+        #[arg(long, value_enum, default_value = "text")]
+        errors: ErrorsArg,
+    },
+    /// Show how a query runs: canonical text, plans (partitions pruned) and equivalent SQL.
+    Explain {
+        #[arg(value_name = "QUERY")]
+        query: String,
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        errors: ErrorsArg,
+    },
+    /// List the fields queries can use, with their aliases.
+    Fields,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ErrorsArg {
+    Text,
+    Json,
+}
+
+impl From<ErrorsArg> for crate::query::ErrorStyle {
+    fn from(e: ErrorsArg) -> Self {
+        match e {
+            ErrorsArg::Text => crate::query::ErrorStyle::Text,
+            ErrorsArg::Json => crate::query::ErrorStyle::Json,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,7 +191,127 @@ pub fn run() -> Result<()> {
             Ok(())
         }
         Command::Archive { action } => archive(&settings, action),
+        Command::Query {
+            query,
+            file,
+            format,
+            output,
+            now,
+            errors,
+        } => {
+            let text = match (query, file) {
+                (Some(q), _) => q,
+                (None, Some(path)) => {
+                    std::fs::read_to_string(&path).map_err(|source| Error::Io {
+                        what: format!("reading `{}`", path.display()),
+                        source,
+                    })?
+                }
+                (None, None) => return Err(Error::Usage("give a query or --file".into())),
+            };
+            run_query(
+                &settings,
+                &text,
+                format,
+                output,
+                now.as_deref(),
+                errors.into(),
+            )
+        }
+        Command::Explain { query, now, errors } => {
+            let now = crate::query::now(now.as_deref())?;
+            let text = runtime()?.block_on(crate::query::explain(
+                &settings.archive,
+                &query,
+                now,
+                errors.into(),
+            ))?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes()).map_err(|source| Error::Io {
+                what: "writing output".into(),
+                source,
+            })
+        }
+        Command::Fields => {
+            let mut lines = String::new();
+            for f in crate::query::fields::FIELDS {
+                let aliases = if f.aliases.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (also {})", f.aliases.join(", "))
+                };
+                lines.push_str(&format!("{:<16} {}{aliases}\n", f.name, f.about));
+            }
+            say(lines.trim_end())
+        }
     }
+}
+
+fn run_query(
+    settings: &Settings,
+    text: &str,
+    format: Option<crate::query::output::Format>,
+    output: Option<PathBuf>,
+    now: Option<&str>,
+    style: crate::query::ErrorStyle,
+) -> Result<()> {
+    use crate::query::output::{self, Format};
+    use std::io::IsTerminal;
+    let now = crate::query::now(now)?;
+    let format = format
+        .or_else(|| output.as_deref().and_then(Format::from_path))
+        .unwrap_or(if output.is_none() && std::io::stdout().is_terminal() {
+            Format::Table
+        } else {
+            Format::Csv
+        });
+    let rt = runtime()?;
+    let (schema, batches) = rt.block_on(async {
+        let ctx = crate::query::session(&settings.archive).await?;
+        let planned = crate::query::plan(&ctx, text, now, style).await?;
+        let schema = std::sync::Arc::new(planned.frame.schema().as_arrow().clone());
+        let batches = planned
+            .frame
+            .collect()
+            .await
+            .map_err(|e| Error::Runtime(format!("running the query: {e}")))?;
+        Ok::<_, Error>((schema, batches))
+    })?;
+    let width = terminal_width();
+    match output {
+        Some(path) => {
+            let file = std::fs::File::create(&path).map_err(|source| Error::Io {
+                what: format!("creating `{}`", path.display()),
+                source,
+            })?;
+            let mut w = std::io::BufWriter::new(file);
+            output::write(&mut w, format, &schema, &batches, None)?;
+            w.flush().map_err(|source| Error::Io {
+                what: format!("writing `{}`", path.display()),
+                source,
+            })
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            output::write(&mut out, format, &schema, &batches, width)?;
+            out.flush().map_err(|source| Error::Io {
+                what: "writing output".into(),
+                source,
+            })
+        }
+    }
+}
+
+/// The terminal's width when stdout is one.
+fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .or(Some(120))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -35,6 +35,9 @@ pub enum Error {
     VerifyFailed { problems: usize },
     #[error("{0}")]
     Runtime(String),
+    /// A query that does not parse or compile: its diagnostics, already rendered.
+    #[error("{0}")]
+    BadQuery(String),
 }
 
 pub const EXIT_RUNTIME: u8 = 1;
@@ -47,7 +50,7 @@ impl Error {
         match self {
             _ if self.is_broken_pipe() => 0,
             Error::Clap(e) => e.exit_code().clamp(0, 255) as u8,
-            Error::Usage(_) | Error::Config { .. } => EXIT_USAGE,
+            Error::Usage(_) | Error::Config { .. } | Error::BadQuery(_) => EXIT_USAGE,
             Error::Archive(archive::Error::Locked { .. }) => EXIT_TEMPFAIL,
             _ => EXIT_RUNTIME,
         }

@@ -12,6 +12,7 @@ pub mod generate;
 pub mod import;
 pub mod ingest;
 pub mod lang;
+pub mod query;
 pub mod run;
 
 pub use error::Error;

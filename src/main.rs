@@ -10,6 +10,10 @@ fn main() -> ExitCode {
             let _ = e.print();
             ExitCode::from(auditq::Error::Clap(e).exit_code())
         }
+        Err(auditq::Error::BadQuery(rendered)) => {
+            eprint!("{rendered}");
+            ExitCode::from(auditq::error::EXIT_USAGE)
+        }
         Err(e) => {
             eprintln!("error: {}", e.render());
             ExitCode::from(e.exit_code())

@@ -1,0 +1,1012 @@
+//! AST -> DataFusion logical plan (through the DataFrame API, never SQL text).
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Column, ScalarValue};
+use datafusion::dataframe::DataFrame;
+use datafusion::functions::expr_fn::{coalesce, date_bin, lower, regexp_like};
+use datafusion::functions_aggregate::expr_fn::{
+    array_agg, count, count_distinct, first_value, last_value, max, min,
+};
+use datafusion::logical_expr::expr::Like;
+use datafusion::logical_expr::{ExprFunctionExt, SortExpr};
+use datafusion::prelude::{Expr, col, lit};
+
+use super::fields::{self, Kind, Target};
+use super::udf::{Matcher, glob_regex, ip_in_cidr, list_match};
+use crate::diag::{Diagnostic, did_you_mean};
+use crate::event::{self, col as c};
+use crate::lang::ast::{self, AggFn, CmpOp, Field, Query, Stage, TimeClause, TimePoint, Value};
+
+/// What "now" is and which zone dates are in.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub now: i64,
+    pub tz: Tz,
+}
+
+/// The query's time range `[start, end)` in µs (either side open).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Range {
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+}
+
+type R<T> = Result<T, Diagnostic>;
+
+fn err_at(code: &'static str, msg: impl Into<String>, span: ast::Span) -> Diagnostic {
+    Diagnostic::error(code, msg, span.start, span.end)
+}
+
+fn ts(micros: i64) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(
+        Some(micros),
+        Some("UTC".into()),
+    ))
+}
+
+fn column(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+// ------------------------------------------------------------------------- time
+
+impl Clock {
+    fn local(&self, micros: i64) -> DateTime<Tz> {
+        self.tz.from_utc_datetime(
+            &DateTime::from_timestamp_micros(micros)
+                .unwrap_or_default()
+                .naive_utc(),
+        )
+    }
+
+    /// A local wall-clock time in the query's zone, as UTC µs (a DST gap moves forward).
+    fn local_to_utc(&self, t: NaiveDateTime) -> i64 {
+        let mut t = t;
+        for _ in 0..3 {
+            if let Some(d) = self.tz.from_local_datetime(&t).earliest() {
+                return d.timestamp_micros();
+            }
+            t += chrono::Duration::hours(1);
+        }
+        Utc.from_utc_datetime(&t).timestamp_micros()
+    }
+
+    fn midnight(&self, d: NaiveDate) -> i64 {
+        self.local_to_utc(d.and_hms_opt(0, 0, 0).expect("midnight exists"))
+    }
+
+    /// `t` rounded down to the start of `unit` in the query's zone.
+    fn snap(&self, micros: i64, unit: &str) -> i64 {
+        let l = self.local(micros).naive_local();
+        let d = l.date();
+        let t = match unit {
+            "s" => l.with_nanosecond(0).unwrap_or(l),
+            "m" => d.and_hms_opt(l.hour(), l.minute(), 0).unwrap_or(l),
+            "h" => d.and_hms_opt(l.hour(), 0, 0).unwrap_or(l),
+            "d" => d.and_hms_opt(0, 0, 0).unwrap_or(l),
+            "w" => (d - chrono::Duration::days(i64::from(d.weekday().num_days_from_monday())))
+                .and_hms_opt(0, 0, 0)
+                .unwrap_or(l),
+            "mo" => d
+                .with_day(1)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .unwrap_or(l),
+            _ => d
+                .with_ordinal(1)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .unwrap_or(l),
+        };
+        self.local_to_utc(t)
+    }
+
+    /// An absolute time as written: (µs, whether it was a date only).
+    pub fn parse_at(&self, text: &str) -> Option<(i64, bool)> {
+        let t = text.trim();
+        if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+            return Some((self.midnight(d), true));
+        }
+        if let Some(us) = event::parse_time(t) {
+            // With a zone (`Z`, `+02:00`): as written; without: in the query's zone.
+            let has_zone = t.ends_with(['Z', 'z']) || t.rfind(['+', '-']).is_some_and(|i| i > 10);
+            if has_zone {
+                return Some((us, false));
+            }
+        }
+        for f in [
+            "%Y-%m-%d %H:%M%:z",
+            "%Y-%m-%d %H:%M:%S%:z",
+            "%Y-%m-%dT%H:%M%:z",
+        ] {
+            if let Ok(d) = DateTime::parse_from_str(t, f) {
+                return Some((d.timestamp_micros(), false));
+            }
+        }
+        for f in [
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M",
+            "%Y-%m-%d %H:%M",
+        ] {
+            if let Ok(d) = NaiveDateTime::parse_from_str(t, f) {
+                return Some((self.local_to_utc(d), false));
+            }
+        }
+        None
+    }
+
+    fn duration(text: &str, span: ast::Span) -> R<i64> {
+        crate::lang::time::parse_duration(text)
+            .map(|d| d.as_micros() as i64)
+            .map_err(|e| err_at("E0203", e, span))
+    }
+
+    /// A time point: (µs, date-only).
+    fn point(&self, p: &TimePoint) -> R<(i64, bool)> {
+        Ok(match p {
+            TimePoint::Now { snap, .. } => (
+                snap.as_ref().map_or(self.now, |u| self.snap(self.now, u)),
+                false,
+            ),
+            TimePoint::Snap(u, _) => (self.snap(self.now, u), false),
+            TimePoint::Ago {
+                duration,
+                snap,
+                span,
+            } => {
+                let t = self.now - Self::duration(duration, *span)?;
+                (snap.as_ref().map_or(t, |u| self.snap(t, u)), false)
+            }
+            TimePoint::At(text, span) => self.parse_at(text).ok_or_else(|| {
+                err_at("E0206", format!("`{text}` is not a time"), *span)
+                    .label("not a time")
+                    .help("write 2026-02-16, 2026-02-16T08:00:00Z or \"2026-02-16 08:00+02:00\"")
+            })?,
+        })
+    }
+
+    fn today(&self) -> i64 {
+        self.snap(self.now, "d")
+    }
+
+    fn day_after(&self, micros: i64) -> i64 {
+        let d = self.local(micros).date_naive();
+        self.midnight(d.succ_opt().unwrap_or(d))
+    }
+}
+
+/// The zone of the query: its `tz` clause, else the given default.
+pub fn query_tz(q: &Query, default: Tz) -> R<Tz> {
+    let mut tz = default;
+    for t in &q.time {
+        if let TimeClause::Tz(name, span) = t {
+            tz = name.parse::<Tz>().map_err(|_| {
+                let mut d = err_at("E0207", format!("unknown time zone `{name}`"), *span)
+                    .label("not an IANA time zone");
+                if let Some(m) = did_you_mean(name, chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()))
+                {
+                    d = d.help(format!("did you mean \"{m}\"?"));
+                }
+                d.help("e.g. tz \"Europe/Berlin\", tz \"UTC\"")
+            })?;
+        }
+    }
+    Ok(tz)
+}
+
+/// Intersect the query's time clauses.
+pub fn time_range(q: &Query, clock: &Clock) -> R<Range> {
+    let mut r = Range::default();
+    let mut narrow = |s: Option<i64>, e: Option<i64>| {
+        if let Some(s) = s {
+            r.start = Some(r.start.map_or(s, |x| x.max(s)));
+        }
+        if let Some(e) = e {
+            r.end = Some(r.end.map_or(e, |x| x.min(e)));
+        }
+    };
+    for t in &q.time {
+        match t {
+            TimeClause::Since(p, _) => narrow(Some(clock.point(p)?.0), None),
+            TimeClause::Until(p, _) => {
+                let (t, _) = clock.point(p)?;
+                narrow(None, Some(t));
+            }
+            TimeClause::Between(a, b, span) => {
+                let (s, _) = clock.point(a)?;
+                let (e, date_only) = clock.point(b)?;
+                // A date-only end means the end of that day.
+                let e = if date_only { clock.day_after(e) } else { e };
+                if s >= e {
+                    return Err(err_at(
+                        "E0230",
+                        "time range is empty: start is not before end",
+                        *span,
+                    )
+                    .help(format!("swap the bounds: between {b} and {a}")));
+                }
+                narrow(Some(s), Some(e));
+            }
+            TimeClause::On(d, span) => {
+                let (s, _) = clock
+                    .parse_at(d)
+                    .filter(|(_, date_only)| *date_only)
+                    .ok_or_else(|| {
+                        err_at("E0206", format!("`{d}` is not a date (YYYY-MM-DD)"), *span)
+                    })?;
+                narrow(Some(s), Some(clock.day_after(s)));
+            }
+            TimeClause::Last(d, span) => narrow(Some(clock.now - Clock::duration(d, *span)?), None),
+            TimeClause::Today(_) => {
+                let s = clock.today();
+                narrow(Some(s), Some(clock.day_after(s)));
+            }
+            TimeClause::Yesterday(_) => {
+                let e = clock.today();
+                narrow(Some(clock.snap(e - 1, "d")), Some(e));
+            }
+            TimeClause::Tz(..) => {}
+        }
+    }
+    if let (Some(s), Some(e)) = (r.start, r.end)
+        && s >= e
+        && let Some(t) = q.time.first()
+    {
+        let span = t.span().to(q.time.last().expect("one at least").span());
+        return Err(err_at(
+            "E0230",
+            "time range is empty: the time clauses do not overlap",
+            span,
+        ));
+    }
+    Ok(r)
+}
+
+/// Predicates of a time range: on `time`, and on the `date` partition so whole days are
+/// pruned before any file is opened.
+fn range_predicates(r: &Range) -> Vec<Expr> {
+    let mut out = Vec::new();
+    if let Some(s) = r.start {
+        out.push(col(c::TIME).gt_eq(ts(s)));
+        out.push(col(c::DATE).gt_eq(lit(event::utc_date(s))));
+    }
+    if let Some(e) = r.end {
+        out.push(col(c::TIME).lt(ts(e)));
+        out.push(col(c::DATE).lt_eq(lit(event::utc_date(e - 1))));
+    }
+    out
+}
+
+// ----------------------------------------------------------------------- filters
+
+/// A string column compared with a matcher-like operation.
+fn like(expr: Expr, glob: &str) -> Expr {
+    let mut pattern = String::new();
+    for ch in glob.chars() {
+        match ch {
+            '*' => pattern.push('%'),
+            '?' => pattern.push('_'),
+            '%' | '_' | '\\' => {
+                pattern.push('\\');
+                pattern.push(ch);
+            }
+            ch => pattern.push(ch),
+        }
+    }
+    Expr::Like(Like::new(
+        false,
+        Box::new(expr),
+        Box::new(lit(pattern)),
+        Some('\\'),
+        true,
+    ))
+}
+
+fn regex_pattern(re: &str, flags: &str) -> String {
+    if flags.is_empty() {
+        re.to_owned()
+    } else {
+        format!("(?{flags}){re}")
+    }
+}
+
+fn is_negative(op: CmpOp) -> bool {
+    matches!(op, CmpOp::Ne | CmpOp::ExactNe | CmpOp::NotMatch)
+}
+
+/// Missing values satisfy negative comparisons (two-valued logic).
+fn or_missing(e: Expr, positive: Expr) -> Expr {
+    e.clone().is_null().or(positive.is_not_true())
+}
+
+/// The compiler of one query against the archive's columns or an aggregate's output.
+pub struct Compiler<'a> {
+    pub clock: &'a Clock,
+    /// Set after an aggregating stage: the columns it produced and the stage text.
+    table: Option<(Vec<(String, DataType)>, String)>,
+}
+
+impl<'a> Compiler<'a> {
+    pub fn new(clock: &'a Clock) -> Self {
+        Compiler { clock, table: None }
+    }
+
+    /// A field of the archive (before any aggregation).
+    fn field(&self, f: &Field) -> R<&'static fields::FieldDef> {
+        fields::resolve(&f.name).ok_or_else(|| {
+            let mut d = err_at("E0101", format!("unknown field `{}`", f.name), f.span)
+                .label("not a field or alias");
+            if let Some(m) = did_you_mean(&f.name, fields::all_names()) {
+                d = d.help(format!("did you mean `{m}`?"));
+            }
+            d.help("`auditq fields` lists fields and aliases")
+        })
+    }
+
+    /// A column of the aggregate output (after an aggregating stage).
+    fn table_column(&self, f: &Field) -> R<(Expr, Kind)> {
+        let (cols, after) = self.table.as_ref().expect("in table mode");
+        let found = cols.iter().find(|(n, _)| n.eq_ignore_ascii_case(&f.name));
+        match found {
+            Some((name, ty)) => {
+                let kind = match ty {
+                    DataType::Timestamp(..) => Kind::Time,
+                    DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => Kind::Text,
+                    _ => Kind::Exact,
+                };
+                Ok((column(name), kind))
+            }
+            None => {
+                let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
+                let mut d = err_at(
+                    "E0420",
+                    format!("unknown column `{}` after `{after}`", f.name),
+                    f.span,
+                )
+                .help(format!("columns available here: {}", names.join(", ")));
+                if let Some(m) = did_you_mean(&f.name, names.iter().copied()) {
+                    d = d.help(format!("did you mean `{m}`?"));
+                }
+                Err(d)
+            }
+        }
+    }
+
+    /// One comparison of a single column.
+    fn compare(&self, e: Expr, kind: Kind, op: CmpOp, v: &Value, field: &Field) -> R<Expr> {
+        let text = v.text();
+        if let Value::Regex(re, flags, span) = v {
+            if !matches!(op, CmpOp::Match | CmpOp::NotMatch) {
+                return Err(err_at("E0311", "a regex needs `~` or `!~`", *span));
+            }
+            let m = regexp_like(e.clone(), lit(regex_pattern(re, flags)), None);
+            return Ok(if op == CmpOp::Match {
+                m
+            } else {
+                or_missing(e, m)
+            });
+        }
+        match kind {
+            Kind::Time => {
+                let Some((t, date_only)) = self.clock.parse_at(text) else {
+                    return Err(err_at("E0206", format!("`{text}` is not a time"), v.span())
+                        .help("write 2026-02-16 or 2026-02-16T08:00:00Z"));
+                };
+                let next = if date_only {
+                    self.clock.day_after(t)
+                } else {
+                    t + 1
+                };
+                Ok(match op {
+                    CmpOp::Eq | CmpOp::ExactEq => e.clone().gt_eq(ts(t)).and(e.lt(ts(next))),
+                    CmpOp::Ne | CmpOp::ExactNe => {
+                        or_missing(e.clone(), e.clone().gt_eq(ts(t)).and(e.lt(ts(next))))
+                    }
+                    CmpOp::Lt => e.lt(ts(t)),
+                    CmpOp::Le => e.lt(ts(next)),
+                    CmpOp::Gt => e.gt_eq(ts(next)),
+                    CmpOp::Ge => e.gt_eq(ts(t)),
+                    CmpOp::Match | CmpOp::NotMatch => {
+                        return Err(err_at(
+                            "E0104",
+                            format!("`~` does not apply to the time field `{}`", field.name),
+                            field.span,
+                        )
+                        .help("use since/until/between, or `time >= 2026-02-16`"));
+                    }
+                })
+            }
+            Kind::Ip if text.contains('/') && matches!(op, CmpOp::Eq | CmpOp::Ne) => {
+                super::udf::Cidr::parse(text).map_err(|why| {
+                    err_at("E0320", format!("invalid CIDR `{text}`"), v.span()).label(why)
+                })?;
+                let m = ip_in_cidr(e.clone(), text);
+                Ok(if op == CmpOp::Eq { m } else { or_missing(e, m) })
+            }
+            _ => {
+                let number =
+                    matches!(v, Value::Num(..)) && kind == Kind::Exact && self.table.is_some();
+                let value = if number {
+                    lit(text.parse::<f64>().unwrap_or(0.0))
+                } else {
+                    lit(text)
+                };
+                let folded = kind == Kind::Text && !number;
+                Ok(match op {
+                    CmpOp::Eq if folded => lower(e).eq(lit(text.to_lowercase())),
+                    CmpOp::Ne if folded => {
+                        or_missing(e.clone(), lower(e).eq(lit(text.to_lowercase())))
+                    }
+                    CmpOp::Eq | CmpOp::ExactEq => e.eq(value),
+                    CmpOp::Ne | CmpOp::ExactNe => or_missing(e.clone(), e.eq(value)),
+                    CmpOp::Lt => e.lt(value),
+                    CmpOp::Le => e.lt_eq(value),
+                    CmpOp::Gt => e.gt(value),
+                    CmpOp::Ge => e.gt_eq(value),
+                    CmpOp::Match => like(e, text),
+                    CmpOp::NotMatch => or_missing(e.clone(), like(e, text)),
+                })
+            }
+        }
+    }
+
+    fn matcher(op: CmpOp, v: &Value) -> R<Matcher> {
+        Ok(match (op, v) {
+            (_, Value::Regex(re, flags, span)) => {
+                Matcher::Re(regex::Regex::new(&regex_pattern(re, flags)).map_err(|e| {
+                    err_at("E0310", "invalid regular expression", *span).label(e.to_string())
+                })?)
+            }
+            (CmpOp::Match | CmpOp::NotMatch, v) => Matcher::Re(glob_regex(v.text())),
+            (CmpOp::ExactEq | CmpOp::ExactNe, v) => Matcher::Exact(v.text().to_owned()),
+            (_, v) => Matcher::Eq(v.text().to_lowercase()),
+        })
+    }
+
+    fn cmp(&self, field: &Field, op: CmpOp, v: &Value) -> R<Expr> {
+        if self.table.is_some() {
+            let (e, kind) = self.table_column(field)?;
+            return self.compare(e, kind, op, v, field);
+        }
+        match self.field(field)?.target {
+            Target::Column(name, kind) => self.compare(col(name), kind, op, v, field),
+            Target::Actor => {
+                let parts = [
+                    (c::ACTOR_ID, Kind::Text),
+                    (c::ACTOR_EMAIL, Kind::Text),
+                    (c::ACTOR_NAME, Kind::Text),
+                ]
+                .iter()
+                .map(|(n, k)| self.compare(col(*n), *k, op, v, field))
+                .collect::<R<Vec<_>>>()?;
+                let join = if is_negative(op) { Expr::and } else { Expr::or };
+                Ok(parts.into_iter().reduce(join).expect("three parts"))
+            }
+            Target::List { column, type_part } => {
+                if matches!(op, CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge) {
+                    return Err(err_at(
+                        "E0103",
+                        format!("`{}` does not apply to `{}`", op.symbol(), field.name),
+                        field.span,
+                    )
+                    .help("compare list fields with =, ==, ~ or in"));
+                }
+                let m = list_match(col(column), type_part, &Self::matcher(op, v)?);
+                Ok(if is_negative(op) { m.is_not_true() } else { m })
+            }
+        }
+    }
+
+    /// A boolean filter.
+    pub fn filter(&self, e: &ast::Expr) -> R<Expr> {
+        Ok(match e {
+            ast::Expr::Or(items, _) => self
+                .all(items)?
+                .into_iter()
+                .reduce(Expr::or)
+                .expect("two or more"),
+            ast::Expr::And(items, _) => self
+                .all(items)?
+                .into_iter()
+                .reduce(Expr::and)
+                .expect("two or more"),
+            ast::Expr::Not(inner, _) => self.filter(inner)?.is_not_true(),
+            ast::Expr::Cmp {
+                field, op, value, ..
+            } => self.cmp(field, *op, value)?,
+            ast::Expr::In {
+                field,
+                negated,
+                values,
+                ..
+            } => {
+                let parts = values
+                    .iter()
+                    .map(|v| {
+                        let glob = matches!(v, Value::Regex(..)) || v.text().contains(['*', '?']);
+                        let op = match (glob, negated) {
+                            (true, false) => CmpOp::Match,
+                            (true, true) => CmpOp::NotMatch,
+                            (false, false) => CmpOp::Eq,
+                            (false, true) => CmpOp::Ne,
+                        };
+                        self.cmp(field, op, v)
+                    })
+                    .collect::<R<Vec<_>>>()?;
+                let join = if *negated { Expr::and } else { Expr::or };
+                parts.into_iter().reduce(join).unwrap_or(lit(*negated))
+            }
+            ast::Expr::Has(field, _) => {
+                if self.table.is_some() {
+                    let (e, _) = self.table_column(field)?;
+                    return Ok(e.is_not_null());
+                }
+                let present = |n: &str| col(n).is_not_null().and(col(n).not_eq(lit("")));
+                match self.field(field)?.target {
+                    Target::Column(n, Kind::Time) => col(n).is_not_null(),
+                    Target::Column(n, _) => present(n),
+                    Target::Actor => present(c::ACTOR_ID)
+                        .or(present(c::ACTOR_EMAIL))
+                        .or(present(c::ACTOR_NAME)),
+                    Target::List { column, type_part } => {
+                        list_match(col(column), type_part, &Matcher::Any)
+                    }
+                }
+            }
+            ast::Expr::Text(t, span) => {
+                if self.table.is_some() {
+                    return Err(err_at(
+                        "E0421",
+                        "free text searches events, not an aggregate's rows",
+                        *span,
+                    )
+                    .help("move it before the aggregating stage"));
+                }
+                let mut parts: Vec<Expr> = [
+                    c::ACTOR_NAME,
+                    c::ACTOR_EMAIL,
+                    c::ACTOR_ID,
+                    c::ACTION,
+                    c::MESSAGE,
+                ]
+                .iter()
+                .map(|n| like(col(*n), &format!("*{t}*")))
+                .collect();
+                for list in [c::CONTEXT, c::CONTAINER] {
+                    parts.push(list_match(
+                        col(list),
+                        false,
+                        &Matcher::Contains(t.to_lowercase()),
+                    ));
+                }
+                parts.into_iter().reduce(Expr::or).expect("several columns")
+            }
+        })
+    }
+
+    fn all(&self, items: &[ast::Expr]) -> R<Vec<Expr>> {
+        items.iter().map(|e| self.filter(e)).collect()
+    }
+
+    // ---------------------------------------------------------------- projection
+
+    /// A field as an output column: (name, expression).
+    fn output(&self, f: &Field) -> R<(String, Expr)> {
+        if self.table.is_some() {
+            let (e, _) = self.table_column(f)?;
+            return Ok((f.name.clone(), e));
+        }
+        let e = match self.field(f)?.target {
+            Target::Column(n, _) => col(n),
+            Target::Actor => coalesce(vec![
+                col(c::ACTOR_EMAIL),
+                col(c::ACTOR_NAME),
+                col(c::ACTOR_ID),
+            ]),
+            Target::List { column, .. } => col(column),
+        };
+        Ok((f.name.clone(), e))
+    }
+}
+
+/// The columns shown for events when the query does not choose any.
+pub const DEFAULT_VIEW: &[&str] = &[
+    "time",
+    "action",
+    "actor.name",
+    "actor.email",
+    "ip",
+    "country",
+    "message",
+    "id",
+];
+
+fn fields_of(names: &[&str]) -> Vec<Field> {
+    names
+        .iter()
+        .map(|n| Field {
+            name: (*n).to_owned(),
+            span: ast::Span::default(),
+        })
+        .collect()
+}
+
+fn df_err(e: datafusion::error::DataFusionError, span: ast::Span) -> Diagnostic {
+    err_at("E0900", format!("cannot plan this: {e}"), span)
+}
+
+/// Build the DataFrame of a query over `events` (the archive's table).
+pub fn compile(q: &Query, events: DataFrame, clock: &Clock) -> R<DataFrame> {
+    let mut cx = Compiler::new(clock);
+    let range = time_range(q, clock)?;
+    let mut df = events;
+    let whole = ast::Span::default();
+    let mut predicates = range_predicates(&range);
+    if let Some(f) = &q.filter {
+        predicates.push(cx.filter(f)?);
+    }
+    if let Some(p) = predicates.into_iter().reduce(Expr::and) {
+        df = df.filter(p).map_err(|e| df_err(e, whole))?;
+    }
+    // The event columns shown at the end, while no stage has aggregated.
+    let mut view: Vec<Field> = fields_of(DEFAULT_VIEW);
+    for stage in &q.stages {
+        let span = stage.span();
+        let e = |e| df_err(e, span);
+        match stage {
+            Stage::Where(f, _) => df = df.filter(cx.filter(f)?).map_err(e)?,
+            Stage::Fields {
+                exclude, fields, ..
+            } => {
+                if *exclude {
+                    for f in fields {
+                        cx.output(f)?;
+                    }
+                    let drop = |v: &Field| {
+                        fields.iter().any(|f| {
+                            f.name.eq_ignore_ascii_case(&v.name)
+                                || (cx.table.is_none()
+                                    && fields::resolve(&f.name).map(|d| d.name)
+                                        == fields::resolve(&v.name).map(|d| d.name))
+                        })
+                    };
+                    if let Some((cols, _)) = &cx.table {
+                        let keep: Vec<Field> =
+                            fields_of(&cols.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
+                                .into_iter()
+                                .filter(|v| !drop(v))
+                                .collect();
+                        df = project(&mut cx, df, &keep, &stage.to_string())?;
+                    } else {
+                        view.retain(|v| !drop(v));
+                    }
+                } else if cx.table.is_some() {
+                    df = project(&mut cx, df, fields, &stage.to_string())?;
+                } else {
+                    for f in fields {
+                        cx.output(f)?;
+                    }
+                    view = fields.clone();
+                }
+            }
+            Stage::Sort(keys, _) => {
+                let sorts = keys
+                    .iter()
+                    .map(|k| Ok(cx.output(&k.field)?.1.sort(!k.desc, false)))
+                    .collect::<R<Vec<SortExpr>>>()?;
+                df = df.sort(sorts).map_err(e)?;
+            }
+            Stage::Head(n, _) => df = df.limit(0, Some(*n as usize)).map_err(e)?,
+            Stage::Stats { aggs, by, .. } => {
+                let groups = by.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
+                let aggs = aggs
+                    .iter()
+                    .map(|a| aggregate(&cx, a))
+                    .collect::<R<Vec<_>>>()?;
+                df = group(&mut cx, df, groups, aggs, &stage.to_string())?;
+            }
+            Stage::Top {
+                rare, n, field, by, ..
+            } => {
+                let mut groups = by.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
+                groups.push(cx.output(field)?);
+                let count_expr = count(lit(1)).alias("count");
+                df = group(
+                    &mut cx,
+                    df,
+                    groups.clone(),
+                    vec![count_expr],
+                    &stage.to_string(),
+                )?;
+                let order = vec![
+                    column("count").sort(*rare, false),
+                    column(&field.name).sort(true, false),
+                ];
+                if by.is_empty() {
+                    df = df
+                        .sort(order)
+                        .map_err(e)?
+                        .limit(0, Some(*n as usize))
+                        .map_err(e)?;
+                } else {
+                    let partition: Vec<Expr> = by.iter().map(|f| column(&f.name)).collect();
+                    let rank = datafusion::functions_window::expr_fn::row_number()
+                        .partition_by(partition.clone())
+                        .order_by(order)
+                        .build()
+                        .map_err(e)?
+                        .alias("__rank");
+                    let mut all: Vec<Expr> = groups.iter().map(|(n, _)| column(n)).collect();
+                    all.push(column("count"));
+                    let mut with_rank = all.clone();
+                    with_rank.push(rank);
+                    let mut sorts: Vec<SortExpr> =
+                        partition.into_iter().map(|p| p.sort(true, false)).collect();
+                    sorts.push(column("count").sort(*rare, false));
+                    sorts.push(column(&field.name).sort(true, false));
+                    df = df
+                        .select(with_rank)
+                        .map_err(e)?
+                        .filter(column("__rank").lt_eq(lit(*n as i64)))
+                        .map_err(e)?
+                        .select(all)
+                        .map_err(e)?
+                        .sort(sorts)
+                        .map_err(e)?;
+                }
+            }
+            Stage::Distinct(fields, _) => {
+                let groups = fields.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
+                df = group(&mut cx, df, groups, vec![], &stage.to_string())?;
+            }
+            Stage::Dedup(fields, _) => {
+                let on = fields
+                    .iter()
+                    .map(|f| Ok(cx.output(f)?.1))
+                    .collect::<R<Vec<_>>>()?;
+                let select: Vec<Expr> = df
+                    .schema()
+                    .columns()
+                    .into_iter()
+                    .map(Expr::Column)
+                    .collect();
+                let mut sorts: Vec<SortExpr> =
+                    on.iter().map(|o| o.clone().sort(true, false)).collect();
+                if cx.table.is_none() {
+                    sorts.push(col(c::TIME).sort(true, false));
+                }
+                df = df.distinct_on(on, select, Some(sorts)).map_err(e)?;
+            }
+            Stage::Timechart {
+                span_text,
+                agg,
+                by,
+                span,
+            } => {
+                let bucket = bucket_expr(&cx, span_text, *span)?;
+                let mut groups = vec![("time".to_owned(), bucket)];
+                if let Some(b) = by {
+                    groups.push(cx.output(b)?);
+                }
+                let aggs = match agg {
+                    Some(a) => vec![aggregate(&cx, a)?],
+                    None => vec![count(lit(1)).alias("count")],
+                };
+                df = group(&mut cx, df, groups, aggs, &stage.to_string())?;
+            }
+            Stage::Bucket(span_text, span) => {
+                let bucket = bucket_expr(&cx, span_text, *span)?;
+                df = df.with_column(c::TIME, bucket).map_err(e)?;
+            }
+        }
+    }
+    if cx.table.is_none() {
+        df = project(&mut cx, df, &view, "fields")?;
+        cx.table = None;
+    }
+    Ok(df)
+}
+
+/// `time` rounded down to multiples of a duration since the Unix epoch.
+fn bucket_expr(cx: &Compiler<'_>, span_text: &str, span: ast::Span) -> R<Expr> {
+    let micros = Clock::duration(span_text, span)?;
+    if micros <= 0 {
+        return Err(err_at("E0208", "a bucket must be longer than zero", span));
+    }
+    let time = if cx.table.is_some() {
+        column("time")
+    } else {
+        col(c::TIME)
+    };
+    Ok(date_bin(
+        lit(ScalarValue::new_interval_mdn(0, 0, micros * 1000)),
+        time,
+        ts(0),
+    ))
+}
+
+fn aggregate(cx: &Compiler<'_>, a: &ast::Agg) -> R<Expr> {
+    let field = match &a.field {
+        Some(f) => Some(cx.output(f)?.1),
+        None => None,
+    };
+    let by_time = || {
+        if cx.table.is_none() {
+            vec![col(c::TIME).sort(true, false)]
+        } else {
+            vec![]
+        }
+    };
+    let e = match (a.func, field) {
+        (AggFn::Count, None) => count(lit(1)),
+        (AggFn::Count, Some(f)) => count(f),
+        (AggFn::Dc, Some(f)) => count_distinct(f),
+        (AggFn::Min, Some(f)) => min(f),
+        (AggFn::Max, Some(f)) => max(f),
+        (AggFn::First, Some(f)) => first_value(f, by_time()),
+        (AggFn::Last, Some(f)) => last_value(f, by_time()),
+        (AggFn::Values, Some(f)) => array_agg(f.clone())
+            .distinct()
+            .order_by(vec![f.sort(true, false)])
+            .build()
+            .map_err(|e| df_err(e, a.span))?,
+        (func, None) => {
+            return Err(err_at(
+                "E0406",
+                format!("`{}` needs a field", func.name()),
+                a.span,
+            ));
+        }
+    };
+    Ok(e.alias(a.column()))
+}
+
+/// Aggregate (or, without aggregates, take distinct groups); rows sorted by the groups.
+fn group(
+    cx: &mut Compiler<'_>,
+    df: DataFrame,
+    groups: Vec<(String, Expr)>,
+    aggs: Vec<Expr>,
+    stage: &str,
+) -> R<DataFrame> {
+    let whole = ast::Span::default();
+    let keys: Vec<Expr> = groups.iter().map(|(n, e)| e.clone().alias(n)).collect();
+    let sorts: Vec<SortExpr> = groups
+        .iter()
+        .map(|(n, _)| column(n).sort(true, false))
+        .collect();
+    let df = df.aggregate(keys, aggs).map_err(|e| df_err(e, whole))?;
+    let df = if sorts.is_empty() {
+        df
+    } else {
+        df.sort(sorts).map_err(|e| df_err(e, whole))?
+    };
+    cx.table = Some((
+        df.schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect(),
+        stage.to_owned(),
+    ));
+    Ok(df)
+}
+
+/// Select fields as named output columns.
+fn project(cx: &mut Compiler<'_>, df: DataFrame, fields: &[Field], stage: &str) -> R<DataFrame> {
+    let exprs = fields
+        .iter()
+        .map(|f| cx.output(f).map(|(n, e)| e.alias(n)))
+        .collect::<R<Vec<_>>>()?;
+    let df = df
+        .select(exprs)
+        .map_err(|e| df_err(e, ast::Span::default()))?;
+    cx.table = Some((
+        df.schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect(),
+        stage.to_owned(),
+    ));
+    Ok(df)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clock(now: &str, tz: &str) -> Clock {
+        Clock {
+            now: event::parse_time(now).unwrap(),
+            tz: tz.parse().unwrap(),
+        }
+    }
+
+    fn range(q: &str, now: &str) -> (Option<String>, Option<String>) {
+        let q = crate::lang::parse(q).unwrap();
+        let cl = clock(now, "UTC");
+        let cl = Clock {
+            tz: query_tz(&q, cl.tz).unwrap(),
+            ..cl
+        };
+        let r = time_range(&q, &cl).unwrap();
+        (
+            r.start.map(event::format_time),
+            r.end.map(event::format_time),
+        )
+    }
+
+    #[test]
+    fn time_clauses() {
+        let now = "2026-02-18T15:30:00Z";
+        let s = |t: &str| Some(t.to_owned());
+        assert_eq!(
+            range("since 7d", now),
+            (s("2026-02-11T15:30:00.000Z"), None)
+        );
+        assert_eq!(
+            range("since 7d@d", now),
+            (s("2026-02-11T00:00:00.000Z"), None)
+        );
+        assert_eq!(
+            range("last 24h", now),
+            (s("2026-02-17T15:30:00.000Z"), None)
+        );
+        assert_eq!(
+            range("today", now),
+            (s("2026-02-18T00:00:00.000Z"), s("2026-02-19T00:00:00.000Z"))
+        );
+        assert_eq!(
+            range("yesterday", now),
+            (s("2026-02-17T00:00:00.000Z"), s("2026-02-18T00:00:00.000Z"))
+        );
+        assert_eq!(
+            range("on 2026-02-16", now),
+            (s("2026-02-16T00:00:00.000Z"), s("2026-02-17T00:00:00.000Z"))
+        );
+        // A date-only end means the end of that day.
+        assert_eq!(
+            range("between 2026-02-01 and 2026-02-16", now),
+            (s("2026-02-01T00:00:00.000Z"), s("2026-02-17T00:00:00.000Z"))
+        );
+        assert_eq!(
+            range("between 2026-02-01T10:00:00Z and 2026-02-16T00:00:00Z", now),
+            (s("2026-02-01T10:00:00.000Z"), s("2026-02-16T00:00:00.000Z"))
+        );
+        assert_eq!(
+            range("since @w", now),
+            (s("2026-02-16T00:00:00.000Z"), None)
+        );
+        assert_eq!(
+            range("since now@mo", now),
+            (s("2026-02-01T00:00:00.000Z"), None)
+        );
+        // Zones: Berlin is UTC+1 in February.
+        assert_eq!(
+            range("today tz \"Europe/Berlin\"", now),
+            (s("2026-02-17T23:00:00.000Z"), s("2026-02-18T23:00:00.000Z"))
+        );
+        assert_eq!(
+            range("since \"2026-02-16 08:00+02:00\"", now),
+            (s("2026-02-16T06:00:00.000Z"), None)
+        );
+        // Several clauses intersect.
+        assert_eq!(
+            range("since 30d until 2026-02-10", now),
+            (s("2026-01-19T15:30:00.000Z"), s("2026-02-10T00:00:00.000Z"))
+        );
+    }
+
+    #[test]
+    fn empty_ranges_and_bad_zones_are_errors() {
+        let cl = clock("2026-02-18T15:30:00Z", "UTC");
+        let q = crate::lang::parse("between 2026-05-31 and 2026-05-01").unwrap();
+        assert_eq!(time_range(&q, &cl).unwrap_err().code, "E0230");
+        let q = crate::lang::parse("today tz \"Europe/Berln\"").unwrap();
+        let e = query_tz(&q, cl.tz).unwrap_err();
+        assert_eq!(e.code, "E0207");
+        assert!(e.help[0].contains("Europe/Berlin"), "{e:?}");
+    }
+}

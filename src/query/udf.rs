@@ -1,0 +1,299 @@
+//! Two functions DataFusion lacks: CIDR containment on the `ip` string column, and
+//! "any element of a `context`/`container` list matches".
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::lit;
+use regex::Regex;
+
+/// An IPv4 or IPv6 network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: u128,
+    mask: u128,
+    v6: bool,
+}
+
+impl Cidr {
+    /// `10.0.0.0/8`, `2001:db8::/32`, or a single address.
+    pub fn parse(text: &str) -> std::result::Result<Cidr, String> {
+        let (addr, bits) = match text.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (text, None),
+        };
+        let ip: std::net::IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{addr}` is not an IP address"))?;
+        let (value, width, v6) = match ip {
+            std::net::IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32u32, false),
+            std::net::IpAddr::V6(v6) => (u128::from(v6), 128u32, true),
+        };
+        let bits = match bits {
+            None => width,
+            Some(b) => match b.parse::<u32>() {
+                Ok(n) if n <= width => n,
+                _ => {
+                    return Err(format!(
+                        "{} prefix length must be 0–{width}",
+                        if v6 { "IPv6" } else { "IPv4" }
+                    ));
+                }
+            },
+        };
+        let mask = if bits == 0 {
+            0
+        } else {
+            (u128::MAX << (width - bits)) & (u128::MAX >> (128 - width))
+        };
+        Ok(Cidr {
+            net: value & mask,
+            mask,
+            v6,
+        })
+    }
+
+    pub fn contains(&self, ip: &str) -> bool {
+        match ip.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(v4)) if !self.v6 => {
+                u128::from(u32::from(v4)) & self.mask == self.net
+            }
+            Ok(std::net::IpAddr::V6(v6)) if self.v6 => u128::from(v6) & self.mask == self.net,
+            _ => false,
+        }
+    }
+}
+
+/// The string values of a function argument, as a `Utf8` array of `rows`.
+fn strings(arg: &ColumnarValue, rows: usize) -> Result<ArrayRef> {
+    let array = arg.to_array(rows)?;
+    Ok(cast(&array, &DataType::Utf8)?)
+}
+
+/// The literal text of a constant argument.
+fn constant(arg: &ColumnarValue, name: &str) -> Result<String> {
+    match arg {
+        ColumnarValue::Scalar(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+        ) => Ok(s.clone()),
+        _ => exec_err!("{name}: the pattern must be a constant string"),
+    }
+}
+
+/// `ip_in_cidr(ip, '10.0.0.0/8')`: null for a null ip.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IpInCidr {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for IpInCidr {
+    fn name(&self) -> &str {
+        "ip_in_cidr"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let cidr = constant(&args.args[1], self.name())?;
+        let net = match Cidr::parse(&cidr) {
+            Ok(n) => n,
+            Err(e) => return exec_err!("{e}"),
+        };
+        let ips = strings(&args.args[0], args.number_rows)?;
+        let ips = ips.as_string::<i32>();
+        let out: BooleanArray = ips.iter().map(|ip| ip.map(|ip| net.contains(ip))).collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// How a string is matched.
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    /// Case-insensitive equality (holds the lower-cased value).
+    Eq(String),
+    Exact(String),
+    /// An anchored glob or a regex search.
+    Re(Regex),
+    /// Case-insensitive substring (lower-cased).
+    Contains(String),
+    /// Any value at all (for `has`).
+    Any,
+}
+
+impl Matcher {
+    pub fn is_match(&self, s: &str) -> bool {
+        match self {
+            Matcher::Eq(v) => s.to_lowercase() == *v,
+            Matcher::Exact(v) => s == v,
+            Matcher::Re(re) => re.is_match(s),
+            Matcher::Contains(v) => s.to_lowercase().contains(v.as_str()),
+            Matcher::Any => !s.is_empty(),
+        }
+    }
+
+    /// Encoded as (mode, pattern) arguments of `list_match`.
+    fn encode(&self) -> (&'static str, String) {
+        match self {
+            Matcher::Eq(v) => ("eq", v.clone()),
+            Matcher::Exact(v) => ("exact", v.clone()),
+            Matcher::Re(re) => ("regex", re.as_str().to_owned()),
+            Matcher::Contains(v) => ("contains", v.clone()),
+            Matcher::Any => ("any", String::new()),
+        }
+    }
+
+    fn decode(mode: &str, pattern: &str) -> Result<Matcher> {
+        Ok(match mode {
+            "eq" => Matcher::Eq(pattern.to_lowercase()),
+            "exact" => Matcher::Exact(pattern.to_owned()),
+            "regex" => match Regex::new(pattern) {
+                Ok(re) => Matcher::Re(re),
+                Err(e) => return exec_err!("list_match: {e}"),
+            },
+            "contains" => Matcher::Contains(pattern.to_lowercase()),
+            "any" => Matcher::Any,
+            other => return exec_err!("list_match: unknown mode `{other}`"),
+        })
+    }
+}
+
+/// The regex of an anchored, case-insensitive glob (`*`, `?`).
+pub fn glob_regex(glob: &str) -> Regex {
+    let mut re = String::from("(?is)^");
+    for c in glob.chars() {
+        match c {
+            '*' => re.push_str(".*"),
+            '?' => re.push('.'),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    re.push('$');
+    Regex::new(&re).expect("an escaped glob is a valid regex")
+}
+
+/// `list_match(context, 'id_name'|'type', mode, pattern)`: whether any element's id or
+/// name (or type) matches. False for an empty or null list.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ListMatch {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ListMatch {
+    fn name(&self) -> &str {
+        "list_match"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let part = constant(&args.args[1], self.name())?;
+        let matcher = Matcher::decode(
+            &constant(&args.args[2], self.name())?,
+            &constant(&args.args[3], self.name())?,
+        )?;
+        let lists = args.args[0].to_array(args.number_rows)?;
+        let Some(lists) = lists.as_list_opt::<i32>() else {
+            return exec_err!("list_match: expects a list column");
+        };
+        let items = lists.values().as_struct();
+        let child = |name: &str| -> Result<Option<StringArray>> {
+            Ok(match items.column_by_name(name) {
+                Some(c) => Some(cast(c, &DataType::Utf8)?.as_string::<i32>().clone()),
+                None => None,
+            })
+        };
+        let fields = match part.as_str() {
+            "type" => vec![child("type")?],
+            _ => vec![child("id")?, child("name")?],
+        };
+        let offsets = lists.value_offsets();
+        let out: BooleanArray = (0..lists.len())
+            .map(|row| {
+                if lists.is_null(row) {
+                    return Some(false);
+                }
+                let (a, b) = (offsets[row] as usize, offsets[row + 1] as usize);
+                Some((a..b).any(|k| {
+                    fields
+                        .iter()
+                        .flatten()
+                        .any(|f| f.is_valid(k) && matcher.is_match(f.value(k)))
+                }))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+pub fn ip_in_cidr_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(IpInCidr {
+        signature: Signature::any(2, Volatility::Immutable),
+    })
+}
+
+pub fn list_match_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(ListMatch {
+        signature: Signature::any(4, Volatility::Immutable),
+    })
+}
+
+/// `ip_in_cidr(ip, net)`.
+pub fn ip_in_cidr(ip: Expr, net: &str) -> Expr {
+    ip_in_cidr_udf().call(vec![ip, lit(net)])
+}
+
+/// `list_match(list, part, mode, pattern)`.
+pub fn list_match(list: Expr, type_part: bool, m: &Matcher) -> Expr {
+    let (mode, pattern) = m.encode();
+    list_match_udf().call(vec![
+        list,
+        lit(if type_part { "type" } else { "id_name" }),
+        lit(mode),
+        lit(pattern),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_containment() {
+        let n = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(n.contains("10.255.1.2"));
+        assert!(!n.contains("11.0.0.1"));
+        assert!(!n.contains("::1"));
+        let n = Cidr::parse("172.16.0.0/12").unwrap();
+        assert!(n.contains("172.31.255.255") && !n.contains("172.32.0.0"));
+        let n = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(n.contains("2001:DB8:1::5") && !n.contains("2001:db9::1"));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8"));
+        assert_eq!(
+            Cidr::parse("10.0.0.0/33").unwrap_err(),
+            "IPv4 prefix length must be 0–32"
+        );
+        assert!(Cidr::parse("10.0.0.300").is_err());
+    }
+
+    #[test]
+    fn globs_are_anchored_and_case_insensitive() {
+        let g = glob_regex("user_*");
+        assert!(g.is_match("USER_login") && !g.is_match("xuser_login"));
+        assert!(glob_regex("a?c").is_match("abc") && !glob_regex("a?c").is_match("abbc"));
+        assert!(glob_regex("a.c").is_match("a.c") && !glob_regex("a.c").is_match("abc"));
+    }
+}
