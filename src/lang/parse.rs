@@ -613,7 +613,10 @@ impl<'a> Parser<'a> {
         ];
         let Some((sym, op)) = ops.iter().find(|(s, _)| t.starts_with(s)) else {
             let mut d = self.expected(t, "an operator (`=`, `~`, `in`, `:` …)");
-            if t.is_empty() || Self::starts_unary(t) || t.starts_with('|') {
+            // Not an operator but the start of something else: a bare word was written
+            // where a filter was expected (`alice since 7d`).
+            if t.is_empty() || t.starts_with(|c: char| c.is_alphanumeric() || "\"'|()-".contains(c))
+            {
                 // `alice since 7d`: a bare word where a filter was expected.
                 d = Diagnostic::error(
                     "E0102",
@@ -1522,6 +1525,27 @@ mod tests {
             if let Err(diags) = parse(&q) {
                 let _ = crate::diag::render(&q, &diags);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod grammar_examples {
+    /// Every `query:` example of the normative grammar parses and round-trips.
+    #[test]
+    fn grammar_queries_parse() {
+        let grammar = include_str!("../../grammar/auditq.ebnf");
+        let examples: Vec<&str> = grammar
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("(* query:"))
+            .map(|l| l.trim().trim_end_matches("*)").trim())
+            .collect();
+        assert!(examples.len() >= 25, "{} examples", examples.len());
+        for q in examples {
+            let ast = super::parse(q).unwrap_or_else(|e| {
+                panic!("grammar example `{q}`:\n{}", crate::diag::render(q, &e))
+            });
+            assert_eq!(super::parse(&ast.to_string()).unwrap(), ast, "{q}");
         }
     }
 }

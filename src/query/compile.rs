@@ -651,9 +651,20 @@ pub fn compile(q: &Query, events: DataFrame, clock: &Clock) -> R<DataFrame> {
     }
     // The event columns shown at the end, while no stage has aggregated.
     let mut view: Vec<Field> = fields_of(DEFAULT_VIEW);
+    // Events come in time order unless a `sort` says otherwise (so `head` means "first").
+    let mut ordered = false;
     for stage in &q.stages {
         let span = stage.span();
         let e = |e| df_err(e, span);
+        if cx.table.is_none() && !ordered && matches!(stage, Stage::Head(..)) {
+            df = df
+                .sort(vec![
+                    col(c::TIME).sort(true, false),
+                    col(c::ID).sort(true, false),
+                ])
+                .map_err(e)?;
+            ordered = true;
+        }
         match stage {
             Stage::Where(f, _) => df = df.filter(cx.filter(f)?).map_err(e)?,
             Stage::Fields {
@@ -696,6 +707,7 @@ pub fn compile(q: &Query, events: DataFrame, clock: &Clock) -> R<DataFrame> {
                     .map(|k| Ok(cx.output(&k.field)?.1.sort(!k.desc, false)))
                     .collect::<R<Vec<SortExpr>>>()?;
                 df = df.sort(sorts).map_err(e)?;
+                ordered = true;
             }
             Stage::Head(n, _) => df = df.limit(0, Some(*n as usize)).map_err(e)?,
             Stage::Stats { aggs, by, .. } => {
@@ -710,7 +722,10 @@ pub fn compile(q: &Query, events: DataFrame, clock: &Clock) -> R<DataFrame> {
                 rare, n, field, by, ..
             } => {
                 let mut groups = by.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
-                groups.push(cx.output(field)?);
+                let (name, value) = cx.output(field)?;
+                // Events without the field are not a value of it.
+                df = df.filter(value.clone().is_not_null()).map_err(e)?;
+                groups.push((name, value));
                 let count_expr = count(lit(1)).alias("count");
                 df = group(
                     &mut cx,
@@ -802,8 +817,15 @@ pub fn compile(q: &Query, events: DataFrame, clock: &Clock) -> R<DataFrame> {
         }
     }
     if cx.table.is_none() {
+        if !ordered {
+            df = df
+                .sort(vec![
+                    col(c::TIME).sort(true, false),
+                    col(c::ID).sort(true, false),
+                ])
+                .map_err(|e| df_err(e, whole))?;
+        }
         df = project(&mut cx, df, &view, "fields")?;
-        cx.table = None;
     }
     Ok(df)
 }
@@ -848,6 +870,7 @@ fn aggregate(cx: &Compiler<'_>, a: &ast::Agg) -> R<Expr> {
         (AggFn::Last, Some(f)) => last_value(f, by_time()),
         (AggFn::Values, Some(f)) => array_agg(f.clone())
             .distinct()
+            .filter(f.clone().is_not_null())
             .order_by(vec![f.sort(true, false)])
             .build()
             .map_err(|e| df_err(e, a.span))?,

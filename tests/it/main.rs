@@ -4,6 +4,7 @@ mod archive_faults;
 mod import;
 mod kill;
 mod python_delta;
+mod query;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,259 @@
+//! The query language against a small hand-written archive (`tests/golden/events.ndjson`,
+//! 20 events): golden results, rendered errors, output formats and exit codes.
+//!
+//! `tests/golden/queries.txt` and `tests/golden/errors.txt` hold each query (`> …`) and
+//! what it must print. After a deliberate change, `AUDITQ_BLESS=1 cargo test --test it
+//! query` rewrites them; review the diff before committing.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use super::{auditq, ok, run};
+
+const NOW: &str = "2026-02-18T12:00:00Z";
+
+fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+/// The archive of the golden events, built once per test run.
+fn archive() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        ok(auditq(&dir.path().join("a"))
+            .arg("import")
+            .arg(golden("events.ndjson")));
+        dir
+    })
+    .path()
+    .join("a")
+    .leak()
+}
+
+/// `> query` blocks and their expected output.
+fn cases(text: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if let Some(q) = line.strip_prefix("> ") {
+            out.push((q.to_owned(), String::new()));
+        } else if let Some((_, expected)) = out.last_mut() {
+            expected.push_str(line);
+            expected.push('\n');
+        }
+    }
+    for (_, e) in &mut out {
+        *e = e.trim_end().to_owned();
+    }
+    out
+}
+
+/// Run every case of `file` through `f`; compare, or rewrite the file when blessing.
+fn check(file: &str, f: impl Fn(&str) -> String) {
+    let path = golden(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let header: String = text
+        .lines()
+        .take_while(|l| !l.starts_with("> "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut blessed = header;
+    let mut failures = Vec::new();
+    for (q, expected) in cases(&text) {
+        let actual = f(&q).trim_end().to_owned();
+        blessed.push_str(&format!("> {q}\n{actual}\n\n"));
+        if actual != expected {
+            failures.push(format!(
+                "> {q}\n--- expected\n{expected}\n--- actual\n{actual}\n"
+            ));
+        }
+    }
+    if std::env::var_os("AUDITQ_BLESS").is_some() {
+        std::fs::write(&path, blessed.trim_end().to_owned() + "\n").unwrap();
+        return;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of the cases in {file} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// `auditq query --now NOW [args] -- QUERY` (a query may start with `-`).
+fn query_with(q: &str, args: &[&str]) -> std::process::Command {
+    let mut c = auditq(archive());
+    c.args(["query", "--now", NOW]).args(args).args(["--", q]);
+    c
+}
+
+fn query(q: &str) -> std::process::Command {
+    query_with(q, &[])
+}
+
+#[test]
+fn golden_queries() {
+    let text = std::fs::read_to_string(golden("queries.txt")).unwrap();
+    assert!(cases(&text).len() >= 40);
+    check("queries.txt", |q| {
+        let r = run(&mut query_with(q, &["--format", "csv"]));
+        assert_eq!(r.code, 0, "{q}\n{}", r.stderr);
+        r.stdout
+    });
+}
+
+#[test]
+fn malformed_queries_render_a_caret_and_exit_2() {
+    let text = std::fs::read_to_string(golden("errors.txt")).unwrap();
+    assert!(cases(&text).len() >= 20);
+    check("errors.txt", |q| {
+        let r = run(&mut query(q));
+        assert_eq!(r.code, 2, "{q}\n{}{}", r.stdout, r.stderr);
+        assert!(r.stdout.is_empty());
+        r.stderr
+    });
+}
+
+#[test]
+fn errors_as_json_for_scripts() {
+    let r = run(&mut query_with("acter = x since 7d", &["--errors", "json"]));
+    assert_eq!(r.code, 2);
+    let v: serde_json::Value = serde_json::from_str(r.stderr.trim()).unwrap();
+    assert_eq!(v["severity"], "error");
+    assert_eq!(v["code"], "E0101");
+    assert_eq!(v["span"]["start"], 0);
+    assert_eq!(v["span"]["end"], 5);
+    assert_eq!(v["span"]["col"], 1);
+    assert_eq!(v["help"][0], "did you mean `actor`?");
+}
+
+#[test]
+fn formats_and_empty_results() {
+    let none = "action = nothing_like_this";
+    assert_eq!(
+        ok(&mut query_with(none, &["--format", "csv"])).stdout,
+        "time,action,actor.name,actor.email,ip,country,message,id\n"
+    );
+    assert_eq!(
+        ok(&mut query_with(none, &["--format", "json"])).stdout,
+        "[]\n"
+    );
+    assert_eq!(
+        ok(&mut query_with(none, &["--format", "ndjson"])).stdout,
+        ""
+    );
+    // Piped stdout without --format: CSV.
+    assert!(ok(&mut query("| count")).stdout.starts_with("count\n20"));
+    let r = ok(&mut query_with(
+        "id == golden-e06 | fields id, time, context",
+        &["--format", "json"],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["time"], "2026-02-11T23:59:59.999Z");
+    assert_eq!(v[0]["context"][0]["name"], "Ben Jansen");
+    let r = ok(&mut query_with(
+        "actor:ada@example.com | count by action | sort -count, action | head 2",
+        &["--format", "ndjson"],
+    ));
+    assert_eq!(r.stdout.lines().count(), 2);
+    assert_eq!(
+        r.stdout.lines().next().unwrap(),
+        r#"{"action":"user_login","count":2}"#
+    );
+    // -o infers Parquet from the name; the file reads back.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.parquet");
+    ok(&mut query_with(
+        "since 30d | fields id, time",
+        &["-o", out.to_str().unwrap()],
+    ));
+    let reader =
+        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&out).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 20);
+    // --file with comments.
+    let qf = dir.path().join("q.aq");
+    std::fs::write(
+        &qf,
+        "# failed logins\nevent:user_login_failed # any actor\n| count\n",
+    )
+    .unwrap();
+    let r = ok(auditq(archive())
+        .args(["query", "--now", NOW, "--file"])
+        .arg(&qf));
+    assert_eq!(r.stdout, "count\n4\n");
+}
+
+#[test]
+fn explain_shows_plans_pruning_and_sql() {
+    let r = ok(auditq(archive()).args([
+        "explain",
+        "--now",
+        NOW,
+        "event:user_login* since 2d | count by actor",
+    ]));
+    assert!(
+        r.stdout
+            .contains("query:\n  event ~ \"user_login*\" since 2d | stats count by actor"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("logical plan:"));
+    assert!(r.stdout.contains("physical plan:"));
+    // The time clause reaches the partition column.
+    assert!(
+        r.stdout.contains("date >= Utf8(\"2026-02-16\")"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("sql:\n  SELECT"), "{}", r.stdout);
+}
+
+#[test]
+fn now_comes_from_the_flag_or_the_environment() {
+    let a = ok(&mut query("today | count")).stdout;
+    let b = ok(auditq(archive())
+        .env("AUDITQ_NOW", NOW)
+        .args(["query", "today | count"]))
+    .stdout;
+    assert_eq!(a, b);
+    assert_eq!(a, "count\n2\n");
+    let r = run(auditq(archive()).args(["query", "--now", "yesterday-ish", "| count"]));
+    assert_eq!(r.code, 2);
+}
+
+/// Every annotated example query runs against generated data.
+#[test]
+fn example_queries_run() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/queries");
+    let data = tempfile::tempdir().unwrap();
+    let a = data.path().join("a");
+    let events = data.path().join("e.ndjson");
+    ok(auditq(&a)
+        .args([
+            "generate", "--events", "20000", "--days", "30", "--end", NOW, "--seed", "7", "-o",
+        ])
+        .arg(&events));
+    ok(auditq(&a).arg("import").arg(&events));
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "aq") {
+            let r = ok(auditq(&a)
+                .args(["query", "--now", NOW, "--format", "csv", "--file"])
+                .arg(&path));
+            assert!(
+                r.stdout.lines().count() >= 2,
+                "{}: no rows\n{}",
+                path.display(),
+                r.stdout
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 10, "{n} example queries");
+}
