@@ -272,9 +272,21 @@ fn run_query(
         let schema = std::sync::Arc::new(planned.frame.schema().as_arrow().clone());
         let batches = planned
             .frame
+            .clone()
             .collect()
             .await
             .map_err(|e| Error::Runtime(format!("running the query: {e}")))?;
+        let warnings = crate::query::warnings(&ctx, &planned).await;
+        if !warnings.is_empty() && !settings.quiet {
+            match style {
+                crate::query::ErrorStyle::Text => {
+                    eprint!("{}", crate::diag::render(text, &warnings))
+                }
+                crate::query::ErrorStyle::Json => {
+                    eprint!("{}", crate::diag::render_json(text, &warnings))
+                }
+            }
+        }
         Ok::<_, Error>((schema, batches))
     })?;
     let width = terminal_width();

@@ -61,6 +61,8 @@ pub async fn session(archive: &Archive) -> Result<SessionContext> {
 pub struct Planned {
     pub query: Query,
     pub frame: DataFrame,
+    pub range: compile::Range,
+    pub src: String,
 }
 
 /// Parse and plan `src` against the session's `events` table.
@@ -74,7 +76,151 @@ pub async fn plan(ctx: &SessionContext, src: &str, now: i64, style: ErrorStyle) 
         .map_err(|e| Error::Runtime(format!("opening the archive's table: {e}")))?;
     let frame =
         compile::compile(&query, events, &clock).map_err(|d| bad_query(src, &[d], style))?;
-    Ok(Planned { query, frame })
+    let range = compile::time_range(&query, &clock).map_err(|d| bad_query(src, &[d], style))?;
+    Ok(Planned {
+        query,
+        frame,
+        range,
+        src: src.to_owned(),
+    })
+}
+
+/// Warnings about a query: a time range starting before the archive's first event;
+/// action values or globs that match no archived action (naming the nearest ones).
+pub async fn warnings(ctx: &SessionContext, planned: &Planned) -> Vec<Diagnostic> {
+    use datafusion::arrow::array::{Array, StringArray, TimestampMicrosecondArray};
+    let mut out = Vec::new();
+    let collect = |sql: &'static str| async move { ctx.sql(sql).await.ok()?.collect().await.ok() };
+    if let (Some(start), Some(clause)) = (planned.range.start, planned.query.time.first())
+        && let Some(b) = collect("SELECT min(time) FROM events").await
+        && let Some(first) = b.first().and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .filter(|a| a.is_valid(0))
+                .map(|a| a.value(0))
+        })
+        && start < first
+    {
+        let span = clause.span();
+        out.push(
+            Diagnostic::warning(
+                "W0240",
+                format!(
+                    "the time range starts before the archive's first event ({})",
+                    crate::event::format_time(first)
+                ),
+                span.start,
+                span.end,
+            )
+            .label("earlier than anything archived")
+            .help("results cover only what the archive holds; sync or import older events to see more"),
+        );
+    }
+    let values = action_values(&planned.query);
+    if values.is_empty() {
+        return out;
+    }
+    let Some(batches) =
+        collect("SELECT DISTINCT action FROM events WHERE action IS NOT NULL").await
+    else {
+        return out;
+    };
+    let mut actions: Vec<String> = Vec::new();
+    for batch in &batches {
+        if let Ok(col) = datafusion::arrow::compute::cast(
+            batch.column(0),
+            &datafusion::arrow::datatypes::DataType::Utf8,
+        ) && let Some(col) = col.as_any().downcast_ref::<StringArray>()
+        {
+            actions.extend(col.iter().flatten().map(str::to_owned));
+        }
+    }
+    actions.sort();
+    for (text, glob, span) in values {
+        let re = udf::glob_regex(&text);
+        let matches = |a: &str| {
+            if glob {
+                re.is_match(a)
+            } else {
+                a.eq_ignore_ascii_case(&text)
+            }
+        };
+        if actions.iter().any(|a| matches(a)) {
+            continue;
+        }
+        let needle = text.trim_matches(['*', '?']).to_ascii_lowercase();
+        let mut near: Vec<&str> = actions
+            .iter()
+            .filter(|a| !needle.is_empty() && a.contains(needle.as_str()))
+            .map(String::as_str)
+            .take(3)
+            .collect();
+        if near.is_empty()
+            && let Some(m) = crate::diag::did_you_mean(&needle, actions.iter().map(String::as_str))
+        {
+            near.push(m);
+        }
+        let what = if glob { " (an anchored glob)" } else { "" };
+        let mut d = Diagnostic::warning(
+            "W0010",
+            format!("no archived action matches `{text}`{what}"),
+            span.start,
+            span.end,
+        );
+        if !near.is_empty() {
+            d = d.help(format!("actions that come close: {}", near.join(", ")));
+        }
+        if glob && !text.starts_with('*') {
+            d = d.help(format!(
+                "to match anywhere in the name use `*{}`",
+                text.trim_start_matches('*')
+            ));
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// The values and globs the query compares `action` with (positively).
+fn action_values(q: &Query) -> Vec<(String, bool, crate::lang::ast::Span)> {
+    use crate::lang::ast::{CmpOp, Expr, Field, Span, Value};
+    fn is_action(f: &Field) -> bool {
+        fields::resolve(&f.name).is_some_and(|d| d.name == "action")
+    }
+    fn walk(e: &Expr, out: &mut Vec<(String, bool, Span)>) {
+        match e {
+            Expr::Or(items, _) | Expr::And(items, _) => items.iter().for_each(|i| walk(i, out)),
+            Expr::Cmp {
+                field,
+                op,
+                value: Value::Str(v, span),
+                ..
+            } if is_action(field) => match op {
+                CmpOp::Eq | CmpOp::ExactEq => out.push((v.clone(), false, *span)),
+                CmpOp::Match => out.push((v.clone(), true, *span)),
+                _ => {}
+            },
+            Expr::In {
+                field,
+                negated: false,
+                values,
+                ..
+            } if is_action(field) => {
+                for v in values {
+                    if let Value::Str(t, span) = v {
+                        out.push((t.clone(), t.contains(['*', '?']), *span));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(f) = &q.filter {
+        walk(f, &mut out);
+    }
+    out
 }
 
 /// Run a query to completion.

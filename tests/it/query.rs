@@ -257,3 +257,34 @@ fn example_queries_run() {
     }
     assert!(n >= 10, "{n} example queries");
 }
+
+#[test]
+fn warnings_name_near_actions_and_an_early_start() {
+    let r = ok(&mut query(
+        "actor = \"x\" and event ~ \"permission*\" since 7d | count",
+    ));
+    assert_eq!(r.stdout, "count\n0\n");
+    assert!(
+        r.stderr.contains(
+            "warning[W0010]: no archived action matches `permission*` (an anchored glob)"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("actions that come close: confluence_added_space_permission"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("use `*permission*`"), "{}", r.stderr);
+    let r = ok(&mut query("since 30d | count"));
+    assert!(r.stderr.contains("warning[W0240]: the time range starts before the archive's first event (2026-02-10T08:00:00.000Z)"), "{}", r.stderr);
+    // Inside the archive's span: silent.
+    let r = ok(&mut query("event:user_login since 2d | count"));
+    assert_eq!(r.stderr, "");
+    // --quiet silences warnings.
+    let r =
+        ok(auditq(archive()).args(["--quiet", "query", "--now", NOW, "--", "event:nope | count"]));
+    assert_eq!(r.stderr, "");
+}
