@@ -1,6 +1,7 @@
 //! The one integration-test binary: the `auditq` executable driven as users drive it.
 
 mod archive_faults;
+mod differential;
 mod import;
 mod kill;
 mod python_delta;
