@@ -276,8 +276,12 @@ fn run_query(
             .collect()
             .await
             .map_err(|e| Error::Runtime(format!("running the query: {e}")))?;
-        let warnings = crate::query::warnings(&ctx, &planned).await;
-        if !warnings.is_empty() && !settings.quiet {
+        let warnings = if settings.quiet {
+            Vec::new()
+        } else {
+            crate::query::warnings(&ctx, &planned).await
+        };
+        if !warnings.is_empty() {
             match style {
                 crate::query::ErrorStyle::Text => {
                     eprint!("{}", crate::diag::render(text, &warnings))
