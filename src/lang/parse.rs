@@ -1,7 +1,7 @@
 //! The parser: query text -> [`Query`], with a span on every node.
 //!
 //! nom does the lexemes (words, strings, numbers, durations, regexes); the productions
-//! of `grammar/auditq.ebnf` are methods of [`Parser`], each quoting the production it
+//! of `grammar/auditq.ebnf` are methods of `Parser`, each quoting the production it
 //! implements. Errors are [`Diagnostic`]s. Recovery: the query is cut at top-level `|`
 //! and each part parsed on its own, and a parenthesised group that fails is skipped to
 //! its `)`, so one run reports several errors. Nesting is limited to [`MAX_DEPTH`].
