@@ -296,11 +296,7 @@ fn run_query(
     let width = terminal_width();
     match output {
         Some(path) => {
-            let file = std::fs::File::create(&path).map_err(|source| Error::Io {
-                what: format!("creating `{}`", path.display()),
-                source,
-            })?;
-            let mut w = std::io::BufWriter::new(file);
+            let mut w = create(&path)?;
             output::write(&mut w, format, &schema, &batches, None)?;
             w.flush().map_err(|source| Error::Io {
                 what: format!("writing `{}`", path.display()),
@@ -316,6 +312,15 @@ fn run_query(
             })
         }
     }
+}
+
+/// A new file to write, buffered.
+fn create(path: &std::path::Path) -> Result<std::io::BufWriter<std::fs::File>> {
+    let file = std::fs::File::create(path).map_err(|source| Error::Io {
+        what: format!("creating `{}`", path.display()),
+        source,
+    })?;
+    Ok(std::io::BufWriter::new(file))
 }
 
 /// The terminal's width when stdout is one.
@@ -370,13 +375,7 @@ fn generate(
     };
     match output {
         Some(path) => {
-            let file = std::fs::File::create(&path).map_err(|source| Error::Io {
-                what: format!("creating `{}`", path.display()),
-                source,
-            })?;
-            generator
-                .write_ndjson(&mut std::io::BufWriter::new(file))
-                .map_err(werr)?;
+            generator.write_ndjson(&mut create(&path)?).map_err(werr)?;
         }
         None => {
             generator

@@ -184,10 +184,10 @@ fn csv_fields(line: &str) -> Vec<String> {
 
 #[test]
 fn auditq_agrees_with_duckdb() {
-    let Some(python) = std::env::var_os("AUDITQ_PYTHON") else {
+    if std::env::var_os("AUDITQ_PYTHON").is_none() {
         eprintln!("skipped: AUDITQ_PYTHON is not set (see scripts/python-venv.sh)");
         return;
-    };
+    }
     assert!(PAIRS.len() >= 25);
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("archive");
@@ -201,19 +201,8 @@ fn auditq_agrees_with_duckdb() {
     let sqls: Vec<&str> = PAIRS.iter().map(|p| p.1).collect();
     let qfile = dir.path().join("queries.json");
     std::fs::write(&qfile, serde_json::to_string(&sqls).unwrap()).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/duckdb_queries.py");
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .arg(a.join("events"))
-        .arg(&qfile)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let duck: Vec<Vec<Vec<String>>> = serde_json::from_slice(&out.stdout).unwrap();
+    let out = python_script("duckdb_queries.py", &[&a.join("events"), &qfile]);
+    let duck: Vec<Vec<Vec<String>>> = serde_json::from_slice(&out).unwrap();
     // Not vacuous: nearly every query finds something in the generated data.
     let nonzero = duck
         .iter()

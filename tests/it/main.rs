@@ -114,3 +114,23 @@ pub fn quarantined(archive: &Path, kind: &str) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// Run `tests/python/SCRIPT ARGS…` with the Python `AUDITQ_PYTHON` names; its stdout.
+pub fn python_script(script: &str, args: &[&Path]) -> Vec<u8> {
+    let python = std::env::var_os("AUDITQ_PYTHON").expect("AUDITQ_PYTHON is set");
+    let out = Command::new(python)
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/python")
+                .join(script),
+        )
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
