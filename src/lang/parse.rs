@@ -1549,3 +1549,133 @@ mod grammar_examples {
         }
     }
 }
+
+#[cfg(test)]
+mod round_trip_property {
+    use crate::generate::Rng;
+
+    fn pick<'a>(rng: &mut Rng, xs: &[&'a str]) -> &'a str {
+        xs[rng.below(xs.len() as u64) as usize]
+    }
+
+    /// A random filter from the grammar, `depth` levels deep at most.
+    fn filter(rng: &mut Rng, depth: u32) -> String {
+        let fields = [
+            "actor",
+            "event",
+            "ip",
+            "country",
+            "actor.email",
+            "context",
+            "time",
+            "message",
+        ];
+        let values = [
+            "alice",
+            "\"a b\"",
+            "10.0.0.0/8",
+            "2026-02-16",
+            "'x\\y'",
+            "\"q\\\"t\"",
+            "42",
+            "svc-*",
+        ];
+        match rng.below(if depth == 0 { 5 } else { 9 }) {
+            0 => format!(
+                "{} {} {}",
+                pick(rng, &fields),
+                pick(rng, &["=", "!=", "==", "!==", "<", ">=", "~", "!~"]),
+                pick(rng, &values)
+            ),
+            1 => format!(
+                "{}:{}",
+                pick(rng, &fields),
+                pick(rng, &["alice", "svc-*", ">=5", "(a, b)", "*"])
+            ),
+            2 => format!(
+                "{} {}in ({}, {})",
+                pick(rng, &fields),
+                pick(rng, &["", "not "]),
+                pick(rng, &values),
+                pick(rng, &values)
+            ),
+            3 => format!("has {}", pick(rng, &fields)),
+            4 => format!(
+                "{} ~ /{}/{}",
+                pick(rng, &fields),
+                pick(rng, &["a.b", "^x$", "(a|b)", "a\\/b"]),
+                pick(rng, &["", "i"])
+            ),
+            5 => format!("not {}", filter(rng, depth - 1)),
+            6 => format!("({} or {})", filter(rng, depth - 1), filter(rng, depth - 1)),
+            7 => format!("{} and {}", filter(rng, depth - 1), filter(rng, depth - 1)),
+            _ => format!("{} {}", filter(rng, depth - 1), filter(rng, depth - 1)),
+        }
+    }
+
+    fn query(rng: &mut Rng) -> String {
+        let mut q = String::new();
+        if rng.below(4) > 0 {
+            q.push_str(&filter(rng, 3));
+        }
+        for _ in 0..rng.below(3) {
+            q.push(' ');
+            q.push_str(pick(
+                rng,
+                &[
+                    "since 7d",
+                    "since 7d@d",
+                    "until now",
+                    "last 24h",
+                    "today",
+                    "on 2026-02-16",
+                    "between 2026-01-01 and 2026-02-01",
+                    "tz \"UTC\"",
+                    "since @w",
+                ],
+            ));
+        }
+        for _ in 0..rng.below(4) {
+            q.push_str(" | ");
+            q.push_str(pick(
+                rng,
+                &[
+                    "count",
+                    "count by actor, ip",
+                    "stats dc(ip) as n, first(time) by actor",
+                    "top 3 action by country",
+                    "rare action",
+                    "sort -count, actor",
+                    "head 5",
+                    "fields -message",
+                    "fields time, actor",
+                    "distinct ip",
+                    "dedup actor",
+                    "timechart 1h",
+                    "timechart 1d max(time) by actor",
+                    "bucket time 15m",
+                    "where count > 3",
+                ],
+            ));
+            if rng.below(3) == 0 {
+                q.push_str(&format!(" | where {}", filter(rng, 2)));
+            }
+        }
+        q
+    }
+
+    /// Random queries from the grammar survive `parse(display(q)) == q`.
+    #[test]
+    fn random_queries_round_trip() {
+        let mut rng = Rng::new(2026);
+        for _ in 0..5_000 {
+            let q = query(&mut rng);
+            let ast = super::parse(&q)
+                .unwrap_or_else(|e| panic!("`{q}`:\n{}", crate::diag::render(&q, &e)));
+            let text = ast.to_string();
+            let again = super::parse(&text)
+                .unwrap_or_else(|e| panic!("`{text}`:\n{}", crate::diag::render(&text, &e)));
+            assert_eq!(ast, again, "{q}\n -> {text}");
+        }
+    }
+}

@@ -253,7 +253,7 @@ pub async fn explain(archive: &Archive, src: &str, now: i64, style: ErrorStyle) 
         .await
         .map_err(rt)?;
     let physical = datafusion::physical_plan::displayable(physical.as_ref()).indent(true);
-    let sql = match datafusion::sql::unparser::plan_to_sql(&optimized) {
+    let sql = match datafusion::sql::unparser::plan_to_sql(&logical) {
         Ok(s) => s.to_string(),
         Err(e) => format!("(no SQL form: {e})"),
     };
