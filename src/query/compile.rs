@@ -303,24 +303,6 @@ fn like(expr: Expr, glob: &str) -> Expr {
     ))
 }
 
-/// `10.20.` for `10.20.0.0/16`: the text prefix of an octet-aligned IPv4 network
-/// (/8, /16, /24), which matches exactly its dotted-quad addresses.
-fn octet_prefix(cidr: &str) -> Option<String> {
-    let (addr, bits) = cidr.split_once('/')?;
-    let octets = match bits {
-        "8" => 1,
-        "16" => 2,
-        "24" => 3,
-        _ => return None,
-    };
-    let ip: std::net::Ipv4Addr = addr.parse().ok()?;
-    let o = ip.octets();
-    if o[octets..].iter().any(|&b| b != 0) {
-        return None;
-    }
-    Some(o[..octets].iter().map(|b| format!("{b}.")).collect())
-}
-
 fn regex_pattern(re: &str, flags: &str) -> String {
     if flags.is_empty() {
         re.to_owned()
@@ -439,17 +421,7 @@ impl<'a> Compiler<'a> {
                 super::udf::Cidr::parse(text).map_err(|why| {
                     err_at("E0320", format!("invalid CIDR `{text}`"), v.span()).label(why)
                 })?;
-                let m = match octet_prefix(text) {
-                    // Octet-aligned IPv4 networks are a string prefix: no parsing per row.
-                    Some(prefix) => Expr::Like(Like::new(
-                        false,
-                        Box::new(e.clone()),
-                        Box::new(lit(format!("{prefix}%"))),
-                        None,
-                        false,
-                    )),
-                    None => ip_in_cidr(e.clone(), text),
-                };
+                let m = ip_in_cidr(e.clone(), text);
                 Ok(if op == CmpOp::Eq { m } else { or_missing(e, m) })
             }
             _ => {
@@ -1048,20 +1020,6 @@ mod tests {
             range("since 30d until 2026-02-10", now),
             (s("2026-01-19T15:30:00.000Z"), s("2026-02-10T00:00:00.000Z"))
         );
-    }
-
-    #[test]
-    fn octet_aligned_networks_are_prefixes() {
-        assert_eq!(octet_prefix("10.0.0.0/8").as_deref(), Some("10."));
-        assert_eq!(octet_prefix("10.20.0.0/16").as_deref(), Some("10.20."));
-        assert_eq!(
-            octet_prefix("192.168.1.0/24").as_deref(),
-            Some("192.168.1.")
-        );
-        // Not aligned, host bits set, IPv6: the UDF decides.
-        assert_eq!(octet_prefix("172.16.0.0/12"), None);
-        assert_eq!(octet_prefix("10.1.0.0/8"), None);
-        assert_eq!(octet_prefix("2001:db8::/32"), None);
     }
 
     #[test]
