@@ -343,3 +343,12 @@ fn explained_sql_runs_and_agrees() {
         });
     }
 }
+
+#[test]
+fn a_query_on_a_missing_archive_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(auditq(&dir.path().join("none")).args(["query", "| count"]));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.starts_with("error: no archive at"), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1);
+}
