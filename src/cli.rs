@@ -266,33 +266,17 @@ fn run_query(
             Format::Csv
         });
     let rt = runtime()?;
-    let (schema, batches) = rt.block_on(async {
-        let ctx = crate::query::session(&settings.archive).await?;
-        let planned = crate::query::plan(&ctx, text, now, style).await?;
-        let schema = std::sync::Arc::new(planned.frame.schema().as_arrow().clone());
-        let batches = planned
-            .frame
-            .clone()
-            .collect()
-            .await
-            .map_err(|e| Error::Runtime(format!("running the query: {e}")))?;
-        let warnings = if settings.quiet {
-            Vec::new()
-        } else {
-            crate::query::warnings(&ctx, &planned).await
-        };
-        if !warnings.is_empty() {
-            match style {
-                crate::query::ErrorStyle::Text => {
-                    eprint!("{}", crate::diag::render(text, &warnings))
-                }
-                crate::query::ErrorStyle::Json => {
-                    eprint!("{}", crate::diag::render_json(text, &warnings))
-                }
-            }
-        }
-        Ok::<_, Error>((schema, batches))
-    })?;
+    let answer = rt.block_on(crate::query::run(
+        &settings.archive,
+        text,
+        now,
+        style,
+        !settings.quiet,
+    ))?;
+    if !answer.warnings.is_empty() {
+        eprint!("{}", crate::query::render(text, &answer.warnings, style));
+    }
+    let (schema, batches) = (answer.schema, answer.batches);
     let width = terminal_width();
     match output {
         Some(path) => {

@@ -85,10 +85,8 @@ pub fn parse(src: &str) -> Result<Query, Vec<Diagnostic>> {
         depth: Cell::new(0),
         errors: RefCell::new(Vec::new()),
     };
-    if let Some(d) = prescan(src) {
-        return Err(vec![d]);
-    }
-    let query = p.query();
+    let parts = split_stages(src).map_err(|d| vec![d])?;
+    let query = p.query(&parts);
     let errors = p.errors.into_inner();
     if errors.is_empty() {
         Ok(query)
@@ -191,10 +189,11 @@ fn at_keyword(i: &str, kw: &str) -> bool {
     word(i).is_some_and(|w| w == kw)
 }
 
-/// Check quotes and parentheses before parsing, so the root cause is reported first.
-fn prescan(src: &str) -> Option<Diagnostic> {
+/// The offsets of `(`, `)` and `|` outside strings, quoted names, regexes and comments;
+/// or the literal that is never closed.
+fn structure(src: &str) -> Result<Vec<(usize, u8)>, Diagnostic> {
     let bytes = src.as_bytes();
-    let mut open: Vec<usize> = Vec::new();
+    let mut out = Vec::new();
     let mut i = 0;
     let mut after_match_op = false;
     while i < bytes.len() {
@@ -221,12 +220,11 @@ fn prescan(src: &str) -> Option<Diagnostic> {
                     if c == b'"' {
                         d = d.help("close it with `\"`; a `\"` inside a string is written `\\\"`");
                     }
-                    return Some(d);
+                    return Err(d);
                 }
-                after_match_op = false;
             }
+            // A regex literal (only right after `~` or `!~`): skip to its closing slash.
             b'/' if after_match_op => {
-                // A regex literal: skip to its closing slash.
                 let start = i;
                 i += 1;
                 while i < bytes.len() && bytes[i] != b'/' {
@@ -236,32 +234,22 @@ fn prescan(src: &str) -> Option<Diagnostic> {
                     i += 1;
                 }
                 if i >= bytes.len() {
-                    return Some(
-                        Diagnostic::error(
-                            "E0003",
-                            "unterminated regular expression",
-                            start,
-                            src.len(),
-                        )
-                        .label("this `/` is never closed")
-                        .help("end the regex with `/`, e.g. event ~ /login_(failed|succeeded)/"),
-                    );
+                    return Err(Diagnostic::error(
+                        "E0003",
+                        "unterminated regular expression",
+                        start,
+                        src.len(),
+                    )
+                    .label("this `/` is never closed")
+                    .help("end the regex with `/`, e.g. event ~ /login_(failed|succeeded)/"));
                 }
-                after_match_op = false;
             }
             b'#' => {
                 while i < bytes.len() && bytes[i] != b'\n' {
                     i += 1;
                 }
             }
-            b'(' => open.push(i),
-            b')' if open.pop().is_none() => {
-                return Some(
-                    Diagnostic::error("E0005", "unmatched `)`", i, i + 1)
-                        .label("no `(` before it")
-                        .help("remove it, or add the `(` it closes"),
-                );
-            }
+            b'(' | b')' | b'|' => out.push((i, c)),
             _ => {}
         }
         if c == b'~' {
@@ -271,62 +259,37 @@ fn prescan(src: &str) -> Option<Diagnostic> {
         }
         i += 1;
     }
-    open.first().map(|&at| {
-        Diagnostic::error("E0004", "unclosed `(`", at, at + 1)
-            .label("opened here, never closed")
-            .help("insert the missing `)`")
-    })
+    Ok(out)
 }
 
-/// Cut `src` at `|` outside strings, regexes and parentheses: (start offset, text).
-fn split_stages(src: &str) -> Vec<(usize, &str)> {
-    let bytes = src.as_bytes();
+/// Check quotes and parentheses before parsing, so the root cause is reported first;
+/// then cut the query at `|` outside parentheses: (start offset, text) of each part.
+fn split_stages(src: &str) -> Result<Vec<(usize, &str)>, Diagnostic> {
+    let mut open: Vec<usize> = Vec::new();
     let mut parts = Vec::new();
-    let (mut start, mut depth, mut i) = (0, 0i32, 0);
-    let mut after_match_op = false;
-    while i < bytes.len() {
-        let c = bytes[i];
+    let mut start = 0;
+    for (at, c) in structure(src)? {
         match c {
-            b'"' | b'\'' | b'`' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != c {
-                    if c == b'"' && bytes[i] == b'\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
+            b'(' => open.push(at),
+            b')' if open.pop().is_none() => {
+                return Err(Diagnostic::error("E0005", "unmatched `)`", at, at + 1)
+                    .label("no `(` before it")
+                    .help("remove it, or add the `(` it closes"));
             }
-            b'/' if after_match_op => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'/' {
-                    if bytes[i] == b'\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-            }
-            b'#' => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'(' => depth += 1,
-            b')' => depth -= 1,
-            b'|' if depth == 0 => {
-                parts.push((start, &src[start..i]));
-                start = i + 1;
+            b'|' if open.is_empty() => {
+                parts.push((start, &src[start..at]));
+                start = at + 1;
             }
             _ => {}
         }
-        if c == b'~' {
-            after_match_op = true;
-        } else if !c.is_ascii_whitespace() && c != b'!' {
-            after_match_op = false;
-        }
-        i += 1;
     }
-    parts.push((start, &src[start.min(src.len())..]));
-    parts
+    if let Some(&at) = open.first() {
+        return Err(Diagnostic::error("E0004", "unclosed `(`", at, at + 1)
+            .label("opened here, never closed")
+            .help("insert the missing `)`"));
+    }
+    parts.push((start, &src[start..]));
+    Ok(parts)
 }
 
 impl<'a> Parser<'a> {
@@ -372,8 +335,7 @@ impl<'a> Parser<'a> {
     }
 
     /// query = [ head ] , { "|" , stage } ;
-    fn query(&self) -> Query {
-        let parts = split_stages(self.src);
+    fn query(&self, parts: &[(usize, &'a str)]) -> Query {
         let mut q = Query::default();
         let (_, head) = parts[0];
         if let Some((filter, time)) = self.head(head) {

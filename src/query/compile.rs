@@ -353,7 +353,7 @@ impl<'a> Compiler<'a> {
                 let kind = match ty {
                     DataType::Timestamp(..) => Kind::Time,
                     DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => Kind::Text,
-                    _ => Kind::Exact,
+                    _ => Kind::Number,
                 };
                 Ok((column(name), kind))
             }
@@ -425,14 +425,19 @@ impl<'a> Compiler<'a> {
                 Ok(if op == CmpOp::Eq { m } else { or_missing(e, m) })
             }
             _ => {
-                let number =
-                    matches!(v, Value::Num(..)) && kind == Kind::Exact && self.table.is_some();
-                let value = if number {
-                    lit(text.parse::<f64>().unwrap_or(0.0))
-                } else {
-                    lit(text)
+                let value = match (kind, v) {
+                    (Kind::Number, Value::Num(n, _)) => lit(n.parse::<f64>().unwrap_or(0.0)),
+                    (Kind::Number, _) => {
+                        return Err(err_at(
+                            "E0105",
+                            format!("`{}` holds numbers", field.name),
+                            v.span(),
+                        )
+                        .label("not a number"));
+                    }
+                    _ => lit(text),
                 };
-                let folded = kind == Kind::Text && !number;
+                let folded = kind == Kind::Text;
                 Ok(match op {
                     CmpOp::Eq if folded => lower(e).eq(lit(text.to_lowercase())),
                     CmpOp::Ne if folded => {
@@ -636,8 +641,13 @@ fn df_err(e: datafusion::error::DataFusionError, span: ast::Span) -> Diagnostic 
     err_at("E0900", format!("cannot plan this: {e}"), span)
 }
 
-/// Build the DataFrame of a query over `events` (the archive's table).
-pub fn compile(q: &Query, events: DataFrame, clock: &Clock) -> R<DataFrame> {
+/// Events in time order (ties by id): the order of a query without `sort`.
+fn time_order() -> Vec<SortExpr> {
+    vec![col(c::TIME).sort(true, false), col(c::ID).sort(true, false)]
+}
+
+/// Build the DataFrame of a query over `events` (the archive's table), and its time range.
+pub fn compile(q: &Query, events: DataFrame, clock: &Clock) -> R<(DataFrame, Range)> {
     let mut cx = Compiler::new(clock);
     let range = time_range(q, clock)?;
     let mut df = events;
@@ -657,12 +667,7 @@ pub fn compile(q: &Query, events: DataFrame, clock: &Clock) -> R<DataFrame> {
         let span = stage.span();
         let e = |e| df_err(e, span);
         if cx.table.is_none() && !ordered && matches!(stage, Stage::Head(..)) {
-            df = df
-                .sort(vec![
-                    col(c::TIME).sort(true, false),
-                    col(c::ID).sort(true, false),
-                ])
-                .map_err(e)?;
+            df = df.sort(time_order()).map_err(e)?;
             ordered = true;
         }
         match stage {
@@ -818,16 +823,11 @@ pub fn compile(q: &Query, events: DataFrame, clock: &Clock) -> R<DataFrame> {
     }
     if cx.table.is_none() {
         if !ordered {
-            df = df
-                .sort(vec![
-                    col(c::TIME).sort(true, false),
-                    col(c::ID).sort(true, false),
-                ])
-                .map_err(|e| df_err(e, whole))?;
+            df = df.sort(time_order()).map_err(|e| df_err(e, whole))?;
         }
         df = project(&mut cx, df, &view, "fields")?;
     }
-    Ok(df)
+    Ok((df, range))
 }
 
 /// `time` rounded down to multiples of a duration since the Unix epoch.
@@ -963,63 +963,65 @@ mod tests {
 
     #[test]
     fn time_clauses() {
-        let now = "2026-02-18T15:30:00Z";
-        let s = |t: &str| Some(t.to_owned());
-        assert_eq!(
-            range("since 7d", now),
-            (s("2026-02-11T15:30:00.000Z"), None)
-        );
-        assert_eq!(
-            range("since 7d@d", now),
-            (s("2026-02-11T00:00:00.000Z"), None)
-        );
-        assert_eq!(
-            range("last 24h", now),
-            (s("2026-02-17T15:30:00.000Z"), None)
-        );
-        assert_eq!(
-            range("today", now),
-            (s("2026-02-18T00:00:00.000Z"), s("2026-02-19T00:00:00.000Z"))
-        );
-        assert_eq!(
-            range("yesterday", now),
-            (s("2026-02-17T00:00:00.000Z"), s("2026-02-18T00:00:00.000Z"))
-        );
-        assert_eq!(
-            range("on 2026-02-16", now),
-            (s("2026-02-16T00:00:00.000Z"), s("2026-02-17T00:00:00.000Z"))
-        );
-        // A date-only end means the end of that day.
-        assert_eq!(
-            range("between 2026-02-01 and 2026-02-16", now),
-            (s("2026-02-01T00:00:00.000Z"), s("2026-02-17T00:00:00.000Z"))
-        );
-        assert_eq!(
-            range("between 2026-02-01T10:00:00Z and 2026-02-16T00:00:00Z", now),
-            (s("2026-02-01T10:00:00.000Z"), s("2026-02-16T00:00:00.000Z"))
-        );
-        assert_eq!(
-            range("since @w", now),
-            (s("2026-02-16T00:00:00.000Z"), None)
-        );
-        assert_eq!(
-            range("since now@mo", now),
-            (s("2026-02-01T00:00:00.000Z"), None)
-        );
-        // Zones: Berlin is UTC+1 in February.
-        assert_eq!(
-            range("today tz \"Europe/Berlin\"", now),
-            (s("2026-02-17T23:00:00.000Z"), s("2026-02-18T23:00:00.000Z"))
-        );
-        assert_eq!(
-            range("since \"2026-02-16 08:00+02:00\"", now),
-            (s("2026-02-16T06:00:00.000Z"), None)
-        );
-        // Several clauses intersect.
-        assert_eq!(
-            range("since 30d until 2026-02-10", now),
-            (s("2026-01-19T15:30:00.000Z"), s("2026-02-10T00:00:00.000Z"))
-        );
+        // (query, start, end) with now = 2026-02-18T15:30:00Z; "" is an open side.
+        let cases = [
+            ("since 7d", "2026-02-11T15:30:00.000Z", ""),
+            ("since 7d@d", "2026-02-11T00:00:00.000Z", ""),
+            ("last 24h", "2026-02-17T15:30:00.000Z", ""),
+            (
+                "today",
+                "2026-02-18T00:00:00.000Z",
+                "2026-02-19T00:00:00.000Z",
+            ),
+            (
+                "yesterday",
+                "2026-02-17T00:00:00.000Z",
+                "2026-02-18T00:00:00.000Z",
+            ),
+            (
+                "on 2026-02-16",
+                "2026-02-16T00:00:00.000Z",
+                "2026-02-17T00:00:00.000Z",
+            ),
+            // A date-only end means the end of that day.
+            (
+                "between 2026-02-01 and 2026-02-16",
+                "2026-02-01T00:00:00.000Z",
+                "2026-02-17T00:00:00.000Z",
+            ),
+            (
+                "between 2026-02-01T10:00:00Z and 2026-02-16T00:00:00Z",
+                "2026-02-01T10:00:00.000Z",
+                "2026-02-16T00:00:00.000Z",
+            ),
+            ("since @w", "2026-02-16T00:00:00.000Z", ""),
+            ("since now@mo", "2026-02-01T00:00:00.000Z", ""),
+            // Zones: Berlin is UTC+1 in February.
+            (
+                "today tz \"Europe/Berlin\"",
+                "2026-02-17T23:00:00.000Z",
+                "2026-02-18T23:00:00.000Z",
+            ),
+            (
+                "since \"2026-02-16 08:00+02:00\"",
+                "2026-02-16T06:00:00.000Z",
+                "",
+            ),
+            // Several clauses intersect.
+            (
+                "since 30d until 2026-02-10",
+                "2026-01-19T15:30:00.000Z",
+                "2026-02-10T00:00:00.000Z",
+            ),
+        ];
+        let side = |t: &str| (!t.is_empty()).then(|| t.to_owned());
+        for (q, start, end) in cases {
+            assert_eq!(
+                range(q, "2026-02-18T15:30:00Z"),
+                (side(start), side(end)),
+                "{q}"
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub enum Kind {
     Time,
     /// An IP address: a CIDR or range means containment.
     Ip,
+    /// A number (an aggregate's output column).
+    Number,
 }
 
 /// What a field reads.

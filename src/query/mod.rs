@@ -25,12 +25,17 @@ pub enum ErrorStyle {
     Json,
 }
 
-/// A query that failed to parse or compile: its diagnostics, rendered.
-pub fn bad_query(src: &str, diags: &[Diagnostic], style: ErrorStyle) -> Error {
-    Error::BadQuery(match style {
+/// Diagnostics drawn under the query, or as JSON lines.
+pub fn render(src: &str, diags: &[Diagnostic], style: ErrorStyle) -> String {
+    match style {
         ErrorStyle::Text => crate::diag::render(src, diags),
         ErrorStyle::Json => crate::diag::render_json(src, diags),
-    })
+    }
+}
+
+/// A query that failed to parse or compile: its diagnostics, rendered.
+pub fn bad_query(src: &str, diags: &[Diagnostic], style: ErrorStyle) -> Error {
+    Error::BadQuery(render(src, diags, style))
 }
 
 /// "Now" for relative times: `--now`, else `AUDITQ_NOW`, else the clock.
@@ -62,7 +67,6 @@ pub struct Planned {
     pub query: Query,
     pub frame: DataFrame,
     pub range: compile::Range,
-    pub src: String,
 }
 
 /// Parse and plan `src` against the session's `events` table.
@@ -74,14 +78,12 @@ pub async fn plan(ctx: &SessionContext, src: &str, now: i64, style: ErrorStyle) 
         .table("events")
         .await
         .map_err(|e| Error::Runtime(format!("opening the archive's table: {e}")))?;
-    let frame =
+    let (frame, range) =
         compile::compile(&query, events, &clock).map_err(|d| bad_query(src, &[d], style))?;
-    let range = compile::time_range(&query, &clock).map_err(|d| bad_query(src, &[d], style))?;
     Ok(Planned {
         query,
         frame,
         range,
-        src: src.to_owned(),
     })
 }
 
@@ -223,20 +225,40 @@ fn action_values(q: &Query) -> Vec<(String, bool, crate::lang::ast::Span)> {
     out
 }
 
-/// Run a query to completion.
+/// A query's result, and the warnings about it.
+pub struct Answer {
+    pub schema: datafusion::arrow::datatypes::SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Run a query to completion; with `warn`, also look for [`warnings`].
 pub async fn run(
     archive: &Archive,
     src: &str,
     now: i64,
     style: ErrorStyle,
-) -> Result<Vec<RecordBatch>> {
+    warn: bool,
+) -> Result<Answer> {
     let ctx = session(archive).await?;
     let planned = plan(&ctx, src, now, style).await?;
-    planned
+    let schema = std::sync::Arc::new(planned.frame.schema().as_arrow().clone());
+    let batches = planned
         .frame
+        .clone()
         .collect()
         .await
-        .map_err(|e| Error::Runtime(format!("running the query: {e}")))
+        .map_err(|e| Error::Runtime(format!("running the query: {e}")))?;
+    let warnings = if warn {
+        warnings(&ctx, &planned).await
+    } else {
+        Vec::new()
+    };
+    Ok(Answer {
+        schema,
+        batches,
+        warnings,
+    })
 }
 
 /// `auditq explain`: canonical text, logical plan, physical plan, and equivalent SQL.

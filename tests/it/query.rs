@@ -310,7 +310,10 @@ fn explained_sql_runs_and_agrees() {
             let sql = text.split("sql:\n").nth(1).unwrap().trim();
             let ctx = auditq::query::session(&archive).await.unwrap();
             let via_sql = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-            let direct = auditq::query::run(&archive, q, now, style).await.unwrap();
+            let direct = auditq::query::run(&archive, q, now, style, false)
+                .await
+                .unwrap()
+                .batches;
             // Rows as sorted `column=value` lists: the unparser may order columns differently.
             let show = |batches: &[datafusion::arrow::array::RecordBatch]| {
                 let mut rows = Vec::new();
