@@ -332,6 +332,15 @@ impl<'a> Compiler<'a> {
         Compiler { clock, table: None }
     }
 
+    /// From here on, fields name the columns of `df`, produced by `stage`.
+    fn now_table(&mut self, df: &DataFrame, stage: &str) {
+        let cols = df.schema().fields().iter();
+        let cols = cols
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect();
+        self.table = Some((cols, stage.to_owned()));
+    }
+
     /// A field of the archive (before any aggregation).
     fn field(&self, f: &Field) -> R<&'static fields::FieldDef> {
         fields::resolve(&f.name).ok_or_else(|| {
@@ -905,14 +914,7 @@ fn group(
     } else {
         df.sort(sorts).map_err(|e| df_err(e, whole))?
     };
-    cx.table = Some((
-        df.schema()
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), f.data_type().clone()))
-            .collect(),
-        stage.to_owned(),
-    ));
+    cx.now_table(&df, stage);
     Ok(df)
 }
 
@@ -925,14 +927,7 @@ fn project(cx: &mut Compiler<'_>, df: DataFrame, fields: &[Field], stage: &str) 
     let df = df
         .select(exprs)
         .map_err(|e| df_err(e, ast::Span::default()))?;
-    cx.table = Some((
-        df.schema()
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), f.data_type().clone()))
-            .collect(),
-        stage.to_owned(),
-    ));
+    cx.now_table(&df, stage);
     Ok(df)
 }
 
