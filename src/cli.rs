@@ -113,6 +113,10 @@ pub enum Command {
         query: String,
         #[arg(long, value_name = "TIME")]
         now: Option<String>,
+        /// Also run the query and show each operator's metrics (rows, time, files and
+        /// row groups pruned).
+        #[arg(long)]
+        analyze: bool,
         #[arg(long, value_enum, default_value = "text")]
         errors: ErrorsArg,
     },
@@ -218,13 +222,19 @@ pub fn run() -> Result<()> {
                 errors.into(),
             )
         }
-        Command::Explain { query, now, errors } => {
+        Command::Explain {
+            query,
+            now,
+            analyze,
+            errors,
+        } => {
             let now = crate::query::now(now.as_deref())?;
             let text = runtime()?.block_on(crate::query::explain(
                 &settings.archive,
                 &query,
                 now,
                 errors.into(),
+                analyze,
             ))?;
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes()).map_err(|source| Error::Io {

@@ -266,6 +266,25 @@ fn schema_problems(found: &Schema) -> Vec<String> {
     wrong
 }
 
+/// Write a Delta checkpoint of the table's current version unless there is one: readers
+/// then load one Parquet file instead of replaying every commit since the last
+/// checkpoint (delta-rs writes one only every 100 commits).
+async fn checkpoint(archive: &Archive, table: &deltalake::DeltaTable) -> Result<()> {
+    let Some(version) = table.version() else {
+        return Ok(());
+    };
+    let name = format!("{version:020}.checkpoint.parquet");
+    if archive.events_dir().join("_delta_log").join(name).exists() {
+        return Ok(());
+    }
+    deltalake::checkpoints::create_checkpoint(table, None)
+        .await
+        .map_err(|e| Error::Delta {
+            path: archive.events_dir(),
+            source: Box::new(e),
+        })
+}
+
 /// What `archive compact` did.
 #[derive(Debug, Serialize, Default)]
 pub struct CompactReport {
@@ -292,6 +311,7 @@ pub async fn compact(archive: &Archive) -> Result<CompactReport> {
         .collect();
     days.sort_unstable();
     if days.is_empty() {
+        checkpoint(archive, &table).await?;
         return Ok(CompactReport {
             version: table.version().map_or(-1, |v| v as i64),
             ..Default::default()
@@ -310,6 +330,7 @@ pub async fn compact(archive: &Archive) -> Result<CompactReport> {
             path: archive.events_dir(),
             source: Box::new(e),
         })?;
+    checkpoint(archive, &table).await?;
     Ok(CompactReport {
         days_compacted: days.len(),
         files_removed: metrics.num_files_removed,

@@ -8,13 +8,17 @@
 //!   quarantine/
 //!     invalid/         input that is not an archivable event: raw bytes + .meta.json
 //!     conflict/        events whose id is archived with other content: newcomer's raw JSON
+//!   cache/             per data file and in total: rows, time range, action counts
+//!                      (a cache: rebuilt from the data files when missing or stale)
 //!   LOCK               held (flock) by the one writer; the kernel frees it if the holder dies
 //! ```
 
 mod lock;
 pub mod maintain;
+pub mod provider;
 pub mod quarantine;
 pub mod read;
+pub mod summary;
 pub mod write;
 
 use std::path::{Path, PathBuf};

@@ -160,10 +160,16 @@ pub fn plain_session() -> SessionContext {
 /// A DataFusion session with the archive's table registered as `events`.
 pub async fn session(archive: &Archive, table: &DeltaTable) -> Result<SessionContext> {
     let ctx = SessionContext::new();
-    let provider = table.table_provider().await.map_err(|e| Error::Query {
-        path: archive.events_dir(),
-        source: Box::new(e),
-    })?;
+    let provider: std::sync::Arc<dyn datafusion::datasource::TableProvider> =
+        match super::provider::ArchiveTable::try_new(table, &archive.events_dir()) {
+            Some(direct) if std::env::var_os("AUDITQ_DELTA_PROVIDER").is_none() => {
+                std::sync::Arc::new(direct)
+            }
+            _ => table.table_provider().await.map_err(|e| Error::Query {
+                path: archive.events_dir(),
+                source: Box::new(e),
+            })?,
+        };
     ctx.register_table("events", provider)
         .map_err(|e| Error::Query {
             path: archive.events_dir(),

@@ -11,6 +11,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::SessionContext;
 
+use crate::archive::summary::{self, Summary};
 use crate::archive::{Archive, read};
 use crate::diag::Diagnostic;
 use crate::error::{Error, Result};
@@ -55,11 +56,22 @@ pub fn now(flag: Option<&str>) -> Result<i64> {
 
 /// A session over the archive's current version, with auditq's functions registered.
 pub async fn session(archive: &Archive) -> Result<SessionContext> {
-    let table = archive.open_table().await?;
-    let ctx = read::session(archive, &table).await?;
+    session_over(archive, &archive.open_table().await?).await
+}
+
+async fn session_over(archive: &Archive, table: &deltalake::DeltaTable) -> Result<SessionContext> {
+    let ctx = read::session(archive, table).await?;
     ctx.register_udf(udf::ip_in_cidr_udf());
     ctx.register_udf(udf::list_match_udf());
     Ok(ctx)
+}
+
+/// A session over the archive's current version, and the summary of that version.
+pub async fn open(archive: &Archive) -> Result<(SessionContext, Summary)> {
+    let table = archive.open_table().await?;
+    let ctx = session_over(archive, &table).await?;
+    let summary = summary::summarize(archive, &read::live_files(archive, &table)?)?;
+    Ok((ctx, summary))
 }
 
 /// A parsed and planned query.
@@ -69,8 +81,15 @@ pub struct Planned {
     pub range: compile::Range,
 }
 
-/// Parse and plan `src` against the session's `events` table.
-pub async fn plan(ctx: &SessionContext, src: &str, now: i64, style: ErrorStyle) -> Result<Planned> {
+/// Parse and plan `src` against the session's `events` table. With the archive's
+/// `summary` (of the same version), comparisons on `action` use its set of actions.
+pub async fn plan(
+    ctx: &SessionContext,
+    src: &str,
+    now: i64,
+    style: ErrorStyle,
+    summary: Option<&Summary>,
+) -> Result<Planned> {
     let query = lang::parse(src).map_err(|d| bad_query(src, &d, style))?;
     let tz = compile::query_tz(&query, Tz::UTC).map_err(|d| bad_query(src, &[d], style))?;
     let clock = Clock { now, tz };
@@ -78,8 +97,10 @@ pub async fn plan(ctx: &SessionContext, src: &str, now: i64, style: ErrorStyle) 
         .table("events")
         .await
         .map_err(|e| Error::Runtime(format!("opening the archive's table: {e}")))?;
-    let (frame, range) =
-        compile::compile(&query, events, &clock).map_err(|d| bad_query(src, &[d], style))?;
+    let actions: Option<Vec<&str>> =
+        summary.map(|s| s.actions.keys().map(String::as_str).collect());
+    let (frame, range) = compile::compile(&query, events, &clock, actions.as_deref())
+        .map_err(|d| bad_query(src, &[d], style))?;
     Ok(Planned {
         query,
         frame,
@@ -89,20 +110,14 @@ pub async fn plan(ctx: &SessionContext, src: &str, now: i64, style: ErrorStyle) 
 
 /// Warnings about a query: a time range starting before the archive's first event;
 /// action values or globs that match no archived action (naming the nearest ones).
-pub async fn warnings(ctx: &SessionContext, planned: &Planned) -> Vec<Diagnostic> {
-    use datafusion::arrow::array::{Array, StringArray, TimestampMicrosecondArray};
+/// They come from the archive's [`Summary`], not from a scan.
+pub fn warnings(summary: &Summary, planned: &Planned) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let collect = |sql: &'static str| async move { ctx.sql(sql).await.ok()?.collect().await.ok() };
-    if let (Some(start), Some(clause)) = (planned.range.start, planned.query.time.first())
-        && let Some(b) = collect("SELECT min(time) FROM events").await
-        && let Some(first) = b.first().and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<TimestampMicrosecondArray>()
-                .filter(|a| a.is_valid(0))
-                .map(|a| a.value(0))
-        })
-        && start < first
+    if let (Some(start), Some(clause), Some(first)) = (
+        planned.range.start,
+        planned.query.time.first(),
+        summary.first,
+    ) && start < first
     {
         let span = clause.span();
         out.push(
@@ -120,25 +135,10 @@ pub async fn warnings(ctx: &SessionContext, planned: &Planned) -> Vec<Diagnostic
         );
     }
     let values = action_values(&planned.query);
-    if values.is_empty() {
+    if values.is_empty() || summary.actions.is_empty() {
         return out;
     }
-    let Some(batches) =
-        collect("SELECT DISTINCT action FROM events WHERE action IS NOT NULL").await
-    else {
-        return out;
-    };
-    let mut actions: Vec<String> = Vec::new();
-    for batch in &batches {
-        if let Ok(col) = datafusion::arrow::compute::cast(
-            batch.column(0),
-            &datafusion::arrow::datatypes::DataType::Utf8,
-        ) && let Some(col) = col.as_any().downcast_ref::<StringArray>()
-        {
-            actions.extend(col.iter().flatten().map(str::to_owned));
-        }
-    }
-    actions.sort();
+    let actions: Vec<&String> = summary.actions.keys().collect();
     for (text, glob, span) in values {
         let re = udf::glob_regex(&text);
         let matches = |a: &str| {
@@ -148,18 +148,18 @@ pub async fn warnings(ctx: &SessionContext, planned: &Planned) -> Vec<Diagnostic
                 a.eq_ignore_ascii_case(&text)
             }
         };
-        if actions.iter().any(|a| matches(a)) {
+        if actions.iter().any(|a| matches(a.as_str())) {
             continue;
         }
         let needle = text.trim_matches(['*', '?']).to_ascii_lowercase();
         let mut near: Vec<&str> = actions
             .iter()
             .filter(|a| !needle.is_empty() && a.contains(needle.as_str()))
-            .map(String::as_str)
+            .map(|a| a.as_str())
             .take(3)
             .collect();
         if near.is_empty()
-            && let Some(m) = crate::diag::did_you_mean(&needle, actions.iter().map(String::as_str))
+            && let Some(m) = crate::diag::did_you_mean(&needle, actions.iter().map(|a| a.as_str()))
         {
             near.push(m);
         }
@@ -240,8 +240,8 @@ pub async fn run(
     style: ErrorStyle,
     warn: bool,
 ) -> Result<Answer> {
-    let ctx = session(archive).await?;
-    let planned = plan(&ctx, src, now, style).await?;
+    let (ctx, summary) = open(archive).await?;
+    let planned = plan(&ctx, src, now, style, Some(&summary)).await?;
     let schema = std::sync::Arc::new(planned.frame.schema().as_arrow().clone());
     let batches = planned
         .frame
@@ -250,7 +250,7 @@ pub async fn run(
         .await
         .map_err(|e| Error::Runtime(format!("running the query: {e}")))?;
     let warnings = if warn {
-        warnings(&ctx, &planned).await
+        warnings(&summary, &planned)
     } else {
         Vec::new()
     };
@@ -261,10 +261,17 @@ pub async fn run(
     })
 }
 
-/// `auditq explain`: canonical text, logical plan, physical plan, and equivalent SQL.
-pub async fn explain(archive: &Archive, src: &str, now: i64, style: ErrorStyle) -> Result<String> {
-    let ctx = session(archive).await?;
-    let planned = plan(&ctx, src, now, style).await?;
+/// `auditq explain`: canonical text, logical plan, physical plan, and equivalent SQL;
+/// with `analyze`, the plan as run, with each operator's metrics.
+pub async fn explain(
+    archive: &Archive,
+    src: &str,
+    now: i64,
+    style: ErrorStyle,
+    analyze: bool,
+) -> Result<String> {
+    let (ctx, summary) = open(archive).await?;
+    let planned = plan(&ctx, src, now, style, Some(&summary)).await?;
     let rt = |e: datafusion::error::DataFusionError| Error::Runtime(format!("planning: {e}"));
     let logical = planned.frame.logical_plan().clone();
     let optimized = ctx.state().optimize(&logical).map_err(rt)?;
@@ -279,13 +286,35 @@ pub async fn explain(archive: &Archive, src: &str, now: i64, style: ErrorStyle) 
         Ok(s) => s.to_string(),
         Err(e) => format!("(no SQL form: {e})"),
     };
-    Ok(format!(
+    let mut text = format!(
         "query:\n  {}\n\nlogical plan:\n{}\n\noptimized logical plan:\n{}\n\nphysical plan:\n{}\nsql:\n  {sql}\n",
         planned.query,
         indent(&logical.display_indent().to_string()),
         indent(&optimized.display_indent().to_string()),
         indent(&physical.to_string()),
-    ))
+    );
+    if analyze {
+        let run = planned.frame.clone().explain(false, true).map_err(rt)?;
+        let batches = run.collect().await.map_err(rt)?;
+        text.push_str("\nanalyzed plan:\n");
+        for b in &batches {
+            // Columns: plan_type, plan.
+            let plans = datafusion::arrow::compute::cast(
+                b.column(b.num_columns() - 1),
+                &datafusion::arrow::datatypes::DataType::Utf8,
+            )
+            .map_err(|e| Error::Runtime(format!("planning: {e}")))?;
+            let plans = plans
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::StringArray>()
+                .expect("cast to Utf8 gives a StringArray");
+            for p in plans.iter().flatten() {
+                text.push_str(&indent(p));
+                text.push('\n');
+            }
+        }
+    }
+    Ok(text)
 }
 
 fn indent(s: &str) -> String {

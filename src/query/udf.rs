@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
@@ -14,14 +14,29 @@ use datafusion::prelude::lit;
 use regex::Regex;
 
 /// An IPv4 or IPv6 network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cidr {
     net: u128,
     mask: u128,
     v6: bool,
+    /// See [`Cidr::text_prefix`].
+    prefix: String,
 }
 
 impl Cidr {
+    /// For an IPv4 network, the text every address in it starts with: its whole
+    /// leading octets (`10.20.` for 10.20.0.0/16, `172.` for 172.16.0.0/12). IPv4
+    /// addresses have one spelling, so text without it is rejected before parsing.
+    fn text_prefix(&self) -> String {
+        if self.v6 {
+            return String::new();
+        }
+        // At most three octets: the fourth is followed by no dot.
+        let whole = ((self.mask as u32).count_ones() / 8).min(3) as usize;
+        let octets = (self.net as u32).to_be_bytes();
+        octets[..whole].iter().map(|o| format!("{o}.")).collect()
+    }
+
     /// `10.0.0.0/8`, `2001:db8::/32`, or a single address.
     pub fn parse(text: &str) -> std::result::Result<Cidr, String> {
         let (addr, bits) = match text.split_once('/') {
@@ -52,14 +67,23 @@ impl Cidr {
         } else {
             (u128::MAX << (width - bits)) & (u128::MAX >> (128 - width))
         };
-        Ok(Cidr {
+        let mut cidr = Cidr {
             net: value & mask,
             mask,
             v6,
-        })
+            prefix: String::new(),
+        };
+        cidr.prefix = cidr.text_prefix();
+        Ok(cidr)
     }
 
     pub fn contains(&self, ip: &str) -> bool {
+        if !self.v6 {
+            return ip.starts_with(self.prefix.as_str())
+                && ip
+                    .parse::<std::net::Ipv4Addr>()
+                    .is_ok_and(|v4| u128::from(u32::from(v4)) & self.mask == self.net);
+        }
         match ip.parse::<std::net::IpAddr>() {
             Ok(std::net::IpAddr::V4(v4)) if !self.v6 => {
                 u128::from(u32::from(v4)) & self.mask == self.net
@@ -68,12 +92,6 @@ impl Cidr {
             _ => false,
         }
     }
-}
-
-/// The string values of a function argument, as a `Utf8` array of `rows`.
-fn strings(arg: &ColumnarValue, rows: usize) -> Result<ArrayRef> {
-    let array = arg.to_array(rows)?;
-    Ok(cast(&array, &DataType::Utf8)?)
 }
 
 /// The literal text of a constant argument.
@@ -110,9 +128,15 @@ impl ScalarUDFImpl for IpInCidr {
             Ok(n) => n,
             Err(e) => return exec_err!("{e}"),
         };
-        let ips = strings(&args.args[0], args.number_rows)?;
-        let ips = ips.as_string::<i32>();
-        let out: BooleanArray = ips.iter().map(|ip| ip.map(|ip| net.contains(ip))).collect();
+        let ips = args.args[0].to_array(args.number_rows)?;
+        let test = |ip: Option<&str>| ip.map(|ip| net.contains(ip));
+        let out: BooleanArray = match ips.data_type() {
+            DataType::Utf8View => ips.as_string_view().iter().map(test).collect(),
+            _ => {
+                let ips = cast(&ips, &DataType::Utf8)?;
+                ips.as_string::<i32>().iter().map(test).collect()
+            }
+        };
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
@@ -287,6 +311,30 @@ mod tests {
             "IPv4 prefix length must be 0–32"
         );
         assert!(Cidr::parse("10.0.0.300").is_err());
+    }
+
+    /// The text-prefix shortcut never changes an answer: every address in the network
+    /// starts with it, and the exact test still follows.
+    #[test]
+    fn cidr_text_prefix_is_a_safe_shortcut() {
+        for (net, prefix) in [
+            ("10.20.0.0/16", "10.20."),
+            ("172.16.0.0/12", "172."),
+            ("192.168.1.0/24", "192.168.1."),
+            ("192.168.1.7/32", "192.168.1."),
+            ("10.0.0.0/7", ""),
+            ("0.0.0.0/0", ""),
+            ("2001:db8::/32", ""),
+        ] {
+            assert_eq!(Cidr::parse(net).unwrap().text_prefix(), prefix, "{net}");
+        }
+        let n = Cidr::parse("192.168.1.7/32").unwrap();
+        assert!(n.contains("192.168.1.7") && !n.contains("192.168.1.70"));
+        let n = Cidr::parse("10.20.0.0/16").unwrap();
+        assert!(n.contains("10.20.255.1"));
+        assert!(!n.contains("10.200.0.1") && !n.contains("10.20.x.1") && !n.contains("10.20.1"));
+        // Leading zeros are not an IPv4 spelling (as without the shortcut).
+        assert!(!n.contains("010.20.1.1") && !n.contains("10.20.01.1"));
     }
 
     #[test]

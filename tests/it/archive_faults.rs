@@ -188,10 +188,14 @@ fn verify_finds_an_id_stored_twice() {
     );
 }
 
+/// The Parquet data files under `dir` (not the Delta log's checkpoints).
 pub fn walk_parquet(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
+        if p.ends_with("_delta_log") {
+            continue;
+        }
         if p.is_dir() {
             out.extend(walk_parquet(&p));
         } else if p.extension().is_some_and(|x| x == "parquet") {

@@ -304,7 +304,7 @@ fn explained_sql_runs_and_agrees() {
         "\"site-admins\" on 2026-02-17 | fields id",
     ] {
         rt.block_on(async {
-            let text = auditq::query::explain(&archive, q, now, style)
+            let text = auditq::query::explain(&archive, q, now, style, false)
                 .await
                 .unwrap();
             let sql = text.split("sql:\n").nth(1).unwrap().trim();
@@ -354,4 +354,61 @@ fn a_query_on_a_missing_archive_is_a_one_line_error() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.starts_with("error: no archive at"), "{}", r.stderr);
     assert_eq!(r.stderr.lines().count(), 1);
+}
+
+/// Comparisons on `action` are planned from the archive's summary (its set of actions):
+/// the summary follows every write, and a damaged cache is rebuilt, never trusted.
+#[test]
+fn action_filters_follow_new_writes_and_a_damaged_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let first = dir.path().join("first.ndjson");
+    let later = dir.path().join("later.ndjson");
+    let event = |id: &str, action: &str, time: &str| {
+        format!(
+            "{{\"id\":\"{id}\",\"type\":\"events\",\"attributes\":{{\"time\":\"{time}\",\"action\":\"{action}\",\"actor\":{{\"id\":\"u1\"}}}}}}\n"
+        )
+    };
+    std::fs::write(&first, event("s-1", "user_login", "2026-02-10T08:00:00Z")).unwrap();
+    std::fs::write(
+        &later,
+        event("s-2", "Group_Deleted", "2026-02-10T09:00:00Z")
+            + &event("s-3", "group_created", "2026-02-11T09:00:00Z"),
+    )
+    .unwrap();
+    ok(auditq(&a).arg("import").arg(&first));
+    let count = |q: &str| ok(auditq(&a).args(["query", "--now", NOW, "--format", "csv", "--", q]));
+    let r = count("event ~ \"group_*\" | count");
+    assert_eq!(r.stdout, "count\n0\n");
+    assert!(r.stderr.contains("W0010"), "{}", r.stderr);
+    assert!(a.join("cache/summary.json").is_file());
+    // A second write adds a day and a file to an existing day: both are seen.
+    ok(auditq(&a).arg("import").arg(&later));
+    for (q, want) in [
+        ("event ~ \"group_*\" | count", "2"),
+        ("event = \"GROUP_DELETED\" | count", "1"),
+        ("event == \"group_deleted\" | count", "0"),
+        ("event != \"user_login\" | count", "2"),
+        ("event in (user_login, \"group_c*\") | count", "2"),
+        ("event ~ /deleted$/i | count", "1"),
+    ] {
+        let r = count(q);
+        assert_eq!(r.stdout, format!("count\n{want}\n"), "{q}");
+    }
+    assert_eq!(count("event ~ \"group_*\" | count").stderr, "");
+    // A damaged cache is recomputed.
+    for name in ["summary.json", "files.json"] {
+        std::fs::write(a.join("cache").join(name), b"{not json").unwrap();
+    }
+    assert_eq!(count("event ~ \"group_*\" | count").stdout, "count\n2\n");
+    let summary = std::fs::read_to_string(a.join("cache/summary.json")).unwrap();
+    assert!(summary.contains("Group_Deleted"), "{summary}");
+    // A read-only archive still answers (the cache cannot be written).
+    std::fs::remove_dir_all(a.join("cache")).unwrap();
+    std::fs::write(
+        a.join("cache"),
+        b"a file where the cache directory would be",
+    )
+    .unwrap();
+    assert_eq!(count("event ~ \"group_*\" | count").stdout, "count\n2\n");
 }

@@ -1,0 +1,248 @@
+//! What the archive holds, in brief: per data file, its row count, first and last event
+//! time and how often each action occurs. Warnings about a query ("no archived action
+//! matches"), the REPL's action completion and `archive stats` read it instead of scanning
+//! the table.
+//!
+//! Data files never change once written, so a file's summary is computed once — from the
+//! Parquet footer and the `action` column — and kept in `ARCHIVE/cache/files.json`,
+//! keyed by the file's path in the table; the total for the current set of live files is
+//! kept in `ARCHIVE/cache/summary.json`. Files that are no longer live are dropped from
+//! it. The cache is only ever an optimisation: if it is missing, stale or unreadable, or
+//! the archive is read-only, summaries are computed again.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, TimeUnit as ArrowTimeUnit, TimestampMicrosecondType};
+use datafusion::parquet::basic::{LogicalType, TimeUnit};
+use datafusion::parquet::file::statistics::Statistics as ParquetStats;
+use serde::{Deserialize, Serialize};
+
+use super::read::{LiveFile, open_parquet, read_projected};
+use super::{Archive, Result};
+use crate::event::col;
+
+/// One data file's summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FileSummary {
+    pub size: u64,
+    pub rows: u64,
+    /// Earliest and latest `time`, µs since the epoch.
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    pub actions: BTreeMap<String, u64>,
+}
+
+/// The whole archive's summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub rows: u64,
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    /// Each action with its number of events.
+    pub actions: BTreeMap<String, u64>,
+}
+
+/// Per-file summaries (`cache/files.json`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct FileCache {
+    version: u32,
+    files: BTreeMap<String, FileSummary>,
+}
+
+/// The summary of one set of live files (`cache/summary.json`): read first, so a query
+/// on an unchanged archive parses a few kilobytes, not every file's entry.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct TotalCache {
+    version: u32,
+    fingerprint: u64,
+    summary: Summary,
+}
+
+const CACHE_VERSION: u32 = 1;
+
+fn cache_dir(archive: &Archive) -> PathBuf {
+    archive.root().join("cache")
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Option<T> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// A hash of the live files' paths and sizes.
+fn fingerprint(files: &[LiveFile]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for f in files {
+        h.update(f.rel.as_bytes());
+        h.update(&f.size.to_le_bytes());
+    }
+    h.digest()
+}
+
+/// The summary of the given live files (normally all of them).
+pub fn summarize(archive: &Archive, files: &[LiveFile]) -> Result<Summary> {
+    let dir = cache_dir(archive);
+    let fp = fingerprint(files);
+    if let Some(total) = read_json::<TotalCache>(&dir.join("summary.json"))
+        && total.version == CACHE_VERSION
+        && total.fingerprint == fp
+    {
+        return Ok(total.summary);
+    }
+    let mut cache: FileCache = read_json(&dir.join("files.json"))
+        .filter(|c: &FileCache| c.version == CACHE_VERSION)
+        .unwrap_or_default();
+    let missing: Vec<&LiveFile> = files
+        .iter()
+        .filter(|f| cache.files.get(&f.rel).is_none_or(|s| s.size != f.size))
+        .collect();
+    let computed = summarize_files(&missing)?;
+    for (f, s) in missing.iter().zip(computed) {
+        cache.files.insert(f.rel.clone(), s);
+    }
+    let live: std::collections::HashSet<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+    cache.files.retain(|rel, _| live.contains(rel.as_str()));
+    cache.version = CACHE_VERSION;
+    let mut out = Summary::default();
+    for s in cache.files.values() {
+        out.rows += s.rows;
+        out.first = min_opt(out.first, s.first);
+        out.last = max_opt(out.last, s.last);
+        for (action, n) in &s.actions {
+            *out.actions.entry(action.clone()).or_default() += n;
+        }
+    }
+    store(&dir, "files.json", &cache);
+    store(
+        &dir,
+        "summary.json",
+        &TotalCache {
+            version: CACHE_VERSION,
+            fingerprint: fp,
+            summary: out.clone(),
+        },
+    );
+    Ok(out)
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+/// Write a cache file atomically; a failure (read-only archive, full disk) is ignored.
+fn store(dir: &std::path::Path, name: &str, value: &impl Serialize) {
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let Ok(bytes) = serde_json::to_vec(value) else {
+        return;
+    };
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, dir.join(name)).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+/// Summaries of files not in the cache, read on up to two threads.
+fn summarize_files(files: &[&LiveFile]) -> Result<Vec<FileSummary>> {
+    if files.len() < 4 {
+        return files.iter().map(|f| summarize_file(f)).collect();
+    }
+    let half = files.len().div_ceil(2);
+    let (a, b) = files.split_at(half);
+    let (ra, rb) = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            a.iter()
+                .map(|f| summarize_file(f))
+                .collect::<Result<Vec<_>>>()
+        });
+        let rb = b
+            .iter()
+            .map(|f| summarize_file(f))
+            .collect::<Result<Vec<_>>>();
+        (h.join(), rb)
+    });
+    let mut out = ra.unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+    out.extend(rb?);
+    Ok(out)
+}
+
+/// One file's summary: rows and time range from the footer, actions from the column.
+fn summarize_file(file: &LiveFile) -> Result<FileSummary> {
+    let builder = open_parquet(file)?;
+    let meta = builder.metadata().clone();
+    let mut s = FileSummary {
+        size: file.size,
+        rows: meta.file_metadata().num_rows().max(0) as u64,
+        ..Default::default()
+    };
+    // Footer statistics give the time range when `time` is stored as µs (as auditq
+    // writes it); other encodings are read from the column.
+    let time_idx = builder.parquet_schema().columns().iter().position(|c| {
+        c.path().string() == col::TIME
+            && matches!(
+                c.logical_type_ref(),
+                Some(LogicalType::Timestamp(t)) if t.unit == TimeUnit::MICROS
+            )
+    });
+    for rg in meta.row_groups() {
+        let stats = time_idx.and_then(|i| rg.column(i).statistics());
+        if let Some(ParquetStats::Int64(v)) = stats {
+            s.first = min_opt(s.first, v.min_opt().copied());
+            s.last = max_opt(s.last, v.max_opt().copied());
+        } else {
+            // No usable statistics: the time range comes from the column itself below.
+            s.first = None;
+            s.last = None;
+            break;
+        }
+    }
+    let need_times = s.first.is_none() && s.rows > 0;
+    let columns: &[&str] = if need_times {
+        &[col::ACTION, col::TIME]
+    } else {
+        &[col::ACTION]
+    };
+    let (mut first, mut last) = (None, None);
+    read_projected(builder, file, columns, |batch| {
+        if let Some(actions) = batch.column_by_name(col::ACTION) {
+            let actions = actions.as_string::<i32>();
+            for a in actions.iter().flatten() {
+                if let Some(n) = s.actions.get_mut(a) {
+                    *n += 1;
+                } else {
+                    s.actions.insert(a.to_owned(), 1);
+                }
+            }
+        }
+        if let Some(times) = batch.column_by_name(col::TIME) {
+            let micros = DataType::Timestamp(ArrowTimeUnit::Microsecond, Some("UTC".into()));
+            let times = cast(times, &micros)?;
+            let times = times.as_primitive::<TimestampMicrosecondType>();
+            for i in 0..times.len() {
+                if times.is_valid(i) {
+                    first = min_opt(first, Some(times.value(i)));
+                    last = max_opt(last, Some(times.value(i)));
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if need_times {
+        s.first = first;
+        s.last = last;
+    }
+    Ok(s)
+}
