@@ -38,7 +38,7 @@ pub struct Stats {
 pub async fn stats(archive: &Archive, top: usize) -> Result<Stats> {
     let table = archive.open_table().await?;
     let files = live_files(archive, &table)?;
-    let ctx = session(archive, &table).await?;
+    let ctx = session(archive, &table, None).await?;
     let totals = sql(
         archive,
         &ctx,

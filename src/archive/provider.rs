@@ -27,23 +27,29 @@ use datafusion::datasource::table_schema::TableSchema;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
 use datafusion::object_store::ObjectMeta;
 use datafusion::object_store::path::Path;
+use datafusion::parquet::bloom_filter::Sbbf;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion_datasource::compute_all_files_statistics;
 use deltalake::DeltaTable;
 
+use super::summary::IdBlooms;
 use crate::event::col;
 
 /// One live data file.
 #[derive(Debug, Clone)]
 struct DataFile {
     location: Path,
+    /// The same file on the local disk.
+    local: std::path::PathBuf,
     size: u64,
     date: String,
     rows: Option<usize>,
+    /// Where its `id` bloom filters lie (offset, length), when known.
+    id_blooms: Option<Vec<(u64, u64)>>,
 }
 
 /// The archive's events as a DataFusion table: the live files of one Delta version.
@@ -59,8 +65,13 @@ pub struct ArchiveTable {
 impl ArchiveTable {
     /// The provider for a table auditq can scan directly, or `None` when the table uses a
     /// Delta feature (deletion vectors, column mapping, other partitioning) that only the
-    /// Delta kernel reads correctly.
-    pub fn try_new(table: &DeltaTable, table_dir: &std::path::Path) -> Option<Self> {
+    /// Delta kernel reads correctly. `id_blooms` (from the archive's summary cache) lets
+    /// point lookups skip files without opening them.
+    pub fn try_new(
+        table: &DeltaTable,
+        table_dir: &std::path::Path,
+        id_blooms: Option<&IdBlooms>,
+    ) -> Option<Self> {
         let state = table.snapshot().ok()?;
         let metadata = state.metadata();
         if !metadata
@@ -90,8 +101,8 @@ impl ArchiveTable {
             .collect();
         let mut all = file_fields.clone();
         all.push(Field::new(col::DATE, DataType::Utf8, false));
-        let base = std::path::absolute(table_dir).ok()?;
-        let base = Path::from_absolute_path(base).ok()?;
+        let local_base = std::path::absolute(table_dir).ok()?;
+        let base = Path::from_absolute_path(&local_base).ok()?;
         let mut files = Vec::new();
         for f in state.log_data().iter() {
             if f.deletion_vector_descriptor().is_some() {
@@ -99,8 +110,11 @@ impl ArchiveTable {
             }
             let rel = f.object_store_path();
             let date = f.partition_values_map().get(col::DATE).cloned().flatten()?;
+            let rel_text = rel.to_string();
             files.push(DataFile {
                 location: base.parts().chain(rel.parts()).collect(),
+                local: local_base.join(&rel_text),
+                id_blooms: id_blooms.and_then(|b| b.get(&rel_text).cloned().flatten()),
                 size: f.size().max(0) as u64,
                 date,
                 rows: f.num_records(),
@@ -175,6 +189,75 @@ fn only_date(expr: &Expr) -> bool {
     date && !other && !expr.is_volatile()
 }
 
+/// The ids a scan's filters restrict `id` to (`id = 'x'`, `id IN (…)`, or an `OR` of
+/// them), if one filter does.
+fn wanted_ids(filters: &[Expr]) -> Option<Vec<String>> {
+    fn is_id(e: &Expr) -> bool {
+        match e {
+            Expr::Column(c) => c.name == col::ID,
+            Expr::Cast(c) => is_id(&c.expr),
+            _ => false,
+        }
+    }
+    fn text(e: &Expr) -> Option<String> {
+        match e {
+            Expr::Literal(
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::Utf8View(Some(s))
+                | ScalarValue::LargeUtf8(Some(s)),
+                _,
+            ) => Some(s.clone()),
+            Expr::Cast(c) => text(&c.expr),
+            _ => None,
+        }
+    }
+    fn ids(e: &Expr) -> Option<Vec<String>> {
+        match e {
+            Expr::BinaryExpr(b) if b.op == Operator::Eq => {
+                if is_id(&b.left) {
+                    Some(vec![text(&b.right)?])
+                } else if is_id(&b.right) {
+                    Some(vec![text(&b.left)?])
+                } else {
+                    None
+                }
+            }
+            Expr::BinaryExpr(b) if b.op == Operator::Or => {
+                let mut out = ids(&b.left)?;
+                out.extend(ids(&b.right)?);
+                Some(out)
+            }
+            Expr::InList(l) if !l.negated && is_id(&l.expr) => l.list.iter().map(text).collect(),
+            _ => None,
+        }
+    }
+    filters.iter().find_map(ids)
+}
+
+/// Whether a file may hold one of `ids`, by its `id` bloom filters: only a filter that
+/// says "no" for every id in every row group rules a file out.
+fn may_hold_any(file: &DataFile, ids: &[String]) -> bool {
+    let Some(blooms) = &file.id_blooms else {
+        return true;
+    };
+    let Ok(f) = std::fs::File::open(&file.local) else {
+        return true;
+    };
+    blooms.iter().any(|&(offset, length)| {
+        let Ok(length) = usize::try_from(length) else {
+            return true;
+        };
+        let mut bytes = vec![0; length];
+        if std::os::unix::fs::FileExt::read_exact_at(&f, &mut bytes, offset).is_err() {
+            return true;
+        }
+        match Sbbf::from_bytes(&bytes) {
+            Ok(bloom) => ids.iter().any(|id| bloom.check(id.as_str())),
+            Err(_) => true,
+        }
+    })
+}
+
 /// Files dealt into `n` groups of about equal bytes, each group in path order.
 fn groups(files: Vec<&DataFile>, n: usize) -> Vec<Vec<&DataFile>> {
     let n = n.clamp(1, files.len().max(1));
@@ -233,7 +316,10 @@ impl TableProvider for ArchiveTable {
         limit: Option<usize>,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
         let days = self.days(state, filters)?;
-        let files: Vec<&DataFile> = days.into_values().flatten().collect();
+        let mut files: Vec<&DataFile> = days.into_values().flatten().collect();
+        if let Some(ids) = wanted_ids(filters) {
+            files.retain(|f| may_hold_any(f, &ids));
+        }
         if files.is_empty() {
             let schema = match projection {
                 Some(p) => Arc::new(self.schema.project(p)?),

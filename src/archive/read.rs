@@ -157,11 +157,17 @@ pub fn plain_session() -> SessionContext {
     SessionContext::new_with_config(config)
 }
 
-/// A DataFusion session with the archive's table registered as `events`.
-pub async fn session(archive: &Archive, table: &DeltaTable) -> Result<SessionContext> {
+/// A DataFusion session with the archive's table registered as `events`: auditq's own
+/// scan of the live files where the table allows it (see [`super::provider`]), else
+/// delta-rs's provider. `AUDITQ_DELTA_PROVIDER=1` forces the latter, for comparisons.
+pub async fn session(
+    archive: &Archive,
+    table: &DeltaTable,
+    id_blooms: Option<&super::summary::IdBlooms>,
+) -> Result<SessionContext> {
     let ctx = SessionContext::new();
     let provider: std::sync::Arc<dyn datafusion::datasource::TableProvider> =
-        match super::provider::ArchiveTable::try_new(table, &archive.events_dir()) {
+        match super::provider::ArchiveTable::try_new(table, &archive.events_dir(), id_blooms) {
             Some(direct) if std::env::var_os("AUDITQ_DELTA_PROVIDER").is_none() => {
                 std::sync::Arc::new(direct)
             }

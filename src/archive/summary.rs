@@ -33,6 +33,11 @@ pub struct FileSummary {
     pub first: Option<i64>,
     pub last: Option<i64>,
     pub actions: BTreeMap<String, u64>,
+    /// Where the `id` column's bloom filter of each row group lies in the file (offset,
+    /// length), or `None` when a row group has none. Point lookups read these few bytes
+    /// instead of every file's footer.
+    #[serde(default)]
+    pub id_blooms: Option<Vec<(u64, u64)>>,
 }
 
 /// The whole archive's summary.
@@ -61,7 +66,18 @@ struct TotalCache {
     summary: Summary,
 }
 
-const CACHE_VERSION: u32 = 1;
+/// The bloom filter locations of the `id` column, per file (`cache/ids.json`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct IdCache {
+    version: u32,
+    fingerprint: u64,
+    files: BTreeMap<String, Option<Vec<(u64, u64)>>>,
+}
+
+/// Per data file (path in the table), where its `id` bloom filters lie.
+pub type IdBlooms = BTreeMap<String, Option<Vec<(u64, u64)>>>;
+
+const CACHE_VERSION: u32 = 2;
 
 fn cache_dir(archive: &Archive) -> PathBuf {
     archive.root().join("cache")
@@ -114,7 +130,17 @@ pub fn summarize(archive: &Archive, files: &[LiveFile]) -> Result<Summary> {
             *out.actions.entry(action.clone()).or_default() += n;
         }
     }
+    let ids = IdCache {
+        version: CACHE_VERSION,
+        fingerprint: fp,
+        files: cache
+            .files
+            .iter()
+            .map(|(rel, s)| (rel.clone(), s.id_blooms.clone()))
+            .collect(),
+    };
     store(&dir, "files.json", &cache);
+    store(&dir, "ids.json", &ids);
     store(
         &dir,
         "summary.json",
@@ -125,6 +151,15 @@ pub fn summarize(archive: &Archive, files: &[LiveFile]) -> Result<Summary> {
         },
     );
     Ok(out)
+}
+
+/// The `id` bloom filter locations of the given live files, if the cache holds them for
+/// exactly this set of files (it does after [`summarize`], unless the archive is
+/// read-only).
+pub fn id_blooms(archive: &Archive, files: &[LiveFile]) -> Option<IdBlooms> {
+    read_json::<IdCache>(&cache_dir(archive).join("ids.json"))
+        .filter(|c| c.version == CACHE_VERSION && c.fingerprint == fingerprint(files))
+        .map(|c| c.files)
 }
 
 fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -188,6 +223,21 @@ fn summarize_file(file: &LiveFile) -> Result<FileSummary> {
         rows: meta.file_metadata().num_rows().max(0) as u64,
         ..Default::default()
     };
+    let id_idx = builder
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == col::ID);
+    s.id_blooms = meta
+        .row_groups()
+        .iter()
+        .map(|rg| {
+            let c = rg.column(id_idx?);
+            let offset = u64::try_from(c.bloom_filter_offset()?).ok()?;
+            let length = u64::try_from(c.bloom_filter_length()?).ok()?;
+            Some((offset, length))
+        })
+        .collect();
     // Footer statistics give the time range when `time` is stored as µs (as auditq
     // writes it); other encodings are read from the column.
     let time_idx = builder.parquet_schema().columns().iter().position(|c| {

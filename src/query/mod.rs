@@ -56,21 +56,18 @@ pub fn now(flag: Option<&str>) -> Result<i64> {
 
 /// A session over the archive's current version, with auditq's functions registered.
 pub async fn session(archive: &Archive) -> Result<SessionContext> {
-    session_over(archive, &archive.open_table().await?).await
-}
-
-async fn session_over(archive: &Archive, table: &deltalake::DeltaTable) -> Result<SessionContext> {
-    let ctx = read::session(archive, table).await?;
-    ctx.register_udf(udf::ip_in_cidr_udf());
-    ctx.register_udf(udf::list_match_udf());
-    Ok(ctx)
+    Ok(open(archive).await?.0)
 }
 
 /// A session over the archive's current version, and the summary of that version.
 pub async fn open(archive: &Archive) -> Result<(SessionContext, Summary)> {
     let table = archive.open_table().await?;
-    let ctx = session_over(archive, &table).await?;
-    let summary = summary::summarize(archive, &read::live_files(archive, &table)?)?;
+    let files = read::live_files(archive, &table)?;
+    let summary = summary::summarize(archive, &files)?;
+    let blooms = summary::id_blooms(archive, &files);
+    let ctx = read::session(archive, &table, blooms.as_ref()).await?;
+    ctx.register_udf(udf::ip_in_cidr_udf());
+    ctx.register_udf(udf::list_match_udf());
     Ok((ctx, summary))
 }
 

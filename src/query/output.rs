@@ -83,13 +83,23 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// Lists and structs as display text, which the CSV writer cannot print itself.
+fn nested_as_text(batch: &RecordBatch) -> Result<RecordBatch> {
+    columns_as_text(batch, DataType::is_nested)
+}
+
 /// Timestamps as RFC 3339 strings, so JSON writers print them like the text formats.
 fn times_as_text(batch: &RecordBatch) -> Result<RecordBatch> {
+    columns_as_text(batch, |t| matches!(t, DataType::Timestamp(..)))
+}
+
+/// The columns whose type `which` picks as display text (`Utf8`).
+fn columns_as_text(batch: &RecordBatch, which: impl Fn(&DataType) -> bool) -> Result<RecordBatch> {
     let opts = options();
     let mut fields = Vec::new();
     let mut cols: Vec<ArrayRef> = Vec::new();
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-        if matches!(f.data_type(), DataType::Timestamp(..)) {
+        if which(f.data_type()) {
             let fmt = ArrayFormatter::try_new(c.as_ref(), &opts).map_err(werr)?;
             let s: StringArray = (0..c.len())
                 .map(|r| c.is_valid(r).then(|| fmt.value(r).to_string()))
@@ -120,14 +130,14 @@ pub fn write(
                 .map(|f| csv_field(f.name()))
                 .collect();
             writeln!(out, "{}", header.join(",")).map_err(io)?;
+            let mut w = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(false)
+                .with_null(String::new())
+                .with_timestamp_tz_format(TIME_FORMAT.to_owned())
+                .with_timestamp_format(TIME_FORMAT.to_owned())
+                .build(out);
             for b in batches {
-                for row in cells(b)? {
-                    let line: Vec<String> = row
-                        .iter()
-                        .map(|v| v.as_deref().map(csv_field).unwrap_or_default())
-                        .collect();
-                    writeln!(out, "{}", line.join(",")).map_err(io)?;
-                }
+                w.write(&nested_as_text(b)?).map_err(werr)?;
             }
         }
         Format::Json | Format::Ndjson => {
@@ -162,7 +172,7 @@ pub fn write(
             )
             .map_err(werr)?;
             for b in batches {
-                w.write(b).map_err(werr)?;
+                w.write(&nested_as_text(b)?).map_err(werr)?;
             }
             w.close().map_err(werr)?;
             out.write_all(&buf).map_err(io)?;
