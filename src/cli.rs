@@ -19,12 +19,17 @@ Exit codes:
   1   runtime failure (archive, input, output); `archive verify` found problems
   2   usage error: bad arguments, config file, duration or time; a query that does
       not parse or compile (its errors are drawn under the query)
-  75  temporary failure: the archive is locked by another auditq process
+  65  data error: an API page stayed unreadable (its bytes are in the quarantine)
+  75  temporary failure: the archive is locked by another auditq process; the API
+      kept failing (5xx, network, rate limits) — run again, nothing is lost
+  77  the API refused the key (401/403) or does not know the organization (404)
+  130 interrupted (SIGINT); 143 terminated (SIGTERM): nothing half-written
 
 Environment:
   AUDITQ_ARCHIVE   archive directory (default: $XDG_DATA_HOME/auditq/archive)
   AUDITQ_CONFIG    config file (default: $XDG_CONFIG_HOME/auditq/config.toml)
   AUDITQ_NOW       the time that now means in queries (like --now)
+  ATLASSIAN_API_KEY  the organization API key `sync` sends (or --token-file)
   NO_COLOR         no colour in messages";
 
 /// Archive, query and stream Atlassian organization audit logs.
@@ -60,6 +65,74 @@ pub enum Command {
         /// Events per atomic commit
         #[arg(long, default_value_t = 40_000, value_name = "N")]
         batch_size: usize,
+    },
+    /// Pull the organization's audit log from the Atlassian Admin API into the archive
+    ///
+    /// The key comes from ATLASSIAN_API_KEY or --token-file, never from the command line.
+    /// The first run reads --since back; later runs resume from the checkpoint.
+    Sync {
+        /// Organization id
+        #[arg(long, value_name = "ORG")]
+        org: String,
+        /// API root
+        #[arg(long, default_value = "https://api.atlassian.com", value_name = "URL")]
+        api_url: String,
+        /// How far back the first run reaches
+        #[arg(long, default_value = "180d", value_name = "DURATION")]
+        since: String,
+        /// A file holding the API key (mode 0600), instead of ATLASSIAN_API_KEY
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Events per page (at most 500)
+        #[arg(long, default_value_t = 500, value_name = "N")]
+        page_size: usize,
+        /// Pages per atomic commit
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        commit_pages: usize,
+        /// Attempts per request before giving up (5xx, network, unreadable pages)
+        #[arg(long, default_value_t = 6, value_name = "N")]
+        attempts: u32,
+        /// Time limit per request
+        #[arg(long, default_value = "120s", value_name = "DURATION")]
+        timeout: String,
+    },
+    /// Serve a fake Atlassian audit-log API on 127.0.0.1 (for trials and tests)
+    FakeApi {
+        /// Port (0 picks a free one)
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Organization id (default: the generator's)
+        #[arg(long)]
+        org: Option<String>,
+        /// The key clients must send (default: derived from the seed)
+        #[arg(long)]
+        token: Option<String>,
+        /// Events to serve
+        #[arg(long, default_value_t = 10_000)]
+        events: u64,
+        /// Days they span, ending now
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Serve without rate limits
+        #[arg(long)]
+        no_rate_limit: bool,
+        /// Inject a fault: KIND[xCOUNT][@FROM], e.g. 429x20@3, 503x5, truncatex10@2, html x100
+        #[arg(long, value_name = "SPEC")]
+        fault: Vec<String>,
+    },
+    /// Try auditq on generated data: a fake API on this machine, a sync, five queries
+    Demo {
+        /// Events to generate
+        #[arg(long, default_value_t = 50_000)]
+        events: u64,
+        /// Days they span, ending now
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        /// Where the demo archive goes
+        #[arg(long, default_value = "auditq-demo", value_name = "DIR")]
+        dir: PathBuf,
     },
     /// Write synthetic events in the API's event shape as NDJSON (deterministic per seed)
     Generate {
@@ -195,6 +268,73 @@ pub fn run() -> Result<()> {
             Ok(())
         }
         Command::Archive { action } => archive(&settings, action),
+        Command::Sync {
+            org,
+            api_url,
+            since,
+            token_file,
+            page_size,
+            commit_pages,
+            attempts,
+            timeout,
+        } => {
+            let token = crate::run::api_token(token_file.as_deref())?;
+            let mut opts = crate::sync::Options::new(&org, &api_url, token);
+            opts.since = parse_duration(&since).map_err(Error::Usage)?;
+            opts.page_size = page_size.clamp(1, 500);
+            opts.commit_pages = commit_pages.max(1);
+            opts.progress = settings.progress;
+            opts.limits.attempts = attempts.max(1);
+            opts.limits.total_timeout = parse_duration(&timeout).map_err(Error::Usage)?;
+            let report = runtime()?.block_on(crate::sync::sync(&settings.archive, &opts))?;
+            if !settings.quiet {
+                say(&report.summary())?;
+            }
+            Ok(())
+        }
+        Command::FakeApi {
+            port,
+            org,
+            token,
+            events,
+            days,
+            seed,
+            no_rate_limit,
+            fault,
+        } => {
+            let faults = fault
+                .iter()
+                .map(|f| crate::api::fake::Fault::parse(f.trim()))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(Error::Usage)?;
+            let opts = crate::api::fake::Options {
+                org: org.unwrap_or_default(),
+                token: token.unwrap_or_default(),
+                events,
+                days,
+                seed,
+                rate_limit: !no_rate_limit,
+                faults,
+                ..Default::default()
+            };
+            runtime()?.block_on(async {
+                let api = crate::api::fake::FakeApi::start(opts, port)
+                    .await
+                    .map_err(|source| Error::Io {
+                        what: "starting the fake API".into(),
+                        source,
+                    })?;
+                say(&format!(
+                    "url   {}\norg   {}\ntoken {}",
+                    api.url, api.org, api.token
+                ))?;
+                api.wait().await;
+                Ok(())
+            })
+        }
+        Command::Demo { events, days, dir } => {
+            runtime()?.block_on(crate::demo::demo(&dir, events, days, settings.progress))
+        }
         Command::Query {
             query,
             file,

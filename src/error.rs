@@ -6,7 +6,11 @@
 //! | 0    | success (also: output pipe closed by the reader) |
 //! | 1    | runtime failure: archive, input, output; `archive verify` found problems |
 //! | 2    | usage error: bad flag, bad config file, invalid duration or time |
-//! | 75   | temporary failure (EX_TEMPFAIL): the archive is locked by another writer |
+//! | 65   | data error (EX_DATAERR): an API page stayed unreadable; its bytes are quarantined |
+//! | 75   | temporary failure (EX_TEMPFAIL): the archive is locked by another writer; the API |
+//! |      | kept failing (5xx, network, rate limits) — run again later, nothing is lost |
+//! | 77   | permission (EX_NOPERM): the API refused the key (401/403) or the org (404) |
+//! | 130  | interrupted by SIGINT; 143 by SIGTERM (nothing half-written) |
 
 use std::path::PathBuf;
 
@@ -38,11 +42,22 @@ pub enum Error {
     /// A query that does not parse or compile: its diagnostics, already rendered.
     #[error("{0}")]
     BadQuery(String),
+    #[error(transparent)]
+    Api(#[from] crate::api::client::ApiError),
+    /// An API page that stayed unreadable; its bytes are in the quarantine.
+    #[error("{message}; the page's bytes are in `{}`, and the checkpoint did not move", .path.display())]
+    Poison { message: String, path: PathBuf },
+    /// Stopped by a signal (SIGINT = 2, SIGTERM = 15) after finishing or abandoning the
+    /// batch in flight.
+    #[error("interrupted by signal {0}; the archive holds every commit made before it")]
+    Interrupted(i32),
 }
 
 pub const EXIT_RUNTIME: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_DATAERR: u8 = 65;
 pub const EXIT_TEMPFAIL: u8 = 75;
+pub const EXIT_NOPERM: u8 = 77;
 
 impl Error {
     /// The process exit code for this error.
@@ -52,6 +67,18 @@ impl Error {
             Error::Clap(e) => e.exit_code().clamp(0, 255) as u8,
             Error::Usage(_) | Error::Config { .. } | Error::BadQuery(_) => EXIT_USAGE,
             Error::Archive(archive::Error::Locked { .. }) => EXIT_TEMPFAIL,
+            Error::Api(e) => {
+                use crate::api::client::ApiError::*;
+                match e {
+                    Auth { .. } | Forbidden { .. } | OrgNotFound { .. } => EXIT_NOPERM,
+                    GaveUp { .. } => EXIT_TEMPFAIL,
+                    BadPage { .. } => EXIT_DATAERR,
+                    Interrupted => 130,
+                    Rejected { .. } | Url(_) => EXIT_RUNTIME,
+                }
+            }
+            Error::Poison { .. } => EXIT_DATAERR,
+            Error::Interrupted(sig) => (128 + sig).clamp(0, 255) as u8,
             _ => EXIT_RUNTIME,
         }
     }

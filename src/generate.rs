@@ -293,6 +293,11 @@ struct Actor {
     ips: Vec<String>,
 }
 
+/// Every action key the generator uses.
+pub fn action_keys() -> impl Iterator<Item = &'static str> {
+    ACTIONS.iter().map(|(a, _)| *a)
+}
+
 /// What to generate.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -348,6 +353,11 @@ impl Generator {
             start_micros,
             next: 0,
         }
+    }
+
+    /// The organization id of the generated events.
+    pub fn org(&self) -> &str {
+        &self.org
     }
 
     /// The time of event `i`: spread evenly over the span, then warped within each day so

@@ -3,8 +3,10 @@
 //! Data flows one way: input (API pages, files) -> [`event`] (JSON -> Arrow) ->
 //! [`archive`] (Delta Lake). [`cli`] is a thin shell over these stages.
 
+pub mod api;
 pub mod archive;
 pub mod cli;
+pub mod demo;
 pub mod diag;
 pub mod error;
 pub mod event;
@@ -14,5 +16,6 @@ pub mod ingest;
 pub mod lang;
 pub mod query;
 pub mod run;
+pub mod sync;
 
 pub use error::Error;

@@ -104,3 +104,36 @@ impl Settings {
         })
     }
 }
+
+/// The Atlassian API key: from `--token-file` (which must not be readable by others),
+/// else `ATLASSIAN_API_KEY`. Never from the command line, never printed.
+pub fn api_token(file: Option<&Path>) -> Result<crate::api::client::Secret> {
+    use std::os::unix::fs::PermissionsExt;
+    let text = match file {
+        Some(path) => {
+            let io = |source| Error::Io {
+                what: format!("reading the key file `{}`", path.display()),
+                source,
+            };
+            let meta = std::fs::metadata(path).map_err(io)?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                return Err(Error::Usage(format!(
+                    "the key file `{}` is readable by others; run `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                )));
+            }
+            std::fs::read_to_string(path).map_err(io)?
+        }
+        None => std::env::var("ATLASSIAN_API_KEY").map_err(|_| {
+            Error::Usage(
+                "no API key: set ATLASSIAN_API_KEY or pass --token-file FILE (an organization API key from admin.atlassian.com)".into(),
+            )
+        })?,
+    };
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(Error::Usage("the API key is empty".into()));
+    }
+    Ok(crate::api::client::Secret::new(key))
+}

@@ -295,17 +295,50 @@ impl Writer {
     /// Archive batches of events (in the [`event::schema`], in input order) in one atomic
     /// commit. `source` names the input, for the quarantine's records.
     pub async fn commit(&mut self, batches: &[RecordBatch], source: &str) -> Result<CommitStats> {
-        self.commit_with(batches, source, CommitProperties::default())
+        self.commit_with(batches, source, CommitProperties::default(), false)
             .await
     }
 
-    /// [`commit`](Self::commit) with extra commit properties, such as an application
-    /// transaction that records a sync checkpoint atomically with the data.
-    pub async fn commit_with(
+    /// [`commit`](Self::commit), recording `checkpoint` as the version of the Delta
+    /// application transaction `app_id` in the same commit — also when every event was
+    /// already archived, so the checkpoint moves with the data or not at all.
+    pub async fn commit_checkpoint(
+        &mut self,
+        batches: &[RecordBatch],
+        source: &str,
+        app_id: &str,
+        checkpoint: i64,
+    ) -> Result<CommitStats> {
+        let props = CommitProperties::default()
+            .with_application_transaction(deltalake::kernel::Transaction::new(app_id, checkpoint));
+        self.commit_with(batches, source, props, true).await
+    }
+
+    /// The version recorded for application transaction `app_id`, if any.
+    pub async fn checkpoint(&self, app_id: &str) -> Result<Option<i64>> {
+        let table = self.table();
+        if table.version().is_none() {
+            return Ok(None);
+        }
+        let state = table.snapshot().map_err(|e| Error::Delta {
+            path: self.archive.events_dir(),
+            source: Box::new(e),
+        })?;
+        state
+            .transaction_version(table.log_store().as_ref(), app_id)
+            .await
+            .map_err(|e| Error::Delta {
+                path: self.archive.events_dir(),
+                source: Box::new(e),
+            })
+    }
+
+    async fn commit_with(
         &mut self,
         batches: &[RecordBatch],
         source: &str,
         props: CommitProperties,
+        always: bool,
     ) -> Result<CommitStats> {
         let mut pending = IdIndex::with_capacity_and_hasher(
             batches.iter().map(RecordBatch::num_rows).sum(),
@@ -322,7 +355,7 @@ impl Writer {
             }
             stats += s;
         }
-        if stats.added == 0 {
+        if stats.added == 0 && !always {
             return Ok(stats);
         }
         let sorted = sorted_by_time(fresh)?;

@@ -6,6 +6,7 @@ mod import;
 mod kill;
 mod python_delta;
 mod query;
+mod sync;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
