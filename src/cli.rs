@@ -118,7 +118,7 @@ pub enum Command {
         /// Serve without rate limits
         #[arg(long)]
         no_rate_limit: bool,
-        /// Inject a fault: KIND[xCOUNT][@FROM], e.g. 429x20@3, 503x5, truncatex10@2, html x100
+        /// Inject a fault: `KIND[xCOUNT][@FROM]`, e.g. `429x20@3`, `503x5`, `truncatex10@2`, `htmlx100`
         #[arg(long, value_name = "SPEC")]
         fault: Vec<String>,
     },

@@ -106,7 +106,7 @@ pub enum FaultKind {
 
 impl Fault {
     /// `KIND[xCOUNT][@FROM]`, e.g. `429x20@3` (requests 3–22 get 429), `503x5`,
-    /// `truncate@2`, `html x100`, `stall:5`, `duplicatex1000`. KIND is `429` (or
+    /// `truncate@2`, `htmlx100`, `stall:5`, `duplicatex1000`. KIND is `429` (or
     /// `429:SECONDS`), `500`/`502`/`503`/`504`, `401`/`403`, `truncate`, `reset`, `stall[:SECONDS]`,
     /// `html`, `duplicate`.
     pub fn parse(spec: &str) -> Result<Fault, String> {
