@@ -385,7 +385,7 @@ fn sigterm_and_sigint_stop_a_sync_cleanly_and_quickly() {
         let fake = Fake::start(2_000, &["stall:30@4"], "");
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a");
-        let mut child = fake
+        let child = fake
             .sync(&a)
             .args(["--commit-pages", "1", "--quiet"])
             .stderr(std::process::Stdio::piped())
