@@ -560,6 +560,19 @@ fn parse_ms(v: Option<&String>) -> Result<Option<i64>, ()> {
     }
 }
 
+/// `from` and `to` (epoch ms, each optional), or `None` if either is malformed.
+fn time_window(q: &HashMap<String, String>) -> Option<(Option<i64>, Option<i64>)> {
+    Some((parse_ms(q.get("from")).ok()?, parse_ms(q.get("to")).ok()?))
+}
+
+/// The `limit` parameter, `default` when absent or malformed, within 1..=`max`.
+fn page_limit(q: &HashMap<String, String>, default: usize, max: usize) -> usize {
+    q.get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(default)
+        .clamp(1, max)
+}
+
 fn bad_time() -> Response {
     app_error(
         StatusCode::BAD_REQUEST,
@@ -683,15 +696,10 @@ async fn stream(
         &headers,
         admitted,
         move |a| {
-            let (from, to) = match (parse_ms(q.get("from")), parse_ms(q.get("to"))) {
-                (Ok(f), Ok(t)) => (f, t),
-                _ => return bad_time(),
+            let Some((from, to)) = time_window(&q) else {
+                return bad_time();
             };
-            let limit = q
-                .get("limit")
-                .and_then(|l| l.parse::<usize>().ok())
-                .unwrap_or(200)
-                .clamp(1, 500);
+            let limit = page_limit(&q, 200, 500);
             let (desc, after, to) = match q.get("cursor") {
                 Some(c) => match decode_cursor("s", c) {
                     Some(c) => (c.order == "desc", Some((c.ms, c.id)), c.to),
@@ -782,15 +790,10 @@ async fn events(
         &headers,
         admitted,
         move |_| {
-            let (from, to) = match (parse_ms(q.get("from")), parse_ms(q.get("to"))) {
-                (Ok(f), Ok(t)) => (f, t),
-                _ => return bad_time(),
+            let Some((from, to)) = time_window(&q) else {
+                return bad_time();
             };
-            let limit = q
-                .get("limit")
-                .and_then(|l| l.parse::<usize>().ok())
-                .unwrap_or(25)
-                .clamp(1, 100);
+            let limit = page_limit(&q, 25, 100);
             let after = match q.get("cursor") {
                 Some(c) => match decode_cursor("e", c) {
                     Some(c) => Some((c.ms, c.id)),
