@@ -474,20 +474,25 @@ fn admit(
 }
 
 /// Record the request, apply body faults, and add the rate-limit headers.
-async fn finish(
+/// One API request: admit it (count, faults, auth, org, rate limit), answer it with
+/// `answer(shared, admitted, query, self_url)`, apply body faults and rate-limit headers,
+/// and log it.
+async fn serve(
     shared: &Shared,
-    n: u64,
-    path: String,
-    query: &HashMap<String, String>,
     headers: &HeaderMap,
-    admitted: Result<Admitted, Response>,
-    answer: impl FnOnce(&Admitted) -> Response,
+    org: &str,
+    kind: &'static str,
+    path: String,
+    query: HashMap<String, String>,
+    answer: impl FnOnce(&Shared, &Admitted, &HashMap<String, String>, String) -> Response,
 ) -> Response {
+    let (n, admitted) = admit(shared, headers, org, kind);
+    let self_url = format!("http://{}{path}", host(headers));
     let auth_hash = headers
         .get("authorization")
         .map(|v| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(v.as_bytes())));
-    let mut query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    query.sort();
+    let mut logged: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    logged.sort();
     let at_ms = now_ms();
     let response = match admitted {
         Err(r) => r,
@@ -495,7 +500,7 @@ async fn finish(
             if let Some(FaultKind::Stall(secs)) = a.fault {
                 tokio::time::sleep(Duration::from_secs(secs)).await;
             }
-            let mut r = answer(&a);
+            let mut r = answer(shared, &a, &query, self_url);
             for (k, v) in &a.rate_headers {
                 r.headers_mut()
                     .insert(*k, HeaderValue::from_str(v).expect("ascii"));
@@ -509,7 +514,7 @@ async fn finish(
     shared.log.lock().expect("log lock").push(Seen {
         n,
         path,
-        query: query.join("&"),
+        query: logged.join("&"),
         auth_hash,
         status: response.status().as_u16(),
         at_ms,
@@ -683,23 +688,19 @@ async fn stream(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let (n, admitted) = admit(&shared, &headers, &org, "events-stream");
     let path = format!("/admin/v1/orgs/{org}/events-stream");
-    let host = host(&headers);
-    let s = shared.clone();
-    let logged = q.clone();
-    finish(
+    serve(
         &shared,
-        n,
-        path.clone(),
-        &logged,
         &headers,
-        admitted,
-        move |a| {
-            let Some((from, to)) = time_window(&q) else {
+        &org,
+        "events-stream",
+        path,
+        q,
+        |s, a, q, base| {
+            let Some((from, to)) = time_window(q) else {
                 return bad_time();
             };
-            let limit = page_limit(&q, 200, 500);
+            let limit = page_limit(q, 200, 500);
             let (desc, after, to) = match q.get("cursor") {
                 Some(c) => match decode_cursor("s", c) {
                     Some(c) => (c.order == "desc", Some((c.ms, c.id)), c.to),
@@ -757,7 +758,6 @@ async fn stream(
             let next = data
                 .last()
                 .map(|e| encode_cursor("s", order, e.processed, &e.id, to));
-            let base = format!("http://{host}{path}");
             let next_url = next.as_ref().map(|c| format!("{base}?cursor={c}"));
             page(
                 data.iter().map(|e| &*e.json).collect(),
@@ -777,23 +777,19 @@ async fn events(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let (n, admitted) = admit(&shared, &headers, &org, "events");
     let path = format!("/admin/v1/orgs/{org}/events");
-    let host = host(&headers);
-    let s = shared.clone();
-    let logged = q.clone();
-    finish(
+    serve(
         &shared,
-        n,
-        path.clone(),
-        &logged,
         &headers,
-        admitted,
-        move |_| {
-            let Some((from, to)) = time_window(&q) else {
+        &org,
+        "events",
+        path,
+        q,
+        |s, _, q, base| {
+            let Some((from, to)) = time_window(q) else {
                 return bad_time();
             };
-            let limit = page_limit(&q, 25, 100);
+            let limit = page_limit(q, 25, 100);
             let after = match q.get("cursor") {
                 Some(c) => match decode_cursor("e", c) {
                     Some(c) => Some((c.ms, c.id)),
@@ -830,7 +826,6 @@ async fn events(
                         .map(|e| encode_cursor("e", "desc", e.time, &e.id, None))
                 })
                 .flatten();
-            let base = format!("http://{host}{path}");
             let next_url = next.as_ref().map(|c| format!("{base}?cursor={c}"));
             page(
                 hits.iter().map(|e| &*e.json).collect(),
@@ -849,17 +844,15 @@ async fn one_event(
     Path((org, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let (n, admitted) = admit(&shared, &headers, &org, "event");
     let path = format!("/admin/v1/orgs/{org}/events/{id}");
-    let s = shared.clone();
-    finish(
+    serve(
         &shared,
-        n,
-        path,
-        &HashMap::new(),
         &headers,
-        admitted,
-        move |_| {
+        &org,
+        "event",
+        path,
+        HashMap::new(),
+        |s, _, _, _| {
             let now = now_ms();
             let store = s.store.read().expect("store lock");
             match store
@@ -890,16 +883,15 @@ async fn event_actions(
     Path(org): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (n, admitted) = admit(&shared, &headers, &org, "event-actions");
     let path = format!("/admin/v1/orgs/{org}/event-actions");
-    finish(
+    serve(
         &shared,
-        n,
-        path,
-        &HashMap::new(),
         &headers,
-        admitted,
-        |_| {
+        &org,
+        "event-actions",
+        path,
+        HashMap::new(),
+        |_, _, _, _| {
             let data: Vec<serde_json::Value> = action_keys()
                 .map(|a| {
                     let mut name = a.replace('_', " ");

@@ -417,38 +417,19 @@ fn action_filters_follow_new_writes_and_a_damaged_cache() {
 /// still finds every event.
 #[test]
 fn point_lookups_skip_files_by_bloom_filter_and_miss_nothing() {
-    let ids = ok(auditq(archive()).args([
-        "query",
-        "--now",
-        NOW,
-        "--format",
-        "csv",
-        "--",
-        "| fields id",
-    ]));
+    let csv = ["--format", "csv"];
+    let ids = ok(&mut query_with("| fields id", &csv));
     let ids: Vec<&str> = ids.stdout.lines().skip(1).collect();
     assert_eq!(ids.len(), 20);
     for id in &ids {
-        let r = ok(auditq(archive()).args([
-            "query",
-            "--now",
-            NOW,
-            "--format",
-            "csv",
-            "--",
+        let r = ok(&mut query_with(
             &format!("id == \"{id}\" | fields id"),
-        ]));
+            &csv,
+        ));
         assert_eq!(r.stdout, format!("id\n{id}\n"));
     }
-    let r = ok(auditq(archive()).args([
-        "query",
-        "--now",
-        NOW,
-        "--format",
-        "csv",
-        "--",
-        &format!("id in (\"{}\", \"{}\", \"nope\") | count", ids[0], ids[19]),
-    ]));
+    let both = format!("id in (\"{}\", \"{}\", \"nope\") | count", ids[0], ids[19]);
+    let r = ok(&mut query_with(&both, &csv));
     assert_eq!(r.stdout, "count\n2\n");
     // The golden events span several days, one file each: the lookup opens one file.
     let r = ok(auditq(archive()).args([
