@@ -13,6 +13,7 @@
 //!   LOCK               held (flock) by the one writer; the kernel frees it if the holder dies
 //! ```
 
+pub mod ids;
 mod lock;
 pub mod maintain;
 pub mod provider;

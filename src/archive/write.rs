@@ -1,11 +1,13 @@
 //! Writing: drop ids already archived, then append the rest in one atomic Delta commit.
 //!
-//! The writer holds the archive lock for its whole life and keeps an in-memory index of
-//! every archived id (a 64-bit hash of the id -> the event's content fingerprint), loaded
-//! once from the `id` and `raw_hash` columns of the live files. With it, each batch is
-//! checked in memory before anything is written, so an id is stored at most once in the
-//! whole archive, whatever day the re-sent copy claims. The index only learns a batch's
-//! ids after its commit succeeded: a failed commit cannot hide events from the next try.
+//! The writer holds the archive lock for its whole life. It knows every archived id (an
+//! [`IdSet`] of 64-bit hashes, loaded once from the `id` column of the live files) and,
+//! for the days it touched lately, each id's content fingerprint (a [`DayCache`], loaded
+//! from the `raw_hash` column of that day's files when an id of that day is seen again).
+//! Each batch is checked in memory before anything is written, so an id is stored at
+//! most once in the whole archive, whatever day the re-sent copy claims. The writer only
+//! learns a batch's ids after its commit succeeded: a failed commit cannot hide events
+//! from the next try.
 //!
 //! A crash at any point leaves either the old table version or the new one (Delta commits
 //! are atomic); data files of a commit that never happened are unreferenced and removed by
@@ -36,6 +38,7 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use indexmap::IndexMap;
 
+use super::ids::{DayCache, IdSet};
 use super::quarantine::Kind;
 use super::read::{live_files, read_columns};
 use super::{Archive, Error, Lock, Result};
@@ -59,11 +62,11 @@ impl Hasher for PassThrough {
     }
 }
 
-/// Every archived id: id hash -> content fingerprint (`raw_hash`).
+/// Id hash -> content fingerprint (`raw_hash`).
 ///
-/// 16 bytes an event. Two different ids share a 64-bit hash with probability about
-/// n²/2⁶⁵ (≈3·10⁻⁶ at 10M events); the newcomer would then be reported as a conflict and
-/// kept in the quarantine, never lost (see docs/decisions.md).
+/// Two different ids share a 64-bit hash with probability about n²/2⁶⁵ (≈3·10⁻⁶ at 10M
+/// events); the newcomer would then be reported as a conflict and kept in the
+/// quarantine, never lost (see docs/decisions.md).
 pub type IdIndex = HashMap<u64, i64, BuildHasherDefault<PassThrough>>;
 
 /// What one commit did.
@@ -249,7 +252,8 @@ fn split_days(batches: &[RecordBatch], groups: usize) -> Vec<Vec<(String, Record
 pub struct Writer {
     archive: Archive,
     table: Option<DeltaTable>,
-    index: IdIndex,
+    ids: IdSet,
+    days: DayCache,
     props: WriterProperties,
     _lock: Lock,
 }
@@ -259,19 +263,12 @@ impl Writer {
     pub async fn open(archive: &Archive) -> Result<Writer> {
         let lock = archive.lock_for_writing()?;
         let table = archive.open_or_prepare_table().await?;
-        let mut index = IdIndex::default();
+        let mut hashes = Vec::new();
         if table.version().is_some() {
-            let files = live_files(archive, &table)?;
-            index.reserve(files.len() * 1024);
-            for file in &files {
-                read_columns(file, &[col::ID, col::RAW_HASH], |b| {
+            for file in &live_files(archive, &table)? {
+                read_columns(file, &[col::ID], |b| {
                     let ids = b.column(0).as_string::<i32>();
-                    let hashes = b.column(1).as_primitive::<Int64Type>();
-                    for (id, h) in ids.iter().zip(hashes.iter()) {
-                        if let (Some(id), Some(h)) = (id, h) {
-                            index.insert(event::id_hash(id), h);
-                        }
-                    }
+                    hashes.extend(ids.iter().flatten().map(event::id_hash));
                     Ok(())
                 })?;
             }
@@ -279,7 +276,8 @@ impl Writer {
         Ok(Writer {
             archive: archive.clone(),
             table: Some(table),
-            index,
+            ids: IdSet::from_hashes(hashes),
+            days: DayCache::new(DAY_CACHE_IDS),
             props: writer_properties(),
             _lock: lock,
         })
@@ -340,10 +338,7 @@ impl Writer {
         props: CommitProperties,
         always: bool,
     ) -> Result<CommitStats> {
-        let mut pending = IdIndex::with_capacity_and_hasher(
-            batches.iter().map(RecordBatch::num_rows).sum(),
-            Default::default(),
-        );
+        let mut pending = Pending::default();
         let mut stats = CommitStats::default();
         let mut fresh = Vec::with_capacity(batches.len());
         for batch in batches {
@@ -364,7 +359,12 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.table = Some(table);
-                self.index.extend(pending);
+                for (day, added) in pending.days {
+                    for (hash, fingerprint) in added {
+                        self.ids.insert(hash);
+                        self.days.add(&day, hash, fingerprint);
+                    }
+                }
                 Ok(stats)
             }
             Err(e) => {
@@ -381,31 +381,38 @@ impl Writer {
     /// Decide row by row: new (keep), already present, or conflict (quarantined).
     /// `pending` holds the ids of this commit seen so far (in earlier batches).
     fn dedupe(
-        &self,
+        &mut self,
         batch: &RecordBatch,
         source: &str,
-        pending: &mut IdIndex,
+        pending: &mut Pending,
     ) -> Result<(BooleanArray, CommitStats)> {
         let ids = batch.column(0).as_string::<i32>();
-        let hashes = batch
-            .column_by_name(col::RAW_HASH)
-            .expect("event schema has raw_hash")
-            .as_primitive::<Int64Type>();
-        let raws = batch
-            .column_by_name(col::RAW)
-            .expect("event schema has raw")
-            .as_string::<i32>();
+        let column = |name: &str| batch.column_by_name(name).expect("event schema column");
+        let hashes = column(col::RAW_HASH).as_primitive::<Int64Type>();
+        let raws = column(col::RAW).as_string::<i32>();
+        let dates = column(col::DATE).as_string::<i32>();
         let mut keep = Vec::with_capacity(batch.num_rows());
         let mut stats = CommitStats::default();
-        let quarantine = self.archive.quarantine();
         for row in 0..batch.num_rows() {
             let id = ids.value(row);
             let fingerprint = hashes.value(row);
             let key = event::id_hash(id);
-            let seen = self.index.get(&key).or_else(|| pending.get(&key)).copied();
+            let day = dates.value(row);
+            let seen = match pending.ids.get(&key) {
+                Some(&h) => Some(h),
+                None if !self.ids.contains(key) => None,
+                // Archived: in this day with its fingerprint, or else in another day
+                // (then the content differs, as the time does: a conflict).
+                None => Some(self.day(day)?.get(&key).copied().unwrap_or(!fingerprint)),
+            };
             match seen {
                 None => {
-                    pending.insert(key, fingerprint);
+                    pending.ids.insert(key, fingerprint);
+                    pending
+                        .days
+                        .entry(day.to_owned())
+                        .or_default()
+                        .push((key, fingerprint));
                     stats.added += 1;
                     keep.push(true);
                 }
@@ -414,22 +421,7 @@ impl Writer {
                     keep.push(false);
                 }
                 Some(_) => {
-                    let reason = format!(
-                        "id `{id}` is already archived with different content; the archived event is kept"
-                    );
-                    quarantine
-                        .put(
-                            Kind::Conflict,
-                            raws.value(row).as_bytes(),
-                            &reason,
-                            source,
-                            Some(id),
-                        )
-                        .map_err(|e| Error::Io {
-                            action: "writing quarantine",
-                            path: quarantine.dir().to_owned(),
-                            source: e,
-                        })?;
+                    self.quarantine_conflict(id, raws.value(row), source)?;
                     stats.conflicts += 1;
                     keep.push(false);
                 }
@@ -438,7 +430,57 @@ impl Writer {
         debug_assert!(ids.null_count() == 0);
         Ok((BooleanArray::from(keep), stats))
     }
+
+    fn quarantine_conflict(&self, id: &str, raw: &str, source: &str) -> Result<()> {
+        let quarantine = self.archive.quarantine();
+        let reason = format!(
+            "id `{id}` is already archived with different content; the archived event is kept"
+        );
+        quarantine
+            .put(Kind::Conflict, raw.as_bytes(), &reason, source, Some(id))
+            .map_err(|e| Error::Io {
+                action: "writing quarantine",
+                path: quarantine.dir().to_owned(),
+                source: e,
+            })?;
+        Ok(())
+    }
+
+    /// The fingerprints of the ids archived in `day`, from the cache or that day's files.
+    fn day(&mut self, day: &str) -> Result<&IdIndex> {
+        if self.days.get(day).is_none() {
+            let mut index = IdIndex::default();
+            for file in live_files(&self.archive, self.table())?
+                .iter()
+                .filter(|f| f.date == day)
+            {
+                read_columns(file, &[col::ID, col::RAW_HASH], |b| {
+                    let ids = b.column(0).as_string::<i32>();
+                    let hashes = b.column(1).as_primitive::<Int64Type>();
+                    for (id, h) in ids.iter().zip(hashes.iter()) {
+                        if let (Some(id), Some(h)) = (id, h) {
+                            index.insert(event::id_hash(id), h);
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            self.days.put(day, index);
+        }
+        Ok(self.days.get(day).expect("the day was just cached"))
+    }
 }
+
+/// The ids a commit is about to add: all of them, and by day.
+#[derive(Default)]
+struct Pending {
+    ids: IdIndex,
+    days: HashMap<String, Vec<(u64, i64)>>,
+}
+
+/// How many ids the [`DayCache`] keeps: about 30 MiB, 18 days of a 10M-event,
+/// 180-day archive.
+const DAY_CACHE_IDS: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {

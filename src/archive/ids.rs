@@ -1,0 +1,190 @@
+//! The writer's memory of archived ids, in bounded space.
+//!
+//! Two parts, so that a writer over a 10M-event archive stays well under 512 MiB:
+//!
+//! - [`IdSet`]: every archived id's 64-bit hash, 8 bytes an id (a sorted vector, plus
+//!   the ids added since it was last merged). It answers "is this id archived
+//!   anywhere?" — for a live sync, almost always "no", and then nothing else is read.
+//! - [`DayCache`]: id hash -> content fingerprint for the UTC days a writer touched
+//!   lately, loaded from that day's files on demand and bounded in ids (least recently
+//!   used days are dropped). It tells "already present" from "conflict".
+//!
+//! An id that is archived, but not in the day its new copy claims, is a conflict: the
+//! same content means the same `time`, hence the same day.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
+
+use super::write::{IdIndex, PassThrough};
+
+/// Merge the recent ids into the sorted vector when there are this many.
+const MERGE_AT: usize = 1 << 20;
+
+/// A set of id hashes: a sorted vector and an unsorted recent part.
+#[derive(Default)]
+pub struct IdSet {
+    sorted: Vec<u64>,
+    recent: HashSet<u64, BuildHasherDefault<PassThrough>>,
+}
+
+impl IdSet {
+    /// A set of `hashes` (any order, duplicates allowed).
+    pub fn from_hashes(mut hashes: Vec<u64>) -> IdSet {
+        hashes.sort_unstable();
+        hashes.dedup();
+        hashes.shrink_to_fit();
+        IdSet {
+            sorted: hashes,
+            recent: HashSet::default(),
+        }
+    }
+
+    pub fn contains(&self, hash: u64) -> bool {
+        self.recent.contains(&hash) || self.sorted.binary_search(&hash).is_ok()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.sorted.len() + self.recent.len()
+    }
+
+    pub fn insert(&mut self, hash: u64) {
+        if self.sorted.binary_search(&hash).is_err() {
+            self.recent.insert(hash);
+        }
+        if self.recent.len() >= MERGE_AT {
+            self.merge();
+        }
+    }
+
+    /// Move the recent ids into the sorted vector: a merge from the back, in place (the
+    /// vector grows once, by the number of recent ids).
+    fn merge(&mut self) {
+        let mut add: Vec<u64> = self.recent.drain().collect();
+        self.recent.shrink_to(MERGE_AT);
+        add.sort_unstable();
+        let old = self.sorted.len();
+        self.sorted.resize(old + add.len(), 0);
+        let (mut i, mut j, mut out) = (old, add.len(), old + add.len());
+        while j > 0 {
+            out -= 1;
+            if i > 0 && self.sorted[i - 1] > add[j - 1] {
+                self.sorted[out] = self.sorted[i - 1];
+                i -= 1;
+            } else {
+                self.sorted[out] = add[j - 1];
+                j -= 1;
+            }
+        }
+    }
+}
+
+/// Id hash -> fingerprint for recently used days, bounded in ids.
+pub struct DayCache {
+    days: HashMap<String, (IdIndex, u64)>,
+    ids: usize,
+    budget: usize,
+    tick: u64,
+}
+
+impl DayCache {
+    /// A cache that keeps about `budget` ids (always at least the day in use).
+    pub fn new(budget: usize) -> DayCache {
+        DayCache {
+            days: HashMap::new(),
+            ids: 0,
+            budget,
+            tick: 0,
+        }
+    }
+
+    /// The index of `day`, if cached (and marks it used).
+    pub fn get(&mut self, day: &str) -> Option<&IdIndex> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.days.get_mut(day).map(|(index, used)| {
+            *used = tick;
+            &*index
+        })
+    }
+
+    /// Cache `index` as `day`'s, dropping the least recently used days over budget.
+    pub fn put(&mut self, day: &str, index: IdIndex) {
+        self.tick += 1;
+        self.ids += index.len();
+        if let Some((old, _)) = self.days.insert(day.to_owned(), (index, self.tick)) {
+            self.ids -= old.len();
+        }
+        self.evict(day);
+    }
+
+    /// Record an id committed in `day`, if that day is cached.
+    pub fn add(&mut self, day: &str, hash: u64, fingerprint: i64) {
+        if let Some((index, _)) = self.days.get_mut(day)
+            && index.insert(hash, fingerprint).is_none()
+        {
+            self.ids += 1;
+        }
+    }
+
+    fn evict(&mut self, keep: &str) {
+        while self.ids > self.budget && self.days.len() > 1 {
+            let oldest = self
+                .days
+                .iter()
+                .filter(|(d, _)| d.as_str() != keep)
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(d, _)| d.clone());
+            let Some(oldest) = oldest else { break };
+            if let Some((index, _)) = self.days.remove(&oldest) {
+                self.ids -= index.len();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_set_holds_what_was_inserted_across_merges() {
+        let mut set = IdSet::from_hashes(vec![50, 10, 30, 10]);
+        assert_eq!(set.len(), 3);
+        // Enough inserts to merge twice, interleaved with the initial values.
+        let n = 2 * MERGE_AT as u64 + 7;
+        for h in (0..n).map(|i| i * 3 + 1) {
+            set.insert(h);
+        }
+        set.insert(10);
+        // 10 = 3 * 3 + 1 was there already.
+        assert_eq!(set.len(), 2 + n as usize);
+        assert!(set.sorted.windows(2).all(|w| w[0] < w[1]));
+        for h in [10, 30, 50, 1, 4, (n - 1) * 3 + 1] {
+            assert!(set.contains(h), "{h}");
+        }
+        for h in [0, 2, 3, 11, n * 3 + 1] {
+            assert!(!set.contains(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn the_day_cache_drops_the_least_recently_used_day() {
+        let day = |n: u64| -> IdIndex { (0..n).map(|h| (h, 0)).collect() };
+        let mut cache = DayCache::new(10);
+        cache.put("a", day(4));
+        cache.put("b", day(4));
+        assert!(cache.get("a").is_some());
+        cache.put("c", day(4)); // over budget: b is the oldest
+        assert!(cache.get("b").is_none());
+        assert!(cache.get("a").is_some() && cache.get("c").is_some());
+        // A day larger than the budget is still kept while in use.
+        cache.put("big", day(20));
+        assert!(cache.get("big").is_some());
+        assert_eq!(cache.days.len(), 1);
+        cache.add("big", 100, 7);
+        cache.add("gone", 100, 7);
+        assert_eq!(cache.get("big").unwrap().get(&100), Some(&7));
+        assert_eq!(cache.ids, 21);
+    }
+}
