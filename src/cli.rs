@@ -1,6 +1,6 @@
 //! Command-line arguments (clap) -> Settings -> library calls. No logic of its own.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -52,7 +52,7 @@ pub struct Args {
     #[arg(short, long, global = true)]
     pub verbose: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,6 +195,13 @@ pub enum Command {
     },
     /// List the fields queries can use, with their aliases.
     Fields,
+    /// The interactive prompt (also plain `auditq` on a terminal): history, completion,
+    /// highlighting, meta commands (`.help`).
+    Repl {
+        /// "Now" for relative times (default: AUDITQ_NOW, else the clock).
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -246,7 +253,20 @@ pub enum ArchiveCommand {
 pub fn run() -> Result<()> {
     let args = Args::try_parse()?;
     let settings = Settings::resolve(args.archive.clone(), args.quiet, args.verbose)?;
-    match args.command {
+    let command = match args.command {
+        Some(c) => c,
+        None if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => {
+            Command::Repl { now: None }
+        }
+        None => {
+            use clap::CommandFactory;
+            return Err(Error::Clap(Args::command().error(
+                clap::error::ErrorKind::MissingSubcommand,
+                "a command is needed when input or output is not a terminal (`auditq --help`)",
+            )));
+        }
+    };
+    match command {
         Command::Generate {
             events,
             days,
@@ -372,7 +392,7 @@ pub fn run() -> Result<()> {
             let text = runtime()?.block_on(crate::query::explain(
                 &settings.archive,
                 &query,
-                now,
+                crate::query::Clock::utc(now),
                 errors.into(),
                 analyze,
             ))?;
@@ -394,6 +414,10 @@ pub fn run() -> Result<()> {
             }
             say(lines.trim_end())
         }
+        Command::Repl { now } => {
+            let now = now.or_else(|| std::env::var("AUDITQ_NOW").ok().filter(|s| !s.is_empty()));
+            crate::repl::run(settings.archive.clone(), now.as_deref())
+        }
     }
 }
 
@@ -406,7 +430,6 @@ fn run_query(
     style: crate::query::ErrorStyle,
 ) -> Result<()> {
     use crate::query::output::{self, Format};
-    use std::io::IsTerminal;
     let now = crate::query::now(now)?;
     let format = format
         .or_else(|| output.as_deref().and_then(Format::from_path))
@@ -419,7 +442,7 @@ fn run_query(
     let answer = rt.block_on(crate::query::run(
         &settings.archive,
         text,
-        now,
+        crate::query::Clock::utc(now),
         style,
         !settings.quiet,
     ))?;
@@ -459,7 +482,6 @@ fn create(path: &std::path::Path) -> Result<std::io::BufWriter<std::fs::File>> {
 
 /// The terminal's width when stdout is one.
 fn terminal_width() -> Option<usize> {
-    use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() {
         return None;
     }

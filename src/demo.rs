@@ -66,7 +66,8 @@ pub async fn demo(dir: &Path, events: u64, days: u32, progress: bool) -> Result<
             "\n# {question}\n$ auditq --archive {} query '{q}'",
             dir.display()
         ));
-        let answer = query::run(&archive, q, now, ErrorStyle::Text, false).await?;
+        let answer =
+            query::run(&archive, q, query::Clock::utc(now), ErrorStyle::Text, false).await?;
         let mut out = std::io::stdout().lock();
         output::write(
             &mut out,
@@ -77,7 +78,7 @@ pub async fn demo(dir: &Path, events: u64, days: u32, progress: bool) -> Result<
         )?;
     }
     say(&format!(
-        "\nExplore further:\n  auditq --archive {d} query 'actor = \"…\" and event ~ \"group_*\" since 7d'\n  auditq --archive {d} query 'since 30d | count by action' --format csv\n  auditq --archive {d} explain 'event ~ \"*delete*\" | top 10 actor'\n  auditq --archive {d} archive stats",
+        "\nExplore further:\n  auditq --archive {d} repl\n  auditq --archive {d} query 'actor = \"…\" and event ~ \"group_*\" since 7d'\n  auditq --archive {d} query 'since 30d | count by action' --format csv\n  auditq --archive {d} explain 'event ~ \"*delete*\" | top 10 actor'\n  auditq --archive {d} archive stats",
         d = dir.display()
     ));
     Ok(())

@@ -15,6 +15,7 @@ pub mod import;
 pub mod ingest;
 pub mod lang;
 pub mod query;
+pub mod repl;
 pub mod run;
 pub mod sync;
 

@@ -30,11 +30,7 @@ impl ConfigFile {
         if let Some(p) = std::env::var_os("AUDITQ_CONFIG") {
             return Some(PathBuf::from(p));
         }
-        let base = std::env::var_os("XDG_CONFIG_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| home().map(|h| h.join(".config")))?;
-        Some(base.join("auditq").join("config.toml"))
+        Some(config_dir()?.join("config.toml"))
     }
 
     pub fn load(path: &Path) -> Result<ConfigFile> {
@@ -60,13 +56,26 @@ fn home() -> Option<PathBuf> {
 
 /// The default archive: `$XDG_DATA_HOME/auditq/archive` (or `~/.local/share/auditq/archive`).
 pub fn default_archive() -> PathBuf {
+    data_dir().join("archive")
+}
+
+/// auditq's data directory: `$XDG_DATA_HOME/auditq` (or `~/.local/share/auditq`).
+pub fn data_dir() -> PathBuf {
     std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .or_else(|| home().map(|h| h.join(".local").join("share")))
         .unwrap_or_else(|| PathBuf::from("."))
         .join("auditq")
-        .join("archive")
+}
+
+/// auditq's config directory: `$XDG_CONFIG_HOME/auditq` (or `~/.config/auditq`).
+pub fn config_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| home().map(|h| h.join(".config")))
+        .map(|p| p.join("auditq"))
 }
 
 /// Settings every command shares.

@@ -30,6 +30,13 @@ pub struct Clock {
     pub tz: Tz,
 }
 
+impl Clock {
+    /// `now` (µs since the epoch), dates in UTC.
+    pub fn utc(now: i64) -> Clock {
+        Clock { now, tz: Tz::UTC }
+    }
+}
+
 /// The query's time range `[start, end)` in µs (either side open).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Range {

@@ -6,7 +6,6 @@ pub mod fields;
 pub mod output;
 pub mod udf;
 
-use chrono_tz::Tz;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::SessionContext;
@@ -78,18 +77,19 @@ pub struct Planned {
     pub range: compile::Range,
 }
 
-/// Parse and plan `src` against the session's `events` table. With the archive's
-/// `summary` (of the same version), comparisons on `action` use its set of actions.
+/// Parse and plan `src` against the session's `events` table. `clock.tz` is the zone
+/// of dates unless the query names one (`tz "…"`). With the archive's `summary` (of the
+/// same version), comparisons on `action` use its set of actions.
 pub async fn plan(
     ctx: &SessionContext,
     src: &str,
-    now: i64,
+    clock: Clock,
     style: ErrorStyle,
     summary: Option<&Summary>,
 ) -> Result<Planned> {
     let query = lang::parse(src).map_err(|d| bad_query(src, &d, style))?;
-    let tz = compile::query_tz(&query, Tz::UTC).map_err(|d| bad_query(src, &[d], style))?;
-    let clock = Clock { now, tz };
+    let tz = compile::query_tz(&query, clock.tz).map_err(|d| bad_query(src, &[d], style))?;
+    let clock = Clock { now: clock.now, tz };
     let events = ctx
         .table("events")
         .await
@@ -227,18 +227,21 @@ pub struct Answer {
     pub schema: datafusion::arrow::datatypes::SchemaRef,
     pub batches: Vec<RecordBatch>,
     pub warnings: Vec<Diagnostic>,
+    /// The time the result covers (µs, `[start, end)`): the query's range cut to the
+    /// archive's first and last event; `None` when the archive is empty or they miss.
+    pub covers: Option<(i64, i64)>,
 }
 
 /// Run a query to completion; with `warn`, also look for [`warnings`].
 pub async fn run(
     archive: &Archive,
     src: &str,
-    now: i64,
+    clock: Clock,
     style: ErrorStyle,
     warn: bool,
 ) -> Result<Answer> {
     let (ctx, summary) = open(archive).await?;
-    let planned = plan(&ctx, src, now, style, Some(&summary)).await?;
+    let planned = plan(&ctx, src, clock, style, Some(&summary)).await?;
     let schema = std::sync::Arc::new(planned.frame.schema().as_arrow().clone());
     let batches = planned
         .frame
@@ -251,10 +254,19 @@ pub async fn run(
     } else {
         Vec::new()
     };
+    let covers = match (summary.first, summary.last) {
+        (Some(first), Some(last)) => {
+            let start = planned.range.start.map_or(first, |s| s.max(first));
+            let end = planned.range.end.map_or(last + 1, |e| e.min(last + 1));
+            (start < end).then_some((start, end))
+        }
+        _ => None,
+    };
     Ok(Answer {
         schema,
         batches,
         warnings,
+        covers,
     })
 }
 
@@ -263,12 +275,12 @@ pub async fn run(
 pub async fn explain(
     archive: &Archive,
     src: &str,
-    now: i64,
+    clock: Clock,
     style: ErrorStyle,
     analyze: bool,
 ) -> Result<String> {
     let (ctx, summary) = open(archive).await?;
-    let planned = plan(&ctx, src, now, style, Some(&summary)).await?;
+    let planned = plan(&ctx, src, clock, style, Some(&summary)).await?;
     let rt = |e: datafusion::error::DataFusionError| Error::Runtime(format!("planning: {e}"));
     let logical = planned.frame.logical_plan().clone();
     let optimized = ctx.state().optimize(&logical).map_err(rt)?;

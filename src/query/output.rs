@@ -189,7 +189,10 @@ pub fn write(
             for b in batches {
                 for row in cells(b)? {
                     rows += 1;
-                    t.add_row(row.into_iter().map(|v| cut(&v.unwrap_or_default(), 80)));
+                    t.add_row(
+                        row.into_iter()
+                            .map(|v| cut(&v.unwrap_or_default(), MAX_CELL)),
+                    );
                 }
             }
             writeln!(out, "{t}").map_err(io)?;
@@ -198,6 +201,65 @@ pub fn write(
     }
     Ok(())
 }
+
+/// A table for a screen of `width` columns: each value on one line, the widest columns
+/// cut (with `…`) until the table fits; at most `max_rows` rows. Returns the number of
+/// rows shown.
+pub fn write_fitted_table(
+    out: &mut dyn Write,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    width: usize,
+    max_rows: usize,
+) -> Result<usize> {
+    let header: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    'batches: for b in batches {
+        for row in cells(b)? {
+            if rows.len() == max_rows {
+                break 'batches;
+            }
+            rows.push(
+                row.into_iter()
+                    .map(|v| cut(&v.unwrap_or_default(), MAX_CELL))
+                    .collect(),
+            );
+        }
+    }
+    let chars = |s: &String| s.chars().count();
+    let mut widths: Vec<usize> = header.iter().map(chars).collect();
+    for row in &rows {
+        for (w, v) in widths.iter_mut().zip(row) {
+            *w = (*w).max(chars(v));
+        }
+    }
+    // Each column takes its width, a space either side and a border.
+    let total = |ws: &[usize]| ws.iter().map(|w| w + 3).sum::<usize>() + 1;
+    while total(&widths) > width {
+        let (i, &w) = widths
+            .iter()
+            .enumerate()
+            .max_by_key(|&(_, w)| *w)
+            .expect("a result has a column");
+        if w <= MIN_CELL {
+            break;
+        }
+        widths[i] = w - 1;
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    t.set_content_arrangement(comfy_table::ContentArrangement::Disabled);
+    t.set_header(header.iter().zip(&widths).map(|(h, &w)| cut(h, w)));
+    for row in &rows {
+        t.add_row(row.iter().zip(&widths).map(|(v, &w)| cut(v, w)));
+    }
+    writeln!(out, "{t}").map_err(io)?;
+    Ok(rows.len())
+}
+
+/// Longest value a table shows; narrowest a fitted column gets.
+const MAX_CELL: usize = 80;
+const MIN_CELL: usize = 6;
 
 /// At most `max` characters, the last one `…` when cut.
 fn cut(s: &str, max: usize) -> String {
@@ -219,6 +281,30 @@ mod tests {
         assert_eq!(csv_field("a"), "a");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn a_fitted_table_cuts_the_widest_column_and_the_rows() {
+        use datafusion::arrow::array::Int64Array;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let long = "x".repeat(100);
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec![long.as_str(), "b", "c"])),
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+            ],
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let shown = write_fitted_table(&mut out, &schema, &[batch], 40, 2).unwrap();
+        assert_eq!(shown, 2);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.lines().all(|l| l.chars().count() <= 40), "{text}");
+        assert!(text.contains('…') && !text.contains("│ c"), "{text}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod import;
 mod kill;
 mod python_delta;
 mod query;
+mod repl;
 mod sync;
 
 use std::path::{Path, PathBuf};

@@ -304,16 +304,18 @@ fn explained_sql_runs_and_agrees() {
         "\"site-admins\" on 2026-02-17 | fields id",
     ] {
         rt.block_on(async {
-            let text = auditq::query::explain(&archive, q, now, style, false)
-                .await
-                .unwrap();
+            let text =
+                auditq::query::explain(&archive, q, auditq::query::Clock::utc(now), style, false)
+                    .await
+                    .unwrap();
             let sql = text.split("sql:\n").nth(1).unwrap().trim();
             let ctx = auditq::query::session(&archive).await.unwrap();
             let via_sql = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-            let direct = auditq::query::run(&archive, q, now, style, false)
-                .await
-                .unwrap()
-                .batches;
+            let direct =
+                auditq::query::run(&archive, q, auditq::query::Clock::utc(now), style, false)
+                    .await
+                    .unwrap()
+                    .batches;
             // Rows as sorted `column=value` lists: the unparser may order columns differently.
             let show = |batches: &[datafusion::arrow::array::RecordBatch]| {
                 let mut rows = Vec::new();

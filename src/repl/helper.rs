@@ -1,0 +1,467 @@
+//! The line editor's helper: completion, hints, highlighting and the multi-line validator.
+//! It reads the language's own word lists (fields, stages, keywords, units), so the
+//! prompt offers exactly what the parser accepts.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+
+use rustyline::completion::{Completer, Pair};
+use rustyline::highlight::{CmdKind, Highlighter};
+use rustyline::hint::{Hinter, HistoryHinter};
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{Context, Helper};
+
+use crate::lang::parse::{DURATION_UNITS, KEYWORDS, STAGES};
+use crate::query::fields;
+
+use super::values::Values;
+
+/// Meta commands, for completion at the start of a line.
+pub const META: &[&str] = &[
+    ".help", ".fields", ".actions", ".format", ".output", ".timing", ".explain", ".archive",
+    ".now", ".tz", ".save", ".run", ".quit", ".exit",
+];
+
+pub struct ReplHelper {
+    pub values: Arc<Mutex<Values>>,
+    pub colour: bool,
+    history: HistoryHinter,
+}
+
+impl ReplHelper {
+    pub fn new(values: Arc<Mutex<Values>>, colour: bool) -> ReplHelper {
+        ReplHelper {
+            values,
+            colour,
+            history: HistoryHinter::new(),
+        }
+    }
+}
+
+impl Helper for ReplHelper {}
+
+/// Why `input` cannot run yet (the user is still typing it), if so. `Err` when it can
+/// never run as typed (a `)` without `(`).
+pub fn incomplete(input: &str) -> Result<Option<&'static str>, &'static str> {
+    if input.trim_start().starts_with('.') {
+        return Ok(None);
+    }
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    let mut chars = input.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(_), '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("this `)` has no `(` before it");
+                }
+            }
+            (None, '#') => {
+                // A comment runs to the end of its line.
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(if quote.is_some() {
+        Some("a string is still open: close it with its quote")
+    } else if depth > 0 {
+        Some("a `(` is still open: close it with `)`")
+    } else if input.trim_end().ends_with('|') {
+        Some("a stage follows `|`")
+    } else {
+        None
+    })
+}
+
+impl Validator for ReplHelper {
+    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        Ok(match incomplete(ctx.input()) {
+            Ok(None) => ValidationResult::Valid(None),
+            Ok(Some(_)) => ValidationResult::Incomplete,
+            Err(why) => ValidationResult::Invalid(Some(format!("  ← {why}"))),
+        })
+    }
+}
+
+impl Hinter for ReplHelper {
+    type Hint = String;
+
+    fn hint(&self, line: &str, pos: usize, ctx: &Context<'_>) -> Option<String> {
+        if pos < line.len() {
+            return None;
+        }
+        if let Ok(Some(why)) = incomplete(line) {
+            return Some(format!("   (Enter continues: {why})"));
+        }
+        self.history.hint(line, pos, ctx)
+    }
+}
+
+/// Where a completion goes and what it offers.
+#[derive(Debug, PartialEq)]
+pub enum Want<'a> {
+    /// A value of `field`; `quoted` when its opening quote is typed.
+    Value {
+        field: &'a str,
+        prefix: &'a str,
+        quoted: bool,
+    },
+    Stage(&'a str),
+    Unit(&'a str),
+    Word(&'a str),
+    Meta(&'a str),
+}
+
+/// What to complete at the end of `before` (the text before the cursor), and where the
+/// replaced text starts.
+pub fn want(before: &str) -> (usize, Want<'_>) {
+    if before.starts_with('.') && !before.contains(char::is_whitespace) {
+        return (0, Want::Meta(before));
+    }
+    let word_start = before
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '@' | '-')))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let word = &before[word_start..];
+    // A value: `field OP "pre` or `field OP pre` or `field:pre`.
+    let (head, quoted) = match before[..word_start].strip_suffix(['"', '\'']) {
+        Some(h) => (h, true),
+        None => (&before[..word_start], false),
+    };
+    let head = head.trim_end();
+    for op in ["!=", "==", "!~", "=", "~", ":"] {
+        if let Some(rest) = head.strip_suffix(op) {
+            let rest = rest.trim_end();
+            let field_start = rest
+                .char_indices()
+                .rev()
+                .find(|&(_, c)| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '@')))
+                .map_or(0, |(i, c)| i + c.len_utf8());
+            let field = rest[field_start..].trim_start_matches('-');
+            if !field.is_empty() && (op != ":" || rest.len() == head.len() - 1) {
+                let start = if quoted { word_start - 1 } else { word_start };
+                return (
+                    start,
+                    Want::Value {
+                        field,
+                        prefix: word,
+                        quoted,
+                    },
+                );
+            }
+        }
+    }
+    if quoted {
+        return (
+            word_start,
+            Want::Value {
+                field: "",
+                prefix: word,
+                quoted,
+            },
+        );
+    }
+    let mut words = before[..word_start].split_whitespace().rev();
+    let previous = words.next();
+    if previous.is_some_and(|p| p.ends_with('|')) || before[..word_start].trim_end().ends_with('|')
+    {
+        return (word_start, Want::Stage(word));
+    }
+    if !word.is_empty()
+        && word.chars().all(|c| c.is_ascii_digit())
+        && previous.is_some_and(|p| matches!(p, "since" | "last" | "over" | "within"))
+    {
+        return (word_start, Want::Unit(word));
+    }
+    (word_start, Want::Word(word))
+}
+
+fn starts_with_ci(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len()
+        && s.is_char_boundary(prefix.len())
+        && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// A value as the query would need it written: bare when it is a plain word.
+fn value_text(v: &str, quoted: bool) -> String {
+    let plain = !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '@' | '-' | '*'))
+        && !KEYWORDS.contains(&v);
+    if plain && !quoted {
+        v.to_owned()
+    } else {
+        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// The candidates for `want`, given the archive's values.
+pub fn candidates(want: &Want<'_>, values: &mut Values) -> Vec<Pair> {
+    let pair = |display: String, replacement: String| Pair {
+        display,
+        replacement,
+    };
+    match *want {
+        Want::Meta(p) => META
+            .iter()
+            .filter(|m| m.starts_with(p))
+            .map(|m| pair(m.to_string(), format!("{m} ")))
+            .collect(),
+        Want::Stage(p) => STAGES
+            .iter()
+            .filter(|s| starts_with_ci(s, p))
+            .map(|s| pair(s.to_string(), format!("{s} ")))
+            .collect(),
+        Want::Unit(n) => DURATION_UNITS
+            .iter()
+            .map(|u| pair(format!("{n}{u}"), format!("{n}{u} ")))
+            .collect(),
+        Want::Word(p) => {
+            let mut out: Vec<Pair> = fields::all_names()
+                .chain(KEYWORDS.iter().copied())
+                .filter(|w| starts_with_ci(w, p))
+                .map(|w| pair(w.to_owned(), w.to_owned()))
+                .collect();
+            out.sort_by(|a, b| a.display.cmp(&b.display));
+            out.dedup_by(|a, b| a.display == b.display);
+            out
+        }
+        Want::Value {
+            field,
+            prefix,
+            quoted,
+        } => values
+            .for_field(field)
+            .into_iter()
+            .filter(|v| starts_with_ci(v, prefix))
+            .take(200)
+            .map(|v| pair(v.clone(), value_text(&v, quoted)))
+            .collect(),
+    }
+}
+
+impl Completer for ReplHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let (start, want) = want(&line[..pos]);
+        let mut values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        Ok((start, candidates(&want, &mut values)))
+    }
+}
+
+/// Colours of the parts of a query.
+mod paint {
+    pub const KEYWORD: &str = "\x1b[35m";
+    pub const STAGE: &str = "\x1b[1;34m";
+    pub const FIELD: &str = "\x1b[36m";
+    pub const STRING: &str = "\x1b[32m";
+    pub const NUMBER: &str = "\x1b[33m";
+    pub const ERROR: &str = "\x1b[1;31m";
+    pub const HINT: &str = "\x1b[2m";
+    pub const RESET: &str = "\x1b[0m";
+}
+
+/// `line` with ANSI colours: keywords, stage names, known fields, strings, numbers;
+/// unknown fields before an operator and unclosed strings in red.
+pub fn highlight(line: &str) -> String {
+    let mut out = String::with_capacity(line.len() * 2);
+    let mut rest = line;
+    let mut after_pipe = false;
+    while let Some(c) = rest.chars().next() {
+        if c == '"' || c == '\'' {
+            let end = string_end(rest, c);
+            let (s, r) = rest.split_at(end.unwrap_or(rest.len()));
+            let colour = if end.is_some() {
+                paint::STRING
+            } else {
+                paint::ERROR
+            };
+            out.push_str(&format!("{colour}{s}{}", paint::RESET));
+            rest = r;
+            continue;
+        }
+        if c.is_alphanumeric() || c == '_' || c == '@' {
+            let len = rest
+                .find(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '@' | '-' | ':')))
+                .unwrap_or(rest.len());
+            let word = &rest[..len];
+            let lower = word.to_ascii_lowercase();
+            let next = rest[len..].trim_start();
+            let before_op = ["=", "!=", "~", "!~", "<", ">", " in "]
+                .iter()
+                .any(|op| next.starts_with(op.trim_start()));
+            let colour = if after_pipe && STAGES.contains(&lower.as_str()) {
+                Some(paint::STAGE)
+            } else if KEYWORDS.contains(&lower.as_str()) {
+                Some(paint::KEYWORD)
+            } else if fields::resolve(&lower).is_some() {
+                Some(paint::FIELD)
+            } else if word.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                Some(paint::NUMBER)
+            } else if before_op && !word.contains(':') {
+                Some(paint::ERROR)
+            } else {
+                None
+            };
+            match colour {
+                Some(colour) => out.push_str(&format!("{colour}{word}{}", paint::RESET)),
+                None => out.push_str(word),
+            }
+            after_pipe = false;
+            rest = &rest[len..];
+            continue;
+        }
+        if c == '|' {
+            after_pipe = true;
+        } else if !c.is_whitespace() {
+            after_pipe = false;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// The byte just after the string opened by `quote` at the start of `s`.
+fn string_end(s: &str, quote: char) -> Option<usize> {
+    let mut chars = s.char_indices().skip(1);
+    while let Some((i, c)) = chars.next() {
+        if c == '\\' {
+            chars.next();
+        } else if c == quote {
+            return Some(i + c.len_utf8());
+        }
+    }
+    None
+}
+
+impl Highlighter for ReplHelper {
+    fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
+        if self.colour && !line.starts_with('.') {
+            Cow::Owned(highlight(line))
+        } else {
+            Cow::Borrowed(line)
+        }
+    }
+
+    fn highlight_hint<'h>(&self, hint: &'h str) -> Cow<'h, str> {
+        if self.colour {
+            Cow::Owned(format!("{}{hint}{}", paint::HINT, paint::RESET))
+        } else {
+            Cow::Borrowed(hint)
+        }
+    }
+
+    fn highlight_char(&self, _line: &str, _pos: usize, _kind: CmdKind) -> bool {
+        self.colour
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incomplete_input_says_why() {
+        assert_eq!(incomplete("actor = x"), Ok(None));
+        assert!(incomplete("actor = x |").unwrap().is_some());
+        assert!(incomplete("(actor = x or").unwrap().is_some());
+        assert!(incomplete("actor = \"x").unwrap().is_some());
+        assert_eq!(incomplete("actor = \"(\""), Ok(None));
+        assert_eq!(incomplete("actor = \"a\\\"b\""), Ok(None));
+        assert!(incomplete("actor = x)").is_err());
+        assert_eq!(incomplete(".help |"), Ok(None));
+        assert_eq!(incomplete("actor = x # (comment"), Ok(None));
+    }
+
+    #[test]
+    fn completion_knows_where_it_is() {
+        assert_eq!(want("act"), (0, Want::Word("act")));
+        assert_eq!(want("actor = x | co"), (12, Want::Stage("co")));
+        assert_eq!(want("x |"), (3, Want::Stage("")));
+        assert_eq!(want("actor = x since 7"), (16, Want::Unit("7")));
+        assert_eq!(
+            want("event ~ \"user_"),
+            (
+                8,
+                Want::Value {
+                    field: "event",
+                    prefix: "user_",
+                    quoted: true
+                }
+            )
+        );
+        assert_eq!(
+            want("a = b and -actor:svc"),
+            (
+                17,
+                Want::Value {
+                    field: "actor",
+                    prefix: "svc",
+                    quoted: false
+                }
+            )
+        );
+        assert_eq!(want(".fo"), (0, Want::Meta(".fo")));
+    }
+
+    #[test]
+    fn words_complete_to_fields_stages_and_units() {
+        let mut values = Values::default();
+        let words = |w: Want| -> Vec<String> {
+            candidates(&w, &mut Values::default())
+                .into_iter()
+                .map(|p| p.replacement)
+                .collect()
+        };
+        assert!(words(Want::Word("coun")).contains(&"country".to_owned()));
+        assert!(words(Want::Stage("ti")).contains(&"timechart ".to_owned()));
+        assert!(words(Want::Unit("7")).contains(&"7d ".to_owned()));
+        values.set_for_tests("action", &["user_login", "user_logout", "group_created"]);
+        let got: Vec<String> = candidates(
+            &Want::Value {
+                field: "event",
+                prefix: "user_",
+                quoted: true,
+            },
+            &mut values,
+        )
+        .into_iter()
+        .map(|p| p.replacement)
+        .collect();
+        assert_eq!(got, vec!["\"user_login\"", "\"user_logout\""]);
+    }
+
+    #[test]
+    fn highlighting_marks_unknown_fields_and_open_strings() {
+        let h = highlight("actr = \"x");
+        assert!(h.starts_with(&format!("{}actr", paint::ERROR)), "{h:?}");
+        assert!(
+            h.ends_with(&format!("{}\"x{}", paint::ERROR, paint::RESET)),
+            "{h:?}"
+        );
+        let h = highlight("actor = \"x\" | count by actor");
+        assert!(h.contains(&format!("{}count", paint::STAGE)), "{h:?}");
+        assert!(h.contains(&format!("{}\"x\"", paint::STRING)), "{h:?}");
+    }
+}

@@ -1,0 +1,124 @@
+//! `auditq repl` driven in a pseudo-terminal, keys and all: a query and its table,
+//! completion of a field and of an action, a two-line query, a caret error, Ctrl-C during
+//! a long query, `.format csv`, and history across a restart.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use rexpect::session::{PtySession, spawn_command};
+
+use super::{auditq, generate, ok};
+
+const NOW: &str = "2026-11-01T00:00:00Z";
+
+/// The prompt, with its own history and config under `home`.
+fn prompt(archive: &Path, home: &Path) -> PtySession {
+    let mut cmd: Command = auditq(archive);
+    // The pty is the standard input (`auditq` gives a null one).
+    cmd.stdin(std::process::Stdio::inherit())
+        .env("HOME", home)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("TERM", "xterm")
+        .env("COLUMNS", "160")
+        .env("LINES", "60")
+        .args(["repl", "--now", NOW]);
+    let mut p = spawn_command(cmd, Some(60_000)).expect("the prompt starts in a pty");
+    p.exp_string("auditq> ").expect("a prompt");
+    p
+}
+
+/// The output up to `marker` (the prompt itself is redrawn as keys are typed, so each
+/// step waits for what its result must print).
+fn until(p: &mut PtySession, marker: &str) -> String {
+    let got = p
+        .exp_string(marker)
+        .unwrap_or_else(|e| panic!("waiting for {marker:?}: {e}"));
+    // rexpect hands over each byte as one char: back to UTF-8.
+    let bytes: Vec<u8> = got.chars().map(|c| c as u32 as u8).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[test]
+fn an_analyst_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let events = generate(dir.path(), 300_000, 7);
+    ok(auditq(&archive).arg("import").arg(&events));
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+
+    let mut p = prompt(&archive, &home);
+
+    // A query and its table, with the footer.
+    p.send_line(r#"event = "user_login" | count"#).unwrap();
+    let out = until(&mut p, "1 row in");
+    assert!(out.contains("│ count"), "{out}");
+
+    // Tab completes a field: `countr` -> `country`.
+    p.send(r#"event = "user_login" | count by countr"#).unwrap();
+    p.send("\t").unwrap();
+    p.send_line("").unwrap();
+    let out = until(&mut p, "rows in");
+    assert!(out.contains("│ country"), "{out}");
+
+    // Tab completes an action from the archive: `user_logo` -> `"user_logout"`.
+    p.send(r#"event ~ "user_logo"#).unwrap();
+    p.send("\t").unwrap();
+    p.send_line(" | count by event").unwrap();
+    let out = until(&mut p, "1 row in");
+    assert!(out.contains("│ user_logout"), "{out}");
+
+    // A line ending in `|` goes on to the next.
+    p.send_line(r#"event = "user_login" |"#).unwrap();
+    p.send_line("count by actor.name | head 3").unwrap();
+    let out = until(&mut p, "3 rows in");
+    assert!(out.contains("│ actor.name"), "{out}");
+
+    // A typo: the caret rendering, with "did you mean".
+    p.send_line(r#"actr = "x""#).unwrap();
+    let out = until(&mut p, "did you mean `actor`");
+    assert!(out.contains("^^^^ not a field"), "{out}");
+
+    // Ctrl-C during a long query cancels it, and the prompt takes the next line.
+    // Pasted (one redraw, not one per key); the editor turns bracketed paste off once
+    // it accepted the line.
+    p.send(&format!("\x1b[200~{}\x1b[201~\r", long_query()))
+        .unwrap();
+    p.flush().unwrap();
+    until(&mut p, "\x1b[?2004l");
+    std::thread::sleep(Duration::from_millis(300));
+    p.send_control('c').unwrap();
+    until(&mut p, "cancelled");
+
+    // `.format csv`, then a query prints CSV.
+    p.send_line(".format csv").unwrap();
+    p.send_line(r#"event = "user_logout" | count"#).unwrap();
+    p.exp_regex(r"count\r?\n\d+\r?\n")
+        .expect("the count as CSV");
+
+    p.send_line(".quit").unwrap();
+    p.exp_eof().unwrap();
+
+    // History survives a restart: Ctrl-R finds the earlier query, Enter runs it.
+    let mut p = prompt(&archive, &home);
+    p.send_control('r').unwrap();
+    p.send("by actor.name | hea").unwrap();
+    p.flush().unwrap();
+    p.send_line("").unwrap(); // accept the match
+    p.send_line("").unwrap(); // run it
+    let out = until(&mut p, "3 rows in");
+    assert!(out.contains("│ actor.name"), "{out}");
+    p.send_control('d').unwrap();
+    p.exp_eof().unwrap();
+}
+
+/// A query that takes seconds: an IP against 1,500 networks, none of which holds it
+/// (most of the time goes to planning the long `or`, which does not yield).
+fn long_query() -> String {
+    let nets: Vec<String> = (0..1500)
+        .map(|i| format!("172.{}.{}.0/24", i / 250, i % 250))
+        .collect();
+    format!("ip in ({}) | count by message", nets.join(", "))
+}
