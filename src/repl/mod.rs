@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use chrono_tz::Tz;
 use rustyline::error::ReadlineError;
-use rustyline::history::{FileHistory, History};
+use rustyline::history::FileHistory;
 use rustyline::{CompletionType, Config, EditMode, Editor};
 
 use crate::archive::Archive;
@@ -134,10 +134,6 @@ pub fn run(archive: Archive, now: Option<&str>) -> Result<()> {
             Err(e) => return Err(Error::Runtime(format!("reading input: {e}"))),
         }
     }
-    if editor.history().is_empty() {
-        return Ok(());
-    }
-    let _ = editor.append_history(&history);
     Ok(())
 }
 
@@ -288,7 +284,8 @@ impl Repl {
             }
             println!("{footer}");
         } else if self.timing {
-            eprintln!("{rows} rows in {:.3} s", elapsed.as_secs_f64());
+            let plural = if rows == 1 { "" } else { "s" };
+            eprintln!("{rows} row{plural} in {:.3} s", elapsed.as_secs_f64());
         }
         Ok(())
     }
@@ -314,7 +311,8 @@ impl Repl {
                             "`{other}` is not a format: table, csv, json or ndjson"
                         )));
                     }
-                }
+                };
+                println!("format: {arg}");
             }
             "output" | "o" => {
                 self.output = (!arg.is_empty()).then(|| PathBuf::from(arg));

@@ -29,8 +29,16 @@ fn prompt(archive: &Path, home: &Path) -> PtySession {
     p
 }
 
-/// The output up to `marker` (the prompt itself is redrawn as keys are typed, so each
-/// step waits for what its result must print).
+/// The output up to `marker`, then up to the next prompt: the editor discards input
+/// typed before it takes the terminal back, so each line waits for that. (The prompt
+/// alone is no marker: it is redrawn as keys are typed.)
+fn answer(p: &mut PtySession, marker: &str) -> String {
+    let out = until(p, marker);
+    until(p, "auditq> ");
+    out
+}
+
+/// The output up to `marker`.
 fn until(p: &mut PtySession, marker: &str) -> String {
     let got = p
         .exp_string(marker)
@@ -53,32 +61,40 @@ fn an_analyst_session() {
 
     // A query and its table, with the footer.
     p.send_line(r#"event = "user_login" | count"#).unwrap();
-    let out = until(&mut p, "1 row in");
+    let out = answer(&mut p, "1 row in");
     assert!(out.contains("│ count"), "{out}");
+
+    // What another process archives meanwhile shows in the next query.
+    let before = count_in(&out);
+    let more = generate(dir.path(), 5_000, 8);
+    ok(auditq(&archive).arg("import").arg(&more));
+    p.send_line(r#"event = "user_login" | count"#).unwrap();
+    let after = count_in(&answer(&mut p, "1 row in"));
+    assert!(after > before, "{before} -> {after}");
 
     // Tab completes a field: `countr` -> `country`.
     p.send(r#"event = "user_login" | count by countr"#).unwrap();
     p.send("\t").unwrap();
     p.send_line("").unwrap();
-    let out = until(&mut p, "rows in");
+    let out = answer(&mut p, "rows in");
     assert!(out.contains("│ country"), "{out}");
 
     // Tab completes an action from the archive: `user_logo` -> `"user_logout"`.
     p.send(r#"event ~ "user_logo"#).unwrap();
     p.send("\t").unwrap();
     p.send_line(" | count by event").unwrap();
-    let out = until(&mut p, "1 row in");
+    let out = answer(&mut p, "1 row in");
     assert!(out.contains("│ user_logout"), "{out}");
 
     // A line ending in `|` goes on to the next.
     p.send_line(r#"event = "user_login" |"#).unwrap();
     p.send_line("count by actor.name | head 3").unwrap();
-    let out = until(&mut p, "3 rows in");
+    let out = answer(&mut p, "3 rows in");
     assert!(out.contains("│ actor.name"), "{out}");
 
     // A typo: the caret rendering, with "did you mean".
     p.send_line(r#"actr = "x""#).unwrap();
-    let out = until(&mut p, "did you mean `actor`");
+    let out = answer(&mut p, "did you mean `actor`");
     assert!(out.contains("^^^^ not a field"), "{out}");
 
     // Ctrl-C during a long query cancels it, and the prompt takes the next line.
@@ -90,13 +106,15 @@ fn an_analyst_session() {
     until(&mut p, "\x1b[?2004l");
     std::thread::sleep(Duration::from_millis(300));
     p.send_control('c').unwrap();
-    until(&mut p, "cancelled");
+    answer(&mut p, "cancelled");
 
     // `.format csv`, then a query prints CSV.
     p.send_line(".format csv").unwrap();
+    answer(&mut p, "format: csv");
     p.send_line(r#"event = "user_logout" | count"#).unwrap();
     p.exp_regex(r"count\r?\n\d+\r?\n")
         .expect("the count as CSV");
+    answer(&mut p, "row in");
 
     p.send_line(".quit").unwrap();
     p.exp_eof().unwrap();
@@ -108,10 +126,20 @@ fn an_analyst_session() {
     p.flush().unwrap();
     p.send_line("").unwrap(); // accept the match
     p.send_line("").unwrap(); // run it
-    let out = until(&mut p, "3 rows in");
+    let out = answer(&mut p, "3 rows in");
     assert!(out.contains("│ actor.name"), "{out}");
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
+}
+
+/// The number in a one-cell table.
+fn count_in(out: &str) -> u64 {
+    let row = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('│')?.trim().strip_suffix('│'))
+        .filter_map(|cell| cell.trim().parse().ok())
+        .next_back();
+    row.unwrap_or_else(|| panic!("no count in {out}"))
 }
 
 /// A query that takes seconds: an IP against 1,500 networks, none of which holds it
