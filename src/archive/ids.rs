@@ -118,12 +118,14 @@ impl DayCache {
         self.evict(day);
     }
 
-    /// Record an id committed in `day`, if that day is cached.
-    pub fn add(&mut self, day: &str, hash: u64, fingerprint: i64) {
-        if let Some((index, _)) = self.days.get_mut(day)
-            && index.insert(hash, fingerprint).is_none()
-        {
-            self.ids += 1;
+    /// Record ids committed in `day` (hash, fingerprint), if that day is cached.
+    pub fn extend(&mut self, day: &str, ids: impl IntoIterator<Item = (u64, i64)>) {
+        if let Some((index, _)) = self.days.get_mut(day) {
+            for (hash, fingerprint) in ids {
+                if index.insert(hash, fingerprint).is_none() {
+                    self.ids += 1;
+                }
+            }
         }
     }
 
@@ -182,8 +184,8 @@ mod tests {
         cache.put("big", day(20));
         assert!(cache.get("big").is_some());
         assert_eq!(cache.days.len(), 1);
-        cache.add("big", 100, 7);
-        cache.add("gone", 100, 7);
+        cache.extend("big", [(100, 7)]);
+        cache.extend("gone", [(100, 7)]);
         assert_eq!(cache.get("big").unwrap().get(&100), Some(&7));
         assert_eq!(cache.ids, 21);
     }

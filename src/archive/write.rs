@@ -360,10 +360,10 @@ impl Writer {
             Ok(()) => {
                 self.table = Some(table);
                 for (day, added) in pending.days {
-                    for (hash, fingerprint) in added {
+                    for &(hash, _) in &added {
                         self.ids.insert(hash);
-                        self.days.add(&day, hash, fingerprint);
                     }
+                    self.days.extend(&day, added);
                 }
                 Ok(stats)
             }
@@ -408,11 +408,15 @@ impl Writer {
             match seen {
                 None => {
                     pending.ids.insert(key, fingerprint);
-                    pending
-                        .days
-                        .entry(day.to_owned())
-                        .or_default()
-                        .push((key, fingerprint));
+                    // One allocation per day, not per event.
+                    match pending.days.get_mut(day) {
+                        Some(added) => added.push((key, fingerprint)),
+                        None => {
+                            pending
+                                .days
+                                .insert(day.to_owned(), vec![(key, fingerprint)]);
+                        }
+                    }
                     stats.added += 1;
                     keep.push(true);
                 }
