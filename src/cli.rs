@@ -193,6 +193,70 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         errors: ErrorsArg,
     },
+    /// Run a query on events as they arrive: matches and window alerts go to sinks.
+    ///
+    /// Sources: the API (--org; the key from ATLASSIAN_API_KEY or --token-file), --stdin
+    /// (NDJSON or API pages), or --file PATH (-F keeps following it, like tail -F).
+    /// Example: auditq follow --org ORG 'event:user_login_failed | count by actor over 5m > 10'
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["org", "stdin", "file"])))]
+    Follow {
+        /// The query: filters, `where`, `dedup … within`, then `fields …` or a windowed
+        /// aggregate (`| count by actor over 5m > 10`)
+        #[arg(value_name = "QUERY")]
+        query: String,
+        /// Read the organization's audit log from the API
+        #[arg(long, value_name = "ORG")]
+        org: Option<String>,
+        /// Read events from standard input until it closes
+        #[arg(long)]
+        stdin: bool,
+        /// Read events from a file (NDJSON or one API page a line)
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// With --file: keep reading as it grows, across rotation (like tail -F)
+        #[arg(short = 'F', long = "follow-file", requires = "file")]
+        follow_file: bool,
+        /// Where matches go: stdout, file:PATH, webhook:URL, splunk-hec:URL (repeatable;
+        /// splunk-hec takes its token from SPLUNK_HEC_TOKEN)
+        #[arg(long, value_name = "SINK", default_value = "stdout")]
+        sink: Vec<String>,
+        /// Checkpoint directory (default: one per query and source under
+        /// $XDG_DATA_HOME/auditq/follow; stdin keeps none unless given)
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// How long windows wait for events that arrive late
+        #[arg(long, default_value = "10m", value_name = "DURATION")]
+        lateness: String,
+        /// How often the API is asked for new events
+        #[arg(long, default_value = "15s", value_name = "DURATION")]
+        poll: String,
+        /// With --org: where the first run starts (unless the archive has a sync checkpoint)
+        #[arg(long, default_value = "10m", value_name = "DURATION")]
+        since: String,
+        /// API root
+        #[arg(long, default_value = "https://api.atlassian.com", value_name = "URL")]
+        api_url: String,
+        /// A file holding the API key (mode 0600), instead of ATLASSIAN_API_KEY
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Events per API page (at most 500)
+        #[arg(long, default_value_t = 500, value_name = "N")]
+        page_size: usize,
+        /// Batches queued per sink before reading waits
+        #[arg(long, default_value_t = 16, value_name = "N")]
+        queue: usize,
+        /// Rotate file: sinks at this many bytes
+        #[arg(long, default_value_t = 100 << 20, value_name = "BYTES")]
+        rotate_bytes: u64,
+        /// How often a checkpoint is taken while events flow
+        #[arg(long, default_value = "1s", value_name = "DURATION")]
+        checkpoint_every: String,
+        /// "Now" for time clauses (default: AUDITQ_NOW, else the clock)
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        errors: ErrorsArg,
+    },
     /// List the fields queries can use, with their aliases.
     Fields,
     /// The interactive prompt (also plain `auditq` on a terminal): history, completion,
@@ -252,6 +316,7 @@ pub enum ArchiveCommand {
 /// Parse arguments, resolve settings, run the command.
 pub fn run() -> Result<()> {
     let args = Args::try_parse()?;
+    let archive_given = args.archive.is_some();
     let settings = Settings::resolve(args.archive.clone(), args.quiet, args.verbose)?;
     let command = match args.command {
         Some(c) => c,
@@ -401,6 +466,100 @@ pub fn run() -> Result<()> {
                 what: "writing output".into(),
                 source,
             })
+        }
+        Command::Follow {
+            query,
+            org,
+            stdin,
+            file,
+            follow_file,
+            sink,
+            state,
+            lateness,
+            poll,
+            since,
+            api_url,
+            token_file,
+            page_size,
+            queue,
+            rotate_bytes,
+            checkpoint_every,
+            now,
+            errors,
+        } => {
+            let dur = |flag: &str, v: &str| {
+                parse_duration(v).map_err(|e| Error::Usage(format!("--{flag}: {e}")))
+            };
+            let from = match (org, stdin, file) {
+                (Some(org), _, _) => {
+                    let limits = crate::api::client::Limits::default();
+                    crate::follow::From::Api(crate::follow::source::Api {
+                        org,
+                        api_url,
+                        token: crate::run::api_token(token_file.as_deref())?,
+                        page_size: page_size.clamp(1, 500),
+                        poll: dur("poll", &poll)?,
+                        limits,
+                    })
+                }
+                (None, true, _) => crate::follow::From::Stdin,
+                (None, false, Some(path)) => crate::follow::From::File {
+                    path,
+                    follow: follow_file,
+                },
+                (None, false, None) => {
+                    return Err(Error::Usage("give --org, --stdin or --file".into()));
+                }
+            };
+            let sinks = sink
+                .iter()
+                .map(|s| crate::follow::sink::Spec::parse(s))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(Error::Usage)?;
+            let hec_token = std::env::var("SPLUNK_HEC_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .map(crate::api::client::Secret::new);
+            let dead_letter = state
+                .clone()
+                .unwrap_or_else(|| crate::run::data_dir().join("follow"))
+                .join("dead-letter.ndjson");
+            let opts = crate::follow::Options {
+                query,
+                from,
+                sinks,
+                sink: crate::follow::sink::Options {
+                    queue,
+                    http_batch: 500,
+                    rotate_bytes,
+                    keep: 5,
+                    hec_token,
+                    compact: std::io::stdout().is_terminal(),
+                    dead_letter,
+                    backoff_base: std::time::Duration::from_millis(500),
+                    backoff_cap: std::time::Duration::from_secs(30),
+                },
+                // --archive (or AUDITQ_ARCHIVE) given: every event read is archived too.
+                archive: archive_given.then(|| settings.archive.clone()),
+                state,
+                lateness: dur("lateness", &lateness)?,
+                since: dur("since", &since)?,
+                overlap: std::time::Duration::from_secs(600),
+                checkpoint_every: dur("checkpoint-every", &checkpoint_every)?,
+                now: crate::query::now(now.as_deref())?,
+                style: errors.into(),
+                shutdown_grace: std::time::Duration::from_millis(4500),
+            };
+            let report = runtime()?.block_on(crate::follow::follow(opts))?;
+            if !settings.quiet {
+                eprintln!("{}", report.summary());
+            }
+            if report.undelivered {
+                return Err(Error::Runtime(
+                    "stopped before every sink had delivered; what they missed is sent again on the next run".into(),
+                ));
+            }
+            Ok(())
         }
         Command::Fields => {
             let mut lines = String::new();

@@ -111,9 +111,15 @@ pub fn id_hash(id: &str) -> u64 {
 /// whitespace removed, so the same event pretty-printed or compact hashes the same.
 /// Stored in `raw_hash`; an id seen again with another fingerprint is a conflict.
 pub fn raw_hash(raw: &str) -> i64 {
+    xxhash_rust::xxh3::xxh3_64(compact_json(raw).as_bytes()) as i64
+}
+
+/// JSON text without whitespace between tokens (borrowed when it has none): one line,
+/// as NDJSON needs, with keys and values byte for byte as they came.
+pub fn compact_json(raw: &str) -> std::borrow::Cow<'_, str> {
     let bytes = raw.as_bytes();
     if !has_whitespace_outside_strings(bytes) {
-        return xxhash_rust::xxh3::xxh3_64(bytes) as i64;
+        return std::borrow::Cow::Borrowed(raw);
     }
     let mut compact = Vec::with_capacity(bytes.len());
     let (mut in_str, mut esc) = (false, false);
@@ -134,7 +140,8 @@ pub fn raw_hash(raw: &str) -> i64 {
             compact.push(b);
         }
     }
-    xxhash_rust::xxh3::xxh3_64(&compact) as i64
+    // Only ASCII whitespace outside strings was removed: still UTF-8.
+    std::borrow::Cow::Owned(String::from_utf8(compact).expect("UTF-8 in, UTF-8 out"))
 }
 
 /// Whether JSON text has whitespace between tokens (compact JSON has none).

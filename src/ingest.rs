@@ -110,18 +110,28 @@ const PARSERS: usize = 2;
 /// Threads: a framer splits the input into JSON documents (and quarantines bytes that are
 /// not JSON); two parser threads turn jobs of documents into Arrow batches; a collector
 /// puts the parts back in input order and sends batches of `batch_size` events.
-pub fn spawn_reader(
-    input: Input,
-    quarantine: Quarantine,
-    batch_size: usize,
-) -> (
+pub fn spawn_reader(input: Input, quarantine: Quarantine, batch_size: usize) -> Reader {
+    spawn(input, quarantine, batch_size, false)
+}
+
+/// [`spawn_reader`] for a live input (`follow --stdin`): whatever one read returns is
+/// framed at once, and events that arrived are sent when the input pauses (25 ms)
+/// instead of waiting for a whole batch.
+pub fn spawn_live_reader(input: Input, quarantine: Quarantine, batch_size: usize) -> Reader {
+    spawn(input, quarantine, batch_size, true)
+}
+
+/// The batches of a reader, and its thread (which gives the final counts).
+pub type Reader = (
     mpsc::Receiver<Chunk>,
     std::thread::JoinHandle<Result<ReadStats, Error>>,
-) {
+);
+
+fn spawn(input: Input, quarantine: Quarantine, batch_size: usize, live: bool) -> Reader {
     let (tx, rx) = mpsc::channel(1);
     let handle = std::thread::Builder::new()
         .name("auditq-reader".into())
-        .spawn(move || read_input(&input, &quarantine, batch_size.max(1), &tx))
+        .spawn(move || read_input(&input, &quarantine, batch_size.max(1), live, &tx))
         .expect("spawning a thread");
     (rx, handle)
 }
@@ -144,7 +154,7 @@ struct Part {
 }
 
 /// Parses documents into a batch builder; quarantines what is not an archivable event.
-struct Parser<'a> {
+pub(crate) struct Parser<'a> {
     builder: BatchBuilder,
     events: u64,
     invalid: u64,
@@ -152,8 +162,24 @@ struct Parser<'a> {
     source: &'a str,
 }
 
-impl Parser<'_> {
-    fn invalid(&mut self, raw: &[u8], why: &Invalid, offset: u64) -> Result<(), Error> {
+impl<'a> Parser<'a> {
+    pub(crate) fn new(quarantine: &'a Quarantine, source: &'a str) -> Self {
+        Parser {
+            builder: BatchBuilder::new(),
+            events: 0,
+            invalid: 0,
+            quarantine,
+            source,
+        }
+    }
+
+    /// Events parsed since the last call, as a batch; and the count quarantined.
+    pub(crate) fn take(&mut self) -> (RecordBatch, u64) {
+        self.events = 0;
+        (self.builder.finish(), std::mem::take(&mut self.invalid))
+    }
+
+    pub(crate) fn invalid(&mut self, raw: &[u8], why: &Invalid, offset: u64) -> Result<(), Error> {
         self.invalid += 1;
         let id = match why {
             Invalid::NoTime { id } | Invalid::BadTime { id, .. } => Some(id.as_str()),
@@ -179,7 +205,7 @@ impl Parser<'_> {
         }
     }
 
-    fn document(&mut self, text: &str, offset: u64) -> Result<(), Error> {
+    pub(crate) fn document(&mut self, text: &str, offset: u64) -> Result<(), Error> {
         match self.builder.push_document(text) {
             Document::Event => self.events += 1,
             Document::Invalid(why) => self.invalid(text.as_bytes(), &why, offset)?,
@@ -215,13 +241,7 @@ fn parse_jobs(
     quarantine: &Quarantine,
     source: &str,
 ) -> Result<(), Error> {
-    let mut parser = Parser {
-        builder: BatchBuilder::new(),
-        events: 0,
-        invalid: 0,
-        quarantine,
-        source,
-    };
+    let mut parser = Parser::new(quarantine, source);
     loop {
         let job = match jobs.lock().map(|rx| rx.recv()) {
             Ok(Ok(job)) => job,
@@ -253,6 +273,7 @@ fn parse_jobs(
 fn collect_parts(
     parts: std_mpsc::Receiver<Part>,
     batch_size: usize,
+    live: bool,
     tx: &mpsc::Sender<Chunk>,
 ) -> (u64, u64) {
     let (mut events, mut invalid) = (0, 0);
@@ -277,7 +298,28 @@ fn collect_parts(
         }
         tx.blocking_send(Chunk::Batch(out)).is_ok()
     };
-    for part in parts {
+    loop {
+        let part = if live {
+            match parts.recv_timeout(std::time::Duration::from_millis(25)) {
+                Ok(p) => p,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                    // The input paused: what arrived goes out now.
+                    if rows > 0 {
+                        if !send(&mut pending, rows) {
+                            return (events, invalid);
+                        }
+                        rows = 0;
+                    }
+                    continue;
+                }
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match parts.recv() {
+                Ok(p) => p,
+                Err(_) => break,
+            }
+        };
         waiting.insert(part.seq, part);
         while let Some(part) = waiting.remove(&next) {
             next += 1;
@@ -306,6 +348,7 @@ fn read_input(
     input: &Input,
     quarantine: &Quarantine,
     batch_size: usize,
+    live: bool,
     tx: &mpsc::Sender<Chunk>,
 ) -> Result<ReadStats, Error> {
     let name = input.name();
@@ -321,8 +364,8 @@ fn read_input(
             })
             .collect();
         drop((part_tx, job_rx));
-        let collector = scope.spawn(move || collect_parts(part_rx, batch_size, tx));
-        let framed = frame_input(input, quarantine, &name, job_tx, tx);
+        let collector = scope.spawn(move || collect_parts(part_rx, batch_size, live, tx));
+        let framed = frame_input(input, quarantine, &name, live, job_tx, tx);
         let parsed: Vec<Result<(), Error>> = parsers
             .into_iter()
             .map(|p| p.join().expect("parser thread"))
@@ -344,6 +387,7 @@ fn frame_input(
     input: &Input,
     quarantine: &Quarantine,
     name: &str,
+    live: bool,
     jobs: std_mpsc::SyncSender<Job>,
     tx: &mpsc::Sender<Chunk>,
 ) -> Result<(u64, u64), Error> {
@@ -352,13 +396,7 @@ fn frame_input(
         source,
     };
     let mut reader = input.open().map_err(rerr)?;
-    let mut garbage_parser = Parser {
-        builder: BatchBuilder::new(),
-        events: 0,
-        invalid: 0,
-        quarantine,
-        source: name,
-    };
+    let mut garbage_parser = Parser::new(quarantine, name);
     let mut job = Job {
         seq: 0,
         text: Vec::new(),
@@ -386,7 +424,17 @@ fn frame_input(
     let mut mode = Mode::Undecided;
     while !eof && !closed {
         let n = loop {
-            match reader.by_ref().take(CHUNK as u64).read_to_end(&mut buf) {
+            let got = if live {
+                // One read: what a pipe holds now, not a whole chunk.
+                let start = buf.len();
+                buf.resize(start + CHUNK, 0);
+                let r = reader.read(&mut buf[start..]);
+                buf.truncate(start + *r.as_ref().unwrap_or(&0));
+                r
+            } else {
+                reader.by_ref().take(CHUNK as u64).read_to_end(&mut buf)
+            };
+            match got {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(rerr(e)),

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod diag;
 pub mod error;
 pub mod event;
+pub mod follow;
 pub mod generate;
 pub mod import;
 pub mod ingest;

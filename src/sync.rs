@@ -111,7 +111,7 @@ pub fn app_id(org: &str) -> String {
 }
 
 /// Which signal stopped us, if one did.
-async fn signalled() -> i32 {
+pub(crate) async fn signalled() -> i32 {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -126,18 +126,17 @@ async fn signalled() -> i32 {
 }
 
 /// Events of one page as a batch; invalid events go to the quarantine.
-fn page_batch(
-    archive: &Archive,
+pub(crate) fn page_batch(
+    quarantine: &crate::archive::quarantine::Quarantine,
     page: &crate::api::client::Page,
     source: &str,
-    report: &mut Report,
+    invalid: &mut u64,
 ) -> Result<RecordBatch> {
     let mut builder = BatchBuilder::new();
     for raw in &page.events {
         if let Err(why) = builder.push_event(raw.get()) {
-            report.invalid += 1;
-            archive
-                .quarantine()
+            *invalid += 1;
+            quarantine
                 .put(
                     Kind::Invalid,
                     raw.get().as_bytes(),
@@ -155,7 +154,7 @@ fn page_batch(
 }
 
 /// The largest `processed_at` of a batch, epoch ms.
-fn max_processed(batch: &RecordBatch) -> Option<i64> {
+pub(crate) fn max_processed(batch: &RecordBatch) -> Option<i64> {
     let c = batch
         .column_by_name(col::PROCESSED_AT)?
         .as_primitive::<TimestampMicrosecondType>();
@@ -243,7 +242,7 @@ pub async fn sync(archive: &Archive, opts: &Options) -> Result<Report> {
             let empty = page.events.is_empty();
             if !empty {
                 let source = format!("sync page {} of {}", report.pages, opts.org);
-                let batch = page_batch(archive, &page, &source, &mut report)?;
+                let batch = page_batch(&archive.quarantine(), &page, &source, &mut report.invalid)?;
                 pending_max = pending_max.max(max_processed(&batch));
                 pending.push(batch);
                 pending_pages += 1;

@@ -14,7 +14,7 @@
 //! ```
 
 pub mod ids;
-mod lock;
+pub mod lock;
 pub mod maintain;
 pub mod provider;
 pub mod quarantine;

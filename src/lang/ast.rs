@@ -225,6 +225,30 @@ impl Agg {
     }
 }
 
+/// The window of a streaming aggregation: `over 5m` slides with each event (then a
+/// threshold is required); `over 5m every 1m` hops (tumbles when both are equal). The
+/// threshold compares the first aggregate: `| count by actor over 5m > 10`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub over: String,
+    pub every: Option<String>,
+    pub threshold: Option<(CmpOp, String)>,
+    pub span: Span,
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "over {}", self.over)?;
+        if let Some(e) = &self.every {
+            write!(f, " every {e}")?;
+        }
+        if let Some((op, n)) = &self.threshold {
+            write!(f, " {} {n}", op.symbol())?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SortKey {
     pub field: Field,
@@ -244,6 +268,8 @@ pub enum Stage {
     Stats {
         aggs: Vec<Agg>,
         by: Vec<Field>,
+        /// `over 5m [every 1m] [> 10]`: a window on event time (for `follow`).
+        window: Option<Window>,
         span: Span,
     },
     Top {
@@ -254,7 +280,8 @@ pub enum Stage {
         span: Span,
     },
     Distinct(Vec<Field>, Span),
-    Dedup(Vec<Field>, Span),
+    /// `dedup f` or `dedup f within 1h` (the first of each value per hour of event time).
+    Dedup(Vec<Field>, Option<String>, Span),
     Timechart {
         span_text: String,
         agg: Option<Agg>,
@@ -272,7 +299,7 @@ impl Stage {
             | Stage::Sort(_, s)
             | Stage::Head(_, s)
             | Stage::Distinct(_, s)
-            | Stage::Dedup(_, s)
+            | Stage::Dedup(_, _, s)
             | Stage::Bucket(_, s) => *s,
             Stage::Fields { span, .. }
             | Stage::Stats { span, .. }
@@ -462,7 +489,18 @@ impl fmt::Display for Stage {
                 write!(f, "sort {}", list.join(", "))
             }
             Stage::Head(n, _) => write!(f, "head {n}"),
-            Stage::Stats { aggs, by: b, .. } => write!(f, "stats {}{}", join(aggs), by(b)),
+            Stage::Stats {
+                aggs,
+                by: b,
+                window,
+                ..
+            } => {
+                write!(f, "stats {}{}", join(aggs), by(b))?;
+                if let Some(w) = window {
+                    write!(f, " {w}")?;
+                }
+                Ok(())
+            }
             Stage::Top {
                 rare,
                 n,
@@ -476,7 +514,13 @@ impl fmt::Display for Stage {
                 by(b)
             ),
             Stage::Distinct(fields, _) => write!(f, "distinct {}", join(fields)),
-            Stage::Dedup(fields, _) => write!(f, "dedup {}", join(fields)),
+            Stage::Dedup(fields, within, _) => {
+                write!(f, "dedup {}", join(fields))?;
+                if let Some(w) = within {
+                    write!(f, " within {w}")?;
+                }
+                Ok(())
+            }
             Stage::Bucket(d, _) => write!(f, "bucket time {d}"),
             Stage::Timechart {
                 span_text,

@@ -1037,17 +1037,21 @@ impl<'a> Parser<'a> {
                     },
                 )
             }
-            "distinct" | "dedup" => {
+            "distinct" => {
                 let (rest, fields) = self.field_list(after)?;
-                let span = self.span(t, rest);
-                (
-                    rest,
-                    if name == "distinct" {
-                        Stage::Distinct(fields, span)
-                    } else {
-                        Stage::Dedup(fields, span)
-                    },
-                )
+                (rest, Stage::Distinct(fields, self.span(t, rest)))
+            }
+            // dedup = "dedup" , path_list , [ "within" , duration ] ;
+            "dedup" => {
+                let (mut rest, fields) = self.field_list(after)?;
+                let mut within = None;
+                let r = ws(rest);
+                if at_keyword(r, "within") {
+                    let (r, d) = self.duration(ws(&r[6..]))?;
+                    within = Some(d);
+                    rest = r;
+                }
+                (rest, Stage::Dedup(fields, within, self.span(t, rest)))
             }
             "timechart" => {
                 let (rest, d) = self.duration(ws(after))?;
@@ -1257,13 +1261,61 @@ impl<'a> Parser<'a> {
             }
         }
         let (rest, by) = self.by_clause(rest)?;
+        let (rest, window) = self.window(rest)?;
         Ok((
             rest,
             Stage::Stats {
                 aggs,
                 by,
+                window,
                 span: self.span(t, rest),
             },
+        ))
+    }
+
+    /// window = "over" , duration , [ "every" , duration ] , [ threshold ] ;
+    /// threshold = ( ">=" | "<=" | "!=" | ">" | "<" | "=" ) , number ;
+    fn window(&self, i: &'a str) -> Res<'a, Option<Window>> {
+        let start = ws(i);
+        if !at_keyword(start, "over") {
+            return Ok((i, None));
+        }
+        let (mut rest, over) = self.duration(ws(&start[4..]))?;
+        let mut every = None;
+        let r = ws(rest);
+        if at_keyword(r, "every") {
+            let (r, d) = self.duration(ws(&r[5..]))?;
+            every = Some(d);
+            rest = r;
+        }
+        let mut threshold = None;
+        let r = ws(rest);
+        let ops = [
+            (">=", CmpOp::Ge),
+            ("<=", CmpOp::Le),
+            ("!=", CmpOp::Ne),
+            (">", CmpOp::Gt),
+            ("<", CmpOp::Lt),
+            ("=", CmpOp::Eq),
+        ];
+        if let Some((sym, op)) = ops.iter().find(|(sym, _)| r.starts_with(sym)) {
+            let a = ws(&r[sym.len()..]);
+            let Ok((r, n)) = number(a) else {
+                return Err(self
+                    .expected(a, "a number to compare the first aggregate with")
+                    .help("e.g. `| count by actor over 5m > 10`"));
+            };
+            threshold = Some((*op, n.to_owned()));
+            rest = r;
+        }
+        Ok((
+            rest,
+            Some(Window {
+                over,
+                every,
+                threshold,
+                span: self.span(start, rest),
+            }),
         ))
     }
 

@@ -147,7 +147,7 @@ impl Clock {
         None
     }
 
-    fn duration(text: &str, span: ast::Span) -> R<i64> {
+    pub fn duration(text: &str, span: ast::Span) -> R<i64> {
         crate::lang::time::parse_duration(text)
             .map(|d| d.as_micros() as i64)
             .map_err(|e| err_at("E0203", e, span))
@@ -675,7 +675,7 @@ impl<'a> Compiler<'a> {
     // ---------------------------------------------------------------- projection
 
     /// A field as an output column: (name, expression).
-    fn output(&self, f: &Field) -> R<(String, Expr)> {
+    pub fn output(&self, f: &Field) -> R<(String, Expr)> {
         if self.table.is_some() {
             let (e, _) = self.table_column(f)?;
             return Ok((f.name.clone(), e));
@@ -724,6 +724,17 @@ fn time_order() -> Vec<SortExpr> {
     vec![col(c::TIME).sort(true, false), col(c::ID).sort(true, false)]
 }
 
+/// The predicate of a query's head on events: its time range and its filter (`None`:
+/// every event).
+pub fn head_predicate(q: &Query, cx: &Compiler<'_>) -> R<Option<Expr>> {
+    let range = time_range(q, cx.clock)?;
+    let mut predicates = range_predicates(&range);
+    if let Some(f) = &q.filter {
+        predicates.push(cx.filter(f)?);
+    }
+    Ok(predicates.into_iter().reduce(Expr::and))
+}
+
 /// Build the DataFrame of a query over `events` (the archive's table), and its time range.
 /// `actions`, when given, is every value of `action` in `events`.
 pub fn compile(
@@ -739,11 +750,7 @@ pub fn compile(
     let range = time_range(q, clock)?;
     let mut df = events;
     let whole = ast::Span::default();
-    let mut predicates = range_predicates(&range);
-    if let Some(f) = &q.filter {
-        predicates.push(cx.filter(f)?);
-    }
-    if let Some(p) = predicates.into_iter().reduce(Expr::and) {
+    if let Some(p) = head_predicate(q, &cx)? {
         df = df.filter(p).map_err(|e| df_err(e, whole))?;
     }
     // The event columns shown at the end, while no stage has aggregated.
@@ -802,6 +809,24 @@ pub fn compile(
                 ordered = true;
             }
             Stage::Head(n, _) => df = df.limit(0, Some(*n as usize)).map_err(e)?,
+            Stage::Stats {
+                window: Some(w), ..
+            } => {
+                return Err(err_at(
+                    "E0410",
+                    "a window (`over …`) is for `auditq follow`",
+                    w.span,
+                )
+                .help(
+                    "over stored events, bucket by time instead: `| timechart 5m count by actor`",
+                ));
+            }
+            Stage::Dedup(_, Some(_), span) => {
+                return Err(
+                    err_at("E0410", "`dedup … within` is for `auditq follow`", *span)
+                        .help("over stored events, `dedup f` keeps the first event of each value"),
+                );
+            }
             Stage::Stats { aggs, by, .. } => {
                 let groups = by.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
                 let aggs = aggs
@@ -867,7 +892,7 @@ pub fn compile(
                 let groups = fields.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
                 df = group(&mut cx, df, groups, vec![], &stage.to_string())?;
             }
-            Stage::Dedup(fields, _) => {
+            Stage::Dedup(fields, None, _) => {
                 let on = fields
                     .iter()
                     .map(|f| Ok(cx.output(f)?.1))

@@ -1,0 +1,590 @@
+//! A query compiled once for a stream: physical expressions applied to each batch of
+//! events as it arrives, with no planning per batch.
+//!
+//! What `follow` runs: the head (time clauses and filter), then `where` and
+//! `dedup … within` stages in any order, then optionally `fields …` or one windowed
+//! aggregate (`| count by actor over 5m > 10`). A stage that needs the whole input
+//! (`sort`, `head`, `top`, `distinct`, `timechart`, an aggregate without `over`, `dedup`
+//! without `within`) is refused with a hint. Filters are the compiler's own
+//! ([`Compiler::filter`]), so `follow` and `query` select the same events.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Schema, TimeUnit};
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use serde::{Deserialize, Serialize};
+
+use super::window::{self, Val, Window};
+use crate::diag::Diagnostic;
+use crate::event::{self, col as c};
+use crate::lang::ast::{self, AggFn, Field, Query, Stage};
+use crate::query::compile::{self, Clock, Compiler};
+use crate::query::output::{self, Format};
+
+/// What a match or an alert becomes, for the sinks.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The Atlassian event id, or the alert's stable id.
+    pub id: String,
+    /// Event time, or the end of the alert's window (µs).
+    pub time: i64,
+    pub alert: bool,
+    /// One line of JSON.
+    pub json: String,
+}
+
+type Phys = Arc<dyn PhysicalExpr>;
+
+enum Step {
+    Filter(Phys),
+    Dedup {
+        keys: Vec<Phys>,
+        within: i64,
+        /// Index into `State::dedup`.
+        slot: usize,
+    },
+}
+
+enum Out {
+    /// The event's own JSON.
+    Events,
+    /// Named columns, as `query --format ndjson` prints them.
+    Fields(Vec<(String, Phys)>),
+    Window {
+        keys: Vec<Phys>,
+        vals: Vec<Option<Phys>>,
+    },
+}
+
+/// Everything the engine remembers; saved in the follow checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    /// Per `dedup` stage: each key's last emitted event time.
+    dedup: Vec<BTreeMap<String, i64>>,
+    window: Option<window::State>,
+    /// The largest event time seen (µs), for pruning dedup keys.
+    max_time: Option<i64>,
+}
+
+impl State {
+    /// Events that arrived after their window had closed.
+    pub fn late(&self) -> u64 {
+        self.window.as_ref().map_or(0, |w| w.late)
+    }
+}
+
+pub struct Engine {
+    pub text: String,
+    steps: Vec<Step>,
+    out: Out,
+    window: Option<Window>,
+    state: State,
+    lateness: i64,
+}
+
+type R<T> = std::result::Result<T, Diagnostic>;
+
+fn refuse(stage: &Stage, why: &str, help: &str) -> Diagnostic {
+    let s = stage.span();
+    Diagnostic::error("E0411", why.to_owned(), s.start, s.end).help(help.to_owned())
+}
+
+fn df_err(e: datafusion::error::DataFusionError) -> Diagnostic {
+    Diagnostic::error("E0900", format!("cannot plan this: {e}"), 0, 0)
+}
+
+impl Engine {
+    /// Compile `q` for a stream. `lateness` (µs) is how long windows wait for late events.
+    pub fn new(q: &Query, clock: &Clock, lateness: i64) -> R<Engine> {
+        let ctx = SessionContext::new();
+        let schema = event::schema();
+        let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(df_err)?;
+        // Coerced and simplified as the optimizer would (the physical planner expects
+        // `coalesce` and friends already rewritten).
+        let simplifier = ExprSimplifier::new(
+            SimplifyContext::builder()
+                .with_schema(Arc::new(df_schema.clone()))
+                .build(),
+        );
+        let phys = |e: Expr| {
+            let e = simplifier.coerce(e, &df_schema).map_err(df_err)?;
+            let e = simplifier.simplify(e).map_err(df_err)?;
+            ctx.create_physical_expr(e, &df_schema).map_err(df_err)
+        };
+        let clock = Clock {
+            now: clock.now,
+            tz: compile::query_tz(q, clock.tz)?,
+        };
+        let cx = Compiler::new(&clock);
+        let mut steps = Vec::new();
+        if let Some(p) = compile::head_predicate(q, &cx)? {
+            steps.push(Step::Filter(phys(p)?));
+        }
+        let mut out = Out::Events;
+        let mut spec = None;
+        let mut dedups = 0;
+        let mut done: Option<&Stage> = None;
+        for stage in &q.stages {
+            if let Some(last) = done {
+                return Err(refuse(
+                    stage,
+                    &format!("nothing can follow `{last}` in `auditq follow`"),
+                    "`follow` ends a query with `fields …` or a windowed aggregate",
+                ));
+            }
+            match stage {
+                Stage::Where(f, _) => steps.push(Step::Filter(phys(cx.filter(f)?)?)),
+                Stage::Dedup(fields, Some(within), span) => {
+                    let keys = fields
+                        .iter()
+                        .map(|f| phys(cx.output(f)?.1))
+                        .collect::<R<Vec<_>>>()?;
+                    steps.push(Step::Dedup {
+                        keys,
+                        within: Clock::duration(within, *span)?,
+                        slot: dedups,
+                    });
+                    dedups += 1;
+                }
+                Stage::Dedup(_, None, _) => {
+                    return Err(refuse(
+                        stage,
+                        "`dedup` without `within` remembers every value for ever",
+                        "bound it: `| dedup actor within 1h`",
+                    ));
+                }
+                Stage::Fields {
+                    exclude, fields, ..
+                } => {
+                    let chosen: Vec<Field> = if *exclude {
+                        let dropped = |name: &str| {
+                            fields.iter().any(|f| {
+                                crate::query::fields::resolve(&f.name).map(|d| d.name)
+                                    == crate::query::fields::resolve(name).map(|d| d.name)
+                            })
+                        };
+                        for f in fields {
+                            cx.output(f)?;
+                        }
+                        compile::DEFAULT_VIEW
+                            .iter()
+                            .filter(|n| !dropped(n))
+                            .map(|n| Field {
+                                name: (*n).to_owned(),
+                                span: ast::Span::default(),
+                            })
+                            .collect()
+                    } else {
+                        fields.clone()
+                    };
+                    let cols = chosen
+                        .iter()
+                        .map(|f| {
+                            let (name, e) = cx.output(f)?;
+                            Ok((name, phys(e)?))
+                        })
+                        .collect::<R<Vec<_>>>()?;
+                    out = Out::Fields(cols);
+                    done = Some(stage);
+                }
+                Stage::Stats {
+                    aggs,
+                    by,
+                    window: Some(w),
+                    ..
+                } => {
+                    let over = Clock::duration(&w.over, w.span)?;
+                    let every = w
+                        .every
+                        .as_ref()
+                        .map(|e| Clock::duration(e, w.span))
+                        .transpose()?;
+                    if over <= 0 || every.is_some_and(|e| e <= 0) {
+                        return Err(Diagnostic::error(
+                            "E0208",
+                            "a window must be longer than zero",
+                            w.span.start,
+                            w.span.end,
+                        ));
+                    }
+                    let threshold = match &w.threshold {
+                        None => None,
+                        Some((op, n)) => {
+                            if !matches!(aggs[0].func, AggFn::Count | AggFn::Dc) {
+                                return Err(Diagnostic::error(
+                                    "E0412",
+                                    "a threshold compares a count: the first aggregate must be `count` or `dc(…)`",
+                                    w.span.start,
+                                    w.span.end,
+                                ));
+                            }
+                            Some((*op, n.parse::<f64>().unwrap_or(f64::NAN)))
+                        }
+                    };
+                    if every.is_none() && threshold.is_none() {
+                        return Err(Diagnostic::error(
+                            "E0412",
+                            "a sliding window needs a threshold to alert on",
+                            w.span.start,
+                            w.span.end,
+                        )
+                        .help(format!(
+                            "alert: `over {} > 10`; one row per key and window: `over {} every {}`",
+                            w.over, w.over, w.over
+                        )));
+                    }
+                    let keys = by.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
+                    let vals = aggs
+                        .iter()
+                        .map(|a| a.field.as_ref().map(|f| phys(cx.output(f)?.1)).transpose())
+                        .collect::<R<Vec<_>>>()?;
+                    spec = Some(window::Spec {
+                        query: q.to_string(),
+                        over,
+                        every,
+                        lateness,
+                        threshold,
+                        keys: keys.iter().map(|(n, _)| n.clone()).collect(),
+                        aggs: aggs
+                            .iter()
+                            .map(|a| (a.func, a.field.is_some(), a.column()))
+                            .collect(),
+                    });
+                    out = Out::Window {
+                        keys: keys
+                            .into_iter()
+                            .map(|(_, e)| phys(e))
+                            .collect::<R<Vec<_>>>()?,
+                        vals,
+                    };
+                    done = Some(stage);
+                }
+                Stage::Stats { window: None, .. } => {
+                    return Err(refuse(
+                        stage,
+                        "an aggregate without a window needs the whole input, which `follow` never has",
+                        &format!(
+                            "add a window: `| {0} over 5m > 10` (an alert per key) or `| {0} over 5m every 5m` (a row per key and window)",
+                            stage.to_string().trim_start_matches("stats ")
+                        ),
+                    ));
+                }
+                Stage::Sort(..)
+                | Stage::Head(..)
+                | Stage::Top { .. }
+                | Stage::Distinct(..)
+                | Stage::Timechart { .. } => {
+                    return Err(refuse(
+                        stage,
+                        &format!("`{stage}` needs the whole input, which `follow` never has"),
+                        "`follow` emits events as they arrive; to aggregate, add a window: `| count by actor over 5m > 10`",
+                    ));
+                }
+                Stage::Bucket(..) => {
+                    return Err(refuse(
+                        stage,
+                        "`bucket` has nothing to feed in `follow`",
+                        "windows bucket by time themselves: `| count by action over 5m every 5m`",
+                    ));
+                }
+            }
+        }
+        let state = State {
+            dedup: vec![BTreeMap::new(); dedups],
+            ..Default::default()
+        };
+        let mut engine = Engine {
+            text: q.to_string(),
+            steps,
+            out,
+            window: spec.map(|s| Window::new(s, window::State::default())),
+            state,
+            lateness,
+        };
+        engine.state.window = engine.window.as_ref().map(|w| w.state.clone());
+        Ok(engine)
+    }
+
+    /// Whether the query aggregates over windows (its output is alerts, not events).
+    pub fn windowed(&self) -> bool {
+        self.window.is_some()
+    }
+
+    /// The state to checkpoint.
+    pub fn state(&mut self) -> &State {
+        if let Some(w) = &self.window {
+            self.state.window = Some(w.state.clone());
+        }
+        &self.state
+    }
+
+    /// Continue from a checkpoint's state (of the same query).
+    pub fn restore(&mut self, state: State) {
+        if let (Some(w), Some(ws)) = (&mut self.window, &state.window) {
+            w.state = ws.clone();
+        }
+        if state.dedup.len() == self.state.dedup.len() {
+            self.state = state;
+        }
+    }
+
+    /// Evaluate one batch of events (the event schema). Matches or alerts come out.
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<Vec<Record>, String> {
+        let mut batch = batch.clone();
+        let times = |b: &RecordBatch| {
+            b.column_by_name(c::TIME).map(|a| {
+                a.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+                    .clone()
+            })
+        };
+        if let Some(t) = times(&batch)
+            && let Some(m) = datafusion::arrow::compute::max(&t)
+        {
+            self.state.max_time = Some(self.state.max_time.map_or(m, |x| x.max(m)));
+        }
+        for step in &self.steps {
+            if batch.num_rows() == 0 {
+                return Ok(Vec::new());
+            }
+            match step {
+                Step::Filter(p) => {
+                    let mask = eval(p, &batch)?;
+                    let mask = mask
+                        .as_boolean_opt()
+                        .ok_or("a filter gave no boolean")?
+                        .clone();
+                    batch = filter_record_batch(&batch, &mask).map_err(|e| e.to_string())?;
+                }
+                Step::Dedup { keys, within, slot } => {
+                    let keys = keys
+                        .iter()
+                        .map(|k| eval(k, &batch).map(|a| values(&a)))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let t = times(&batch).ok_or("no time column")?;
+                    let seen = &mut self.state.dedup[*slot];
+                    let mut keep = Vec::with_capacity(batch.num_rows());
+                    for (i, time) in t.values().iter().enumerate() {
+                        let key: Vec<&Option<Val>> = keys.iter().map(|k| &k[i]).collect();
+                        let k = serde_json::to_string(&key).expect("values serialize");
+                        let dup = seen
+                            .get(&k)
+                            .is_some_and(|&last| (time - last).abs() < *within);
+                        if !dup {
+                            let last = seen.entry(k).or_insert(*time);
+                            *last = (*last).max(*time);
+                        }
+                        keep.push(!dup);
+                    }
+                    // Keys not seen for `within` (plus the lateness) can go.
+                    if let Some(max) = self.state.max_time
+                        && seen.len() > 10_000
+                    {
+                        let edge = max - within - self.lateness;
+                        seen.retain(|_, last| *last >= edge);
+                    }
+                    batch = filter_record_batch(&batch, &BooleanArray::from(keep))
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        match &self.out {
+            Out::Events => Ok(events(&batch)),
+            Out::Fields(cols) => fields(&batch, cols),
+            Out::Window { keys, vals } => {
+                let keys = keys
+                    .iter()
+                    .map(|k| eval(k, &batch).map(|a| values(&a)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let vals = vals
+                    .iter()
+                    .map(|v| match v {
+                        Some(v) => eval(v, &batch).map(|a| values(&a)),
+                        None => Ok(vec![None; batch.num_rows()]),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let t = times(&batch).ok_or("no time column")?;
+                let processed = batch.column_by_name(c::PROCESSED_AT).map(|a| {
+                    a.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+                        .clone()
+                });
+                let w = self.window.as_mut().expect("a window");
+                for i in 0..batch.num_rows() {
+                    let p = processed
+                        .as_ref()
+                        .and_then(|p| p.is_valid(i).then(|| p.value(i)));
+                    w.push(
+                        t.value(i),
+                        p,
+                        keys.iter().map(|k| k[i].clone()).collect(),
+                        vals.iter().map(|v| v[i].clone()).collect(),
+                    );
+                }
+                let mut out = Vec::new();
+                w.release(&mut out);
+                Ok(alerts(out))
+            }
+        }
+    }
+
+    /// The source is caught up at `now` (µs): windows may close.
+    pub fn idle(&mut self, now: i64) -> Vec<Record> {
+        let mut out = Vec::new();
+        if let Some(w) = &mut self.window {
+            w.idle(now, &mut out);
+        }
+        alerts(out)
+    }
+
+    /// The end of a finite input: every open window closes.
+    pub fn finish(&mut self) -> Vec<Record> {
+        let mut out = Vec::new();
+        if let Some(w) = &mut self.window {
+            w.finish(&mut out);
+        }
+        alerts(out)
+    }
+}
+
+fn alerts(out: Vec<window::Output>) -> Vec<Record> {
+    out.into_iter()
+        .map(|o| Record {
+            id: o.id,
+            time: o.end,
+            alert: true,
+            json: o.json,
+        })
+        .collect()
+}
+
+fn eval(p: &Phys, batch: &RecordBatch) -> Result<ArrayRef, String> {
+    p.evaluate(batch)
+        .and_then(|v| v.into_array(batch.num_rows()))
+        .map_err(|e| e.to_string())
+}
+
+/// The values of an array, for keys and aggregates.
+pub fn values(a: &ArrayRef) -> Vec<Option<Val>> {
+    let n = a.len();
+    let valid = |i: usize| a.is_valid(i);
+    match a.data_type() {
+        DataType::Utf8 => {
+            let s = a.as_string::<i32>();
+            (0..n)
+                .map(|i| valid(i).then(|| Val::Str(s.value(i).to_owned())))
+                .collect()
+        }
+        DataType::Utf8View => {
+            let s = a.as_string_view();
+            (0..n)
+                .map(|i| valid(i).then(|| Val::Str(s.value(i).to_owned())))
+                .collect()
+        }
+        DataType::Int64 => {
+            let v = a.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            (0..n)
+                .map(|i| valid(i).then(|| Val::Int(v.value(i))))
+                .collect()
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            let v = a.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+            (0..n)
+                .map(|i| valid(i).then(|| Val::Time(v.value(i))))
+                .collect()
+        }
+        _ => {
+            let opts = datafusion::arrow::util::display::FormatOptions::default();
+            match datafusion::arrow::util::display::ArrayFormatter::try_new(a.as_ref(), &opts) {
+                Ok(f) => (0..n)
+                    .map(|i| valid(i).then(|| Val::Str(f.value(i).to_string())))
+                    .collect(),
+                Err(_) => vec![None; n],
+            }
+        }
+    }
+}
+
+/// Matching events as their own JSON, on one line each.
+fn events(batch: &RecordBatch) -> Vec<Record> {
+    let ids = batch.column_by_name(c::ID).expect("id").as_string::<i32>();
+    let raw = batch
+        .column_by_name(c::RAW)
+        .expect("raw")
+        .as_string::<i32>();
+    let times = batch
+        .column_by_name(c::TIME)
+        .expect("time")
+        .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+    (0..batch.num_rows())
+        .map(|i| Record {
+            id: ids.value(i).to_owned(),
+            time: times.value(i),
+            alert: false,
+            json: event::compact_json(raw.value(i)).into_owned(),
+        })
+        .collect()
+}
+
+/// Chosen columns, written the way `query --format ndjson` writes them.
+fn fields(batch: &RecordBatch, cols: &[(String, Phys)]) -> Result<Vec<Record>, String> {
+    let arrays = cols
+        .iter()
+        .map(|(_, p)| eval(p, batch))
+        .collect::<Result<Vec<_>, _>>()?;
+    let schema = Arc::new(Schema::new(
+        cols.iter()
+            .zip(&arrays)
+            .map(|((n, _), a)| ArrowField::new(n, a.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ));
+    let projected = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    output::write(&mut buf, Format::Ndjson, &schema, &[projected], None).map_err(|e| e.render())?;
+    let text = String::from_utf8(buf).map_err(|e| e.to_string())?;
+    let mut records = events(batch);
+    for (r, line) in records.iter_mut().zip(text.lines()) {
+        r.json = line.to_owned();
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(q: &str) -> R<Engine> {
+        let clock = Clock::utc(event::parse_time("2026-02-18T00:00:00Z").unwrap());
+        Engine::new(&crate::lang::parse(q).unwrap(), &clock, 600_000_000)
+    }
+
+    #[test]
+    fn whole_input_stages_are_refused_with_a_hint() {
+        for (q, hint) in [
+            ("| count by actor", "over 5m"),
+            ("| sort -time", "add a window"),
+            ("| head 5", "add a window"),
+            ("| top 5 actor", "add a window"),
+            ("| dedup actor", "within 1h"),
+            ("| count by actor over 5m", "threshold"),
+            ("| fields actor | where actor = x", "ends a query"),
+        ] {
+            let Err(d) = engine(q) else {
+                panic!("`{q}` was accepted");
+            };
+            let text = crate::diag::render(q, &[d]);
+            assert!(text.contains(hint), "`{q}`:\n{text}");
+        }
+        assert!(engine("actor:ada event:user_* | where country != DE | dedup actor within 1h | fields time, actor").is_ok());
+        assert!(engine("| stats dc(ip) as ips by actor over 1h > 3").is_ok());
+    }
+}

@@ -1,0 +1,311 @@
+//! Where `follow` reads events: the API's `/events-stream`, standard input, or a file
+//! followed like `tail -F`. Each source sends batches with the position after them;
+//! the follow loop checkpoints that position once the batch is delivered.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use datafusion::arrow::array::RecordBatch;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::api::client::{ApiError, Client, Limits, Secret};
+use crate::archive::quarantine::{Kind, Quarantine};
+use crate::error::{Error, Result};
+use crate::ingest::{self, Chunk, Input, Parser};
+
+/// Where a source stands, saved in the checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub enum Position {
+    #[default]
+    Start,
+    /// The largest `processedAt` read (epoch ms).
+    Api { processed: i64 },
+    /// The byte after the last whole line read, in the file with this identity.
+    File { dev: u64, ino: u64, offset: u64 },
+}
+
+pub enum Msg {
+    Batch {
+        batch: RecordBatch,
+        pos: Position,
+    },
+    /// The source is caught up; no event processed before `now` (µs) is still to come,
+    /// when it knows that (the API does).
+    Idle {
+        now: Option<i64>,
+    },
+    /// A finite input ended.
+    End,
+}
+
+/// The API source's settings.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub org: String,
+    pub api_url: String,
+    pub token: Secret,
+    pub page_size: usize,
+    pub poll: Duration,
+    pub limits: Limits,
+}
+
+/// Poll `/events-stream` from `from` (epoch ms) for ever: page through what is there,
+/// then ask again every `poll` with the last cursor. A cursor the API no longer accepts
+/// (HTTP 400) is replaced by `from` = the last `processedAt` read minus `overlap`.
+pub async fn api(
+    opts: Api,
+    from: i64,
+    overlap: i64,
+    quarantine: Quarantine,
+    tx: mpsc::Sender<Msg>,
+) -> Result<()> {
+    let mut client = Client::new(
+        &opts.api_url,
+        &opts.org,
+        opts.token.clone(),
+        opts.limits.clone(),
+    )?;
+    let limit = opts.page_size.to_string();
+    let mut cursor: Option<String> = None;
+    let mut processed = from;
+    let mut pages = 0u64;
+    let mut trouble = 0u32;
+    loop {
+        let url = match &cursor {
+            Some(c) => client.stream_url(&[("cursor", c.clone()), ("limit", limit.clone())])?,
+            None => client.stream_url(&[
+                ("from", (processed - overlap).max(0).to_string()),
+                ("limit", limit.clone()),
+                ("sortOrder", "asc".to_owned()),
+            ])?,
+        };
+        let asked = chrono::Utc::now().timestamp_micros();
+        let page = match client.page(&url).await {
+            Ok(p) => {
+                trouble = 0;
+                p
+            }
+            Err(ApiError::Rejected { status: 400, .. }) if cursor.is_some() => {
+                eprintln!(
+                    "warning: the API refused the stream cursor; reading again from the last event read"
+                );
+                cursor = None;
+                continue;
+            }
+            Err(ApiError::GaveUp { path, last, .. }) => {
+                // follow goes on: the API will be back; nothing was read, nothing is lost.
+                trouble += 1;
+                let wait = opts.poll * 2u32.pow(trouble.min(5));
+                eprintln!(
+                    "warning: {path}: {last}; trying again in {} s",
+                    wait.as_secs()
+                );
+                tokio::time::sleep(wait.min(Duration::from_secs(300))).await;
+                continue;
+            }
+            Err(ApiError::BadPage {
+                path,
+                attempts,
+                why,
+                body,
+            }) => {
+                let q = quarantine
+                    .put(
+                        Kind::Invalid,
+                        &body,
+                        &format!("unreadable API page: {why}"),
+                        &path,
+                        None,
+                    )
+                    .map_err(|source| Error::Io {
+                        what: "writing to the quarantine".into(),
+                        source,
+                    })?;
+                return Err(Error::Poison {
+                    message: format!(
+                        "{path}: the page stayed unreadable after {attempts} attempts ({why})"
+                    ),
+                    path: q,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        pages += 1;
+        let empty = page.events.is_empty();
+        if !empty {
+            let mut invalid = 0;
+            let source = format!("follow page {pages} of {}", opts.org);
+            let batch = crate::sync::page_batch(&quarantine, &page, &source, &mut invalid)?;
+            if let Some(p) = crate::sync::max_processed(&batch) {
+                processed = processed.max(p);
+            }
+            let pos = Position::Api { processed };
+            if tx.send(Msg::Batch { batch, pos }).await.is_err() {
+                return Ok(());
+            }
+        }
+        let last = empty || page.next.is_none();
+        if let Some(next) = page.next {
+            // Kept after the last page: polling goes on from it.
+            cursor = Some(next);
+        }
+        if last {
+            if tx.send(Msg::Idle { now: Some(asked) }).await.is_err() {
+                return Ok(());
+            }
+            tokio::time::sleep(opts.poll).await;
+        }
+    }
+}
+
+/// Read standard input (NDJSON of events, API pages, arrays) until it closes.
+pub async fn stdin(quarantine: Quarantine, tx: mpsc::Sender<Msg>) -> Result<()> {
+    let (mut rx, handle) = ingest::spawn_live_reader(Input::Stdin, quarantine, 8192);
+    while let Some(chunk) = rx.recv().await {
+        if let Chunk::Batch(batches) = chunk {
+            for batch in batches {
+                if tx
+                    .send(Msg::Batch {
+                        batch,
+                        pos: Position::Start,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .map_err(|e| Error::Runtime(format!("reading stdin: {e}")))?
+        .map_err(|_| Error::Runtime("the stdin reader failed".into()))??;
+    let _ = tx.send(Msg::End).await;
+    Ok(())
+}
+
+/// Read a file of NDJSON (or pages, one per line) from `start`; with `follow`, keep
+/// reading as it grows, and when it is replaced (rotation: another file at the path) or
+/// truncated, go on with the new content. Without `follow`, stop at its end.
+pub fn file(
+    path: PathBuf,
+    follow: bool,
+    start: Position,
+    quarantine: Quarantine,
+    stop: Arc<AtomicBool>,
+    tx: mpsc::Sender<Msg>,
+) -> Result<()> {
+    let io = |what: &str| {
+        let what = format!("{what} `{}`", path.display());
+        move |source| Error::Io { what, source }
+    };
+    let name = path.display().to_string();
+    let mut parser = Parser::new(&quarantine, &name);
+    let mut f = std::fs::File::open(&path).map_err(io("opening"))?;
+    let meta = f.metadata().map_err(io("reading"))?;
+    let (mut dev, mut ino) = (meta.dev(), meta.ino());
+    let mut offset = match start {
+        Position::File {
+            dev: d,
+            ino: i,
+            offset,
+        } if d == dev && i == ino && offset <= meta.len() => offset,
+        _ => 0,
+    };
+    f.seek(SeekFrom::Start(offset)).map_err(io("reading"))?;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    let send = |parser: &mut Parser, pos: Position| -> bool {
+        let (batch, _) = parser.take();
+        batch.num_rows() == 0 || tx.blocking_send(Msg::Batch { batch, pos }).is_ok()
+    };
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let n = f.read(&mut chunk).map_err(io("reading"))?;
+        if n > 0 {
+            buf.extend_from_slice(&chunk[..n]);
+            let mut start = 0;
+            let mut lines = 0;
+            while let Some(i) = memchr::memchr(b'\n', &buf[start..]) {
+                let line = &buf[start..start + i];
+                let at = offset + start as u64;
+                start += i + 1;
+                document(&mut parser, line, at)?;
+                lines += 1;
+                if lines % 8192 == 0 {
+                    let pos = Position::File {
+                        dev,
+                        ino,
+                        offset: offset + start as u64,
+                    };
+                    if !send(&mut parser, pos) {
+                        return Ok(());
+                    }
+                }
+            }
+            offset += start as u64;
+            buf.drain(..start);
+            if !send(&mut parser, Position::File { dev, ino, offset }) {
+                return Ok(());
+            }
+            continue;
+        }
+        // At the end of what is there.
+        if !follow {
+            if !buf.is_empty() {
+                // A last line without a newline.
+                let rest = std::mem::take(&mut buf);
+                document(&mut parser, &rest, offset)?;
+                offset += rest.len() as u64;
+                if !send(&mut parser, Position::File { dev, ino, offset }) {
+                    return Ok(());
+                }
+            }
+            let _ = tx.blocking_send(Msg::End);
+            return Ok(());
+        }
+        if tx.blocking_send(Msg::Idle { now: None }).is_err() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        match std::fs::metadata(&path) {
+            Ok(m) if m.dev() != dev || m.ino() != ino => {
+                // Rotated: the old file was read to its end above; the new one from 0.
+                if let Ok(nf) = std::fs::File::open(&path) {
+                    f = nf;
+                    (dev, ino, offset) = (m.dev(), m.ino(), 0);
+                    buf.clear();
+                }
+            }
+            Ok(m) if m.len() < offset => {
+                // Truncated in place (copytruncate): start again at its beginning.
+                f.seek(SeekFrom::Start(0)).map_err(io("reading"))?;
+                offset = 0;
+                buf.clear();
+            }
+            _ => {}
+        }
+    }
+}
+
+fn document(parser: &mut Parser, line: &[u8], at: u64) -> Result<()> {
+    match std::str::from_utf8(line) {
+        Ok(text) if text.trim().is_empty() => Ok(()),
+        Ok(text) => parser.document(text.trim(), at).map_err(Error::from),
+        Err(e) => parser
+            .invalid(
+                line,
+                &crate::event::Invalid::Json(format!("not UTF-8: {e}")),
+                at,
+            )
+            .map_err(Error::from),
+    }
+}
