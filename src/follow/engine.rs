@@ -185,6 +185,19 @@ impl Engine {
                     } else {
                         fields.clone()
                     };
+                    // Every record carries the event id (sinks and SIEMs de-duplicate on it).
+                    let mut chosen = chosen;
+                    if !chosen.iter().any(|f| {
+                        crate::query::fields::resolve(&f.name).map(|d| d.name) == Some("id")
+                    }) {
+                        chosen.insert(
+                            0,
+                            Field {
+                                name: "id".into(),
+                                span: ast::Span::default(),
+                            },
+                        );
+                    }
                     let cols = chosen
                         .iter()
                         .map(|f| {
@@ -419,6 +432,7 @@ impl Engine {
                         .clone()
                 });
                 let w = self.window.as_mut().expect("a window");
+                let mut out = Vec::new();
                 for i in 0..batch.num_rows() {
                     let p = processed
                         .as_ref()
@@ -428,10 +442,9 @@ impl Engine {
                         p,
                         keys.iter().map(|k| k[i].clone()).collect(),
                         vals.iter().map(|v| v[i].clone()).collect(),
+                        &mut out,
                     );
                 }
-                let mut out = Vec::new();
-                w.release(&mut out);
                 Ok(alerts(out))
             }
         }

@@ -2,6 +2,7 @@
 
 mod archive_faults;
 mod differential;
+mod follow;
 mod import;
 mod kill;
 mod python_delta;

@@ -10,13 +10,13 @@ use auditq::api::fake::{FakeApi, Fault, Options, Seen};
 use super::{auditq, ok, run};
 
 /// A fake API running on its own runtime for the length of a test.
-struct Fake {
+pub struct Fake {
     api: Option<FakeApi>,
     rt: tokio::runtime::Runtime,
 }
 
 impl Fake {
-    fn start(events: u64, faults: &[&str], token: &str) -> Fake {
+    pub fn start(events: u64, faults: &[&str], token: &str) -> Fake {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -35,7 +35,7 @@ impl Fake {
         Fake { api: Some(api), rt }
     }
 
-    fn api(&self) -> &FakeApi {
+    pub fn api(&self) -> &FakeApi {
         self.api.as_ref().unwrap()
     }
 
@@ -61,7 +61,7 @@ impl Fake {
     }
 
     /// Append `n` events processed now, their time `late_minutes` ago.
-    fn append(&self, n: u64, late_minutes: u64) {
+    pub fn append(&self, n: u64, late_minutes: u64) {
         let url = format!(
             "{}/_fake/append?n={n}&late_minutes={late_minutes}",
             self.api().url
@@ -86,7 +86,7 @@ impl Drop for Fake {
 }
 
 /// The archive's ids, sorted (duplicates kept, so a duplicate shows).
-fn archived_ids(archive: &Path) -> Vec<String> {
+pub fn archived_ids(archive: &Path) -> Vec<String> {
     if !archive.join("events").exists() {
         return Vec::new();
     }
