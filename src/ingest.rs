@@ -91,6 +91,8 @@ pub struct ReadStats {
     /// Documents or byte runs that went to the quarantine.
     pub invalid: u64,
     pub bytes: u64,
+    /// Documents a prefilter skipped unparsed.
+    pub skipped: u64,
 }
 
 /// Documents per parse job: small enough to spread over the parser threads, large
@@ -111,14 +113,23 @@ const PARSERS: usize = 2;
 /// not JSON); two parser threads turn jobs of documents into Arrow batches; a collector
 /// puts the parts back in input order and sends batches of `batch_size` events.
 pub fn spawn_reader(input: Input, quarantine: Quarantine, batch_size: usize) -> Reader {
-    spawn(input, quarantine, batch_size, false)
+    spawn(input, quarantine, batch_size, false, None)
 }
+
+/// A test on a document's raw bytes: false skips it unparsed (a prefilter that knows the
+/// document cannot hold a wanted event).
+pub type Keep = std::sync::Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
 
 /// [`spawn_reader`] for a live input (`follow --stdin`): whatever one read returns is
 /// framed at once, and events that arrived are sent when the input pauses (25 ms)
-/// instead of waiting for a whole batch.
-pub fn spawn_live_reader(input: Input, quarantine: Quarantine, batch_size: usize) -> Reader {
-    spawn(input, quarantine, batch_size, true)
+/// instead of waiting for a whole batch. Documents `keep` refuses are not parsed.
+pub fn spawn_live_reader(
+    input: Input,
+    quarantine: Quarantine,
+    batch_size: usize,
+    keep: Option<Keep>,
+) -> Reader {
+    spawn(input, quarantine, batch_size, true, keep)
 }
 
 /// The batches of a reader, and its thread (which gives the final counts).
@@ -127,11 +138,17 @@ pub type Reader = (
     std::thread::JoinHandle<Result<ReadStats, Error>>,
 );
 
-fn spawn(input: Input, quarantine: Quarantine, batch_size: usize, live: bool) -> Reader {
+fn spawn(
+    input: Input,
+    quarantine: Quarantine,
+    batch_size: usize,
+    live: bool,
+    keep: Option<Keep>,
+) -> Reader {
     let (tx, rx) = mpsc::channel(1);
     let handle = std::thread::Builder::new()
         .name("auditq-reader".into())
-        .spawn(move || read_input(&input, &quarantine, batch_size.max(1), live, &tx))
+        .spawn(move || read_input(&input, &quarantine, batch_size.max(1), live, keep, &tx))
         .expect("spawning a thread");
     (rx, handle)
 }
@@ -151,6 +168,7 @@ struct Part {
     batch: RecordBatch,
     events: u64,
     invalid: u64,
+    skipped: u64,
 }
 
 /// Parses documents into a batch builder; quarantines what is not an archivable event.
@@ -240,8 +258,10 @@ fn parse_jobs(
     parts: &std_mpsc::SyncSender<Part>,
     quarantine: &Quarantine,
     source: &str,
+    keep: Option<&Keep>,
 ) -> Result<(), Error> {
     let mut parser = Parser::new(quarantine, source);
+    let mut skipped = 0;
     loop {
         let job = match jobs.lock().map(|rx| rx.recv()) {
             Ok(Ok(job)) => job,
@@ -249,6 +269,10 @@ fn parse_jobs(
         };
         for &(offset, start, end) in &job.docs {
             let bytes = &job.text[start..end];
+            if keep.is_some_and(|k| !k(bytes)) {
+                skipped += 1;
+                continue;
+            }
             match std::str::from_utf8(bytes) {
                 Ok(text) => parser.document(text, offset)?,
                 Err(e) => {
@@ -261,6 +285,7 @@ fn parse_jobs(
             batch: parser.builder.finish(),
             events: std::mem::take(&mut parser.events),
             invalid: std::mem::take(&mut parser.invalid),
+            skipped: std::mem::take(&mut skipped),
         };
         if parts.send(part).is_err() {
             return Ok(());
@@ -275,8 +300,8 @@ fn collect_parts(
     batch_size: usize,
     live: bool,
     tx: &mpsc::Sender<Chunk>,
-) -> (u64, u64) {
-    let (mut events, mut invalid) = (0, 0);
+) -> (u64, u64, u64) {
+    let (mut events, mut invalid, mut skipped) = (0, 0, 0);
     let mut waiting = std::collections::BTreeMap::new();
     let mut next = 0u64;
     let mut pending = std::collections::VecDeque::<RecordBatch>::new();
@@ -306,7 +331,7 @@ fn collect_parts(
                     // The input paused: what arrived goes out now.
                     if rows > 0 {
                         if !send(&mut pending, rows) {
-                            return (events, invalid);
+                            return (events, invalid, skipped);
                         }
                         rows = 0;
                     }
@@ -325,6 +350,7 @@ fn collect_parts(
             next += 1;
             events += part.events;
             invalid += part.invalid;
+            skipped += part.skipped;
             if part.batch.num_rows() == 0 {
                 continue;
             }
@@ -332,7 +358,7 @@ fn collect_parts(
             pending.push_back(part.batch);
             while rows >= batch_size {
                 if !send(&mut pending, batch_size) {
-                    return (events, invalid);
+                    return (events, invalid, skipped);
                 }
                 rows -= batch_size;
             }
@@ -341,7 +367,7 @@ fn collect_parts(
     if rows > 0 {
         send(&mut pending, rows);
     }
-    (events, invalid)
+    (events, invalid, skipped)
 }
 
 fn read_input(
@@ -349,6 +375,7 @@ fn read_input(
     quarantine: &Quarantine,
     batch_size: usize,
     live: bool,
+    keep: Option<Keep>,
     tx: &mpsc::Sender<Chunk>,
 ) -> Result<ReadStats, Error> {
     let name = input.name();
@@ -360,7 +387,8 @@ fn read_input(
         let parsers: Vec<_> = (0..PARSERS)
             .map(|_| {
                 let (part_tx, job_rx, name) = (part_tx.clone(), job_rx.clone(), name.as_str());
-                scope.spawn(move || parse_jobs(&job_rx, &part_tx, quarantine, name))
+                let keep = keep.as_ref();
+                scope.spawn(move || parse_jobs(&job_rx, &part_tx, quarantine, name, keep))
             })
             .collect();
         drop((part_tx, job_rx));
@@ -370,13 +398,14 @@ fn read_input(
             .into_iter()
             .map(|p| p.join().expect("parser thread"))
             .collect();
-        let (events, invalid) = collector.join().expect("collector thread");
+        let (events, invalid, skipped) = collector.join().expect("collector thread");
         let (bytes, garbage) = framed?;
         parsed.into_iter().collect::<Result<Vec<()>, Error>>()?;
         Ok(ReadStats {
             events,
             invalid: invalid + garbage,
             bytes,
+            skipped,
         })
     })
 }

@@ -18,6 +18,7 @@
 //! alert is repeated only if it was sent after the last checkpoint.
 
 pub mod engine;
+pub mod prefilter;
 pub mod sink;
 pub mod source;
 pub mod window;
@@ -79,6 +80,8 @@ pub struct Options {
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Report {
     pub read: u64,
+    /// Documents the literal prefilter skipped unparsed (they cannot match).
+    pub skipped: u64,
     pub repeated: u64,
     pub matches: u64,
     pub alerts: u64,
@@ -105,8 +108,16 @@ impl Report {
                 }
             })
             .collect();
+        let skipped = if self.skipped > 0 {
+            format!(
+                ", {} documents skipped unparsed (they cannot match)",
+                self.skipped
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "follow: {} events read ({} read again and skipped), {} matches, {} alerts, {} late; {}",
+            "follow: {} events read ({} read again and skipped{skipped}), {} matches, {} alerts, {} late; {}",
             self.read,
             self.repeated,
             self.matches,
@@ -269,6 +280,12 @@ pub async fn follow(opts: Options) -> Result<Report> {
         _ => format!("auditq-follow:{source_name}"),
     };
     let overlap_ms = opts.overlap.as_millis() as i64;
+    // Documents that cannot match are not parsed — unless every event is archived.
+    let keep: Option<crate::ingest::Keep> = match (&opts.archive, prefilter::Prefilter::of(&query))
+    {
+        (None, Some(p)) => Some(Arc::new(move |doc: &[u8]| p.keep(doc))),
+        _ => None,
+    };
     let (tx, mut rx) = mpsc::channel::<Msg>(4);
     let stop = Arc::new(AtomicBool::new(false));
     let mut source_task: tokio::task::JoinHandle<Result<()>> = match &opts.from {
@@ -294,12 +311,14 @@ pub async fn follow(opts: Options) -> Result<Report> {
                 tx,
             ))
         }
-        From::Stdin => tokio::spawn(source::stdin(quarantine.clone(), tx)),
+        From::Stdin => tokio::spawn(source::stdin(quarantine.clone(), keep.clone(), tx)),
         From::File { path, follow } => {
             let (path, follow, start, stop) =
                 (path.clone(), *follow, position.clone(), stop.clone());
-            let q = quarantine.clone();
-            tokio::task::spawn_blocking(move || source::file(path, follow, start, q, stop, tx))
+            let (q, keep) = (quarantine.clone(), keep.clone());
+            tokio::task::spawn_blocking(move || {
+                source::file(path, follow, start, q, keep, stop, tx)
+            })
         }
     };
     let mut sinks = sink::Sinks::start(&opts.sinks, &opts.sink)?;
@@ -401,7 +420,8 @@ pub async fn follow(opts: Options) -> Result<Report> {
                         checkpoint!();
                     }
                 }
-                Some(Msg::End) => {
+                Some(Msg::End { skipped }) => {
+                    report.skipped = skipped;
                     let records = engine.finish();
                     count(&mut report, &records);
                     sinks.send(records).await?;

@@ -39,8 +39,10 @@ pub enum Msg {
     Idle {
         now: Option<i64>,
     },
-    /// A finite input ended.
-    End,
+    /// A finite input ended; `skipped` documents were never parsed (the prefilter).
+    End {
+        skipped: u64,
+    },
 }
 
 /// The API source's settings.
@@ -164,8 +166,12 @@ pub async fn api(
 }
 
 /// Read standard input (NDJSON of events, API pages, arrays) until it closes.
-pub async fn stdin(quarantine: Quarantine, tx: mpsc::Sender<Msg>) -> Result<()> {
-    let (mut rx, handle) = ingest::spawn_live_reader(Input::Stdin, quarantine, 8192);
+pub async fn stdin(
+    quarantine: Quarantine,
+    keep: Option<ingest::Keep>,
+    tx: mpsc::Sender<Msg>,
+) -> Result<()> {
+    let (mut rx, handle) = ingest::spawn_live_reader(Input::Stdin, quarantine, 8192, keep);
     while let Some(chunk) = rx.recv().await {
         if let Chunk::Batch(batches) = chunk {
             for batch in batches {
@@ -182,11 +188,15 @@ pub async fn stdin(quarantine: Quarantine, tx: mpsc::Sender<Msg>) -> Result<()> 
             }
         }
     }
-    tokio::task::spawn_blocking(move || handle.join())
+    let stats = tokio::task::spawn_blocking(move || handle.join())
         .await
         .map_err(|e| Error::Runtime(format!("reading stdin: {e}")))?
         .map_err(|_| Error::Runtime("the stdin reader failed".into()))??;
-    let _ = tx.send(Msg::End).await;
+    let _ = tx
+        .send(Msg::End {
+            skipped: stats.skipped,
+        })
+        .await;
     Ok(())
 }
 
@@ -198,6 +208,7 @@ pub fn file(
     follow: bool,
     start: Position,
     quarantine: Quarantine,
+    keep: Option<ingest::Keep>,
     stop: Arc<AtomicBool>,
     tx: mpsc::Sender<Msg>,
 ) -> Result<()> {
@@ -221,6 +232,7 @@ pub fn file(
     f.seek(SeekFrom::Start(offset)).map_err(io("reading"))?;
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 1 << 20];
+    let mut skipped = 0u64;
     let send = |parser: &mut Parser, pos: Position| -> bool {
         let (batch, _) = parser.take();
         batch.num_rows() == 0 || tx.blocking_send(Msg::Batch { batch, pos }).is_ok()
@@ -238,6 +250,10 @@ pub fn file(
                 let line = &buf[start..start + i];
                 let at = offset + start as u64;
                 start += i + 1;
+                if keep.as_ref().is_some_and(|k| !k(line)) {
+                    skipped += 1;
+                    continue;
+                }
                 document(&mut parser, line, at)?;
                 lines += 1;
                 if lines % 8192 == 0 {
@@ -269,7 +285,7 @@ pub fn file(
                     return Ok(());
                 }
             }
-            let _ = tx.blocking_send(Msg::End);
+            let _ = tx.blocking_send(Msg::End { skipped });
             return Ok(());
         }
         if tx.blocking_send(Msg::Idle { now: None }).is_err() {
