@@ -26,7 +26,7 @@ enum Need {
 }
 
 enum Word {
-    Exact(memchr::memmem::Finder<'static>),
+    Exact(Box<memchr::memmem::Finder<'static>>),
     Caseless(regex::bytes::Regex),
 }
 
@@ -112,7 +112,9 @@ fn word(v: &Value, glob: bool, caseless: bool) -> Option<Need> {
     Some(Need::Word(if caseless {
         Word::Caseless(regex::bytes::Regex::new(&format!("(?i-u){}", regex::escape(best))).ok()?)
     } else {
-        Word::Exact(memchr::memmem::Finder::new(best.as_bytes()).into_owned())
+        Word::Exact(Box::new(
+            memchr::memmem::Finder::new(best.as_bytes()).into_owned(),
+        ))
     }))
 }
 
