@@ -43,6 +43,10 @@ FILTERS = [
     ('country:Germany -event:user_login*',
      'select(.attributes.location.countryName == "Germany" and (.attributes.action | startswith("user_login") | not))',
      "attributes.location.countryName = 'Germany' AND attributes.action NOT LIKE 'user_login%'"),
+    # No word to look for: every line is parsed (the prefilter does not apply).
+    ('not has region',
+     'select((.attributes.location.regionName // "") == "")',
+     "coalesce(attributes.location.regionName, '') = ''"),
 ]
 
 

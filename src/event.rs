@@ -708,6 +708,8 @@ pub struct BatchBuilder {
     raw_hash: Int64Builder,
     date: StringBuilder,
     last_day: (i64, String),
+    /// Whether `raw_hash` is computed (the archive needs it; a stream does not).
+    fingerprints: bool,
 }
 
 impl Default for BatchBuilder {
@@ -748,7 +750,14 @@ impl BatchBuilder {
             raw_hash: Int64Builder::new(),
             date: StringBuilder::new(),
             last_day: (i64::MIN, String::new()),
+            fingerprints: true,
         }
+    }
+
+    /// A builder whose `raw_hash` is 0: for events that are not archived.
+    pub fn without_fingerprints(mut self) -> Self {
+        self.fingerprints = false;
+        self
     }
 
     /// Parse one JSON document. A bare event is appended; an envelope or array is returned
@@ -824,7 +833,8 @@ impl BatchBuilder {
         append_objects(&mut self.context, &attrs.context.0);
         append_objects(&mut self.container, &attrs.container.0);
         self.raw.append_value(raw);
-        self.raw_hash.append_value(raw_hash(raw));
+        self.raw_hash
+            .append_value(if self.fingerprints { raw_hash(raw) } else { 0 });
         let day = time.div_euclid(MICROS_PER_DAY);
         if day != self.last_day.0 {
             self.last_day = (day, utc_date(time));

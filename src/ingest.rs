@@ -113,23 +113,32 @@ const PARSERS: usize = 2;
 /// not JSON); two parser threads turn jobs of documents into Arrow batches; a collector
 /// puts the parts back in input order and sends batches of `batch_size` events.
 pub fn spawn_reader(input: Input, quarantine: Quarantine, batch_size: usize) -> Reader {
-    spawn(input, quarantine, batch_size, false, None)
+    spawn(input, quarantine, batch_size, false, Parsing::default())
 }
 
 /// A test on a document's raw bytes: false skips it unparsed (a prefilter that knows the
 /// document cannot hold a wanted event).
 pub type Keep = std::sync::Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
 
+/// How the parsers treat documents.
+#[derive(Clone, Default)]
+pub struct Parsing {
+    /// Documents this refuses are not parsed.
+    pub keep: Option<Keep>,
+    /// No `raw_hash` (events that will not be archived).
+    pub no_fingerprints: bool,
+}
+
 /// [`spawn_reader`] for a live input (`follow --stdin`): whatever one read returns is
 /// framed at once, and events that arrived are sent when the input pauses (25 ms)
-/// instead of waiting for a whole batch. Documents `keep` refuses are not parsed.
+/// instead of waiting for a whole batch.
 pub fn spawn_live_reader(
     input: Input,
     quarantine: Quarantine,
     batch_size: usize,
-    keep: Option<Keep>,
+    parsing: Parsing,
 ) -> Reader {
-    spawn(input, quarantine, batch_size, true, keep)
+    spawn(input, quarantine, batch_size, true, parsing)
 }
 
 /// The batches of a reader, and its thread (which gives the final counts).
@@ -143,12 +152,12 @@ fn spawn(
     quarantine: Quarantine,
     batch_size: usize,
     live: bool,
-    keep: Option<Keep>,
+    parsing: Parsing,
 ) -> Reader {
     let (tx, rx) = mpsc::channel(1);
     let handle = std::thread::Builder::new()
         .name("auditq-reader".into())
-        .spawn(move || read_input(&input, &quarantine, batch_size.max(1), live, keep, &tx))
+        .spawn(move || read_input(&input, &quarantine, batch_size.max(1), live, &parsing, &tx))
         .expect("spawning a thread");
     (rx, handle)
 }
@@ -258,9 +267,13 @@ fn parse_jobs(
     parts: &std_mpsc::SyncSender<Part>,
     quarantine: &Quarantine,
     source: &str,
-    keep: Option<&Keep>,
+    parsing: &Parsing,
 ) -> Result<(), Error> {
     let mut parser = Parser::new(quarantine, source);
+    if parsing.no_fingerprints {
+        parser.builder = BatchBuilder::new().without_fingerprints();
+    }
+    let keep = parsing.keep.as_ref();
     let mut skipped = 0;
     loop {
         let job = match jobs.lock().map(|rx| rx.recv()) {
@@ -375,7 +388,7 @@ fn read_input(
     quarantine: &Quarantine,
     batch_size: usize,
     live: bool,
-    keep: Option<Keep>,
+    parsing: &Parsing,
     tx: &mpsc::Sender<Chunk>,
 ) -> Result<ReadStats, Error> {
     let name = input.name();
@@ -387,8 +400,7 @@ fn read_input(
         let parsers: Vec<_> = (0..PARSERS)
             .map(|_| {
                 let (part_tx, job_rx, name) = (part_tx.clone(), job_rx.clone(), name.as_str());
-                let keep = keep.as_ref();
-                scope.spawn(move || parse_jobs(&job_rx, &part_tx, quarantine, name, keep))
+                scope.spawn(move || parse_jobs(&job_rx, &part_tx, quarantine, name, parsing))
             })
             .collect();
         drop((part_tx, job_rx));

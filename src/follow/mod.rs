@@ -311,7 +311,13 @@ pub async fn follow(opts: Options) -> Result<Report> {
                 tx,
             ))
         }
-        From::Stdin => tokio::spawn(source::stdin(quarantine.clone(), keep.clone(), tx)),
+        From::Stdin => {
+            let parsing = crate::ingest::Parsing {
+                keep: keep.clone(),
+                no_fingerprints: opts.archive.is_none(),
+            };
+            tokio::spawn(source::stdin(quarantine.clone(), parsing, tx))
+        }
         From::File { path, follow } => {
             let (path, follow, start, stop) =
                 (path.clone(), *follow, position.clone(), stop.clone());

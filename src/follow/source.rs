@@ -168,10 +168,10 @@ pub async fn api(
 /// Read standard input (NDJSON of events, API pages, arrays) until it closes.
 pub async fn stdin(
     quarantine: Quarantine,
-    keep: Option<ingest::Keep>,
+    parsing: ingest::Parsing,
     tx: mpsc::Sender<Msg>,
 ) -> Result<()> {
-    let (mut rx, handle) = ingest::spawn_live_reader(Input::Stdin, quarantine, 8192, keep);
+    let (mut rx, handle) = ingest::spawn_live_reader(Input::Stdin, quarantine, 8192, parsing);
     while let Some(chunk) = rx.recv().await {
         if let Chunk::Batch(batches) = chunk {
             for batch in batches {
