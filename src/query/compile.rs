@@ -735,13 +735,35 @@ pub fn head_predicate(q: &Query, cx: &Compiler<'_>) -> R<Option<Expr>> {
     Ok(predicates.into_iter().reduce(Expr::and))
 }
 
+/// Whether a query starts with `count by action` over every event (no filter, no time):
+/// then the archive's summary holds the answer to that stage, and [`compile`] can start
+/// from it instead of scanning (see `counts` there).
+pub fn starts_with_action_counts(q: &Query) -> bool {
+    if q.filter.is_some() || !q.time.is_empty() {
+        return false;
+    }
+    matches!(
+        q.stages.first(),
+        Some(Stage::Stats { aggs, by, window: None, .. })
+            if aggs.len() == 1
+                && aggs[0].func == AggFn::Count
+                && aggs[0].field.is_none()
+                && by.len() == 1
+                && fields::resolve(&by[0].name).is_some_and(|d| d.name == "action")
+    )
+}
+
 /// Build the DataFrame of a query over `events` (the archive's table), and its time range.
-/// `actions`, when given, is every value of `action` in `events`.
+/// `actions`, when given, is every value of `action` in `events`. `counts`, when given
+/// for a query that [`starts_with_action_counts`], is the number of events of each
+/// action (columns `action`, `count`; a null action too), from the archive's summary:
+/// it answers the first stage without reading `events`.
 pub fn compile(
     q: &Query,
     events: DataFrame,
     clock: &Clock,
     actions: Option<&[&str]>,
+    counts: Option<DataFrame>,
 ) -> R<(DataFrame, Range)> {
     let mut cx = Compiler::new(clock);
     if let Some(actions) = actions {
@@ -757,7 +779,24 @@ pub fn compile(
     let mut view: Vec<Field> = fields_of(DEFAULT_VIEW);
     // Events come in time order unless a `sort` says otherwise (so `head` means "first").
     let mut ordered = false;
-    for stage in &q.stages {
+    let mut done = 0;
+    if let (Some(counts), true) = (counts, starts_with_action_counts(q)) {
+        let Stage::Stats { aggs, by, .. } = &q.stages[0] else {
+            unreachable!("checked above")
+        };
+        let e = |e| df_err(e, q.stages[0].span());
+        df = counts
+            .select(vec![
+                col("action").alias(&by[0].name),
+                col("count").alias(aggs[0].column()),
+            ])
+            .map_err(e)?
+            .sort(vec![column(&by[0].name).sort(true, false)])
+            .map_err(e)?;
+        cx.now_table(&df, &q.stages[0].to_string());
+        done = 1;
+    }
+    for stage in &q.stages[done..] {
         let span = stage.span();
         let e = |e| df_err(e, span);
         if cx.table.is_none() && !ordered && matches!(stage, Stage::Head(..)) {

@@ -96,13 +96,45 @@ pub async fn plan(
         .map_err(|e| Error::Runtime(format!("opening the archive's table: {e}")))?;
     let actions: Option<Vec<&str>> =
         summary.map(|s| s.actions.keys().map(String::as_str).collect());
-    let (frame, range) = compile::compile(&query, events, &clock, actions.as_deref())
+    let counts = match summary {
+        Some(s) if compile::starts_with_action_counts(&query) => Some(action_counts(ctx, s)?),
+        _ => None,
+    };
+    let (frame, range) = compile::compile(&query, events, &clock, actions.as_deref(), counts)
         .map_err(|d| bad_query(src, &[d], style))?;
     Ok(Planned {
         query,
         frame,
         range,
     })
+}
+
+/// The number of events of each action (a row for events without one, if any), from
+/// the archive's summary: the answer of `| count by action` without reading the data.
+fn action_counts(ctx: &SessionContext, s: &Summary) -> Result<DataFrame> {
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let mut names: Vec<Option<&str>> = s.actions.keys().map(|a| Some(a.as_str())).collect();
+    let mut counts: Vec<i64> = s.actions.values().map(|&n| n as i64).collect();
+    let without = s.rows.saturating_sub(s.actions.values().sum::<u64>());
+    if without > 0 {
+        names.push(None);
+        counts.push(without as i64);
+    }
+    let schema = std::sync::Arc::new(Schema::new(vec![
+        Field::new("action", DataType::Utf8, true),
+        Field::new("count", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            std::sync::Arc::new(StringArray::from(names)),
+            std::sync::Arc::new(Int64Array::from(counts)),
+        ],
+    )
+    .map_err(|e| Error::Runtime(format!("action counts: {e}")))?;
+    ctx.read_batch(batch)
+        .map_err(|e| Error::Runtime(format!("action counts: {e}")))
 }
 
 /// Warnings about a query: a time range starting before the archive's first event;

@@ -9,6 +9,17 @@ const NOW: &str = "2026-02-18T12:00:00Z";
 /// (auditq query, DuckDB SQL over `ev`, whether row order matters).
 const PAIRS: &[(&str, &str, bool)] = &[
     ("| count", "SELECT count(*) FROM ev", true),
+    // Answered from the archive's summary, not by a scan.
+    (
+        "| count by event",
+        "SELECT action, count(*) FROM ev GROUP BY action",
+        false,
+    ),
+    (
+        "| count by action | sort -count, action | head 5",
+        "SELECT action, count(*) AS c FROM ev GROUP BY action ORDER BY c DESC, action LIMIT 5",
+        true,
+    ),
     (
         "event:user_login | count",
         "SELECT count(*) FROM ev WHERE lower(action) = 'user_login'",
