@@ -153,6 +153,36 @@ pub(crate) fn page_batch(
     Ok(builder.finish())
 }
 
+/// A page that stayed unreadable: its bytes go to the quarantine, and the error says
+/// where (the checkpoint does not move past it).
+pub(crate) fn poison(
+    quarantine: &crate::archive::quarantine::Quarantine,
+    path: &str,
+    attempts: u32,
+    why: &str,
+    body: &[u8],
+) -> Error {
+    let stored = quarantine.put(
+        Kind::Invalid,
+        body,
+        &format!("unreadable API page: {why}"),
+        path,
+        None,
+    );
+    match stored {
+        Ok(q) => Error::Poison {
+            message: format!(
+                "{path}: the page stayed unreadable after {attempts} attempts ({why})"
+            ),
+            path: q,
+        },
+        Err(source) => Error::Io {
+            what: "writing to the quarantine".into(),
+            source,
+        },
+    }
+}
+
 /// The largest `processed_at` of a batch, epoch ms.
 pub(crate) fn max_processed(batch: &RecordBatch) -> Option<i64> {
     let c = batch
@@ -214,27 +244,7 @@ pub async fn sync(archive: &Archive, opts: &Options) -> Result<Report> {
                     attempts,
                     why,
                     body,
-                }) => {
-                    let q = archive
-                        .quarantine()
-                        .put(
-                            Kind::Invalid,
-                            &body,
-                            &format!("unreadable API page: {why}"),
-                            &path,
-                            None,
-                        )
-                        .map_err(|source| Error::Io {
-                            what: "writing to the quarantine".into(),
-                            source,
-                        })?;
-                    return Err(Error::Poison {
-                        message: format!(
-                            "{path}: the page stayed unreadable after {attempts} attempts ({why})"
-                        ),
-                        path: q,
-                    });
-                }
+                }) => return Err(poison(&archive.quarantine(), &path, attempts, &why, &body)),
                 Err(e) => return Err(e.into()),
             };
             report.pages += 1;

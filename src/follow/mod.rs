@@ -340,8 +340,23 @@ pub async fn follow(opts: Options) -> Result<Report> {
 
     // Deliver, archive and save: everything up to here is done.
     macro_rules! checkpoint {
+        // While running: a signal during the wait for the sinks stops the run.
         () => {{
+            tokio::select! {
+                r = sinks.barrier() => r?,
+                sig = &mut signal => {
+                    report.signal = Some(sig);
+                    return Ok(());
+                }
+            }
+            checkpoint!(delivered);
+        }};
+        // The last one, after a signal: the caller bounds the wait.
+        (last) => {{
             sinks.barrier().await?;
+            checkpoint!(delivered);
+        }};
+        (delivered) => {{
             seq += 1;
             if let Some(w) = &mut writer {
                 let version = match &position {
@@ -376,6 +391,19 @@ pub async fn follow(opts: Options) -> Result<Report> {
         }};
     }
 
+    // Queue records on the sinks; a full queue waits, but a signal still stops us.
+    macro_rules! send {
+        ($records:expr) => {{
+            tokio::select! {
+                r = sinks.send($records) => r?,
+                sig = &mut signal => {
+                    report.signal = Some(sig);
+                    return Ok(());
+                }
+            }
+        }};
+    }
+
     let outcome: Result<()> = async {
         loop {
             let msg = tokio::select! {
@@ -402,7 +430,7 @@ pub async fn follow(opts: Options) -> Result<Report> {
                     report.read += batch.num_rows() as u64;
                     let records = engine.push(&batch).map_err(Error::Runtime)?;
                     count(&mut report, &records);
-                    sinks.send(records).await?;
+                    send!(records);
                     position = pos;
                     dirty = true;
                     if writer.is_some() && batch.num_rows() > 0 {
@@ -420,7 +448,7 @@ pub async fn follow(opts: Options) -> Result<Report> {
                         if !records.is_empty() {
                             dirty = true;
                         }
-                        sinks.send(records).await?;
+                        send!(records);
                     }
                     if dirty {
                         checkpoint!();
@@ -430,7 +458,7 @@ pub async fn follow(opts: Options) -> Result<Report> {
                     report.skipped = skipped;
                     let records = engine.finish();
                     count(&mut report, &records);
-                    sinks.send(records).await?;
+                    send!(records);
                     checkpoint!();
                     return Ok(());
                 }
@@ -456,7 +484,7 @@ pub async fn follow(opts: Options) -> Result<Report> {
         // Stop reading; deliver what was sent, within the grace period.
         source_task.abort();
         let drained = tokio::time::timeout(opts.shutdown_grace, async {
-            checkpoint!();
+            checkpoint!(last);
             Ok::<(), Error>(())
         })
         .await;

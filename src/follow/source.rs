@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::api::client::{ApiError, Client, Limits, Secret};
-use crate::archive::quarantine::{Kind, Quarantine};
+use crate::archive::quarantine::Quarantine;
 use crate::error::{Error, Result};
 use crate::ingest::{self, Chunk, Input, Parser};
 
@@ -116,24 +116,13 @@ pub async fn api(
                 why,
                 body,
             }) => {
-                let q = quarantine
-                    .put(
-                        Kind::Invalid,
-                        &body,
-                        &format!("unreadable API page: {why}"),
-                        &path,
-                        None,
-                    )
-                    .map_err(|source| Error::Io {
-                        what: "writing to the quarantine".into(),
-                        source,
-                    })?;
-                return Err(Error::Poison {
-                    message: format!(
-                        "{path}: the page stayed unreadable after {attempts} attempts ({why})"
-                    ),
-                    path: q,
-                });
+                return Err(crate::sync::poison(
+                    &quarantine,
+                    &path,
+                    attempts,
+                    &why,
+                    &body,
+                ));
             }
             Err(e) => return Err(e.into()),
         };

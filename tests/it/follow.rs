@@ -571,3 +571,53 @@ fn a_followed_file_is_read_across_rotation_and_the_sink_file_gets_each_event_onc
     let want: Vec<String> = lines.iter().map(|l| ids_of(l).remove(0)).collect();
     assert_eq!(got, want, "every event once, in order");
 }
+
+#[test]
+fn a_dead_sink_holds_events_back_but_not_a_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, scripted().0.join("\n") + "\n").unwrap();
+    // A port nobody listens on: every POST is refused, and retried.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_auditq"));
+    c.env_remove("AUDITQ_ARCHIVE")
+        .env("XDG_DATA_HOME", dir.path().join("data"))
+        .env("AUDITQ_CONFIG", dir.path().join("none.toml"))
+        .args(["follow", "--stdin", "--state"])
+        .arg(dir.path().join("state"))
+        .args([
+            "--sink",
+            &format!("webhook:http://127.0.0.1:{port}/hook?token=canary-77"),
+        ])
+        .args(["--", "event:user_login_failed"])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("could not connect"), "{err}");
+    assert!(err.contains("sent again on the next run"), "{err}");
+    assert!(
+        !err.contains("canary-77") && !err.contains("/hook"),
+        "{err}"
+    );
+    // Nothing was delivered, so no checkpoint moved past it.
+    assert!(!dir.path().join("state/checkpoint.json").exists());
+}
