@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, StringArray};
+use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
@@ -131,7 +132,22 @@ impl ScalarUDFImpl for IpInCidr {
         let ips = args.args[0].to_array(args.number_rows)?;
         let test = |ip: Option<&str>| ip.map(|ip| net.contains(ip));
         let out: BooleanArray = match ips.data_type() {
-            DataType::Utf8View => ips.as_string_view().iter().map(test).collect(),
+            DataType::Utf8View => {
+                // A view holds a string's length and its first four bytes: most addresses
+                // are rejected there, without reading the string from its buffer.
+                let ips = ips.as_string_view();
+                let want = net.prefix.as_bytes();
+                let head = &want[..want.len().min(4)];
+                let views = ips.views();
+                let values = BooleanBuffer::collect_bool(ips.len(), |i| {
+                    let view = views[i].to_le_bytes();
+                    let len = u32::from_le_bytes([view[0], view[1], view[2], view[3]]);
+                    (len as usize) >= want.len()
+                        && view[4..4 + head.len()] == *head
+                        && net.contains(ips.value(i))
+                });
+                BooleanArray::new(values, ips.nulls().cloned())
+            }
             _ => {
                 let ips = cast(&ips, &DataType::Utf8)?;
                 ips.as_string::<i32>().iter().map(test).collect()
