@@ -391,13 +391,17 @@ pub async fn follow(opts: Options) -> Result<Report> {
         }};
     }
 
-    // Queue records on the sinks; a full queue waits, but a signal still stops us.
+    // Queue records on the sinks; a full queue waits, but a signal still stops us. Then
+    // the engine has taken a batch whose position was not recorded: no checkpoint may be
+    // taken any more (the next run reads that batch again, and sends it again).
+    let mut torn = false;
     macro_rules! send {
         ($records:expr) => {{
             tokio::select! {
                 r = sinks.send($records) => r?,
                 sig = &mut signal => {
                     report.signal = Some(sig);
+                    torn = true;
                     return Ok(());
                 }
             }
@@ -484,7 +488,12 @@ pub async fn follow(opts: Options) -> Result<Report> {
         // Stop reading; deliver what was sent, within the grace period.
         source_task.abort();
         let drained = tokio::time::timeout(opts.shutdown_grace, async {
-            checkpoint!(last);
+            if torn {
+                sinks.barrier().await?;
+                report.undelivered = true;
+            } else {
+                checkpoint!(last);
+            }
             Ok::<(), Error>(())
         })
         .await;
