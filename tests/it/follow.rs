@@ -26,15 +26,21 @@ fn ids_of(ndjson: &str) -> Vec<String> {
         .collect()
 }
 
-/// `auditq follow --stdin` with no archive (the `--archive` of [`auditq`] would also
-/// archive what it reads).
-fn follow_stdin(scratch: &Path, query: &str, input: &Path) -> super::Run {
+/// The binary with no archive (the `--archive` of [`auditq`] would make `follow` archive
+/// what it reads), its data and config under `scratch`.
+fn bare(scratch: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_auditq"));
     c.env_remove("AUDITQ_ARCHIVE")
         .env("AUDITQ_CONFIG", scratch.with_extension("no-config.toml"))
         .env("XDG_DATA_HOME", scratch.with_extension("data"))
-        .env("NO_COLOR", "1")
-        .args(["follow", "--stdin", "--now", NOW, "--", query])
+        .env("NO_COLOR", "1");
+    c
+}
+
+/// `auditq follow --stdin QUERY < input`.
+fn follow_stdin(scratch: &Path, query: &str, input: &Path) -> super::Run {
+    let mut c = bare(scratch);
+    c.args(["follow", "--stdin", "--now", NOW, "--", query])
         .stdin(std::fs::File::open(input).unwrap());
     run(&mut c)
 }
@@ -529,11 +535,8 @@ fn a_followed_file_is_read_across_rotation_and_the_sink_file_gets_each_event_onc
     let log = dir.path().join("audit.ndjson");
     let out = dir.path().join("out.ndjson");
     std::fs::write(&log, lines[..20].join("\n") + "\n").unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_auditq"));
-    c.env_remove("AUDITQ_ARCHIVE")
-        .env("XDG_DATA_HOME", dir.path().join("data"))
-        .env("AUDITQ_CONFIG", dir.path().join("none.toml"))
-        .args(["follow", "-F", "--file"])
+    let mut c = bare(&dir.path().join("scratch"));
+    c.args(["follow", "-F", "--file"])
         .arg(&log)
         .arg("--sink")
         .arg(format!("file:{}", out.display()))
@@ -583,11 +586,8 @@ fn a_dead_sink_holds_events_back_but_not_a_signal() {
         .local_addr()
         .unwrap()
         .port();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_auditq"));
-    c.env_remove("AUDITQ_ARCHIVE")
-        .env("XDG_DATA_HOME", dir.path().join("data"))
-        .env("AUDITQ_CONFIG", dir.path().join("none.toml"))
-        .args(["follow", "--stdin", "--state"])
+    let mut c = bare(&dir.path().join("scratch"));
+    c.args(["follow", "--stdin", "--state"])
         .arg(dir.path().join("state"))
         .args([
             "--sink",
@@ -620,4 +620,67 @@ fn a_dead_sink_holds_events_back_but_not_a_signal() {
     );
     // Nothing was delivered, so no checkpoint moved past it.
     assert!(!dir.path().join("state/checkpoint.json").exists());
+}
+
+#[test]
+fn a_refused_event_goes_to_the_dead_letter_file_and_the_rest_is_delivered() {
+    use axum::routing::post;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = Arc::new(Mutex::new(Vec::<String>::new()));
+    let g = got.clone();
+    // Refuses (400) any batch holding ev-005; takes every other.
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |body: String| {
+            let got = g.clone();
+            async move {
+                let items: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+                if items.iter().any(|v| v["id"] == "ev-005") {
+                    return (axum::http::StatusCode::BAD_REQUEST, "bad field: actor");
+                }
+                let mut g = got.lock().unwrap();
+                g.extend(items.iter().map(|v| v["id"].as_str().unwrap().to_owned()));
+                (axum::http::StatusCode::OK, "")
+            }
+        }),
+    );
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    rt.spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let (lines, _) = scripted();
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let state = dir.path().join("state");
+    let mut c = bare(&dir.path().join("scratch"));
+    c.args(["follow", "--stdin", "--state"])
+        .arg(&state)
+        .args(["--sink", &format!("webhook:{url}"), "--", ""])
+        .stdin(std::fs::File::open(&input).unwrap());
+    let r = ok(&mut c);
+    assert!(r.stderr.contains("refused event ev-005"), "{}", r.stderr);
+    let mut want: Vec<String> = lines.iter().map(|l| ids_of(l).remove(0)).collect();
+    want.retain(|id| id != "ev-005");
+    let mut delivered = got.lock().unwrap().clone();
+    delivered.sort();
+    want.sort();
+    assert_eq!(delivered, want);
+    let dead = std::fs::read_to_string(state.join("dead-letter.ndjson")).unwrap();
+    let dead: Vec<serde_json::Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["id"], "ev-005");
+    assert_eq!(dead[0]["status"], 400);
+    assert_eq!(dead[0]["reason"], "bad field: actor");
+    assert_eq!(dead[0]["record"]["id"], "ev-005");
+    assert!(r.stderr.contains("1 refused"), "{}", r.stderr);
 }
