@@ -312,7 +312,9 @@ pub fn highlight(line: &str) -> String {
                 .any(|op| next.starts_with(op.trim_start()));
             let colour = if after_pipe && STAGES.contains(&lower.as_str()) {
                 Some(paint::STAGE)
-            } else if KEYWORDS.contains(&lower.as_str()) {
+            } else if KEYWORDS.contains(&lower.as_str())
+                || matches!(lower.as_str(), "over" | "every" | "within")
+            {
                 Some(paint::KEYWORD)
             } else if fields::resolve(&lower).is_some() {
                 Some(paint::FIELD)
