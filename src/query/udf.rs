@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, BooleanArray, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
 use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
@@ -113,6 +113,35 @@ struct IpInCidr {
     signature: Signature,
 }
 
+/// Which addresses of an array lie in `net` (null for null).
+fn containment(ips: &ArrayRef, net: &Cidr) -> Result<BooleanArray> {
+    Ok(match ips.data_type() {
+        DataType::Utf8View => {
+            // A view holds a string's length and its first four bytes: most addresses
+            // are rejected there, without reading the string from its buffer.
+            let ips = ips.as_string_view();
+            let want = net.prefix.as_bytes();
+            let head = &want[..want.len().min(4)];
+            let views = ips.views();
+            let values = BooleanBuffer::collect_bool(ips.len(), |i| {
+                let view = views[i].to_le_bytes();
+                let len = u32::from_le_bytes([view[0], view[1], view[2], view[3]]);
+                (len as usize) >= want.len()
+                    && view[4..4 + head.len()] == *head
+                    && net.contains(ips.value(i))
+            });
+            BooleanArray::new(values, ips.nulls().cloned())
+        }
+        _ => {
+            let ips = cast(ips, &DataType::Utf8)?;
+            ips.as_string::<i32>()
+                .iter()
+                .map(|ip| ip.map(|ip| net.contains(ip)))
+                .collect()
+        }
+    })
+}
+
 impl ScalarUDFImpl for IpInCidr {
     fn name(&self) -> &str {
         "ip_in_cidr"
@@ -130,29 +159,7 @@ impl ScalarUDFImpl for IpInCidr {
             Err(e) => return exec_err!("{e}"),
         };
         let ips = args.args[0].to_array(args.number_rows)?;
-        let test = |ip: Option<&str>| ip.map(|ip| net.contains(ip));
-        let out: BooleanArray = match ips.data_type() {
-            DataType::Utf8View => {
-                // A view holds a string's length and its first four bytes: most addresses
-                // are rejected there, without reading the string from its buffer.
-                let ips = ips.as_string_view();
-                let want = net.prefix.as_bytes();
-                let head = &want[..want.len().min(4)];
-                let views = ips.views();
-                let values = BooleanBuffer::collect_bool(ips.len(), |i| {
-                    let view = views[i].to_le_bytes();
-                    let len = u32::from_le_bytes([view[0], view[1], view[2], view[3]]);
-                    (len as usize) >= want.len()
-                        && view[4..4 + head.len()] == *head
-                        && net.contains(ips.value(i))
-                });
-                BooleanArray::new(values, ips.nulls().cloned())
-            }
-            _ => {
-                let ips = cast(&ips, &DataType::Utf8)?;
-                ips.as_string::<i32>().iter().map(test).collect()
-            }
-        };
+        let out = containment(&ips, &net)?;
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
