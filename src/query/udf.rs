@@ -121,13 +121,21 @@ fn containment(ips: &ArrayRef, net: &Cidr) -> Result<BooleanArray> {
             // are rejected there, without reading the string from its buffer.
             let ips = ips.as_string_view();
             let want = net.prefix.as_bytes();
-            let head = &want[..want.len().min(4)];
+            // Up to four bytes of the prefix, compared as one integer with the view's.
+            let n = want.len().min(4);
+            let mut head = [0u8; 4];
+            head[..n].copy_from_slice(&want[..n]);
+            let head = u32::from_le_bytes(head);
+            let mask = if n == 4 {
+                u32::MAX
+            } else {
+                (1u32 << (8 * n)) - 1
+            };
             let views = ips.views();
             let values = BooleanBuffer::collect_bool(ips.len(), |i| {
-                let view = views[i].to_le_bytes();
-                let len = u32::from_le_bytes([view[0], view[1], view[2], view[3]]);
-                (len as usize) >= want.len()
-                    && view[4..4 + head.len()] == *head
+                let view = views[i];
+                (view as u32 as usize) >= want.len()
+                    && ((view >> 32) as u32) & mask == head
                     && net.contains(ips.value(i))
             });
             BooleanArray::new(values, ips.nulls().cloned())
@@ -317,6 +325,32 @@ pub fn list_match(list: Expr, type_part: bool, m: &Matcher) -> Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_views_are_tested_by_their_inline_bytes_then_in_full() {
+        use datafusion::arrow::array::StringViewArray;
+        let ips: ArrayRef = Arc::new(StringViewArray::from(vec![
+            Some("10.20.1.2"),
+            Some("10.20.100.200"),
+            Some("10.2.0.1"),
+            None,
+            Some("10.200.0.1"),
+            Some("10.20.999.1"),
+            Some(""),
+            Some("2001:db8::1"),
+        ]));
+        let got = |net: &str| -> Vec<Option<bool>> {
+            containment(&ips, &Cidr::parse(net).unwrap())
+                .unwrap()
+                .iter()
+                .collect()
+        };
+        let (t, f) = (Some(true), Some(false));
+        assert_eq!(got("10.20.0.0/16"), vec![t, t, f, None, f, f, f, f]);
+        assert_eq!(got("10.0.0.0/8"), vec![t, t, t, None, t, f, f, f]);
+        assert_eq!(got("0.0.0.0/0"), vec![t, t, t, None, t, f, f, f]);
+        assert_eq!(got("2001:db8::/32"), vec![f, f, f, None, f, f, f, t]);
+    }
 
     #[test]
     fn cidr_containment() {
