@@ -173,6 +173,23 @@ fn read_type(f: &Field) -> Field {
     }
 }
 
+/// Whether any of the filters reads one of `columns`.
+fn reads_any(filters: &[Expr], columns: &[&str]) -> bool {
+    filters.iter().any(|f| {
+        let mut found = false;
+        let _ = f.apply(|e| {
+            if let Expr::Column(c) = e
+                && columns.contains(&c.name.as_str())
+            {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        found
+    })
+}
+
 /// Whether an expression references the `date` column and no other, deterministically.
 fn only_date(expr: &Expr) -> bool {
     let (mut date, mut other) = (false, false);
@@ -358,8 +375,15 @@ impl TableProvider for ArchiveTable {
             .collect();
         let (file_groups, total) =
             compute_all_files_statistics(file_groups, self.schema.clone(), true, false)?;
+        // Pruning aids that cost a read per file are only read when a filter can use
+        // them: the page index for `time` (rows are sorted by it, so pages hold time
+        // ranges; any other column is spread over every page), bloom filters for the
+        // columns that have them.
+        let mut global = state.config_options().execution.parquet.clone();
+        global.enable_page_index &= reads_any(filters, &[col::TIME]);
+        global.bloom_filter_on_read &= reads_any(filters, &[col::ID, col::ACTOR_ID, col::IP]);
         let options = TableParquetOptions {
-            global: state.config_options().execution.parquet.clone(),
+            global,
             ..Default::default()
         };
         let table_schema = TableSchema::builder(self.file_schema.clone())
