@@ -69,16 +69,10 @@ enum Out {
 pub struct State {
     /// Per `dedup` stage: each key's last emitted event time.
     dedup: Vec<BTreeMap<String, i64>>,
+    /// Only in a checkpoint: while running, the window holds its own state.
     window: Option<window::State>,
     /// The largest event time seen (µs), for pruning dedup keys.
     max_time: Option<i64>,
-}
-
-impl State {
-    /// Events that arrived after their window had closed.
-    pub fn late(&self) -> u64 {
-        self.window.as_ref().map_or(0, |w| w.late)
-    }
 }
 
 pub struct Engine {
@@ -314,35 +308,33 @@ impl Engine {
             dedup: vec![BTreeMap::new(); dedups],
             ..Default::default()
         };
-        let mut engine = Engine {
+        Ok(Engine {
             text: q.to_string(),
             steps,
             out,
             window: spec.map(|s| Window::new(s, window::State::default())),
             state,
             lateness,
-        };
-        engine.state.window = engine.window.as_ref().map(|w| w.state.clone());
-        Ok(engine)
+        })
     }
 
-    /// Whether the query aggregates over windows (its output is alerts, not events).
-    pub fn windowed(&self) -> bool {
-        self.window.is_some()
-    }
-
-    /// The state to checkpoint.
-    pub fn state(&mut self) -> &State {
-        if let Some(w) = &self.window {
-            self.state.window = Some(w.state.clone());
+    /// The state to checkpoint (the window's is kept by the window, and copied here).
+    pub fn state(&self) -> State {
+        State {
+            window: self.window.as_ref().map(|w| w.state.clone()),
+            ..self.state.clone()
         }
-        &self.state
+    }
+
+    /// Events that arrived after their window had closed.
+    pub fn late(&self) -> u64 {
+        self.window.as_ref().map_or(0, |w| w.state.late)
     }
 
     /// Continue from a checkpoint's state (of the same query).
-    pub fn restore(&mut self, state: State) {
-        if let (Some(w), Some(ws)) = (&mut self.window, &state.window) {
-            w.state = ws.clone();
+    pub fn restore(&mut self, mut state: State) {
+        if let (Some(w), Some(ws)) = (&mut self.window, state.window.take()) {
+            w.state = ws;
         }
         if state.dedup.len() == self.state.dedup.len() {
             self.state = state;
@@ -527,17 +519,28 @@ pub fn values(a: &ArrayRef) -> Vec<Option<Val>> {
     }
 }
 
-/// Matching events as their own JSON, on one line each.
-fn events(batch: &RecordBatch) -> Vec<Record> {
+/// The `id` and `time` columns of events.
+fn ids_and_times(
+    batch: &RecordBatch,
+) -> (
+    &datafusion::arrow::array::StringArray,
+    &datafusion::arrow::array::TimestampMicrosecondArray,
+) {
     let ids = batch.column_by_name(c::ID).expect("id").as_string::<i32>();
-    let raw = batch
-        .column_by_name(c::RAW)
-        .expect("raw")
-        .as_string::<i32>();
     let times = batch
         .column_by_name(c::TIME)
         .expect("time")
         .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+    (ids, times)
+}
+
+/// Matching events as their own JSON, on one line each.
+fn events(batch: &RecordBatch) -> Vec<Record> {
+    let (ids, times) = ids_and_times(batch);
+    let raw = batch
+        .column_by_name(c::RAW)
+        .expect("raw")
+        .as_string::<i32>();
     (0..batch.num_rows())
         .map(|i| Record {
             id: ids.value(i).to_owned(),
@@ -564,11 +567,17 @@ fn fields(batch: &RecordBatch, cols: &[(String, Phys)]) -> Result<Vec<Record>, S
     let mut buf = Vec::new();
     output::write(&mut buf, Format::Ndjson, &schema, &[projected], None).map_err(|e| e.render())?;
     let text = String::from_utf8(buf).map_err(|e| e.to_string())?;
-    let mut records = events(batch);
-    for (r, line) in records.iter_mut().zip(text.lines()) {
-        r.json = line.to_owned();
-    }
-    Ok(records)
+    let (ids, times) = ids_and_times(batch);
+    Ok(text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| Record {
+            id: ids.value(i).to_owned(),
+            time: times.value(i),
+            alert: false,
+            json: line.to_owned(),
+        })
+        .collect())
 }
 
 #[cfg(test)]

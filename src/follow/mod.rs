@@ -378,7 +378,7 @@ pub async fn follow(opts: Options) -> Result<Report> {
                     query: engine.text.clone(),
                     source: source_name.clone(),
                     position: position.clone(),
-                    engine: engine.state().clone(),
+                    engine: engine.state(),
                     recent: recent.ids.iter().map(|(k, v)| (k.clone(), *v)).collect(),
                     seq,
                     saved: crate::event::format_time(chrono::Utc::now().timestamp_micros()),
@@ -479,7 +479,7 @@ pub async fn follow(opts: Options) -> Result<Report> {
     .await;
     stop.store(true, Ordering::Relaxed);
     rx.close();
-    report.late = engine.state().late();
+    report.late = engine.late();
     if let Err(e) = outcome {
         source_task.abort();
         return Err(e);
