@@ -200,6 +200,15 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A parser as `parsing` says (without fingerprints, when asked).
+    pub(crate) fn with(quarantine: &'a Quarantine, source: &'a str, parsing: &Parsing) -> Self {
+        let mut parser = Parser::new(quarantine, source);
+        if parsing.no_fingerprints {
+            parser.builder = BatchBuilder::new().without_fingerprints();
+        }
+        parser
+    }
+
     /// Events parsed since the last call, as a batch; and the count quarantined.
     pub(crate) fn take(&mut self) -> (RecordBatch, u64) {
         self.events = 0;
@@ -269,10 +278,7 @@ fn parse_jobs(
     source: &str,
     parsing: &Parsing,
 ) -> Result<(), Error> {
-    let mut parser = Parser::new(quarantine, source);
-    if parsing.no_fingerprints {
-        parser.builder = BatchBuilder::new().without_fingerprints();
-    }
+    let mut parser = Parser::with(quarantine, source, parsing);
     let keep = parsing.keep.as_ref();
     let mut skipped = 0;
     loop {

@@ -280,11 +280,16 @@ pub async fn follow(opts: Options) -> Result<Report> {
         _ => format!("auditq-follow:{source_name}"),
     };
     let overlap_ms = opts.overlap.as_millis() as i64;
-    // Documents that cannot match are not parsed — unless every event is archived.
+    // Documents that cannot match are not parsed, and events get no fingerprint (the
+    // archive's content hash) — unless every event is archived.
     let keep: Option<crate::ingest::Keep> = match (&opts.archive, prefilter::Prefilter::of(&query))
     {
         (None, Some(p)) => Some(Arc::new(move |doc: &[u8]| p.keep(doc))),
         _ => None,
+    };
+    let parsing = crate::ingest::Parsing {
+        keep,
+        no_fingerprints: opts.archive.is_none(),
     };
     let (tx, mut rx) = mpsc::channel::<Msg>(4);
     let stop = Arc::new(AtomicBool::new(false));
@@ -311,19 +316,13 @@ pub async fn follow(opts: Options) -> Result<Report> {
                 tx,
             ))
         }
-        From::Stdin => {
-            let parsing = crate::ingest::Parsing {
-                keep: keep.clone(),
-                no_fingerprints: opts.archive.is_none(),
-            };
-            tokio::spawn(source::stdin(quarantine.clone(), parsing, tx))
-        }
+        From::Stdin => tokio::spawn(source::stdin(quarantine.clone(), parsing, tx)),
         From::File { path, follow } => {
             let (path, follow, start, stop) =
                 (path.clone(), *follow, position.clone(), stop.clone());
-            let (q, keep) = (quarantine.clone(), keep.clone());
+            let q = quarantine.clone();
             tokio::task::spawn_blocking(move || {
-                source::file(path, follow, start, q, keep, stop, tx)
+                source::file(path, follow, start, q, parsing, stop, tx)
             })
         }
     };

@@ -197,7 +197,7 @@ pub fn file(
     follow: bool,
     start: Position,
     quarantine: Quarantine,
-    keep: Option<ingest::Keep>,
+    parsing: ingest::Parsing,
     stop: Arc<AtomicBool>,
     tx: mpsc::Sender<Msg>,
 ) -> Result<()> {
@@ -206,7 +206,8 @@ pub fn file(
         move |source| Error::Io { what, source }
     };
     let name = path.display().to_string();
-    let mut parser = Parser::new(&quarantine, &name);
+    let mut parser = Parser::with(&quarantine, &name, &parsing);
+    let keep = parsing.keep.clone();
     let mut f = std::fs::File::open(&path).map_err(io("opening"))?;
     let meta = f.metadata().map_err(io("reading"))?;
     let (mut dev, mut ino) = (meta.dev(), meta.ino());
