@@ -30,7 +30,9 @@ Environment:
   AUDITQ_CONFIG    config file (default: $XDG_CONFIG_HOME/auditq/config.toml)
   AUDITQ_NOW       the time that now means in queries (like --now)
   ATLASSIAN_API_KEY  the organization API key `sync` sends (or --token-file)
-  NO_COLOR         no colour in messages";
+  ATLASSIAN_ORG_ID the organization (like --org; also `org = \"…\"` in the config file)
+  NO_COLOR         no colour (as --color never)
+  RUST_LOG         what to log on stderr, e.g. `auditq=debug` (as -v, -vv)";
 
 /// Archive, query and stream Atlassian organization audit logs.
 #[derive(Debug, Parser)]
@@ -48,9 +50,18 @@ pub struct Args {
     /// No progress bars and no summaries; errors only
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// More detail on stderr
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
+    /// Log what auditq does on stderr: -v requests, commits and plans; -vv more
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Colour in messages and tables: auto (on a terminal, unless NO_COLOR), always, never
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "auto",
+        value_name = "WHEN"
+    )]
+    pub color: crate::run::ColorChoice,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -71,9 +82,9 @@ pub enum Command {
     /// The key comes from ATLASSIAN_API_KEY or --token-file, never from the command line.
     /// The first run reads --since back; later runs resume from the checkpoint.
     Sync {
-        /// Organization id
+        /// Organization id [env: ATLASSIAN_ORG_ID; config: org]
         #[arg(long, value_name = "ORG")]
-        org: String,
+        org: Option<String>,
         /// API root
         #[arg(long, default_value = "https://api.atlassian.com", value_name = "URL")]
         api_url: String,
@@ -130,9 +141,9 @@ pub enum Command {
         /// Days they span, ending now
         #[arg(long, default_value_t = 90)]
         days: u32,
-        /// Where the demo archive goes
-        #[arg(long, default_value = "auditq-demo", value_name = "DIR")]
-        dir: PathBuf,
+        /// Where the demo archive goes (default: --archive when given, else auditq-demo)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Write synthetic events in the API's event shape as NDJSON (deterministic per seed)
     Generate {
@@ -161,18 +172,29 @@ pub enum Command {
     ///
     /// Example: auditq query 'actor = "x" and event ~ "permission*" since 7d | count by actor'
     Query {
-        /// The query (or --file).
-        #[arg(value_name = "QUERY", required_unless_present = "file")]
+        /// The query (or --file, --saved). It may start with `-` (`-actor:svc-* …`).
+        #[arg(
+            value_name = "QUERY",
+            required_unless_present_any = ["file", "saved"],
+            allow_hyphen_values = true
+        )]
         query: Option<String>,
-        /// Read the query from a file (`#` comments allowed).
-        #[arg(long, value_name = "FILE", conflicts_with = "query")]
-        file: Option<PathBuf>,
+        /// Read the query from a file (`#` comments allowed); `-` reads standard input.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["query", "saved"])]
+        file: Option<String>,
+        /// Run a query saved in the REPL (`.save NAME`).
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["query", "file"])]
+        saved: Option<String>,
         /// Output format: table on a terminal, else CSV; from -o's extension when given.
         #[arg(long, value_enum)]
         format: Option<crate::query::output::Format>,
-        /// Write the result to a file instead of stdout.
+        /// Write the result to a file instead of stdout (it appears only when complete;
+        /// .csv .json .ndjson .jsonl .parquet .txt).
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// On a terminal, print every row (by default a screenful and a count of the rest).
+        #[arg(long)]
+        all: bool,
         /// "Now" for relative times (default: AUDITQ_NOW, else the clock).
         #[arg(long, value_name = "TIME")]
         now: Option<String>,
@@ -182,7 +204,7 @@ pub enum Command {
     },
     /// Show how a query runs: canonical text, plans (partitions pruned) and equivalent SQL.
     Explain {
-        #[arg(value_name = "QUERY")]
+        #[arg(value_name = "QUERY", allow_hyphen_values = true)]
         query: String,
         #[arg(long, value_name = "TIME")]
         now: Option<String>,
@@ -202,7 +224,7 @@ pub enum Command {
     Follow {
         /// The query: filters, `where`, `dedup … within`, then `fields …` or a windowed
         /// aggregate (`| count by actor over 5m > 10`)
-        #[arg(value_name = "QUERY")]
+        #[arg(value_name = "QUERY", allow_hyphen_values = true)]
         query: String,
         /// Read the organization's audit log from the API
         #[arg(long, value_name = "ORG")]
@@ -257,8 +279,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         errors: ErrorsArg,
     },
-    /// List the fields queries can use, with their aliases.
-    Fields,
+    /// List the fields queries can use: type, aliases, what each means.
+    Fields {
+        /// Print JSON (one object a field)
+        #[arg(long)]
+        json: bool,
+    },
     /// The interactive prompt (also plain `auditq` on a terminal): history, completion,
     /// highlighting, meta commands (`.help`).
     Repl {
@@ -266,6 +292,13 @@ pub enum Command {
         #[arg(long, value_name = "TIME")]
         now: Option<String>,
     },
+    /// Print a shell completion script: `auditq completions bash > /etc/bash_completion.d/auditq`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `auditq man | man -l -`
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -274,12 +307,31 @@ pub enum ErrorsArg {
     Json,
 }
 
-impl From<ErrorsArg> for crate::query::ErrorStyle {
+impl From<ErrorsArg> for crate::diag::Style {
     fn from(e: ErrorsArg) -> Self {
         match e {
-            ErrorsArg::Text => crate::query::ErrorStyle::Text,
-            ErrorsArg::Json => crate::query::ErrorStyle::Json,
+            ErrorsArg::Text => crate::diag::Style::Text,
+            ErrorsArg::Json => crate::diag::Style::Json,
         }
+    }
+}
+
+impl Args {
+    /// How this command's query errors are drawn (`--errors`).
+    pub fn error_style(&self) -> crate::diag::Style {
+        match &self.command {
+            Some(
+                Command::Query { errors, .. }
+                | Command::Explain { errors, .. }
+                | Command::Follow { errors, .. },
+            ) => (*errors).into(),
+            _ => crate::diag::Style::Text,
+        }
+    }
+
+    /// Whether messages on stderr are coloured.
+    pub fn color_errors(&self) -> bool {
+        self.color.on(std::io::stderr().is_terminal())
     }
 }
 
@@ -313,11 +365,16 @@ pub enum ArchiveCommand {
     },
 }
 
-/// Parse arguments, resolve settings, run the command.
-pub fn run() -> Result<()> {
-    let args = Args::try_parse()?;
-    let archive_given = args.archive.is_some();
-    let settings = Settings::resolve(args.archive.clone(), args.quiet, args.verbose)?;
+/// Parse the command line.
+pub fn parse() -> Result<Args> {
+    Ok(Args::try_parse()?)
+}
+
+/// Resolve settings, run the command.
+pub fn run(args: Args) -> Result<()> {
+    let settings = Settings::resolve(args.archive.clone(), args.quiet, args.verbose, args.color)?;
+    crate::log::init(args.verbose, settings.color_err);
+    let archive_given = settings.archive_given;
     let command = match args.command {
         Some(c) => c,
         None if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => {
@@ -344,7 +401,7 @@ pub fn run() -> Result<()> {
             let opts = import::Options {
                 batch_size,
                 progress: settings.progress,
-                verbose: settings.verbose,
+                verbose: settings.verbose > 0,
             };
             let report = runtime()?.block_on(import::import(&settings.archive, &inputs, &opts))?;
             if !settings.quiet {
@@ -363,6 +420,7 @@ pub fn run() -> Result<()> {
             attempts,
             timeout,
         } => {
+            let org = settings.org(org)?;
             let token = crate::run::api_token(token_file.as_deref())?;
             let mut opts = crate::sync::Options::new(&org, &api_url, token);
             opts.since = parse_duration(&since).map_err(Error::Usage)?;
@@ -418,31 +476,53 @@ pub fn run() -> Result<()> {
             })
         }
         Command::Demo { events, days, dir } => {
+            // --dir, else --archive (or AUDITQ_ARCHIVE), else ./auditq-demo.
+            let dir = match (dir, archive_given) {
+                (Some(d), _) => d,
+                (None, true) => settings.archive.root().to_owned(),
+                (None, false) => PathBuf::from("auditq-demo"),
+            };
             runtime()?.block_on(crate::demo::demo(&dir, events, days, settings.progress))
         }
         Command::Query {
             query,
             file,
+            saved,
             format,
             output,
+            all,
             now,
             errors,
         } => {
-            let text = match (query, file) {
-                (Some(q), _) => q,
-                (None, Some(path)) => {
+            let text = match (query, file, saved) {
+                (Some(q), _, _) => q,
+                (None, Some(path), _) if path == "-" => {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(
+                        |source| Error::Io {
+                            what: "reading the query from standard input".into(),
+                            source,
+                        },
+                    )?;
+                    text
+                }
+                (None, Some(path), _) => {
                     std::fs::read_to_string(&path).map_err(|source| Error::Io {
-                        what: format!("reading `{}`", path.display()),
+                        what: format!("reading `{path}`"),
                         source,
                     })?
                 }
-                (None, None) => return Err(Error::Usage("give a query or --file".into())),
+                (None, None, Some(name)) => crate::run::saved_query(&name)?,
+                (None, None, None) => {
+                    return Err(Error::Usage("give a query, --file or --saved".into()));
+                }
             };
             run_query(
                 &settings,
                 &text,
                 format,
                 output,
+                all,
                 now.as_deref(),
                 errors.into(),
             )
@@ -454,11 +534,11 @@ pub fn run() -> Result<()> {
             errors,
         } => {
             let now = crate::query::now(now.as_deref())?;
+            let _ = errors;
             let text = runtime()?.block_on(crate::query::explain(
                 &settings.archive,
                 &query,
                 crate::query::Clock::utc(now),
-                errors.into(),
                 analyze,
             ))?;
             let mut out = std::io::stdout().lock();
@@ -489,6 +569,11 @@ pub fn run() -> Result<()> {
         } => {
             let dur = |flag: &str, v: &str| {
                 parse_duration(v).map_err(|e| Error::Usage(format!("--{flag}: {e}")))
+            };
+            let _ = errors;
+            let org = match (org, stdin, &file) {
+                (None, false, None) => Some(settings.org(None)?),
+                (org, _, _) => org,
             };
             let from = match (org, stdin, file) {
                 (Some(org), _, _) => {
@@ -547,7 +632,6 @@ pub fn run() -> Result<()> {
                 overlap: std::time::Duration::from_secs(600),
                 checkpoint_every: dur("checkpoint-every", &checkpoint_every)?,
                 now: crate::query::now(now.as_deref())?,
-                style: errors.into(),
                 shutdown_grace: std::time::Duration::from_millis(4500),
             };
             let report = runtime()?.block_on(crate::follow::follow(opts))?;
@@ -555,29 +639,77 @@ pub fn run() -> Result<()> {
                 eprintln!("{}", report.summary());
             }
             if report.undelivered {
-                return Err(Error::Runtime(
-                    "stopped before every sink had delivered; what they missed is sent again on the next run".into(),
-                ));
+                return Err(crate::follow::error::Error::Undelivered.into());
             }
             Ok(())
         }
-        Command::Fields => {
-            let mut lines = String::new();
-            for f in crate::query::fields::FIELDS {
-                let aliases = if f.aliases.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (also {})", f.aliases.join(", "))
-                };
-                lines.push_str(&format!("{:<16} {}{aliases}\n", f.name, f.about));
-            }
-            say(lines.trim_end())
-        }
+        Command::Fields { json } => fields(json),
         Command::Repl { now } => {
             let now = now.or_else(|| std::env::var("AUDITQ_NOW").ok().filter(|s| !s.is_empty()));
-            crate::repl::run(settings.archive.clone(), now.as_deref())
+            crate::repl::run(settings.archive.clone(), now.as_deref(), settings.color_out)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Args::command(), "auditq", &mut out);
+            write_stdout(&out)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Args::command())
+                .render(&mut out)
+                .map_err(|source| Error::Io {
+                    what: "rendering the manual page".into(),
+                    source,
+                })?;
+            write_stdout(&out)
         }
     }
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|source| Error::Io {
+            what: "writing output".into(),
+            source,
+        })
+}
+
+/// `auditq fields [--json]`.
+fn fields(json: bool) -> Result<()> {
+    let fields = crate::query::fields::FIELDS;
+    if json {
+        let list: Vec<serde_json::Value> = fields
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "name": f.name,
+                    "type": f.type_name(),
+                    "aliases": f.aliases,
+                    "about": f.about,
+                })
+            })
+            .collect();
+        return say_json(&list);
+    }
+    let mut lines = String::new();
+    for f in fields {
+        let aliases = if f.aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" (also {})", f.aliases.join(", "))
+        };
+        lines.push_str(&format!(
+            "{:<16} {:<34} {}{aliases}\n",
+            f.name,
+            f.type_name(),
+            f.about
+        ));
+    }
+    say(lines.trim_end())
 }
 
 fn run_query(
@@ -585,49 +717,58 @@ fn run_query(
     text: &str,
     format: Option<crate::query::output::Format>,
     output: Option<PathBuf>,
+    all: bool,
     now: Option<&str>,
-    style: crate::query::ErrorStyle,
+    style: crate::diag::Style,
 ) -> Result<()> {
-    use crate::query::output::{self, Format};
+    use crate::query::output::{Dest, Format, Screen};
     let now = crate::query::now(now)?;
-    let format = format
-        .or_else(|| output.as_deref().and_then(Format::from_path))
-        .unwrap_or(if output.is_none() && std::io::stdout().is_terminal() {
-            Format::Table
-        } else {
-            Format::Csv
-        });
-    let rt = runtime()?;
-    let answer = rt.block_on(crate::query::run(
+    let terminal = output.is_none() && std::io::stdout().is_terminal();
+    let format = match (format, &output) {
+        (Some(f), _) => f,
+        (None, Some(path)) => Format::from_path(path).map_err(Error::Usage)?,
+        (None, None) if terminal => Format::Table,
+        (None, None) => Format::Csv,
+    };
+    // On a terminal: the screen's width, and a screenful of rows unless --all.
+    let screen = if terminal {
+        let (width, height) = crate::run::screen_size();
+        Screen {
+            width: Some(width),
+            max_rows: (!all).then_some(height.saturating_sub(7).max(10)),
+            bars: false,
+            color: settings.color_out,
+        }
+    } else {
+        Screen::default()
+    };
+    let view = crate::run::View {
+        format,
+        dest: output.clone().map_or(Dest::Stdout, Dest::File),
+        screen,
+        warn: !settings.quiet,
+        style,
+        color: settings.color_err,
+    };
+    let outcome = runtime()?.block_on(crate::run::run_query(
         &settings.archive,
         text,
         crate::query::Clock::utc(now),
-        style,
-        !settings.quiet,
+        &view,
     ))?;
-    if !answer.warnings.is_empty() {
-        eprint!("{}", crate::query::render(text, &answer.warnings, style));
+    let (rows, shown) = (outcome.written.rows, outcome.written.shown);
+    if format == Format::Table && output.is_none() {
+        let plural = if rows == 1 { "" } else { "s" };
+        let line = if shown < rows {
+            format!(
+                "{rows} row{plural}, {shown} shown: --all prints every row, -o FILE writes them to a file"
+            )
+        } else {
+            format!("{rows} row{plural}")
+        };
+        say(&line)?;
     }
-    let (schema, batches) = (answer.schema, answer.batches);
-    let width = terminal_width();
-    match output {
-        Some(path) => {
-            let mut w = create(&path)?;
-            output::write(&mut w, format, &schema, &batches, None)?;
-            w.flush().map_err(|source| Error::Io {
-                what: format!("writing `{}`", path.display()),
-                source,
-            })
-        }
-        None => {
-            let mut out = std::io::stdout().lock();
-            output::write(&mut out, format, &schema, &batches, width)?;
-            out.flush().map_err(|source| Error::Io {
-                what: "writing output".into(),
-                source,
-            })
-        }
-    }
+    Ok(())
 }
 
 /// A new file to write, buffered.
@@ -637,17 +778,6 @@ fn create(path: &std::path::Path) -> Result<std::io::BufWriter<std::fs::File>> {
         source,
     })?;
     Ok(std::io::BufWriter::new(file))
-}
-
-/// The terminal's width when stdout is one.
-fn terminal_width() -> Option<usize> {
-    if !std::io::stdout().is_terminal() {
-        return None;
-    }
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .or(Some(120))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -791,7 +921,7 @@ fn archive(settings: &Settings, action: ArchiveCommand) -> Result<()> {
                     "{verb} {} unreferenced files",
                     r.files_deleted.len()
                 )];
-                if settings.verbose || dry_run {
+                if settings.verbose > 0 || dry_run {
                     lines.extend(r.files_deleted.iter().map(|f| format!("  {f}")));
                 }
                 say(&lines.join("\n"))?;
@@ -803,8 +933,10 @@ fn archive(settings: &Settings, action: ArchiveCommand) -> Result<()> {
 
 /// Print a report as pretty JSON.
 fn say_json(report: &impl serde::Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(report)
-        .map_err(|e| Error::Runtime(format!("encoding JSON: {e}")))?;
+    let text = serde_json::to_string_pretty(report).map_err(|source| Error::Encode {
+        what: "the report",
+        source,
+    })?;
     say(&text)
 }
 

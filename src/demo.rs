@@ -7,7 +7,7 @@ use crate::api::client::Secret;
 use crate::api::fake::{FakeApi, Options as FakeOptions};
 use crate::archive::Archive;
 use crate::error::{Error, Result};
-use crate::query::{self, ErrorStyle, output};
+use crate::query::{self, output};
 
 /// The queries the demo runs, each with what it answers.
 pub const QUERIES: &[(&str, &str)] = &[
@@ -66,16 +66,19 @@ pub async fn demo(dir: &Path, events: u64, days: u32, progress: bool) -> Result<
             "\n# {question}\n$ auditq --archive {} query '{q}'",
             dir.display()
         ));
-        let answer =
-            query::run(&archive, q, query::Clock::utc(now), ErrorStyle::Text, false).await?;
-        let mut out = std::io::stdout().lock();
-        output::write(
-            &mut out,
+        let answer = query::run(&archive, q, query::Clock::utc(now), false).await?;
+        let screen = output::Screen {
+            width: Some(110),
+            bars: answer.chart,
+            ..Default::default()
+        };
+        let writer = output::Writer::new(
             output::Format::Table,
             &answer.schema,
-            &answer.batches,
-            Some(110),
+            &output::Dest::Stdout,
+            screen,
         )?;
+        answer.write(writer).await?;
     }
     say(&format!(
         "\nExplore further:\n  auditq --archive {d} repl\n  auditq --archive {d} query 'actor = \"…\" and event ~ \"group_*\" since 7d'\n  auditq --archive {d} query 'since 30d | count by action' --format csv\n  auditq --archive {d} explain 'event ~ \"*delete*\" | top 10 actor'\n  auditq --archive {d} archive stats",

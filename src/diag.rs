@@ -91,15 +91,77 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-/// Draw diagnostics under the query text, rustc style.
-pub fn render(src: &str, diags: &[Diagnostic]) -> String {
+/// A query that was refused: its text and its diagnostics, carried as values up to the
+/// edge (`main`, the REPL), which renders them in the style and colour it chose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub src: String,
+    pub diags: Vec<Diagnostic>,
+}
+
+impl Rejected {
+    pub fn new(src: &str, diags: Vec<Diagnostic>) -> Rejected {
+        Rejected {
+            src: src.to_owned(),
+            diags,
+        }
+    }
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.diags.first() {
+            Some(d) => write!(f, "invalid query: {}", d.message),
+            None => f.write_str("invalid query"),
+        }
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// How diagnostics are shown: drawn under the query, or one JSON object a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Style {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Diagnostics in `style`; `color` adds ANSI colours to the text style.
+pub fn render_as(src: &str, diags: &[Diagnostic], style: Style, color: bool) -> String {
+    match style {
+        Style::Text => render(src, diags, color),
+        Style::Json => render_json(src, diags),
+    }
+}
+
+/// ANSI colours of the text style (nothing when colour is off).
+struct Paint(bool);
+
+impl Paint {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.0 && !text.is_empty() {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+/// Draw diagnostics under the query text, rustc style; `color` for a terminal.
+pub fn render(src: &str, diags: &[Diagnostic], color: bool) -> String {
+    let p = Paint(color);
     let mut out = String::new();
     for d in diags {
-        let kind = match d.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
+        let (kind, tone) = match d.severity {
+            Severity::Error => ("error", "1;31"),
+            Severity::Warning => ("warning", "1;33"),
         };
-        out.push_str(&format!("{kind}[{}]: {}\n", d.code, d.message));
+        out.push_str(&format!(
+            "{}{}\n",
+            p.paint(tone, &format!("{kind}[{}]", d.code)),
+            p.paint("1", &format!(": {}", d.message))
+        ));
         let (line_no, col, line) = locate(src, d.start);
         let gutter = line_no.to_string().len();
         let pad = " ".repeat(gutter);
@@ -113,23 +175,30 @@ pub fn render(src: &str, diags: &[Diagnostic]) -> String {
         } else {
             line.chars().count().saturating_sub(col - 1)
         };
-        out.push_str(&format!("{pad} |\n"));
-        out.push_str(&format!("{line_no} | {line}\n"));
+        let bar = p.paint("1;34", &format!("{pad} |"));
+        out.push_str(&format!("{bar}\n"));
         out.push_str(&format!(
-            "{pad} | {}{}{}\n",
+            "{} {line}\n",
+            p.paint("1;34", &format!("{line_no} |"))
+        ));
+        let label = if d.label.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", d.label)
+        };
+        out.push_str(&format!(
+            "{bar} {}{}\n",
             " ".repeat(col - 1),
-            "^".repeat(span_chars.max(1)),
-            if d.label.is_empty() {
-                String::new()
-            } else {
-                format!(" {}", d.label)
-            }
+            p.paint(tone, &format!("{}{label}", "^".repeat(span_chars.max(1))))
         ));
         if !d.help.is_empty() {
-            out.push_str(&format!("{pad} |\n"));
+            out.push_str(&format!("{bar}\n"));
         }
         for h in &d.help {
-            out.push_str(&format!("{pad} = help: {h}\n"));
+            out.push_str(&format!(
+                "{} {h}\n",
+                p.paint("1;36", &format!("{pad} = help:"))
+            ));
         }
     }
     out
@@ -210,9 +279,25 @@ mod tests {
             .label("not a field or alias")
             .help("did you mean `actor`?");
         assert_eq!(
-            render(src, &[d]),
+            render(src, &[d], false),
             "error[E0101]: unknown field `acter`\n  |\n1 | acter = \"x\" since 7d\n  | ^^^^^ not a field or alias\n  |\n  = help: did you mean `actor`?\n"
         );
+    }
+
+    #[test]
+    fn colour_wraps_the_same_text() {
+        let src = "acter = 1";
+        let d = Diagnostic::error("E0101", "unknown field `acter`", 0, 5).help("h");
+        let plain = render(src, std::slice::from_ref(&d), false);
+        let coloured = render(src, &[d], true);
+        assert!(
+            coloured.contains("\x1b[1;31merror[E0101]\x1b[0m"),
+            "{coloured}"
+        );
+        let stripped = regex::Regex::new("\x1b\\[[0-9;]*m")
+            .unwrap()
+            .replace_all(&coloured, "");
+        assert_eq!(stripped, plain);
     }
 
     #[test]

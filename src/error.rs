@@ -37,11 +37,22 @@ pub enum Error {
     },
     #[error("archive verify found {problems} problem(s)")]
     VerifyFailed { problems: usize },
-    #[error("{0}")]
-    Runtime(String),
-    /// A query that does not parse or compile: its diagnostics, already rendered.
-    #[error("{0}")]
-    BadQuery(String),
+    /// A query that does not parse or compile: its text and diagnostics, rendered by the
+    /// caller (`main`, the REPL) in the style and colour it chose.
+    #[error(transparent)]
+    BadQuery(Box<crate::diag::Rejected>),
+    #[error(transparent)]
+    Query(#[from] crate::query::Error),
+    #[error(transparent)]
+    Follow(#[from] crate::follow::error::Error),
+    #[error(transparent)]
+    Prompt(#[from] crate::repl::Error),
+    #[error("encoding {what} as JSON")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error(transparent)]
     Api(#[from] crate::api::client::ApiError),
     /// An API page that stayed unreadable; its bytes are in the quarantine.
@@ -88,9 +99,15 @@ impl Error {
         let io = match self {
             Error::Io { source, .. } => Some(source),
             Error::Input(ingest::Error::Read { source, .. }) => Some(source),
+            Error::Query(crate::query::Error::Output { source, .. }) => Some(source),
             _ => None,
         };
         io.is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
+    /// A refused query, from its diagnostics.
+    pub fn rejected(src: &str, diags: Vec<crate::diag::Diagnostic>) -> Error {
+        Error::BadQuery(Box::new(crate::diag::Rejected::new(src, diags)))
     }
 
     /// The message with its chain of causes, on one line.

@@ -130,7 +130,7 @@ pub async fn import(archive: &Archive, inputs: &[Input], opts: &Options) -> Resu
         drop(rx);
         let read = handle
             .join()
-            .map_err(|_| Error::Runtime("the reader thread panicked".into()))??;
+            .map_err(|_| crate::ingest::Error::ReaderPanicked)??;
         report.read += read.events + read.invalid;
         report.quarantined += read.invalid;
         report.added += stats.added;

@@ -72,6 +72,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A bug: the reader thread panicked (its message went to stderr).
+    #[error("the input reader thread panicked")]
+    ReaderPanicked,
 }
 
 /// One message from the reader thread.

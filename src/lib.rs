@@ -15,6 +15,7 @@ pub mod generate;
 pub mod import;
 pub mod ingest;
 pub mod lang;
+pub mod log;
 pub mod query;
 pub mod repl;
 pub mod run;

@@ -4,24 +4,45 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
-    match auditq::cli::run() {
+    let args = match auditq::cli::parse() {
+        Ok(args) => args,
+        Err(e) => return report(e, auditq::diag::Style::Text, false),
+    };
+    let (style, color) = (args.error_style(), args.color_errors());
+    match auditq::cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
-        Err(auditq::Error::Clap(e)) => {
-            let _ = e.print();
-            ExitCode::from(auditq::Error::Clap(e).exit_code())
-        }
-        Err(auditq::Error::BadQuery(rendered)) => {
-            eprint!("{rendered}");
-            ExitCode::from(auditq::error::EXIT_USAGE)
-        }
-        Err(e) => {
-            eprintln!("error: {}", e.render());
-            ExitCode::from(e.exit_code())
-        }
+        Err(e) => report(e, style, color),
     }
 }
 
+/// Show an error the way the user asked for (query diagnostics as text or JSON, in
+/// colour on a terminal) and turn it into the exit code. A closed pipe is success.
+fn report(e: auditq::Error, style: auditq::diag::Style, color: bool) -> ExitCode {
+    if e.is_broken_pipe() {
+        return ExitCode::SUCCESS;
+    }
+    let code = ExitCode::from(e.exit_code());
+    match e {
+        auditq::Error::Clap(e) => {
+            let _ = e.print();
+        }
+        auditq::Error::BadQuery(r) => {
+            eprint!(
+                "{}",
+                auditq::diag::render_as(&r.src, &r.diags, style, color)
+            );
+        }
+        e => {
+            let head = if color {
+                "\x1b[1;31merror\x1b[0m"
+            } else {
+                "error"
+            };
+            eprintln!("{head}: {}", e.render());
+        }
+    }
+    code
+}
 /// glibc gives each thread that allocates concurrently its own heap ("arena", up to 8 a
 /// core), and freed memory stays in the arena it came from: over a long `sync` the
 /// resident size grew by about 50 MB per million events without holding any more data.

@@ -6,7 +6,11 @@
 //!
 //! ```toml
 //! archive = "/srv/auditq/archive"
+//! org = "b2c1…"          # the organization `sync` and `follow` read when --org is not given
 //! ```
+//!
+//! [`run_query`] is the one path from query text to output, for `auditq query` and the
+//! REPL alike: warnings, format, destination.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -39,7 +43,15 @@ impl ConfigFile {
                 path: path.to_owned(),
                 message: e.message().to_owned(),
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
+            // No file there (also: a path through something that is not a directory).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(ConfigFile::default())
+            }
             Err(e) => Err(Error::Config {
                 path: path.to_owned(),
                 message: e.to_string(),
@@ -78,40 +90,183 @@ pub fn config_dir() -> Option<PathBuf> {
         .map(|p| p.join("auditq"))
 }
 
+/// `--color`: colour on a terminal (unless `NO_COLOR` is set), always, or never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour what goes to a stream that `terminal` says is (or is not) one.
+    pub fn on(self, terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
+}
+
 /// Settings every command shares.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub archive: Archive,
+    /// `--archive` (or `AUDITQ_ARCHIVE`) was given, not the config file or the default.
+    pub archive_given: bool,
+    /// The organization from the config file (`--org` and `ATLASSIAN_ORG_ID` win).
+    pub org: Option<String>,
     pub quiet: bool,
-    pub verbose: bool,
+    pub verbose: u8,
     /// Progress bars: stderr is a terminal and not `--quiet`.
     pub progress: bool,
-    /// Colour: stderr is a terminal and `NO_COLOR` is unset.
-    pub color: bool,
+    /// Colour on stderr (diagnostics) and on stdout (tables, charts).
+    pub color_err: bool,
+    pub color_out: bool,
 }
 
 impl Settings {
     /// Resolve. `archive_flag` already folds in `AUDITQ_ARCHIVE` (clap reads the env).
-    pub fn resolve(archive_flag: Option<PathBuf>, quiet: bool, verbose: bool) -> Result<Settings> {
-        let archive = match archive_flag {
-            Some(p) => p,
-            None => {
-                let config = match ConfigFile::path() {
-                    Some(path) => ConfigFile::load(&path)?,
-                    None => ConfigFile::default(),
-                };
-                config.archive.unwrap_or_else(default_archive)
-            }
+    pub fn resolve(
+        archive_flag: Option<PathBuf>,
+        quiet: bool,
+        verbose: u8,
+        color: ColorChoice,
+    ) -> Result<Settings> {
+        let config = match ConfigFile::path() {
+            Some(path) => ConfigFile::load(&path)?,
+            None => ConfigFile::default(),
         };
+        let archive_given = archive_flag.is_some();
+        let archive = archive_flag
+            .or(config.archive)
+            .unwrap_or_else(default_archive);
         let terminal = std::io::stderr().is_terminal();
         Ok(Settings {
             archive: Archive::at(archive),
+            archive_given,
+            org: config.org.filter(|o| !o.trim().is_empty()),
             quiet,
             verbose,
             progress: terminal && !quiet,
-            color: terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            color_err: color.on(terminal),
+            color_out: color.on(std::io::stdout().is_terminal()),
         })
     }
+
+    /// The organization: `--org`, else `ATLASSIAN_ORG_ID`, else the config file's `org`.
+    pub fn org(&self, flag: Option<String>) -> Result<String> {
+        flag.or_else(|| std::env::var("ATLASSIAN_ORG_ID").ok().filter(|o| !o.trim().is_empty()))
+            .or_else(|| self.org.clone())
+            .ok_or_else(|| {
+                Error::Usage(
+                    "no organization: pass --org ORG, set ATLASSIAN_ORG_ID, or put `org = \"…\"` in the config file".into(),
+                )
+            })
+    }
+}
+
+/// The screen's columns and rows (`COLUMNS` / `LINES` win).
+pub fn screen_size() -> (usize, usize) {
+    let size = terminal_size::terminal_size();
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    let width = env("COLUMNS")
+        .or(size.map(|(w, _)| usize::from(w.0)))
+        .unwrap_or(100);
+    let height = env("LINES")
+        .or(size.map(|(_, h)| usize::from(h.0)))
+        .unwrap_or(40);
+    (width, height)
+}
+
+/// The saved queries' directory: `$XDG_CONFIG_HOME/auditq/queries`.
+pub fn saved_dir() -> Result<PathBuf> {
+    config_dir()
+        .map(|d| d.join("queries"))
+        .ok_or_else(|| Error::Usage("no config directory: set HOME or XDG_CONFIG_HOME".into()))
+}
+
+/// The file of the saved query `name` (letters, digits, `_` and `-`).
+pub fn saved_path(name: &str) -> Result<PathBuf> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+    {
+        return Err(Error::Usage(format!(
+            "`{name}` is not a name for a saved query (letters, digits, `_` and `-`)"
+        )));
+    }
+    Ok(saved_dir()?.join(format!("{name}.aq")))
+}
+
+/// The text of the saved query `name`.
+pub fn saved_query(name: &str) -> Result<String> {
+    let path = saved_path(name)?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Usage(format!(
+            "no saved query `{name}` (save one in the REPL with `.save {name}`; `.run` lists them)"
+        ))),
+        Err(source) => Err(Error::Io {
+            what: format!("reading `{}`", path.display()),
+            source,
+        }),
+    }
+}
+
+/// How a result is shown.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub format: crate::query::output::Format,
+    pub dest: crate::query::output::Dest,
+    /// A table's screen: width, rows, colour.
+    pub screen: crate::query::output::Screen,
+    /// Look for warnings (and print them on stderr).
+    pub warn: bool,
+    /// How warnings are drawn, and whether in colour.
+    pub style: crate::diag::Style,
+    pub color: bool,
+}
+
+/// What [`run_query`] did.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub written: crate::query::output::Written,
+    /// The time the result covers, see [`crate::query::Answer::covers`].
+    pub covers: Option<(i64, i64)>,
+}
+
+/// Run a query and write its result as it comes: warnings on stderr, rows in `view`'s
+/// format to its destination. A query ending in `timechart` shown as a table on stdout
+/// draws a bar beside each bucket, and shows every bucket.
+pub async fn run_query(
+    archive: &Archive,
+    text: &str,
+    clock: crate::query::Clock,
+    view: &View,
+) -> Result<Outcome> {
+    use crate::query::output::{Dest, Format, Writer};
+    let answer = crate::query::run(archive, text, clock, view.warn).await?;
+    if !answer.warnings.is_empty() {
+        eprint!(
+            "{}",
+            crate::diag::render_as(text, &answer.warnings, view.style, view.color)
+        );
+    }
+    let mut screen = view.screen;
+    if answer.chart && view.format == Format::Table && matches!(view.dest, Dest::Stdout) {
+        screen.bars = true;
+        screen.max_rows = None;
+    }
+    let covers = answer.covers;
+    let writer = Writer::new(view.format, &answer.schema, &view.dest, screen)?;
+    let written = answer.write(writer).await?;
+    Ok(Outcome { written, covers })
 }
 
 /// The Atlassian API key: from `--token-file` (which must not be readable by others),

@@ -286,6 +286,15 @@ impl Client {
             };
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
+            // The path and query only: the key is in a header, never logged.
+            tracing::info!(
+                target: "auditq::api",
+                "GET {path} -> {status} (rate limit remaining: {})",
+                headers
+                    .get("x-ratelimit-remaining")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+            );
             self.note_remaining(&headers);
             match status {
                 200..=299 => {}

@@ -209,6 +209,11 @@ async fn write_days(
         .with_actions(actions)
         .build(Some(table.snapshot()?), table.log_store(), operation)
         .await?;
+    tracing::info!(
+        target: "auditq::archive",
+        "committed version {}",
+        commit.version()
+    );
     table.state = Some(commit.snapshot());
     Ok(())
 }

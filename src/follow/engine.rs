@@ -27,7 +27,7 @@ use crate::diag::Diagnostic;
 use crate::event::{self, col as c};
 use crate::lang::ast::{self, AggFn, Field, Query, Stage};
 use crate::query::compile::{self, Clock, Compiler};
-use crate::query::output::{self, Format};
+use crate::query::output;
 
 /// What a match or an alert becomes, for the sinks.
 #[derive(Debug, Clone)]
@@ -564,8 +564,8 @@ fn fields(batch: &RecordBatch, cols: &[(String, Phys)]) -> Result<Vec<Record>, S
             .collect::<Vec<_>>(),
     ));
     let projected = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    output::write(&mut buf, Format::Ndjson, &schema, &[projected], None).map_err(|e| e.render())?;
+    let _ = schema;
+    let buf = output::ndjson_bytes(&projected).map_err(|e| crate::diag::chain(&e))?;
     let text = String::from_utf8(buf).map_err(|e| e.to_string())?;
     let (ids, times) = ids_and_times(batch);
     Ok(text
@@ -603,7 +603,7 @@ mod tests {
             let Err(d) = engine(q) else {
                 panic!("`{q}` was accepted");
             };
-            let text = crate::diag::render(q, &[d]);
+            let text = crate::diag::render(q, &[d], false);
             assert!(text.contains(hint), "`{q}`:\n{text}");
         }
         assert!(engine("actor:ada event:user_* | where country != DE | dedup actor within 1h | fields time, actor").is_ok());

@@ -18,6 +18,7 @@
 //! alert is repeated only if it was sent after the last checkpoint.
 
 pub mod engine;
+pub mod error;
 pub mod prefilter;
 pub mod sink;
 pub mod source;
@@ -41,7 +42,7 @@ use crate::archive::quarantine::Quarantine;
 use crate::archive::write::Writer;
 use crate::error::{Error, Result};
 use crate::event::col as c;
-use crate::query::{Clock, ErrorStyle};
+use crate::query::Clock;
 use engine::Engine;
 use source::{Msg, Position};
 
@@ -71,7 +72,6 @@ pub struct Options {
     pub overlap: Duration,
     pub checkpoint_every: Duration,
     pub now: i64,
-    pub style: ErrorStyle,
     /// Longest wait for the sinks when stopping on a signal.
     pub shutdown_grace: Duration,
 }
@@ -150,12 +150,9 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
 fn load(dir: &Path) -> Result<Option<Checkpoint>> {
     let path = dir.join(CHECKPOINT);
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            Error::Runtime(format!(
-                "the follow checkpoint `{}` is unreadable ({e}); move it away to start afresh",
-                path.display()
-            ))
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| error::Error::Checkpoint { path, source }.into()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(format!("reading `{}`", path.display()))(e)),
     }
@@ -163,8 +160,7 @@ fn load(dir: &Path) -> Result<Option<Checkpoint>> {
 
 fn save(dir: &Path, cp: &Checkpoint) -> Result<()> {
     let path = dir.join(CHECKPOINT);
-    let bytes = serde_json::to_vec(cp)
-        .map_err(|e| Error::Runtime(format!("encoding the checkpoint: {e}")))?;
+    let bytes = serde_json::to_vec(cp).map_err(error::Error::EncodeCheckpoint)?;
     crate::archive::quarantine::write_atomic(&path, &bytes)
         .map_err(io(format!("writing `{}`", path.display())))
 }
@@ -224,14 +220,13 @@ impl Recent {
 
 /// Run until the input ends, a signal arrives, or something fails for good.
 pub async fn follow(opts: Options) -> Result<Report> {
-    let query = crate::lang::parse(&opts.query)
-        .map_err(|d| crate::query::bad_query(&opts.query, &d, opts.style))?;
+    let query = crate::lang::parse(&opts.query).map_err(|d| Error::rejected(&opts.query, d))?;
     let mut engine = Engine::new(
         &query,
         &Clock::utc(opts.now),
         opts.lateness.as_micros() as i64,
     )
-    .map_err(|d| crate::query::bad_query(&opts.query, &[d], opts.style))?;
+    .map_err(|d| Error::rejected(&opts.query, vec![d]))?;
     let source_name = opts.from.describe();
     let state_dir = match (&opts.state, &opts.from) {
         (Some(d), _) => Some(d.clone()),
@@ -431,7 +426,7 @@ pub async fn follow(opts: Options) -> Result<Report> {
                     };
                     report.repeated += repeated;
                     report.read += batch.num_rows() as u64;
-                    let records = engine.push(&batch).map_err(Error::Runtime)?;
+                    let records = engine.push(&batch).map_err(error::Error::Evaluate)?;
                     count(&mut report, &records);
                     send!(records);
                     position = pos;
@@ -469,7 +464,11 @@ pub async fn follow(opts: Options) -> Result<Report> {
                     // The source stopped: its error, or the end of its input.
                     return match (&mut source_task).await {
                         Ok(r) => r,
-                        Err(e) => Err(Error::Runtime(format!("the source failed: {e}"))),
+                        Err(source) => Err(error::Error::Task {
+                            what: "source".into(),
+                            source,
+                        }
+                        .into()),
                     };
                 }
             }

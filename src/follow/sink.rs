@@ -223,8 +223,15 @@ impl Sinks {
         let r = &mut self.running[i];
         match (&mut r.task).await {
             Ok(Err(e)) => e,
-            Ok(Ok(_)) => Error::Runtime(format!("sink {} stopped", r.name)),
-            Err(e) => Error::Runtime(format!("sink {} failed: {e}", r.name)),
+            Ok(Ok(_)) => super::error::Error::SinkStopped {
+                name: r.name.clone(),
+            }
+            .into(),
+            Err(source) => super::error::Error::Task {
+                what: format!("sink {}", r.name),
+                source,
+            }
+            .into(),
         }
     }
 
@@ -233,10 +240,10 @@ impl Sinks {
         let mut out = Vec::new();
         for r in self.running {
             drop(r.tx);
-            let counts = r
-                .task
-                .await
-                .map_err(|e| Error::Runtime(format!("sink {} failed: {e}", r.name)))??;
+            let counts = r.task.await.map_err(|source| super::error::Error::Task {
+                what: format!("sink {}", r.name),
+                source,
+            })??;
             out.push((r.name, counts));
         }
         Ok(out)
@@ -464,7 +471,10 @@ impl Http {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| Error::Runtime(format!("sink {name}: {e}")))?;
+            .map_err(|source| super::error::Error::SinkClient {
+                name: name.clone(),
+                source,
+            })?;
         Ok(Http {
             client,
             url,
@@ -583,10 +593,11 @@ impl Http {
                     match status {
                         200..=299 => return Ok(Sent::Ok),
                         401 | 403 if self.hec => {
-                            return Err(Error::Runtime(format!(
-                                "sink {}: HEC refused the token (HTTP {status}); check SPLUNK_HEC_TOKEN",
-                                self.name
-                            )));
+                            return Err(super::error::Error::HecRefused {
+                                name: self.name.clone(),
+                                status,
+                            }
+                            .into());
                         }
                         408 | 429 | 500..=599 => {
                             if let Some(s) = retry_after {

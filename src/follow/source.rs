@@ -179,8 +179,11 @@ pub async fn stdin(
     }
     let stats = tokio::task::spawn_blocking(move || handle.join())
         .await
-        .map_err(|e| Error::Runtime(format!("reading stdin: {e}")))?
-        .map_err(|_| Error::Runtime("the stdin reader failed".into()))??;
+        .map_err(|source| super::error::Error::Task {
+            what: "stdin".into(),
+            source,
+        })?
+        .map_err(|_| super::error::Error::StdinReader)??;
     let _ = tx
         .send(Msg::End {
             skipped: stats.skipped,

@@ -586,11 +586,19 @@ impl<'a> Parser<'a> {
                     field.span.start,
                     field.span.end,
                 )
-                .label("not a filter")
-                .help(format!(
-                    "did you mean `actor:{0}` or the free-text search `\"{0}\"`?",
-                    field.name
-                ));
+                .label("not a filter");
+                let lower = field.name.to_ascii_lowercase();
+                d = if STAGES.contains(&lower.as_str()) {
+                    // `count by action`: a stage written without its `|`.
+                    let rest = self.src[field.span.start..].trim_end();
+                    d.label("a stage, but stages come after `|`")
+                        .help(format!("stages start with `|`: did you mean `| {rest}`?"))
+                } else {
+                    d.help(format!(
+                        "did you mean `actor:{0}` or the free-text search `\"{0}\"`?",
+                        field.name
+                    ))
+                };
             }
             return Err(d);
         };
@@ -1444,10 +1452,11 @@ mod tests {
     #[test]
     fn valid_queries_round_trip_through_display() {
         for q in VALID {
-            let ast = parse(q).unwrap_or_else(|e| panic!("{q}: {}", crate::diag::render(q, &e)));
+            let ast =
+                parse(q).unwrap_or_else(|e| panic!("{q}: {}", crate::diag::render(q, &e, false)));
             let text = ast.to_string();
             let again = parse(&text)
-                .unwrap_or_else(|e| panic!("{text}: {}", crate::diag::render(&text, &e)));
+                .unwrap_or_else(|e| panic!("{text}: {}", crate::diag::render(&text, &e, false)));
             assert_eq!(ast, again, "{q}\n -> {text}");
             // Display is a fixed point.
             assert_eq!(text, again.to_string());
@@ -1529,7 +1538,7 @@ mod tests {
                 .map(|_| pieces[rng.below(pieces.len() as u64) as usize])
                 .collect();
             if let Err(diags) = parse(&q) {
-                let _ = crate::diag::render(&q, &diags);
+                let _ = crate::diag::render(&q, &diags, false);
                 let _ = crate::diag::render_json(&q, &diags);
             }
         }
@@ -1537,7 +1546,7 @@ mod tests {
             let bytes: Vec<u8> = (0..rng.below(30)).map(|_| rng.below(256) as u8).collect();
             let q = String::from_utf8_lossy(&bytes);
             if let Err(diags) = parse(&q) {
-                let _ = crate::diag::render(&q, &diags);
+                let _ = crate::diag::render(&q, &diags, false);
             }
         }
     }
@@ -1557,7 +1566,10 @@ mod grammar_examples {
         assert!(examples.len() >= 25, "{} examples", examples.len());
         for q in examples {
             let ast = super::parse(q).unwrap_or_else(|e| {
-                panic!("grammar example `{q}`:\n{}", crate::diag::render(q, &e))
+                panic!(
+                    "grammar example `{q}`:\n{}",
+                    crate::diag::render(q, &e, false)
+                )
             });
             assert_eq!(super::parse(&ast.to_string()).unwrap(), ast, "{q}");
         }
@@ -1685,10 +1697,10 @@ mod round_trip_property {
         for _ in 0..5_000 {
             let q = query(&mut rng);
             let ast = super::parse(&q)
-                .unwrap_or_else(|e| panic!("`{q}`:\n{}", crate::diag::render(&q, &e)));
+                .unwrap_or_else(|e| panic!("`{q}`:\n{}", crate::diag::render(&q, &e, false)));
             let text = ast.to_string();
             let again = super::parse(&text)
-                .unwrap_or_else(|e| panic!("`{text}`:\n{}", crate::diag::render(&text, &e)));
+                .unwrap_or_else(|e| panic!("`{text}`:\n{}", crate::diag::render(&text, &e, false)));
             assert_eq!(ast, again, "{q}\n -> {text}");
         }
     }

@@ -540,10 +540,19 @@ impl<'a> Compiler<'a> {
         })
     }
 
+    /// `raw.PATH`: the value at PATH in the event's JSON, as text.
+    fn raw_path(&self, f: &Field) -> Option<Expr> {
+        let path = fields::raw_path(&f.name)?;
+        Some(super::udf::json_get(col(c::RAW), path))
+    }
+
     fn cmp(&self, field: &Field, op: CmpOp, v: &Value) -> R<Expr> {
         if self.table.is_some() {
             let (e, kind) = self.table_column(field)?;
             return self.compare(e, kind, op, v, field);
+        }
+        if let Some(e) = self.raw_path(field) {
+            return self.compare(e, Kind::Text, op, v, field);
         }
         match self.field(field)?.target {
             Target::Column(name, kind) => {
@@ -625,6 +634,9 @@ impl<'a> Compiler<'a> {
                     let (e, _) = self.table_column(field)?;
                     return Ok(e.is_not_null());
                 }
+                if let Some(e) = self.raw_path(field) {
+                    return Ok(e.is_not_null());
+                }
                 let present = |n: &str| col(n).is_not_null().and(col(n).not_eq(lit("")));
                 match self.field(field)?.target {
                     Target::Column(n, Kind::Time) => col(n).is_not_null(),
@@ -678,6 +690,9 @@ impl<'a> Compiler<'a> {
     pub fn output(&self, f: &Field) -> R<(String, Expr)> {
         if self.table.is_some() {
             let (e, _) = self.table_column(f)?;
+            return Ok((f.name.clone(), e));
+        }
+        if let Some(e) = self.raw_path(f) {
             return Ok((f.name.clone(), e));
         }
         let e = match self.field(f)?.target {
@@ -753,18 +768,32 @@ pub fn starts_with_action_counts(q: &Query) -> bool {
     )
 }
 
+/// What is known of the archive beside its table.
+#[derive(Default)]
+pub struct Input<'a> {
+    /// Every value of `action` in `events`.
+    pub actions: Option<&'a [&'a str]>,
+    /// For a query that [`starts_with_action_counts`], the number of events of each
+    /// action (columns `action`, `count`; a null action too), from the archive's
+    /// summary: it answers the first stage without reading `events`.
+    pub counts: Option<DataFrame>,
+    /// The archive's first and last event time (µs): a `timechart` without a time
+    /// clause fills the buckets between them.
+    pub extent: Option<(i64, i64)>,
+}
+
 /// Build the DataFrame of a query over `events` (the archive's table), and its time range.
-/// `actions`, when given, is every value of `action` in `events`. `counts`, when given
-/// for a query that [`starts_with_action_counts`], is the number of events of each
-/// action (columns `action`, `count`; a null action too), from the archive's summary:
-/// it answers the first stage without reading `events`.
 pub fn compile(
     q: &Query,
     events: DataFrame,
     clock: &Clock,
-    actions: Option<&[&str]>,
-    counts: Option<DataFrame>,
+    input: Input<'_>,
 ) -> R<(DataFrame, Range)> {
+    let Input {
+        actions,
+        counts,
+        extent,
+    } = input;
     let mut cx = Compiler::new(clock);
     if let Some(actions) = actions {
         cx = cx.with_actions(actions);
@@ -800,7 +829,7 @@ pub fn compile(
         let span = stage.span();
         let e = |e| df_err(e, span);
         if cx.table.is_none() && !ordered && matches!(stage, Stage::Head(..)) {
-            df = df.sort(time_order()).map_err(e)?;
+            df = resort(df, time_order()).map_err(e)?;
             ordered = true;
         }
         match stage {
@@ -844,7 +873,7 @@ pub fn compile(
                     .iter()
                     .map(|k| Ok(cx.output(&k.field)?.1.sort(!k.desc, false)))
                     .collect::<R<Vec<SortExpr>>>()?;
-                df = df.sort(sorts).map_err(e)?;
+                df = resort(df, sorts).map_err(e)?;
                 ordered = true;
             }
             Stage::Head(n, _) => df = df.limit(0, Some(*n as usize)).map_err(e)?,
@@ -895,8 +924,7 @@ pub fn compile(
                     column(&field.name).sort(true, false),
                 ];
                 if by.is_empty() {
-                    df = df
-                        .sort(order)
+                    df = resort(df, order)
                         .map_err(e)?
                         .limit(0, Some(*n as usize))
                         .map_err(e)?;
@@ -922,9 +950,8 @@ pub fn compile(
                         .filter(column("__rank").lt_eq(lit(*n as i64)))
                         .map_err(e)?
                         .select(all)
-                        .map_err(e)?
-                        .sort(sorts)
                         .map_err(e)?;
+                    df = resort(df, sorts).map_err(e)?;
                 }
             }
             Stage::Distinct(fields, _) => {
@@ -960,11 +987,36 @@ pub fn compile(
                 if let Some(b) = by {
                     groups.push(cx.output(b)?);
                 }
+                let counting = agg
+                    .as_ref()
+                    .is_none_or(|a| matches!(a.func, AggFn::Count | AggFn::Dc));
                 let aggs = match agg {
                     Some(a) => vec![aggregate(&cx, a)?],
                     None => vec![count(lit(COUNT_STAR)).alias("count")],
                 };
+                let keyed = groups.len() > 1;
                 df = group(&mut cx, df, groups, aggs, &stage.to_string())?;
+                // Every bucket of the range, 0 (or null) where nothing happened.
+                let start = range.start.or(extent.map(|e| e.0));
+                let end = range.end.or(extent.map(|e| e.1 + 1));
+                if let (Some(start), Some(end)) = (start, end) {
+                    let step = Clock::duration(span_text, *span)?;
+                    let grid = super::chart::Grid::covering(start, end, step);
+                    if grid.n > super::chart::MAX_BUCKETS {
+                        return Err(err_at(
+                            "E0209",
+                            format!(
+                                "this timechart has {} buckets; at most {} are drawn",
+                                grid.n,
+                                super::chart::MAX_BUCKETS
+                            ),
+                            *span,
+                        )
+                        .label("too short for the time range")
+                        .help("use a longer span, or a shorter time range (`since 30d`)"));
+                    }
+                    df = fill_buckets(&mut cx, df, keyed, grid, counting, &stage.to_string())?;
+                }
             }
             Stage::Bucket(span_text, span) => {
                 let bucket = bucket_expr(&cx, span_text, *span)?;
@@ -974,11 +1026,116 @@ pub fn compile(
     }
     if cx.table.is_none() {
         if !ordered {
-            df = df.sort(time_order()).map_err(|e| df_err(e, whole))?;
+            df = resort(df, time_order()).map_err(|e| df_err(e, whole))?;
         }
         df = project(&mut cx, df, &view, "fields")?;
     }
     Ok((df, range))
+}
+
+/// `df` sorted by `sorts`, ties kept in the order `df` already had. A sort over a sort
+/// (directly, or through filters) becomes one sort by both keys, the new ones first: the
+/// plan says what the answer is (its SQL has one `ORDER BY`, not the inner one), and ties
+/// never depend on how the engine ran.
+fn resort(
+    df: DataFrame,
+    mut sorts: Vec<SortExpr>,
+) -> Result<DataFrame, datafusion::error::DataFusionError> {
+    use datafusion::logical_expr::{Filter, LogicalPlan};
+    /// The plan without its sort (under any filters), and that sort's keys.
+    fn unsorted(plan: &LogicalPlan) -> Option<(LogicalPlan, Vec<SortExpr>)> {
+        match plan {
+            LogicalPlan::Sort(s) if s.fetch.is_none() => {
+                Some((s.input.as_ref().clone(), s.expr.clone()))
+            }
+            LogicalPlan::Filter(f) => {
+                let (input, keys) = unsorted(&f.input)?;
+                let f = Filter::try_new(f.predicate.clone(), std::sync::Arc::new(input)).ok()?;
+                Some((LogicalPlan::Filter(f), keys))
+            }
+            _ => None,
+        }
+    }
+    match unsorted(df.logical_plan()) {
+        Some((input, earlier)) => {
+            for k in earlier {
+                if !sorts.iter().any(|s| s.expr == k.expr) {
+                    sorts.push(k);
+                }
+            }
+            let (state, _) = df.into_parts();
+            DataFrame::new(state, input).sort(sorts)
+        }
+        None => df.sort(sorts),
+    }
+}
+
+/// The filled series of an aggregate `(time, [key], value)` over `grid`: the aggregate is
+/// gathered into lists per key, spread over the grid, and unnested (see `chart.rs`).
+fn fill_buckets(
+    cx: &mut Compiler<'_>,
+    df: DataFrame,
+    keyed: bool,
+    grid: super::chart::Grid,
+    counting: bool,
+    stage: &str,
+) -> R<DataFrame> {
+    use datafusion::functions_aggregate::expr_fn::array_agg;
+    let whole = ast::Span::default();
+    let e = |e| df_err(e, whole);
+    let names: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let (time, value) = (&names[0], &names[names.len() - 1]);
+    let keys: Vec<Expr> = if keyed {
+        vec![column(&names[1])]
+    } else {
+        Vec::new()
+    };
+    let df = df
+        .aggregate(
+            keys.clone(),
+            vec![
+                array_agg(column(time)).alias("__times"),
+                array_agg(column(value)).alias("__values"),
+            ],
+        )
+        .map_err(e)?;
+    let default = if counting {
+        lit(0i64)
+    } else {
+        lit(ScalarValue::Null)
+    };
+    let mut select = keys.clone();
+    select.push(
+        super::chart::filled(
+            false,
+            col("__times"),
+            col("__values"),
+            grid,
+            default.clone(),
+        )
+        .alias(time),
+    );
+    select.push(
+        super::chart::filled(true, col("__times"), col("__values"), grid, default).alias(value),
+    );
+    let df = df.select(select).map_err(e)?;
+    let df = df
+        .unnest_columns(&[time.as_str(), value.as_str()])
+        .map_err(e)?;
+    let ordered: Vec<Expr> = names.iter().map(|n| column(n)).collect();
+    let df = df.select(ordered).map_err(e)?;
+    let sorts: Vec<SortExpr> = names[..names.len() - 1]
+        .iter()
+        .map(|n| column(n).sort(true, false))
+        .collect();
+    let df = df.sort(sorts).map_err(e)?;
+    cx.now_table(&df, stage);
+    Ok(df)
 }
 
 /// `time` rounded down to multiples of a duration since the Unix epoch.
@@ -992,10 +1149,17 @@ fn bucket_expr(cx: &Compiler<'_>, span_text: &str, span: ast::Span) -> R<Expr> {
     } else {
         col(c::TIME)
     };
-    Ok(date_bin(
-        lit(ScalarValue::new_interval_mdn(0, 0, micros * 1000)),
-        time,
-        ts(0),
+    // `date_bin` answers in nanoseconds; buckets are times like any other (µs, UTC).
+    Ok(datafusion::logical_expr::cast(
+        date_bin(
+            lit(ScalarValue::new_interval_mdn(0, 0, micros * 1000)),
+            time,
+            ts(0),
+        ),
+        DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Microsecond,
+            Some("UTC".into()),
+        ),
     ))
 }
 

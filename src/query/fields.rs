@@ -36,6 +36,24 @@ pub struct FieldDef {
     pub about: &'static str,
 }
 
+impl FieldDef {
+    /// What its values are, for `auditq fields` and the REPL's `.fields`.
+    pub fn type_name(&self) -> &'static str {
+        match self.target {
+            Target::Column(_, Kind::Text) => "text",
+            Target::Column(_, Kind::Exact) => "exact text",
+            Target::Column(_, Kind::Time) => "time",
+            Target::Column(_, Kind::Ip) => "ip",
+            Target::Column(_, Kind::Number) => "number",
+            Target::Actor => "text (id, email or name)",
+            Target::List {
+                type_part: true, ..
+            } => "text (any element's type)",
+            Target::List { .. } => "text (any element's id or name)",
+        }
+    }
+}
+
 use Kind::*;
 use Target::*;
 
@@ -178,7 +196,21 @@ pub const FIELDS: &[FieldDef] = &[
         },
         about: "the type of any container element",
     },
+    FieldDef {
+        name: "raw",
+        aliases: &[],
+        target: Column(col::RAW, Text),
+        about: "the event's JSON exactly as received; raw.PATH reads any value in it (raw.attributes.actor.auth.authType)",
+    },
 ];
+
+/// `raw.PATH` (any case of `raw`): the path inside the event's JSON, dot-separated
+/// (a number indexes a list: `raw.attributes.context.0.name`).
+pub fn raw_path(name: &str) -> Option<&str> {
+    let head = name.get(..4)?;
+    let path = &name[4..];
+    (head.eq_ignore_ascii_case("raw.") && !path.is_empty()).then_some(path)
+}
 
 /// The field a name or alias means (case-insensitive).
 pub fn resolve(name: &str) -> Option<&'static FieldDef> {

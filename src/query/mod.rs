@@ -1,6 +1,8 @@
-//! Running queries: parse, compile to a DataFusion plan over the archive, execute, write.
-//! `auditq query`, `auditq explain` (and later the REPL and `follow`) all come through here.
+//! Running queries: parse, compile to a DataFusion plan over the archive, execute as a
+//! stream, write. `auditq query`, `auditq explain`, the REPL and `follow` all come
+//! through here.
 
+pub mod chart;
 pub mod compile;
 pub mod fields;
 pub mod output;
@@ -8,34 +10,43 @@ pub mod udf;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
+use futures_util::StreamExt;
 
 use crate::archive::summary::{self, Summary};
 use crate::archive::{Archive, read};
 use crate::diag::Diagnostic;
-use crate::error::{Error, Result};
 use crate::lang::{self, Query};
 pub use compile::Clock;
 
-/// How problems with the query text are shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ErrorStyle {
-    #[default]
-    Text,
-    Json,
+type Result<T, E = crate::Error> = std::result::Result<T, E>;
+
+/// What can go wrong running a query once it has compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("opening the archive's table")]
+    Table(#[source] DataFusionError),
+    #[error("planning the query")]
+    Plan(#[source] DataFusionError),
+    #[error("running the query")]
+    Execute(#[source] DataFusionError),
+    /// A value the output format cannot hold (Arrow, Parquet or JSON encoding).
+    #[error("writing the result")]
+    Encode(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The destination refused the bytes (a closed pipe is this, with `BrokenPipe`).
+    #[error("{what}")]
+    Output {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// Diagnostics drawn under the query, or as JSON lines.
-pub fn render(src: &str, diags: &[Diagnostic], style: ErrorStyle) -> String {
-    match style {
-        ErrorStyle::Text => crate::diag::render(src, diags),
-        ErrorStyle::Json => crate::diag::render_json(src, diags),
-    }
-}
-
-/// A query that failed to parse or compile: its diagnostics, rendered.
-pub fn bad_query(src: &str, diags: &[Diagnostic], style: ErrorStyle) -> Error {
-    Error::BadQuery(render(src, diags, style))
+/// A refused query.
+fn rejected(src: &str, diags: Vec<Diagnostic>) -> crate::Error {
+    crate::Error::rejected(src, diags)
 }
 
 /// "Now" for relative times: `--now`, else `AUDITQ_NOW`, else the clock.
@@ -46,7 +57,7 @@ pub fn now(flag: Option<&str>) -> Result<i64> {
     match text {
         None => Ok(chrono::Utc::now().timestamp_micros()),
         Some(t) => crate::event::parse_time(&t).ok_or_else(|| {
-            Error::Usage(format!(
+            crate::Error::Usage(format!(
                 "`{t}` is not a time for --now / AUDITQ_NOW (expected e.g. 2026-02-16T12:00:00Z)"
             ))
         }),
@@ -67,6 +78,9 @@ pub async fn open(archive: &Archive) -> Result<(SessionContext, Summary)> {
     let ctx = read::session(archive, &table, blooms.as_ref()).await?;
     ctx.register_udf(udf::ip_in_cidr_udf());
     ctx.register_udf(udf::list_match_udf());
+    ctx.register_udf(udf::json_get_udf());
+    ctx.register_udf(chart::bucket_times_udf());
+    ctx.register_udf(chart::bucket_values_udf());
     Ok((ctx, summary))
 }
 
@@ -84,24 +98,40 @@ pub async fn plan(
     ctx: &SessionContext,
     src: &str,
     clock: Clock,
-    style: ErrorStyle,
     summary: Option<&Summary>,
 ) -> Result<Planned> {
-    let query = lang::parse(src).map_err(|d| bad_query(src, &d, style))?;
-    let tz = compile::query_tz(&query, clock.tz).map_err(|d| bad_query(src, &[d], style))?;
+    plan_with(ctx, src, clock, summary, true).await
+}
+
+/// [`plan`]; with `shortcuts` false, a first `| count by action` is planned as the
+/// aggregate it is rather than answered from the summary (for `explain`'s SQL).
+async fn plan_with(
+    ctx: &SessionContext,
+    src: &str,
+    clock: Clock,
+    summary: Option<&Summary>,
+    shortcuts: bool,
+) -> Result<Planned> {
+    let query = lang::parse(src).map_err(|d| rejected(src, d))?;
+    let tz = compile::query_tz(&query, clock.tz).map_err(|d| rejected(src, vec![d]))?;
     let clock = Clock { now: clock.now, tz };
-    let events = ctx
-        .table("events")
-        .await
-        .map_err(|e| Error::Runtime(format!("opening the archive's table: {e}")))?;
+    let events = ctx.table("events").await.map_err(Error::Table)?;
     let actions: Option<Vec<&str>> =
         summary.map(|s| s.actions.keys().map(String::as_str).collect());
     let counts = match summary {
-        Some(s) if compile::starts_with_action_counts(&query) => Some(action_counts(ctx, s)?),
+        Some(s) if shortcuts && compile::starts_with_action_counts(&query) => {
+            Some(action_counts(ctx, s)?)
+        }
         _ => None,
     };
-    let (frame, range) = compile::compile(&query, events, &clock, actions.as_deref(), counts)
-        .map_err(|d| bad_query(src, &[d], style))?;
+    let extent = summary.and_then(|s| Some((s.first?, s.last?)));
+    let input = compile::Input {
+        actions: actions.as_deref(),
+        counts,
+        extent,
+    };
+    let (frame, range) =
+        compile::compile(&query, events, &clock, input).map_err(|d| rejected(src, vec![d]))?;
     Ok(Planned {
         query,
         frame,
@@ -132,9 +162,8 @@ fn action_counts(ctx: &SessionContext, s: &Summary) -> Result<DataFrame> {
             std::sync::Arc::new(Int64Array::from(counts)),
         ],
     )
-    .map_err(|e| Error::Runtime(format!("action counts: {e}")))?;
-    ctx.read_batch(batch)
-        .map_err(|e| Error::Runtime(format!("action counts: {e}")))
+    .map_err(|e| Error::Plan(e.into()))?;
+    Ok(ctx.read_batch(batch).map_err(Error::Plan)?)
 }
 
 /// Warnings about a query: a time range starting before the archive's first event;
@@ -254,33 +283,68 @@ fn action_values(q: &Query) -> Vec<(String, bool, crate::lang::ast::Span)> {
     out
 }
 
-/// A query's result, and the warnings about it.
+/// A query's result as it comes, and the warnings about it.
 pub struct Answer {
     pub schema: datafusion::arrow::datatypes::SchemaRef,
-    pub batches: Vec<RecordBatch>,
+    /// The rows, batch by batch, as execution produces them.
+    pub stream: SendableRecordBatchStream,
     pub warnings: Vec<Diagnostic>,
     /// The time the result covers (µs, `[start, end)`): the query's range cut to the
     /// archive's first and last event; `None` when the archive is empty or they miss.
     pub covers: Option<(i64, i64)>,
+    /// The query ends in `timechart`: a table on a screen draws bars.
+    pub chart: bool,
 }
 
-/// Run a query to completion; with `warn`, also look for [`warnings`].
-pub async fn run(
-    archive: &Archive,
-    src: &str,
-    clock: Clock,
-    style: ErrorStyle,
-    warn: bool,
-) -> Result<Answer> {
+impl Answer {
+    /// The next batch, or `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<RecordBatch>> {
+        match self.stream.next().await {
+            None => Ok(None),
+            Some(b) => Ok(Some(b.map_err(Error::Execute)?)),
+        }
+    }
+
+    /// Every batch (for small results and tests).
+    pub async fn collect(mut self) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        while let Some(b) = self.next().await? {
+            out.push(b);
+        }
+        Ok(out)
+    }
+
+    /// Write the whole result with `w`, batch by batch as execution produces them.
+    pub async fn write(mut self, mut w: output::Writer) -> Result<output::Written> {
+        while let Some(b) = self.next().await? {
+            w.write(&b)?;
+        }
+        Ok(w.finish()?)
+    }
+}
+
+/// Start a query; with `warn`, also look for [`warnings`]. Rows come from
+/// [`Answer::next`] as DataFusion produces them: memory does not grow with the result.
+pub async fn run(archive: &Archive, src: &str, clock: Clock, warn: bool) -> Result<Answer> {
     let (ctx, summary) = open(archive).await?;
-    let planned = plan(&ctx, src, clock, style, Some(&summary)).await?;
+    let planned = plan(&ctx, src, clock, Some(&summary)).await?;
+    tracing::info!(
+        target: "auditq::query",
+        "query `{}`: logical plan\n{}",
+        planned.query,
+        planned.frame.logical_plan().display_indent()
+    );
     let schema = std::sync::Arc::new(planned.frame.schema().as_arrow().clone());
-    let batches = planned
+    let chart = matches!(
+        planned.query.stages.last(),
+        Some(lang::ast::Stage::Timechart { .. })
+    );
+    let stream = planned
         .frame
         .clone()
-        .collect()
+        .execute_stream()
         .await
-        .map_err(|e| Error::Runtime(format!("running the query: {e}")))?;
+        .map_err(Error::Execute)?;
     let warnings = if warn {
         warnings(&summary, &planned)
     } else {
@@ -296,24 +360,19 @@ pub async fn run(
     };
     Ok(Answer {
         schema,
-        batches,
+        stream,
         warnings,
         covers,
+        chart,
     })
 }
 
 /// `auditq explain`: canonical text, logical plan, physical plan, and equivalent SQL;
 /// with `analyze`, the plan as run, with each operator's metrics.
-pub async fn explain(
-    archive: &Archive,
-    src: &str,
-    clock: Clock,
-    style: ErrorStyle,
-    analyze: bool,
-) -> Result<String> {
+pub async fn explain(archive: &Archive, src: &str, clock: Clock, analyze: bool) -> Result<String> {
     let (ctx, summary) = open(archive).await?;
-    let planned = plan(&ctx, src, clock, style, Some(&summary)).await?;
-    let rt = |e: datafusion::error::DataFusionError| Error::Runtime(format!("planning: {e}"));
+    let planned = plan(&ctx, src, clock, Some(&summary)).await?;
+    let rt = Error::Plan;
     let logical = planned.frame.logical_plan().clone();
     let optimized = ctx.state().optimize(&logical).map_err(rt)?;
     let physical = planned
@@ -323,9 +382,16 @@ pub async fn explain(
         .await
         .map_err(rt)?;
     let physical = datafusion::physical_plan::displayable(physical.as_ref()).indent(true);
-    let sql = match datafusion::sql::unparser::plan_to_sql(&logical) {
-        Ok(s) => s.to_string(),
-        Err(e) => format!("(no SQL form: {e})"),
+    // The SQL of the query itself: a first `| count by action` answered from the
+    // summary is a table only auditq has.
+    let sql = if compile::starts_with_action_counts(&planned.query) {
+        let direct = plan_with(&ctx, src, clock, Some(&summary), false).await?;
+        format!(
+            "{}\n-- (auditq answers the first stage from the archive's summary, not a scan)",
+            sql_of(direct.frame.logical_plan())
+        )
+    } else {
+        sql_of(&logical)
     };
     let mut text = format!(
         "query:\n  {}\n\nlogical plan:\n{}\n\noptimized logical plan:\n{}\n\nphysical plan:\n{}\nsql:\n  {sql}\n",
@@ -344,7 +410,7 @@ pub async fn explain(
                 b.column(b.num_columns() - 1),
                 &datafusion::arrow::datatypes::DataType::Utf8,
             )
-            .map_err(|e| Error::Runtime(format!("planning: {e}")))?;
+            .map_err(|e| Error::Plan(e.into()))?;
             let plans = plans
                 .as_any()
                 .downcast_ref::<datafusion::arrow::array::StringArray>()
@@ -356,6 +422,112 @@ pub async fn explain(
         }
     }
     Ok(text)
+}
+
+/// The functions auditq adds to DataFusion: SQL that calls them runs in auditq's session
+/// (and `explained_sql_runs_and_agrees` checks that it agrees), but not in other engines.
+pub const OWN_FUNCTIONS: &[&str] = &[
+    "ip_in_cidr",
+    "list_match",
+    "json_get",
+    "bucket_times",
+    "bucket_values",
+];
+
+/// The plan as SQL, with a note when it is not portable as printed: it calls auditq's own
+/// functions. A plan the unparser cannot express says so instead.
+fn sql_of(plan: &datafusion::logical_expr::LogicalPlan) -> String {
+    let sql = match datafusion::sql::unparser::plan_to_sql(plan) {
+        Ok(mut s) => {
+            unqualify(&mut s);
+            s.to_string()
+        }
+        Err(e) => return format!("(no SQL form: {e})"),
+    };
+    let (scalars, ordered_aggregates) = functions(plan);
+    let own: Vec<&str> = scalars
+        .iter()
+        .map(String::as_str)
+        .filter(|f| OWN_FUNCTIONS.contains(f))
+        .collect();
+    let mut notes = Vec::new();
+    if !ordered_aggregates.is_empty() {
+        // The unparser drops `ORDER BY` inside an aggregate: `first(f)` would read any row.
+        return format!(
+            "(no faithful SQL form: {} need the order of rows inside the aggregate, which the SQL writer leaves out)",
+            ordered_aggregates
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if !own.is_empty() {
+        notes.push(format!(
+            "calls auditq's own {} {} (DuckDB, Spark and Trino lack them)",
+            if own.len() == 1 {
+                "function"
+            } else {
+                "functions"
+            },
+            own.join(", ")
+        ));
+    }
+    if scalars.contains("date_bin") {
+        notes.push("`date_bin` is DataFusion's (DuckDB: `time_bucket`)".to_owned());
+    }
+    if notes.is_empty() {
+        sql
+    } else {
+        format!("{sql}\n-- approximate outside auditq: {}", notes.join("; "))
+    }
+}
+
+/// `events.x` as plain `x`. The unparser qualifies columns with the table's name also
+/// outside the derived tables it makes (`SELECT events.id FROM (SELECT * FROM events …)`),
+/// which DataFusion accepts and standard SQL engines refuse. auditq's plans read one
+/// table, so a bare name is never ambiguous.
+fn unqualify(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
+    use datafusion::sql::sqlparser::ast::{Expr, visit_expressions_mut};
+    let _ = visit_expressions_mut(stmt, |e| {
+        if let Expr::CompoundIdentifier(parts) = e
+            && parts.len() == 2
+            && parts[0].value == "events"
+        {
+            *e = Expr::Identifier(parts[1].clone());
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// The names of the scalar functions a plan calls, and of its aggregates that order
+/// their input (`first_value(f ORDER BY time)`).
+fn functions(
+    plan: &datafusion::logical_expr::LogicalPlan,
+) -> (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+) {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let mut names = std::collections::BTreeSet::new();
+    let mut ordered = std::collections::BTreeSet::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                match e {
+                    Expr::ScalarFunction(f) => {
+                        names.insert(f.name().to_owned());
+                    }
+                    Expr::AggregateFunction(f) if !f.params.order_by.is_empty() => {
+                        ordered.insert(f.func.name().to_owned());
+                    }
+                    _ => {}
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    (names, ordered)
 }
 
 fn indent(s: &str) -> String {

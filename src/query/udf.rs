@@ -294,6 +294,72 @@ impl ScalarUDFImpl for ListMatch {
     }
 }
 
+/// `json_get(raw, 'a.b.0.c')`: the value at a path in a JSON text column, as text (a
+/// string as it reads, anything else as JSON); null where the path leads nowhere or the
+/// text is not JSON.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonGet {
+    signature: Signature,
+}
+
+/// The value at `path` (dot-separated keys; numbers index lists) in `doc`.
+pub fn json_at(doc: &str, path: &[&str]) -> Option<String> {
+    let mut v: serde_json::Value = serde_json::from_str(doc).ok()?;
+    for key in path {
+        v = match v {
+            serde_json::Value::Object(mut m) => m.remove(*key)?,
+            serde_json::Value::Array(mut a) => {
+                let i: usize = key.parse().ok()?;
+                if i >= a.len() {
+                    return None;
+                }
+                a.swap_remove(i)
+            }
+            _ => return None,
+        };
+    }
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    }
+}
+
+impl ScalarUDFImpl for JsonGet {
+    fn name(&self) -> &str {
+        "json_get"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let path = constant(&args.args[1], self.name())?;
+        let keys: Vec<&str> = path.split('.').collect();
+        let docs = args.args[0].to_array(args.number_rows)?;
+        let docs = cast(&docs, &DataType::Utf8)?;
+        let out: StringArray = docs
+            .as_string::<i32>()
+            .iter()
+            .map(|d| d.and_then(|d| json_at(d, &keys)))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+pub fn json_get_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(JsonGet {
+        signature: Signature::any(2, Volatility::Immutable),
+    })
+}
+
+/// `json_get(doc, path)`.
+pub fn json_get(doc: Expr, path: &str) -> Expr {
+    json_get_udf().call(vec![doc, lit(path)])
+}
+
 pub fn ip_in_cidr_udf() -> ScalarUDF {
     ScalarUDF::new_from_impl(IpInCidr {
         signature: Signature::any(2, Volatility::Immutable),
@@ -325,6 +391,18 @@ pub fn list_match(list: Expr, type_part: bool, m: &Matcher) -> Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_paths_read_values_lists_and_objects() {
+        let doc = r#"{"a":{"b":"x","n":3,"l":[{"k":"v"}],"z":null}}"#;
+        assert_eq!(json_at(doc, &["a", "b"]), Some("x".into()));
+        assert_eq!(json_at(doc, &["a", "n"]), Some("3".into()));
+        assert_eq!(json_at(doc, &["a", "l", "0", "k"]), Some("v".into()));
+        assert_eq!(json_at(doc, &["a", "l"]), Some(r#"[{"k":"v"}]"#.into()));
+        assert_eq!(json_at(doc, &["a", "z"]), None);
+        assert_eq!(json_at(doc, &["a", "l", "1"]), None);
+        assert_eq!(json_at("not json", &["a"]), None);
+    }
 
     #[test]
     fn string_views_are_tested_by_their_inline_bytes_then_in_full() {

@@ -5,7 +5,6 @@
 pub mod helper;
 pub mod values;
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -15,10 +14,11 @@ use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
 use rustyline::{CompletionType, Config, EditMode, Editor};
 
+use crate::Error as AnyError;
 use crate::archive::Archive;
-use crate::error::{Error, Result};
-use crate::query::output::{self, Format};
-use crate::query::{self, Clock, ErrorStyle};
+use crate::error::Result;
+use crate::query::output::{Dest, Format, Screen};
+use crate::query::{self, Clock};
 use helper::ReplHelper;
 use values::Values;
 
@@ -46,6 +46,17 @@ Ctrl-C cancels a running query or clears the line; Ctrl-D quits.
   .run NAME | .run        run a saved query / list them
   .quit                   leave (also .exit, Ctrl-D)";
 
+/// What can stop the prompt itself.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("setting up the prompt")]
+    Setup(#[source] ReadlineError),
+    #[error("reading input")]
+    Read(#[source] ReadlineError),
+    #[error("the query stopped")]
+    Stopped(#[source] tokio::task::JoinError),
+}
+
 /// The REPL's state between lines.
 struct Repl {
     archive: Archive,
@@ -57,19 +68,18 @@ struct Repl {
     last: Option<String>,
     rt: tokio::runtime::Runtime,
     values: Arc<Mutex<Values>>,
+    color: bool,
 }
 
-/// Run the prompt until `.quit` or Ctrl-D.
-pub fn run(archive: Archive, now: Option<&str>) -> Result<()> {
+/// Run the prompt until `.quit` or Ctrl-D; `color` for the screen.
+pub fn run(archive: Archive, now: Option<&str>, color: bool) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|source| Error::Io {
+        .map_err(|source| AnyError::Io {
             what: "starting the async runtime".into(),
             source,
         })?;
-    let colour = std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let values = Arc::new(Mutex::new(Values::new(
         archive.clone(),
         rt.handle().clone(),
@@ -84,20 +94,21 @@ pub fn run(archive: Archive, now: Option<&str>) -> Result<()> {
         last: None,
         rt,
         values: values.clone(),
+        color,
     };
     let config = Config::builder()
         .edit_mode(EditMode::Emacs)
         .completion_type(CompletionType::List)
         .history_ignore_space(true)
         .history_ignore_dups(true)
-        .map_err(|e| Error::Runtime(format!("setting up the prompt: {e}")))?
+        .map_err(Error::Setup)?
         .max_history_size(10_000)
-        .map_err(|e| Error::Runtime(format!("setting up the prompt: {e}")))?
+        .map_err(Error::Setup)?
         .auto_add_history(false)
         .build();
-    let mut editor: Editor<ReplHelper, FileHistory> = Editor::with_config(config)
-        .map_err(|e| Error::Runtime(format!("setting up the prompt: {e}")))?;
-    editor.set_helper(Some(ReplHelper::new(values, colour)));
+    let mut editor: Editor<ReplHelper, FileHistory> =
+        Editor::with_config(config).map_err(Error::Setup)?;
+    editor.set_helper(Some(ReplHelper::new(values, color)));
     let history = history_path();
     if let Some(dir) = history.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -131,7 +142,7 @@ pub fn run(archive: Archive, now: Option<&str>) -> Result<()> {
             }
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,
-            Err(e) => return Err(Error::Runtime(format!("reading input: {e}"))),
+            Err(e) => return Err(Error::Read(e).into()),
         }
     }
     Ok(())
@@ -156,28 +167,8 @@ fn history_path() -> PathBuf {
     crate::run::data_dir().join("history")
 }
 
-/// The saved queries' directory: `$XDG_CONFIG_HOME/auditq/queries`.
-fn saved_dir() -> Result<PathBuf> {
-    crate::run::config_dir()
-        .map(|d| d.join("queries"))
-        .ok_or_else(|| Error::Usage("no config directory: set HOME or XDG_CONFIG_HOME".into()))
-}
-
-fn saved_path(name: &str) -> Result<PathBuf> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
-    {
-        return Err(Error::Usage(format!(
-            "`{name}` is not a name for a saved query (letters, digits, `_` and `-`)"
-        )));
-    }
-    Ok(saved_dir()?.join(format!("{name}.aq")))
-}
-
-fn io_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
-    move |source| Error::Io { what, source }
+fn io_err(what: String) -> impl FnOnce(std::io::Error) -> AnyError {
+    move |source| AnyError::Io { what, source }
 }
 
 impl Repl {
@@ -203,9 +194,11 @@ impl Repl {
         }
     }
 
-    fn show_error(&self, e: &Error) {
+    fn show_error(&self, e: &AnyError) {
         match e {
-            Error::BadQuery(rendered) => eprint!("{rendered}"),
+            AnyError::BadQuery(r) => {
+                eprint!("{}", crate::diag::render(&r.src, &r.diags, self.color))
+            }
             e => eprintln!("error: {}", e.render()),
         }
     }
@@ -214,59 +207,63 @@ impl Repl {
     fn query(&mut self, text: &str) -> Result<()> {
         let started = Instant::now();
         let clock = self.clock();
+        let (width, height) = crate::run::screen_size();
+        let view = match &self.output {
+            Some(path) => crate::run::View {
+                format: match Format::from_path(path) {
+                    Ok(f) => f,
+                    Err(_) => self.format,
+                },
+                dest: Dest::File(path.clone()),
+                screen: Screen::default(),
+                warn: true,
+                style: crate::diag::Style::Text,
+                color: self.color,
+            },
+            None => crate::run::View {
+                format: self.format,
+                dest: Dest::Stdout,
+                screen: Screen {
+                    width: Some(width),
+                    max_rows: Some(height.saturating_sub(8).max(10)),
+                    bars: false,
+                    color: self.color,
+                },
+                warn: true,
+                style: crate::diag::Style::Text,
+                color: self.color,
+            },
+        };
         // On a task of its own, so that Ctrl-C returns to the prompt at once even while
         // the query is planning (CPU work that does not yield); the task is aborted.
         let (archive, owned) = (self.archive.clone(), text.to_owned());
-        let answer = self.rt.block_on(async move {
-            let mut task = tokio::spawn(async move {
-                query::run(&archive, &owned, clock, ErrorStyle::Text, true).await
-            });
+        let outcome = self.rt.block_on(async move {
+            let mut task =
+                tokio::spawn(
+                    async move { crate::run::run_query(&archive, &owned, clock, &view).await },
+                );
             tokio::select! {
-                answer = &mut task => Some(answer),
+                outcome = &mut task => Some(outcome),
                 _ = tokio::signal::ctrl_c() => {
                     task.abort();
                     None
                 }
             }
         });
-        let answer = match answer {
+        let outcome = match outcome {
             None => {
                 eprintln!("cancelled");
                 return Ok(());
             }
-            Some(Err(e)) => return Err(Error::Runtime(format!("the query stopped: {e}"))),
-            Some(Ok(answer)) => answer?,
+            Some(Err(e)) => return Err(Error::Stopped(e).into()),
+            Some(Ok(outcome)) => outcome?,
         };
         let elapsed = started.elapsed();
-        if !answer.warnings.is_empty() {
-            eprint!(
-                "{}",
-                query::render(text, &answer.warnings, ErrorStyle::Text)
-            );
-        }
-        let rows: usize = answer.batches.iter().map(|b| b.num_rows()).sum();
+        let (rows, shown) = (outcome.written.rows, outcome.written.shown);
         if let Some(path) = &self.output {
-            let format = Format::from_path(path).unwrap_or(self.format);
-            let mut file = std::io::BufWriter::new(
-                std::fs::File::create(path)
-                    .map_err(io_err(format!("creating `{}`", path.display())))?,
-            );
-            output::write(&mut file, format, &answer.schema, &answer.batches, None)?;
-            file.flush()
-                .map_err(io_err(format!("writing `{}`", path.display())))?;
             println!("wrote {rows} rows to {}", path.display());
             return Ok(());
         }
-        let mut out = std::io::stdout().lock();
-        let shown = if self.format == Format::Table {
-            let (width, height) = screen();
-            let fit = height.saturating_sub(8).max(10);
-            output::write_fitted_table(&mut out, &answer.schema, &answer.batches, width, fit)?
-        } else {
-            output::write(&mut out, self.format, &answer.schema, &answer.batches, None)?;
-            rows
-        };
-        out.flush().map_err(io_err("writing output".into()))?;
         if shown < rows {
             println!(
                 "… {} more rows not shown ({rows} in all): `.output FILE` writes them all, `| head N` asks for fewer",
@@ -279,7 +276,7 @@ impl Repl {
                 if rows == 1 { "" } else { "s" },
                 elapsed.as_secs_f64()
             );
-            if let Some((start, end)) = answer.covers {
+            if let Some((start, end)) = outcome.covers {
                 footer.push_str(&format!(" · {}", covered(start, end, clock.now)));
             }
             println!("{footer}");
@@ -307,7 +304,7 @@ impl Repl {
                         return Ok(true);
                     }
                     other => {
-                        return Err(Error::Usage(format!(
+                        return Err(AnyError::Usage(format!(
                             "`{other}` is not a format: table, csv, json or ndjson"
                         )));
                     }
@@ -325,21 +322,17 @@ impl Repl {
                 self.timing = match arg {
                     "on" => true,
                     "off" => false,
-                    _ => return Err(Error::Usage("`.timing on` or `.timing off`".into())),
+                    _ => return Err(AnyError::Usage("`.timing on` or `.timing off`".into())),
                 }
             }
             "explain" => {
                 if arg.is_empty() {
-                    return Err(Error::Usage("`.explain QUERY`".into()));
+                    return Err(AnyError::Usage("`.explain QUERY`".into()));
                 }
                 let clock = self.clock();
-                let text = self.rt.block_on(query::explain(
-                    &self.archive,
-                    arg,
-                    clock,
-                    ErrorStyle::Text,
-                    false,
-                ))?;
+                let text = self
+                    .rt
+                    .block_on(query::explain(&self.archive, arg, clock, false))?;
                 print!("{text}");
             }
             "archive" => {
@@ -373,7 +366,7 @@ impl Repl {
                     Tz::UTC
                 } else {
                     arg.trim_matches('"').parse::<Tz>().map_err(|_| {
-                        Error::Usage(format!(
+                        AnyError::Usage(format!(
                             "`{arg}` is not a time zone (e.g. Europe/Berlin, UTC)"
                         ))
                     })?
@@ -385,12 +378,12 @@ impl Repl {
                 if arg.is_empty() {
                     self.list_saved()?;
                 } else {
-                    let path = saved_path(arg)?;
+                    let path = crate::run::saved_path(arg)?;
                     let text = std::fs::read_to_string(&path).map_err(|e| {
                         if e.kind() == std::io::ErrorKind::NotFound {
-                            Error::Usage(format!("no saved query `{arg}` (`.run` lists them)"))
+                            AnyError::Usage(format!("no saved query `{arg}` (`.run` lists them)"))
                         } else {
-                            Error::Io {
+                            AnyError::Io {
                                 what: format!("reading `{}`", path.display()),
                                 source: e,
                             }
@@ -407,7 +400,7 @@ impl Repl {
                 let hint = crate::diag::did_you_mean(other, names)
                     .map(|m| format!(": did you mean `.{m}`?"))
                     .unwrap_or_default();
-                return Err(Error::Usage(format!(
+                return Err(AnyError::Usage(format!(
                     "`.{other}` is not a command{hint} (`.help` lists them)"
                 )));
             }
@@ -422,7 +415,7 @@ impl Repl {
         for f in query::fields::FIELDS {
             t.add_row([
                 f.name.to_owned(),
-                kind_name(f).to_owned(),
+                f.type_name().to_owned(),
                 f.aliases.join(", "),
                 example(f.name),
                 f.about.to_owned(),
@@ -458,11 +451,15 @@ impl Repl {
             .map_or((arg, None), |(n, q)| (n, Some(q.trim())));
         let text = match text.or(self.last.as_deref()) {
             Some(t) => t,
-            None => return Err(Error::Usage("`.save NAME QUERY` (no query ran yet)".into())),
+            None => {
+                return Err(AnyError::Usage(
+                    "`.save NAME QUERY` (no query ran yet)".into(),
+                ));
+            }
         };
         // Refuse what does not parse: a saved query should run.
-        crate::lang::parse(text).map_err(|d| query::bad_query(text, &d, ErrorStyle::Text))?;
-        let path = saved_path(name)?;
+        crate::lang::parse(text).map_err(|d| AnyError::rejected(text, d))?;
+        let path = crate::run::saved_path(name)?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(io_err(format!("creating `{}`", dir.display())))?;
@@ -474,7 +471,7 @@ impl Repl {
     }
 
     fn list_saved(&self) -> Result<()> {
-        let dir = saved_dir()?;
+        let dir = crate::run::saved_dir()?;
         let mut names: Vec<(String, String)> = match std::fs::read_dir(&dir) {
             Ok(entries) => entries
                 .flatten()
@@ -501,19 +498,6 @@ fn stem(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The screen's columns and rows (`COLUMNS` / `LINES` win).
-fn screen() -> (usize, usize) {
-    let size = terminal_size::terminal_size();
-    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
-    let width = env("COLUMNS")
-        .or(size.map(|(w, _)| usize::from(w.0)))
-        .unwrap_or(100);
-    let height = env("LINES")
-        .or(size.map(|(_, h)| usize::from(h.0)))
-        .unwrap_or(40);
-    (width, height)
-}
-
 /// "2026-08-28 → 2026-11-26 (90 days ago → today)".
 fn covered(start: i64, end: i64, now: i64) -> String {
     let day = |t: i64| crate::event::format_time(t)[..10].to_owned();
@@ -537,22 +521,6 @@ fn ago(t: i64, now: i64) -> String {
         s if s < 86_400 => format!("{} h ago", s / 3600),
         _ if days == 1 => "yesterday".to_owned(),
         _ => format!("{days} days ago"),
-    }
-}
-
-fn kind_name(f: &query::fields::FieldDef) -> &'static str {
-    use query::fields::{Kind, Target};
-    match f.target {
-        Target::Column(_, Kind::Text) => "text",
-        Target::Column(_, Kind::Exact) => "exact text",
-        Target::Column(_, Kind::Time) => "time",
-        Target::Column(_, Kind::Ip) => "ip",
-        Target::Column(_, Kind::Number) => "number",
-        Target::Actor => "text (id, email or name)",
-        Target::List {
-            type_part: true, ..
-        } => "text (any element's type)",
-        Target::List { .. } => "text (any element's id or name)",
     }
 }
 

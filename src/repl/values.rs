@@ -9,7 +9,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 
 use crate::archive::Archive;
-use crate::query::{self, Clock, ErrorStyle};
+use crate::query::{self, Clock};
 
 /// How long read values are trusted before the archive is looked at again.
 const FRESH_FOR: Duration = Duration::from_secs(5);
@@ -84,18 +84,17 @@ impl Values {
         let text = format!("| top {MAX_VALUES} {field}");
         let now = chrono::Utc::now().timestamp_micros();
         // Called from the line editor, outside the runtime.
-        let answer = rt.block_on(query::run(
-            archive,
-            &text,
-            Clock::utc(now),
-            ErrorStyle::Text,
-            false,
-        ));
-        let Ok(answer) = answer else {
+        let batches = rt.block_on(async {
+            query::run(archive, &text, Clock::utc(now), false)
+                .await?
+                .collect()
+                .await
+        });
+        let Ok(batches) = batches else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for b in &answer.batches {
+        for b in &batches {
             if let Ok(col) = cast(b.column(0), &DataType::Utf8) {
                 out.extend(col.as_string::<i32>().iter().flatten().map(str::to_owned));
             }

@@ -1,6 +1,6 @@
 //! Differential test: auditq's answers equal DuckDB's, running hand-written SQL over the
-//! live Parquet files of the same archive (100k generated events). Runs when
-//! `AUDITQ_PYTHON` names a Python with `deltalake` and `duckdb` (`.ci/run` makes it).
+//! live Parquet files of the same archive (100k generated events). Needs `AUDITQ_PYTHON`,
+//! a Python with `deltalake` and `duckdb` (`scripts/test` makes it); ignored without it.
 
 use super::*;
 
@@ -194,11 +194,8 @@ fn csv_fields(line: &str) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
 fn auditq_agrees_with_duckdb() {
-    if std::env::var_os("AUDITQ_PYTHON").is_none() {
-        eprintln!("skipped: AUDITQ_PYTHON is not set (see scripts/python-venv.sh)");
-        return;
-    }
     assert!(PAIRS.len() >= 25);
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("archive");
@@ -240,6 +237,88 @@ fn auditq_agrees_with_duckdb() {
         "{} of {} differ:\n{}",
         failures.len(),
         PAIRS.len(),
+        failures.join("\n")
+    );
+}
+
+/// The SQL `explain` prints for every golden query, run by DuckDB over the golden
+/// archive's live files, gives auditq's rows, unless `explain` says it is approximate
+/// (it calls auditq's own functions) or has no SQL form. Prints how many of each.
+#[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
+fn explained_sql_gives_auditqs_rows_in_duckdb() {
+    use super::query::{NOW as GOLDEN_NOW, archive, cases, golden};
+    let text = std::fs::read_to_string(golden("queries.txt")).unwrap();
+    let mut portable: Vec<(String, String, Vec<Vec<String>>)> = Vec::new();
+    let (mut approximate, mut no_sql) = (Vec::new(), Vec::new());
+    for (q, expected) in cases(&text) {
+        if expected.starts_with("error") {
+            continue;
+        }
+        let r = ok(auditq(archive()).args(["explain", "--now", GOLDEN_NOW, "--", &q]));
+        let sql = r.stdout.split("\nsql:\n").nth(1).unwrap().trim().to_owned();
+        if sql.starts_with("(no SQL form") || sql.starts_with("(no faithful SQL form") {
+            no_sql.push(q);
+        } else if sql.contains("-- approximate outside auditq") {
+            approximate.push(q);
+        } else {
+            let rows = expected.lines().skip(1).map(csv_fields).collect();
+            portable.push((q, sql, rows));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let qfile = dir.path().join("sql.json");
+    let sqls: Vec<&str> = portable.iter().map(|p| p.1.as_str()).collect();
+    std::fs::write(&qfile, serde_json::to_string(&sqls).unwrap()).unwrap();
+    let out = python_script("duckdb_sql.py", &[&archive().join("events"), &qfile]);
+    let duck: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
+    let mut failures = Vec::new();
+    for ((q, sql, mut want), got) in portable.iter().cloned().zip(duck) {
+        let Some(rows) = got["rows"].as_array() else {
+            failures.push(format!("{q}\n  sql: {sql}\n  duckdb: {}", got["error"]));
+            continue;
+        };
+        let mut rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .collect();
+        // `values(f)` is a set: its order is the engine's.
+        if q.contains("values(") {
+            for r in rows.iter_mut().chain(want.iter_mut()) {
+                for cell in r.iter_mut() {
+                    if let Ok(serde_json::Value::Array(mut a)) = serde_json::from_str(cell) {
+                        a.sort_by_key(|v| v.to_string());
+                        *cell = serde_json::Value::Array(a).to_string();
+                    }
+                }
+            }
+        }
+        rows.sort();
+        want.sort();
+        if rows != want {
+            failures.push(format!(
+                "{q}\n  sql: {sql}\n  auditq: {want:?}\n  duckdb: {rows:?}"
+            ));
+        }
+    }
+    eprintln!(
+        "explain SQL: {} run in DuckDB with auditq's rows, {} approximate (auditq's own functions), {} without an SQL form",
+        portable.len() - failures.len(),
+        approximate.len(),
+        no_sql.len()
+    );
+    assert!(portable.len() >= 40, "only {} portable", portable.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} differ:\n{}",
+        failures.len(),
+        portable.len(),
         failures.join("\n")
     );
 }

@@ -5,6 +5,7 @@ mod differential;
 mod follow;
 mod import;
 mod kill;
+mod output;
 mod python_delta;
 mod query;
 mod repl;

@@ -10,16 +10,16 @@ use std::sync::OnceLock;
 
 use super::{auditq, ok, run};
 
-const NOW: &str = "2026-02-18T12:00:00Z";
+pub const NOW: &str = "2026-02-18T12:00:00Z";
 
-fn golden(name: &str) -> PathBuf {
+pub fn golden(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(name)
 }
 
 /// The archive of the golden events, built once per test run.
-fn archive() -> &'static Path {
+pub fn archive() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
@@ -34,7 +34,7 @@ fn archive() -> &'static Path {
 }
 
 /// `> query` blocks and their expected output.
-fn cases(text: &str) -> Vec<(String, String)> {
+pub fn cases(text: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for line in text.lines() {
         if let Some(q) = line.strip_prefix("> ") {
@@ -296,7 +296,6 @@ fn explained_sql_runs_and_agrees() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let archive = auditq::archive::Archive::at(archive());
     let now = auditq::event::parse_time(NOW).unwrap();
-    let style = auditq::query::ErrorStyle::Text;
     for q in [
         "event ~ \"user_*\" since 7d | count by actor",
         "ip in 172.16.0.0/12 or context:FIN | fields id, action",
@@ -304,18 +303,18 @@ fn explained_sql_runs_and_agrees() {
         "\"site-admins\" on 2026-02-17 | fields id",
     ] {
         rt.block_on(async {
-            let text =
-                auditq::query::explain(&archive, q, auditq::query::Clock::utc(now), style, false)
-                    .await
-                    .unwrap();
+            let text = auditq::query::explain(&archive, q, auditq::query::Clock::utc(now), false)
+                .await
+                .unwrap();
             let sql = text.split("sql:\n").nth(1).unwrap().trim();
             let ctx = auditq::query::session(&archive).await.unwrap();
             let via_sql = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-            let direct =
-                auditq::query::run(&archive, q, auditq::query::Clock::utc(now), style, false)
-                    .await
-                    .unwrap()
-                    .batches;
+            let direct = auditq::query::run(&archive, q, auditq::query::Clock::utc(now), false)
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
             // Rows as sorted `column=value` lists: the unparser may order columns differently.
             let show = |batches: &[datafusion::arrow::array::RecordBatch]| {
                 let mut rows = Vec::new();

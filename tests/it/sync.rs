@@ -320,6 +320,39 @@ fn unreadable_pages_are_quarantined_and_the_checkpoint_stays() {
     }
 }
 
+/// Issue 13 (8): the config file's `org` is the organization when `--org` is not given,
+/// and `-v` logs each request (path, status) and each commit, never the key.
+#[test]
+fn issue_13_8_the_config_org_is_used_and_v_logs_requests() {
+    let fake = Fake::start(300, &[], "");
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, format!("org = \"{}\"\n", fake.api().org)).unwrap();
+    let r = ok(auditq(&a)
+        .env("AUDITQ_CONFIG", &config)
+        .env("ATLASSIAN_API_KEY", &fake.api().token)
+        .args(["-v", "sync", "--api-url", &fake.api().url, "--since", "30d"]));
+    assert_eq!(archived_ids(&a), fake.api().visible_ids());
+    assert!(
+        r.stderr.contains(&format!(
+            "GET /admin/v1/orgs/{}/events-stream",
+            fake.api().org
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("committed version"), "{}", r.stderr);
+    assert!(!r.stderr.contains(&fake.api().token), "{}", r.stderr);
+    // Neither flag nor config: a usage error that says where an org comes from.
+    let r = run(auditq(&a)
+        .env("ATLASSIAN_API_KEY", &fake.api().token)
+        .env_remove("ATLASSIAN_ORG_ID")
+        .args(["sync", "--api-url", &fake.api().url]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("config file"), "{}", r.stderr);
+}
+
 #[test]
 fn the_token_never_leaves_the_authorization_header() {
     let canary = "canary-7d1f0c2e9b8a4f6d5c3b2a1908f7e6d5";
