@@ -1,8 +1,15 @@
 #!/usr/bin/env python3
-"""Query benchmark: the same 8 analyst queries in auditq and in DuckDB, same files, same run.
+"""Query benchmark: the same analyst queries in auditq and in DuckDB, same files, same run.
 
     scripts/python-venv.sh                      # once: deltalake, pyarrow, duckdb
     ~/.cache/auditq-venv/bin/python benches/query.py [--sizes 1000000,10000000] [--runs 5]
+        [--only NAME,NAME] [--export]
+
+The 8 queries of issue 3, and the shapes of issue 13: the latest N events of a range, a
+group-by per actor id over everything, a glob filter with several aggregates, every
+column of a busy actor's events (a case-insensitive `=`) written to CSV and to Parquet
+(against DuckDB's `COPY … TO`), each with a close neighbour. `--export` also writes the
+whole archive to CSV and to Parquet with both tools, measuring time and peak RSS.
 
 For each size: `auditq generate --days 365 | auditq import -`, `auditq archive compact`,
 then each query `--runs` times as `auditq query` (a process: start-up, Delta log, planning
@@ -22,13 +29,57 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "auditq"
+BIN = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "auditq"
 DATA = ROOT / "bench-data"
 END = "2026-11-01T00:00:00Z"
 NOW = END
 DAY = "2026-06-01"
 
 COLS = "time, action, actor_name, actor_email, ip, country, message, id"
+# `fields *`: every archived column but the fingerprint and the partition.
+ALL = ("id, org_id, time, processed_at, action, actor_id, actor_name, actor_email, actor_type, auth_type, "
+       "token_label, ip, country, region, city, message, context, container, raw")
+
+
+def issue_13(busy):
+    """The shapes issue 13 asks for, and a close neighbour of each.
+    (name, kind, auditq query, DuckDB SQL over `ev`, auditq output file or None)."""
+    b = busy.lower()
+    since = lambda d: f"time >= TIMESTAMPTZ '{NOW}' - INTERVAL {d} DAY"
+    return [
+        ("latest 100 of 7d", "selective",
+         "since 7d | sort -time | head 100",
+         f"SELECT {COLS} FROM ev WHERE {since(7)} ORDER BY time DESC LIMIT 100", None),
+        ("latest 20 logins of 30d", "selective",
+         "event:user_login since 30d | sort -time | head 20",
+         f"SELECT {COLS} FROM ev WHERE lower(action) = 'user_login' AND {since(30)} ORDER BY time DESC LIMIT 20", None),
+        ("count by actor.id", "scan",
+         "| count by actor.id",
+         "SELECT actor_id, count(*) FROM ev GROUP BY actor_id ORDER BY actor_id", None),
+        ("dc(action) by actor.id 90d", "scan",
+         "since 90d | dc(action) as actions by actor.id",
+         f"SELECT actor_id, count(DISTINCT action) FROM ev WHERE {since(90)} GROUP BY actor_id ORDER BY actor_id", None),
+        ("glob + count, dc, dc by country", "scan",
+         'event ~ "*permission*" | stats count, dc(actor.id) as actors, dc(ip) as ips by country',
+         "SELECT country, count(*), count(DISTINCT actor_id), count(DISTINCT ip) FROM ev"
+         " WHERE action ILIKE '%permission%' GROUP BY country ORDER BY country", None),
+        ("glob + count, dc by action", "scan",
+         'event ~ "user_*" | stats count, dc(country) as countries by action',
+         "SELECT action, count(*), count(DISTINCT country) FROM ev WHERE action ILIKE 'user\\_%' ESCAPE '\\'"
+         " GROUP BY action ORDER BY action", None),
+        ("busy actor, every column, CSV", "selective",
+         f'actor.email = "{busy.upper()}" | fields *',
+         f"COPY (SELECT {ALL} FROM ev WHERE lower(actor_email) = '{b}' ORDER BY time) TO '{DATA}/duck-busy.csv' (HEADER)",
+         DATA / "auditq-busy.csv"),
+        ("busy actor, every column, Parquet", "selective",
+         f'actor.email = "{busy.upper()}" | fields *',
+         f"COPY (SELECT {ALL} FROM ev WHERE lower(actor_email) = '{b}' ORDER BY time) TO '{DATA}/duck-busy.parquet' (FORMAT parquet)",
+         DATA / "auditq-busy.parquet"),
+        ("busy actor 30d, 8 columns, CSV", "selective",
+         f'actor.email = "{busy.upper()}" since 30d',
+         f"COPY (SELECT {COLS} FROM ev WHERE lower(actor_email) = '{b}' AND {since(30)} ORDER BY time) TO '{DATA}/duck-busy30.csv' (HEADER)",
+         DATA / "auditq-busy30.csv"),
+    ]
 
 
 def queries(actor, some_id, day=DAY):
@@ -81,6 +132,52 @@ def build_archive(n, days, archive):
     sh([BIN, "--quiet", "--archive", archive, "archive", "compact"])
 
 
+def busiest(archive):
+    """The actor email with the most events."""
+    out = subprocess.run([BIN, "--archive", archive, "query", "--now", NOW, "--format", "csv", "--",
+                          "has actor.email | count by actor.email | sort -count | head 1"],
+                         check=True, capture_output=True, text=True).stdout.splitlines()
+    email, count = out[1].rsplit(",", 1)
+    return email, int(count)
+
+
+def peak(cmd):
+    """Wall time (s) and peak RSS (MiB) of a command, from /usr/bin/time -v."""
+    t = time.perf_counter()
+    r = subprocess.run(["/usr/bin/time", "-v", *map(str, cmd)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t
+    rss = next(int(l.split(":")[1]) for l in r.stderr.splitlines() if "Maximum resident set size" in l)
+    return wall, rss / 1024
+
+
+def export(archive, runs):
+    """The whole archive to CSV and to Parquet: auditq `| fields *` against DuckDB's COPY
+    of the same columns (its own process, so that its peak RSS is measured too)."""
+    from deltalake import DeltaTable
+    files = DeltaTable(str(archive / "events")).file_uris()
+    rows = []
+    for fmt in ["csv", "parquet"]:
+        ours, theirs = [], []
+        a_out, d_out = DATA / f"auditq-all.{fmt}", DATA / f"duck-all.{fmt}"
+        opts = "(HEADER)" if fmt == "csv" else "(FORMAT parquet)"
+        script = (f"import duckdb; c = duckdb.connect(); c.execute(\"SET TimeZone = 'UTC'\"); "
+                  f"c.execute(\"COPY (SELECT {ALL} FROM read_parquet({files!r})) TO '{d_out}' {opts}\")")
+        for _ in range(runs):
+            ours.append(peak([BIN, "--quiet", "--archive", archive, "query", "--now", NOW, "-o", a_out, "--", "| fields *"]))
+            theirs.append(peak([sys.executable, "-c", script]))
+        rows.append({
+            "export": fmt,
+            "auditq_s": round(statistics.median(w for w, _ in ours), 2),
+            "auditq_peak_rss_mib": round(max(r for _, r in ours)),
+            "duckdb_s": round(statistics.median(w for w, _ in theirs), 2),
+            "duckdb_peak_rss_mib": round(max(r for _, r in theirs)),
+            "ratio": round(statistics.median(w for w, _ in ours) / statistics.median(w for w, _ in theirs), 2),
+            "bytes_auditq": a_out.stat().st_size, "bytes_duckdb": d_out.stat().st_size,
+        })
+    return rows
+
+
 def auditq_time(archive, q, out):
     cmd = [BIN, "--quiet", "--archive", archive, "query", "--now", NOW, "--format", "csv"]
     if out:
@@ -102,7 +199,7 @@ def sample(archive, day=DAY):
     return actor, out[-1]
 
 
-def bench(archive, runs):
+def bench(archive, runs, only):
     import duckdb
     from deltalake import DeltaTable
 
@@ -111,8 +208,11 @@ def bench(archive, runs):
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"CREATE VIEW ev AS SELECT * FROM read_parquet({files!r})")
     actor, some_id = sample(archive)
+    busy, busy_events = busiest(archive)
     rows = []
-    for name, kind, q, sql, out in queries(actor, some_id):
+    for name, kind, q, sql, out in queries(actor, some_id) + issue_13(busy):
+        if only and name not in only:
+            continue
         a, d = [], []
         for _ in range(runs):
             a.append(auditq_time(archive, q, out))
@@ -123,6 +223,7 @@ def bench(archive, runs):
         rows.append({"query": name, "kind": kind, "auditq_ms": round(ma * 1000, 1),
                      "duckdb_ms": round(md * 1000, 1), "ratio": round(ma / md, 2),
                      "target": "<= 1.0x" if kind == "selective" else "<= 1.5x"})
+    rows.append({"busy_actor_events": busy_events})
     return rows
 
 
@@ -130,14 +231,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000000,10000000")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--only", default="", help="comma-separated query names")
+    ap.add_argument("--export", action="store_true", help="also export the whole archive")
+    ap.add_argument("--no-one-day", action="store_true")
     args = ap.parse_args()
+    only = set(filter(None, args.only.split(",")))
     sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
     DATA.mkdir(exist_ok=True)
     result = {"cpus": os.cpu_count(), "runs": args.runs}
     for n in [int(s) for s in args.sizes.split(",")]:
         archive = DATA / f"query-{n}"
         build_archive(n, 365, archive)
-        result[f"events_{n}"] = bench(archive, args.runs)
+        result[f"events_{n}"] = bench(archive, args.runs, only)
+        if args.export:
+            result[f"export_{n}"] = export(archive, max(1, min(args.runs, 3)))
+    if args.no_one_day:
+        print(json.dumps(result, indent=2))
+        return
     # Any query on a one-day archive, end to end (start-up included).
     one_day = DATA / "query-one-day"
     build_archive(20_000, 1, one_day)

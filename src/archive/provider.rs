@@ -50,6 +50,8 @@ struct DataFile {
     rows: Option<usize>,
     /// Where its `id` bloom filters lie (offset, length), when known.
     id_blooms: Option<Vec<(u64, u64)>>,
+    /// Its first and last `time` (µs), when known.
+    time: Option<(i64, i64)>,
 }
 
 /// The archive's events as a DataFusion table: the live files of one Delta version.
@@ -114,7 +116,12 @@ impl ArchiveTable {
             files.push(DataFile {
                 location: base.parts().chain(rel.parts()).collect(),
                 local: local_base.join(&rel_text),
-                id_blooms: id_blooms.and_then(|b| b.get(&rel_text).cloned().flatten()),
+                id_blooms: id_blooms
+                    .and_then(|b| b.get(&rel_text))
+                    .and_then(|a| a.id_blooms.clone()),
+                time: id_blooms
+                    .and_then(|b| b.get(&rel_text))
+                    .and_then(|a| a.time),
                 size: f.size().max(0) as u64,
                 date,
                 rows: f.num_records(),
@@ -344,11 +351,23 @@ impl TableProvider for ArchiveTable {
             };
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
+        let time_index = self.file_schema.index_of(col::TIME).ok();
+        // Every file is sorted by time (the writer and compaction sort it). With each
+        // file's time range known, DataFusion reads a group of files whose ranges do not
+        // overlap as one stream in time order: "events in time order" is then a merge,
+        // not a sort of everything (an export of the whole archive in bounded memory).
+        let ordered = time_index.is_some() && files.iter().all(|f| f.time.is_some());
         let file_stats = |f: &DataFile| {
             let mut s = Statistics::new_unknown(&self.file_schema);
             s.total_byte_size = Precision::Inexact(f.size as usize);
             if let Some(rows) = f.rows {
                 s.num_rows = Precision::Exact(rows);
+            }
+            if let (Some((first, last)), Some(t)) = (f.time, time_index) {
+                let ts = |v| ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into()));
+                s.column_statistics[t].min_value = Precision::Exact(ts(first));
+                s.column_statistics[t].max_value = Precision::Exact(ts(last));
+                s.column_statistics[t].null_count = Precision::Exact(0);
             }
             Arc::new(s)
         };
@@ -390,13 +409,27 @@ impl TableProvider for ArchiveTable {
             .with_table_partition_cols(vec![self.date_field()])
             .build();
         let source = ParquetSource::new(table_schema).with_table_parquet_options(options);
-        let config =
+        let mut builder =
             FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
                 .with_file_groups(file_groups)
-                .with_statistics(total)
-                .with_projection_indices(projection.cloned())?
-                .with_limit(limit)
-                .build();
+                .with_statistics(total);
+        if ordered && let Some(t) = time_index {
+            use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
+            let time = datafusion::physical_expr::expressions::Column::new(col::TIME, t);
+            let asc = datafusion::arrow::compute::SortOptions {
+                descending: false,
+                nulls_first: false,
+            };
+            builder = builder.with_output_ordering(
+                LexOrdering::new(vec![PhysicalSortExpr::new(Arc::new(time), asc)])
+                    .into_iter()
+                    .collect(),
+            );
+        }
+        let config = builder
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
         Ok(DataSourceExec::from_data_source(config))
     }
 }

@@ -66,18 +66,28 @@ struct TotalCache {
     summary: Summary,
 }
 
-/// The bloom filter locations of the `id` column, per file (`cache/ids.json`).
+/// What helps a scan skip or order files, per file (`cache/ids.json`).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct IdCache {
     version: u32,
     fingerprint: u64,
-    files: BTreeMap<String, Option<Vec<(u64, u64)>>>,
+    files: IdBlooms,
 }
 
-/// Per data file (path in the table), where its `id` bloom filters lie.
-pub type IdBlooms = BTreeMap<String, Option<Vec<(u64, u64)>>>;
+/// What a scan knows of one data file before opening it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FileAid {
+    /// Where its `id` bloom filters lie (offset, length per row group).
+    pub id_blooms: Option<Vec<(u64, u64)>>,
+    /// Its earliest and latest `time` (µs): files are sorted by time, so files whose
+    /// ranges do not overlap can be read one after the other in time order.
+    pub time: Option<(i64, i64)>,
+}
 
-const CACHE_VERSION: u32 = 2;
+/// Per data file (path in the table), its [`FileAid`].
+pub type IdBlooms = BTreeMap<String, FileAid>;
+
+const CACHE_VERSION: u32 = 3;
 
 fn cache_dir(archive: &Archive) -> PathBuf {
     archive.root().join("cache")
@@ -136,7 +146,13 @@ pub fn summarize(archive: &Archive, files: &[LiveFile]) -> Result<Summary> {
         files: cache
             .files
             .iter()
-            .map(|(rel, s)| (rel.clone(), s.id_blooms.clone()))
+            .map(|(rel, s)| {
+                let aid = FileAid {
+                    id_blooms: s.id_blooms.clone(),
+                    time: s.first.zip(s.last),
+                };
+                (rel.clone(), aid)
+            })
             .collect(),
     };
     store(&dir, "files.json", &cache);

@@ -155,6 +155,12 @@ impl Engine {
                         "bound it: `| dedup actor within 1h`",
                     ));
                 }
+                // `fields *`: the whole event, which is what a match is anyway.
+                Stage::Fields {
+                    exclude: false,
+                    fields,
+                    ..
+                } if matches!(fields.as_slice(), [f] if f.name == "*") => {}
                 Stage::Fields {
                     exclude, fields, ..
                 } => {

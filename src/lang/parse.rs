@@ -1123,6 +1123,24 @@ impl<'a> Parser<'a> {
 
     /// fields = "fields" , [ "-" ] , path , { "," , [ "-" ] , path } ;
     fn fields(&self, t: &'a str, after: &'a str) -> Result<(&'a str, Stage), Diagnostic> {
+        // `fields *`: every column.
+        if let Some(r) = ws(after).strip_prefix('*')
+            && !r.starts_with(is_bare_char)
+        {
+            let star = ws(after);
+            let field = Field {
+                name: "*".to_owned(),
+                span: self.span(star, r),
+            };
+            return Ok((
+                r,
+                Stage::Fields {
+                    exclude: false,
+                    fields: vec![field],
+                    span: self.span(t, r),
+                },
+            ));
+        }
         let mut rest = after;
         let mut fields = Vec::new();
         let mut exclude = None;

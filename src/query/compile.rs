@@ -734,9 +734,13 @@ fn df_err(e: datafusion::error::DataFusionError, span: ast::Span) -> Diagnostic 
     err_at("E0900", format!("cannot plan this: {e}"), span)
 }
 
-/// Events in time order (ties by id): the order of a query without `sort`.
+/// Events in time order: the order of a query without `sort`. Only `time`: the archive's
+/// files are sorted by it, so over files whose time ranges do not overlap (a compacted
+/// archive) this is a merge of streams, not a sort of every row; a tie-breaker such as
+/// `id` would force a full sort, in memory, of everything selected. Ties keep the order
+/// of the files (deterministic for one version of the archive).
 fn time_order() -> Vec<SortExpr> {
-    vec![col(c::TIME).sort(true, false), col(c::ID).sort(true, false)]
+    vec![col(c::TIME).sort(true, false)]
 }
 
 /// The predicate of a query's head on events: its time range and its filter (`None`:
@@ -858,6 +862,11 @@ pub fn compile(
                         df = project(&mut cx, df, &keep, &stage.to_string())?;
                     } else {
                         view.retain(|v| !drop(v));
+                    }
+                } else if is_star(fields) {
+                    // Every column: of the events (the archive's), or of the table.
+                    if cx.table.is_none() {
+                        view = fields.clone();
                     }
                 } else if cx.table.is_some() {
                     df = project(&mut cx, df, fields, &stage.to_string())?;
@@ -1249,12 +1258,45 @@ fn group(
     Ok(df)
 }
 
-/// Select fields as named output columns.
+/// `fields *`.
+fn is_star(fields: &[Field]) -> bool {
+    matches!(fields, [f] if f.name == "*")
+}
+
+/// The archive's columns `fields *` shows: all but the internal fingerprint and the
+/// partition column (the day of `time`).
+pub const ALL_COLUMNS: &[&str] = &[
+    c::ID,
+    c::ORG_ID,
+    c::TIME,
+    c::PROCESSED_AT,
+    c::ACTION,
+    c::ACTOR_ID,
+    c::ACTOR_NAME,
+    c::ACTOR_EMAIL,
+    c::ACTOR_TYPE,
+    c::AUTH_TYPE,
+    c::TOKEN_LABEL,
+    c::IP,
+    c::COUNTRY,
+    c::REGION,
+    c::CITY,
+    c::MESSAGE,
+    c::CONTEXT,
+    c::CONTAINER,
+    c::RAW,
+];
+
+/// Select fields as named output columns (`*`: the archive's columns, by their names).
 fn project(cx: &mut Compiler<'_>, df: DataFrame, fields: &[Field], stage: &str) -> R<DataFrame> {
-    let exprs = fields
-        .iter()
-        .map(|f| cx.output(f).map(|(n, e)| e.alias(n)))
-        .collect::<R<Vec<_>>>()?;
+    let exprs = if is_star(fields) && cx.table.is_none() {
+        ALL_COLUMNS.iter().map(|n| col(*n)).collect()
+    } else {
+        fields
+            .iter()
+            .map(|f| cx.output(f).map(|(n, e)| e.alias(n)))
+            .collect::<R<Vec<_>>>()?
+    };
     let df = df
         .select(exprs)
         .map_err(|e| df_err(e, ast::Span::default()))?;
