@@ -511,6 +511,9 @@ impl Table {
     }
 
     fn finish(mut self) -> Result<(Target, u64)> {
+        if self.screen.bars && self.header.len() >= 3 {
+            by_key(&mut self.rows);
+        }
         let text = fitted(
             &self.header,
             &self.rows,
@@ -523,6 +526,30 @@ impl Table {
         }
         let shown = self.rows.len() as u64;
         Ok((self.target, shown))
+    }
+}
+
+/// A chart by key (`time, key, value`) as one small chart per key: the keys with the
+/// largest totals first, each key's buckets in time order, the key written once.
+fn by_key(rows: &mut [Vec<String>]) {
+    let value = |r: &Vec<String>| r.last().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let mut totals: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+    for r in rows.iter() {
+        *totals.entry(r[1].clone()).or_default() += value(r);
+    }
+    // Stable: within a key, the rows keep their (time) order.
+    rows.sort_by(|a, b| {
+        totals[&b[1]]
+            .total_cmp(&totals[&a[1]])
+            .then_with(|| a[1].cmp(&b[1]))
+    });
+    let mut last: Option<String> = None;
+    for r in rows.iter_mut() {
+        if last.as_deref() == Some(r[1].as_str()) {
+            r[1] = String::new();
+        } else {
+            last = Some(r[1].clone());
+        }
     }
 }
 
@@ -714,6 +741,27 @@ mod tests {
         let text = fitted(&header, &rows, 40, true, false);
         assert!(text.lines().all(|l| l.chars().count() <= 40), "{text}");
         assert!(text.contains('█'), "{text}");
+    }
+
+    #[test]
+    fn a_chart_by_key_groups_the_top_keys_first() {
+        let row = |t: &str, k: &str, v: &str| vec![t.to_owned(), k.to_owned(), v.to_owned()];
+        let mut rows = vec![
+            row("1", "a", "1"),
+            row("1", "b", "5"),
+            row("2", "a", "0"),
+            row("2", "b", "2"),
+        ];
+        by_key(&mut rows);
+        assert_eq!(
+            rows,
+            vec![
+                row("1", "b", "5"),
+                row("2", "", "2"),
+                row("1", "a", "1"),
+                row("2", "", "0"),
+            ]
+        );
     }
 
     #[test]

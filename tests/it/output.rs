@@ -435,6 +435,12 @@ fn issue_13_7_a_terminal_gets_its_width_a_screenful_bars_and_colour_rules() {
     let mut never = chart.to_vec();
     never.insert(0, "--color=never");
     assert!(!on_terminal(80, 24, &never, &[]).contains('\x1b'));
+    // By a key: one small chart per key, the busiest key (ada, 8 events) first.
+    let by = ["query", "--now", NOW, "| timechart 1d count by actor"];
+    let text = strip_ansi(&on_terminal(120, 40, &by, &[("NO_COLOR", "1")]));
+    let first = text.lines().find(|l| l.contains('@')).unwrap();
+    assert!(first.contains("ada@example.com"), "{text}");
+    assert_eq!(text.matches("ada@example.com").count(), 1, "{text}");
     // Diagnostics too.
     let bad = ["query", "acter = 1"];
     assert!(on_terminal(80, 24, &bad, &[]).contains("\x1b[1;31merror"));
