@@ -220,7 +220,9 @@ pub enum Command {
     /// Sources: the API (--org; the key from ATLASSIAN_API_KEY or --token-file), --stdin
     /// (NDJSON or API pages), or --file PATH (-F keeps following it, like tail -F).
     /// Example: auditq follow --org ORG 'event:user_login_failed | count by actor over 5m > 10'
-    #[command(group(clap::ArgGroup::new("source").required(true).args(["org", "stdin", "file"])))]
+    /// With no source given, the API of the organization in ATLASSIAN_ORG_ID or the config
+    /// file's `org`.
+    #[command(group(clap::ArgGroup::new("source").args(["org", "stdin", "file"])))]
     Follow {
         /// The query: filters, `where`, `dedup … within`, then `fields …` or a windowed
         /// aggregate (`| count by actor over 5m > 10`)

@@ -489,3 +489,34 @@ fn events_in_time_order_are_merged_not_sorted_and_always_ordered() {
     assert_eq!(times.len(), 4000);
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "not in time order");
 }
+
+/// `raw` is the event as received and `raw.PATH` reads any value inside it, in filters,
+/// `fields` and `has`: nothing the API sends is out of reach.
+#[test]
+fn raw_paths_reach_every_value_the_api_sent() {
+    let r = ok(&mut query(
+        &["--format", "csv"],
+        "raw.attributes.actor.auth.authType = API-TOKEN | fields id, raw.attributes.actor.auth.tokenLabel",
+    ));
+    assert_eq!(
+        r.stdout,
+        "id,raw.attributes.actor.auth.tokenLabel\ngolden-e07,ci-token\ngolden-e08,ci-token\ngolden-e15,export_token\n"
+    );
+    let r = ok(&mut query(
+        &["--format", "csv"],
+        "has raw.attributes.actor.auth | count",
+    ));
+    assert_eq!(r.stdout, "count\n3\n");
+    // A list element, by index (backticks: a number is not an identifier).
+    let r = ok(&mut query(
+        &["--format", "csv"],
+        "id == golden-e01 | fields `raw.attributes.container.0.attributes.name`",
+    ));
+    assert_eq!(r.stdout.lines().nth(1), Some("Example Jira"));
+    // `raw` itself: the JSON as received.
+    let r = ok(&mut query(
+        &["--format", "csv"],
+        "raw ~ \"*ci-token*\" | count",
+    ));
+    assert_eq!(r.stdout, "count\n2\n");
+}
