@@ -175,7 +175,30 @@ def export(archive, runs):
             "ratio": round(statistics.median(w for w, _ in ours) / statistics.median(w for w, _ in theirs), 2),
             "bytes_auditq": a_out.stat().st_size, "bytes_duckdb": d_out.stat().st_size,
         })
+        if fmt == "parquet":
+            rows[-1]["read_back"] = check_export(archive, a_out)
     return rows
+
+
+def check_export(archive, path):
+    """An exported Parquet file read back by pyarrow and by DuckDB: its row count, and each
+    column's type against the archive's own files."""
+    import duckdb
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+    table = DeltaTable(str(archive / "events"))
+    archive_schema = pq.read_schema(table.file_uris()[0])
+    out_schema = pq.read_schema(path)
+    differ = [f"{f.name}: {f.type} vs archive {archive_schema.field(f.name).type}"
+              for f in out_schema if f.type != archive_schema.field(f.name).type]
+    con = duckdb.connect()
+    return {
+        "pyarrow_rows": pq.read_metadata(path).num_rows,
+        "duckdb_rows": con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0],
+        "archive_rows": sum(table.get_add_actions(flatten=True).column("num_records").to_pylist()),
+        "columns": len(out_schema),
+        "types_differing_from_archive": differ,
+    }
 
 
 def auditq_time(archive, q, out):
@@ -234,7 +257,12 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated query names")
     ap.add_argument("--export", action="store_true", help="also export the whole archive")
     ap.add_argument("--no-one-day", action="store_true")
+    ap.add_argument("--check-export", metavar="ARCHIVE,FILE", help="only read an export back")
     args = ap.parse_args()
+    if args.check_export:
+        archive, path = args.check_export.split(",")
+        print(json.dumps(check_export(Path(archive), path), indent=2))
+        return
     only = set(filter(None, args.only.split(",")))
     sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
     DATA.mkdir(exist_ok=True)

@@ -383,10 +383,24 @@ fn parquet_properties() -> datafusion::parquet::file::properties::WriterProperti
         .build()
 }
 
-/// The archive's types: every timestamp as microseconds UTC.
+/// The archive's types: every timestamp as microseconds UTC, strings as strings (the
+/// engine reads them as views, which readers would otherwise see as `string_view`), in
+/// lists and structs too.
 fn parquet_type(t: &DataType) -> DataType {
+    let field = |f: &FieldRef| {
+        Arc::new(
+            f.as_ref()
+                .clone()
+                .with_data_type(parquet_type(f.data_type())),
+        )
+    };
     match t {
         DataType::Timestamp(..) => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        DataType::List(f) => DataType::List(field(f)),
+        DataType::LargeList(f) => DataType::LargeList(field(f)),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(field).collect()),
         other => other.clone(),
     }
 }

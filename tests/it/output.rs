@@ -97,6 +97,7 @@ fn issue_13_3_parquet_outputs_carry_only_true_metadata() {
         ("agg.parquet", "| count by actor | sort -count"),
         ("chart.parquet", "| timechart 1d"),
         ("events.parquet", "| fields time, id"),
+        ("all.parquet", "| fields *"),
     ] {
         let out = dir.path().join(name);
         ok(&mut query(&["-o", out.to_str().unwrap()], q));
@@ -110,6 +111,10 @@ fn issue_13_3_parquet_outputs_carry_only_true_metadata() {
             kv.is_none_or(|kv| kv.iter().all(|k| !k.key.starts_with("auditq.sorted"))),
             "{q}: {kv:?}"
         );
+        for f in reader.schema().fields() {
+            let t = format!("{:?}", f.data_type());
+            assert!(!t.contains("View"), "{q}: {} is {t}", f.name());
+        }
         if let Ok(time) = reader.schema().field_with_name("time") {
             assert_eq!(
                 time.data_type(),
