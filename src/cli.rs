@@ -529,14 +529,14 @@ pub fn run(args: Args) -> Result<()> {
                 errors.into(),
             )
         }
+        // `--errors` is read by `main` (Args::error_style), which renders diagnostics.
         Command::Explain {
             query,
             now,
             analyze,
-            errors,
+            errors: _,
         } => {
             let now = crate::query::now(now.as_deref())?;
-            let _ = errors;
             let text = runtime()?.block_on(crate::query::explain(
                 &settings.archive,
                 &query,
@@ -567,12 +567,11 @@ pub fn run(args: Args) -> Result<()> {
             rotate_bytes,
             checkpoint_every,
             now,
-            errors,
+            errors: _,
         } => {
             let dur = |flag: &str, v: &str| {
                 parse_duration(v).map_err(|e| Error::Usage(format!("--{flag}: {e}")))
             };
-            let _ = errors;
             let org = match (org, stdin, &file) {
                 (None, false, None) => Some(settings.org(None)?),
                 (org, _, _) => org,

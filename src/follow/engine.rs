@@ -569,8 +569,7 @@ fn fields(batch: &RecordBatch, cols: &[(String, Phys)]) -> Result<Vec<Record>, S
             .map(|((n, _), a)| ArrowField::new(n, a.data_type().clone(), true))
             .collect::<Vec<_>>(),
     ));
-    let projected = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| e.to_string())?;
-    let _ = schema;
+    let projected = RecordBatch::try_new(schema, arrays).map_err(|e| e.to_string())?;
     let buf = output::ndjson_bytes(&projected).map_err(|e| crate::diag::chain(&e))?;
     let text = String::from_utf8(buf).map_err(|e| e.to_string())?;
     let (ids, times) = ids_and_times(batch);
