@@ -148,6 +148,11 @@ impl Paint {
     }
 }
 
+/// `error` as the head of a one-line error, red and bold with `color`.
+pub fn error_head(color: bool) -> String {
+    Paint(color).paint("1;31", "error")
+}
+
 /// Draw diagnostics under the query text, rustc style; `color` for a terminal.
 pub fn render(src: &str, diags: &[Diagnostic], color: bool) -> String {
     let p = Paint(color);

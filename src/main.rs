@@ -32,14 +32,7 @@ fn report(e: auditq::Error, style: auditq::diag::Style, color: bool) -> ExitCode
                 auditq::diag::render_as(&r.src, &r.diags, style, color)
             );
         }
-        e => {
-            let head = if color {
-                "\x1b[1;31merror\x1b[0m"
-            } else {
-                "error"
-            };
-            eprintln!("{head}: {}", e.render());
-        }
+        e => eprintln!("{}: {}", auditq::diag::error_head(color), e.render()),
     }
     code
 }

@@ -36,7 +36,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion_datasource::compute_all_files_statistics;
 use deltalake::DeltaTable;
 
-use super::summary::IdBlooms;
+use super::summary::FileAids;
 use crate::event::col;
 
 /// One live data file.
@@ -67,12 +67,12 @@ pub struct ArchiveTable {
 impl ArchiveTable {
     /// The provider for a table auditq can scan directly, or `None` when the table uses a
     /// Delta feature (deletion vectors, column mapping, other partitioning) that only the
-    /// Delta kernel reads correctly. `id_blooms` (from the archive's summary cache) lets
-    /// point lookups skip files without opening them.
+    /// Delta kernel reads correctly. `aids` (from the archive's summary cache) let point
+    /// lookups skip files without opening them and time-ordered reads merge files.
     pub fn try_new(
         table: &DeltaTable,
         table_dir: &std::path::Path,
-        id_blooms: Option<&IdBlooms>,
+        aids: Option<&FileAids>,
     ) -> Option<Self> {
         let state = table.snapshot().ok()?;
         let metadata = state.metadata();
@@ -113,15 +113,12 @@ impl ArchiveTable {
             let rel = f.object_store_path();
             let date = f.partition_values_map().get(col::DATE).cloned().flatten()?;
             let rel_text = rel.to_string();
+            let aid = aids.and_then(|a| a.get(&rel_text));
             files.push(DataFile {
                 location: base.parts().chain(rel.parts()).collect(),
                 local: local_base.join(&rel_text),
-                id_blooms: id_blooms
-                    .and_then(|b| b.get(&rel_text))
-                    .and_then(|a| a.id_blooms.clone()),
-                time: id_blooms
-                    .and_then(|b| b.get(&rel_text))
-                    .and_then(|a| a.time),
+                id_blooms: aid.and_then(|a| a.id_blooms.clone()),
+                time: aid.and_then(|a| a.time),
                 size: f.size().max(0) as u64,
                 date,
                 rows: f.num_records(),

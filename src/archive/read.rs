@@ -163,11 +163,11 @@ pub fn plain_session() -> SessionContext {
 pub async fn session(
     archive: &Archive,
     table: &DeltaTable,
-    id_blooms: Option<&super::summary::IdBlooms>,
+    aids: Option<&super::summary::FileAids>,
 ) -> Result<SessionContext> {
     let ctx = SessionContext::new();
     let provider: std::sync::Arc<dyn datafusion::datasource::TableProvider> =
-        match super::provider::ArchiveTable::try_new(table, &archive.events_dir(), id_blooms) {
+        match super::provider::ArchiveTable::try_new(table, &archive.events_dir(), aids) {
             Some(direct) if std::env::var_os("AUDITQ_DELTA_PROVIDER").is_none() => {
                 std::sync::Arc::new(direct)
             }

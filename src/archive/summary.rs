@@ -71,7 +71,7 @@ struct TotalCache {
 struct IdCache {
     version: u32,
     fingerprint: u64,
-    files: IdBlooms,
+    files: FileAids,
 }
 
 /// What a scan knows of one data file before opening it.
@@ -85,7 +85,7 @@ pub struct FileAid {
 }
 
 /// Per data file (path in the table), its [`FileAid`].
-pub type IdBlooms = BTreeMap<String, FileAid>;
+pub type FileAids = BTreeMap<String, FileAid>;
 
 const CACHE_VERSION: u32 = 3;
 
@@ -172,7 +172,7 @@ pub fn summarize(archive: &Archive, files: &[LiveFile]) -> Result<Summary> {
 /// The `id` bloom filter locations of the given live files, if the cache holds them for
 /// exactly this set of files (it does after [`summarize`], unless the archive is
 /// read-only).
-pub fn id_blooms(archive: &Archive, files: &[LiveFile]) -> Option<IdBlooms> {
+pub fn file_aids(archive: &Archive, files: &[LiveFile]) -> Option<FileAids> {
     read_json::<IdCache>(&cache_dir(archive).join("ids.json"))
         .filter(|c| c.version == CACHE_VERSION && c.fingerprint == fingerprint(files))
         .map(|c| c.files)

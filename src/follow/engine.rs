@@ -160,7 +160,7 @@ impl Engine {
                     exclude: false,
                     fields,
                     ..
-                } if matches!(fields.as_slice(), [f] if f.name == "*") => {}
+                } if compile::is_star(fields) => {}
                 Stage::Fields {
                     exclude, fields, ..
                 } => {

@@ -1258,39 +1258,27 @@ fn group(
     Ok(df)
 }
 
-/// `fields *`.
-fn is_star(fields: &[Field]) -> bool {
+/// `fields *`: every column.
+pub fn is_star(fields: &[Field]) -> bool {
     matches!(fields, [f] if f.name == "*")
 }
 
 /// The archive's columns `fields *` shows: all but the internal fingerprint and the
 /// partition column (the day of `time`).
-pub const ALL_COLUMNS: &[&str] = &[
-    c::ID,
-    c::ORG_ID,
-    c::TIME,
-    c::PROCESSED_AT,
-    c::ACTION,
-    c::ACTOR_ID,
-    c::ACTOR_NAME,
-    c::ACTOR_EMAIL,
-    c::ACTOR_TYPE,
-    c::AUTH_TYPE,
-    c::TOKEN_LABEL,
-    c::IP,
-    c::COUNTRY,
-    c::REGION,
-    c::CITY,
-    c::MESSAGE,
-    c::CONTEXT,
-    c::CONTAINER,
-    c::RAW,
-];
+fn all_columns() -> Vec<Expr> {
+    event::schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|n| ![c::RAW_HASH, c::DATE].contains(n))
+        .map(col)
+        .collect()
+}
 
 /// Select fields as named output columns (`*`: the archive's columns, by their names).
 fn project(cx: &mut Compiler<'_>, df: DataFrame, fields: &[Field], stage: &str) -> R<DataFrame> {
     let exprs = if is_star(fields) && cx.table.is_none() {
-        ALL_COLUMNS.iter().map(|n| col(*n)).collect()
+        all_columns()
     } else {
         fields
             .iter()

@@ -74,13 +74,11 @@ pub async fn open(archive: &Archive) -> Result<(SessionContext, Summary)> {
     let table = archive.open_table().await?;
     let files = read::live_files(archive, &table)?;
     let summary = summary::summarize(archive, &files)?;
-    let blooms = summary::id_blooms(archive, &files);
-    let ctx = read::session(archive, &table, blooms.as_ref()).await?;
-    ctx.register_udf(udf::ip_in_cidr_udf());
-    ctx.register_udf(udf::list_match_udf());
-    ctx.register_udf(udf::json_get_udf());
-    ctx.register_udf(chart::bucket_times_udf());
-    ctx.register_udf(chart::bucket_values_udf());
+    let aids = summary::file_aids(archive, &files);
+    let ctx = read::session(archive, &table, aids.as_ref()).await?;
+    for f in udf::own_functions() {
+        ctx.register_udf(f);
+    }
     Ok((ctx, summary))
 }
 
@@ -424,16 +422,6 @@ pub async fn explain(archive: &Archive, src: &str, clock: Clock, analyze: bool) 
     Ok(text)
 }
 
-/// The functions auditq adds to DataFusion: SQL that calls them runs in auditq's session
-/// (and `explained_sql_runs_and_agrees` checks that it agrees), but not in other engines.
-pub const OWN_FUNCTIONS: &[&str] = &[
-    "ip_in_cidr",
-    "list_match",
-    "json_get",
-    "bucket_times",
-    "bucket_values",
-];
-
 /// The plan as SQL, with a note when it is not portable as printed: it calls auditq's own
 /// functions. A plan the unparser cannot express says so instead.
 fn sql_of(plan: &datafusion::logical_expr::LogicalPlan) -> String {
@@ -445,12 +433,6 @@ fn sql_of(plan: &datafusion::logical_expr::LogicalPlan) -> String {
         Err(e) => return format!("(no SQL form: {e})"),
     };
     let (scalars, ordered_aggregates) = functions(plan);
-    let own: Vec<&str> = scalars
-        .iter()
-        .map(String::as_str)
-        .filter(|f| OWN_FUNCTIONS.contains(f))
-        .collect();
-    let mut notes = Vec::new();
     if !ordered_aggregates.is_empty() {
         // The unparser drops `ORDER BY` inside an aggregate: `first(f)` would read any row.
         return format!(
@@ -461,6 +443,14 @@ fn sql_of(plan: &datafusion::logical_expr::LogicalPlan) -> String {
                 .join(", ")
         );
     }
+    // SQL that calls auditq's own functions runs in auditq's session (and
+    // `explained_sql_runs_and_agrees` checks that it agrees), but not in other engines.
+    let own: Vec<String> = udf::own_functions()
+        .iter()
+        .map(|f| f.name().to_owned())
+        .filter(|f| scalars.contains(f))
+        .collect();
+    let mut notes = Vec::new();
     if !own.is_empty() {
         notes.push(format!(
             "calls auditq's own {} {} (DuckDB, Spark and Trino lack them)",

@@ -63,16 +63,6 @@ impl Format {
             known.join(", ")
         ))
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Table => "table",
-            Format::Csv => "csv",
-            Format::Json => "json",
-            Format::Ndjson => "ndjson",
-            Format::Parquet => "parquet",
-        }
-    }
 }
 
 const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
@@ -233,27 +223,32 @@ impl Drop for Target {
     }
 }
 
-impl Write for Target {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let r = match &mut self.out {
-            TargetKind::Stdout(w) => w.write(buf),
-            TargetKind::File { file, .. } => file.write(buf),
-        };
+impl Target {
+    fn sink(&mut self) -> &mut dyn Write {
+        match &mut self.out {
+            TargetKind::Stdout(w) => w,
+            TargetKind::File { file, .. } => file,
+        }
+    }
+
+    /// `r`, having kept its error for [`Failed::error`].
+    fn noted<T>(&self, r: std::io::Result<T>) -> std::io::Result<T> {
         if let Err(e) = &r {
             self.failed.set(e);
         }
         r
     }
+}
+
+impl Write for Target {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.sink().write(buf);
+        self.noted(r)
+    }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        let r = match &mut self.out {
-            TargetKind::Stdout(w) => w.flush(),
-            TargetKind::File { file, .. } => file.flush(),
-        };
-        if let Err(e) = &r {
-            self.failed.set(e);
-        }
-        r
+        let r = self.sink().flush();
+        self.noted(r)
     }
 }
 
@@ -387,35 +382,33 @@ fn parquet_properties() -> datafusion::parquet::file::properties::WriterProperti
 /// engine reads them as views, which readers would otherwise see as `string_view`), in
 /// lists and structs too.
 fn parquet_type(t: &DataType) -> DataType {
-    let field = |f: &FieldRef| {
-        Arc::new(
-            f.as_ref()
-                .clone()
-                .with_data_type(parquet_type(f.data_type())),
-        )
-    };
     match t {
         DataType::Timestamp(..) => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         DataType::Utf8View => DataType::Utf8,
         DataType::BinaryView => DataType::Binary,
-        DataType::List(f) => DataType::List(field(f)),
-        DataType::LargeList(f) => DataType::LargeList(field(f)),
-        DataType::Struct(fields) => DataType::Struct(fields.iter().map(field).collect()),
+        DataType::List(f) => DataType::List(parquet_field(f)),
+        DataType::LargeList(f) => DataType::LargeList(parquet_field(f)),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(parquet_field).collect()),
         other => other.clone(),
     }
 }
 
+fn parquet_field(f: &FieldRef) -> FieldRef {
+    Arc::new(
+        f.as_ref()
+            .clone()
+            .with_data_type(parquet_type(f.data_type())),
+    )
+}
+
 fn parquet_schema(schema: &SchemaRef) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            f.as_ref()
-                .clone()
-                .with_data_type(parquet_type(f.data_type()))
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(parquet_field)
+            .collect::<Vec<_>>(),
+    ))
 }
 
 fn to_parquet_types(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
@@ -713,21 +706,6 @@ pub fn ndjson_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
     w.write(batch).map_err(|e| Error::Encode(e.into()))?;
     w.finish().map_err(|e| Error::Encode(e.into()))?;
     Ok(w.into_inner())
-}
-
-/// Write `batches` whole in `format` (for small results built in memory).
-pub fn write_all(
-    format: Format,
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    dest: &Dest,
-    screen: Screen,
-) -> Result<Written> {
-    let mut w = Writer::new(format, schema, dest, screen)?;
-    for b in batches {
-        w.write(b)?;
-    }
-    w.finish()
 }
 
 #[cfg(test)]

@@ -360,6 +360,18 @@ pub fn json_get(doc: Expr, path: &str) -> Expr {
     json_get_udf().call(vec![doc, lit(path)])
 }
 
+/// Every function auditq adds to DataFusion (sessions register them; `explain` notes SQL
+/// that calls them, which other engines cannot run).
+pub fn own_functions() -> [ScalarUDF; 5] {
+    [
+        ip_in_cidr_udf(),
+        list_match_udf(),
+        json_get_udf(),
+        super::chart::bucket_times_udf(),
+        super::chart::bucket_values_udf(),
+    ]
+}
+
 pub fn ip_in_cidr_udf() -> ScalarUDF {
     ScalarUDF::new_from_impl(IpInCidr {
         signature: Signature::any(2, Volatility::Immutable),
