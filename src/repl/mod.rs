@@ -312,7 +312,13 @@ impl Repl {
                 println!("format: {arg}");
             }
             "output" | "o" => {
-                self.output = (!arg.is_empty()).then(|| PathBuf::from(arg));
+                let path = PathBuf::from(arg);
+                // A file without an extension takes `.format`; an extension auditq does
+                // not write is refused, never written in another format.
+                if path.extension().is_some() {
+                    Format::from_path(&path).map_err(AnyError::Usage)?;
+                }
+                self.output = (!arg.is_empty()).then_some(path);
                 match &self.output {
                     Some(p) => println!("results go to {}", p.display()),
                     None => println!("results go to the screen"),

@@ -116,6 +116,12 @@ fn an_analyst_session() {
         .expect("the count as CSV");
     answer(&mut p, "row in");
 
+    // An output file whose extension auditq does not write is refused, not written as CSV.
+    p.send_line(".output report.xlsx").unwrap();
+    answer(&mut p, "`.xlsx` is not a format auditq writes");
+    p.send_line(".output").unwrap();
+    answer(&mut p, "results go to the screen");
+
     p.send_line(".quit").unwrap();
     p.exp_eof().unwrap();
 
