@@ -53,6 +53,12 @@ def issue_13(busy):
         ("latest 20 logins of 30d", "selective",
          "event:user_login since 30d | sort -time | head 20",
          f"SELECT {COLS} FROM ev WHERE lower(action) = 'user_login' AND {since(30)} ORDER BY time DESC LIMIT 20", None),
+        ("latest 10 of a busy actor (neighbour)", "selective",
+         f'actor.email = "{busy.upper()}" | sort -time | head 10',
+         f"SELECT {COLS} FROM ev WHERE lower(actor_email) = '{b}' ORDER BY time DESC LIMIT 10", None),
+        ("first 20 deletes of 90d (neighbour)", "selective",
+         'event ~ "*delete*" since 90d | sort time | head 20',
+         f"SELECT {COLS} FROM ev WHERE action ILIKE '%delete%' AND {since(90)} ORDER BY time LIMIT 20", None),
         ("count by actor.id", "scan",
          "| count by actor.id",
          "SELECT actor_id, count(*) FROM ev GROUP BY actor_id ORDER BY actor_id", None),
@@ -258,6 +264,7 @@ def main():
     ap.add_argument("--only", default="", help="query names, separated by `;`")
     ap.add_argument("--export", action="store_true", help="also export the whole archive")
     ap.add_argument("--no-one-day", action="store_true")
+    ap.add_argument("--no-build", action="store_true", help="use the release binary as it is")
     ap.add_argument("--check-export", metavar="ARCHIVE,FILE", help="only read an export back")
     args = ap.parse_args()
     if args.check_export:
@@ -265,7 +272,8 @@ def main():
         print(json.dumps(check_export(Path(archive), path), indent=2))
         return
     only = set(filter(None, args.only.split(";")))
-    sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
+    if not args.no_build:
+        sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
     DATA.mkdir(exist_ok=True)
     result = {"cpus": os.cpu_count(), "runs": args.runs}
     for n in [int(s) for s in args.sizes.split(",")]:

@@ -16,6 +16,7 @@
 pub mod ids;
 pub mod lock;
 pub mod maintain;
+mod newest_first;
 pub mod provider;
 pub mod quarantine;
 pub mod read;

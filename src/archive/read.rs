@@ -165,7 +165,22 @@ pub async fn session(
     table: &DeltaTable,
     aids: Option<&super::summary::FileAids>,
 ) -> Result<SessionContext> {
-    let ctx = SessionContext::new();
+    // Each partition reads its group of files in time order, which the scan declares.
+    // A partition that finishes early may otherwise take files from another's group
+    // (work stealing), and once the limit of `| head N` is pushed into the scan
+    // DataFusion no longer keeps the order: the merge then answered `sort time | head N`
+    // from the wrong files. Filters under a `sort … | head N` read the newest (or
+    // oldest) files first.
+    let config = datafusion::prelude::SessionConfig::new().set_bool(
+        "datafusion.execution.enable_file_stream_work_stealing",
+        false,
+    );
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_physical_optimizer_rule(std::sync::Arc::new(super::newest_first::NewestFirst))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     let provider: std::sync::Arc<dyn datafusion::datasource::TableProvider> =
         match super::provider::ArchiveTable::try_new(table, &archive.events_dir(), aids) {
             Some(direct) if std::env::var_os("AUDITQ_DELTA_PROVIDER").is_none() => {

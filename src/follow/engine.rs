@@ -111,6 +111,7 @@ impl Engine {
         let phys = |e: Expr| {
             let e = simplifier.coerce(e, &df_schema).map_err(df_err)?;
             let e = simplifier.simplify(e).map_err(df_err)?;
+            let e = crate::query::fold::rewrite(e).map_err(df_err)?.data;
             ctx.create_physical_expr(e, &df_schema).map_err(df_err)
         };
         let clock = Clock {

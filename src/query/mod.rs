@@ -5,6 +5,7 @@
 pub mod chart;
 pub mod compile;
 pub mod fields;
+pub mod fold;
 pub mod output;
 pub mod udf;
 
@@ -79,6 +80,7 @@ pub async fn open(archive: &Archive) -> Result<(SessionContext, Summary)> {
     for f in udf::own_functions() {
         ctx.register_udf(f);
     }
+    ctx.add_optimizer_rule(std::sync::Arc::new(fold::FoldEq));
     Ok((ctx, summary))
 }
 

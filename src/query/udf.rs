@@ -96,7 +96,7 @@ impl Cidr {
 }
 
 /// The literal text of a constant argument.
-fn constant(arg: &ColumnarValue, name: &str) -> Result<String> {
+pub(super) fn constant(arg: &ColumnarValue, name: &str) -> Result<String> {
     match arg {
         ColumnarValue::Scalar(
             ScalarValue::Utf8(Some(s))
@@ -189,7 +189,7 @@ pub enum Matcher {
 impl Matcher {
     pub fn is_match(&self, s: &str) -> bool {
         match self {
-            Matcher::Eq(v) => s.to_lowercase() == *v,
+            Matcher::Eq(v) => super::fold::folds_to(s, v),
             Matcher::Exact(v) => s == v,
             Matcher::Re(re) => re.is_match(s),
             Matcher::Contains(v) => s.to_lowercase().contains(v.as_str()),
@@ -362,8 +362,9 @@ pub fn json_get(doc: Expr, path: &str) -> Expr {
 
 /// Every function auditq adds to DataFusion (sessions register them; `explain` notes SQL
 /// that calls them, which other engines cannot run).
-pub fn own_functions() -> [ScalarUDF; 5] {
+pub fn own_functions() -> [ScalarUDF; 6] {
     [
+        super::fold::eq_fold_udf(),
         ip_in_cidr_udf(),
         list_match_udf(),
         json_get_udf(),

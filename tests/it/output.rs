@@ -495,6 +495,89 @@ fn events_in_time_order_are_merged_not_sorted_and_always_ordered() {
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "not in time order");
 }
 
+/// "The latest N that match": under `sort -time | head N` a filtered scan reads the
+/// newest files first, so the TopK's threshold skips the older files; the rows are the
+/// ones a full sort gives, newest or oldest first, on compacted and overlapping files.
+#[test]
+fn latest_n_with_a_filter_reads_newest_files_first_and_answers_as_a_full_sort() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = super::generate(dir.path(), 6000, 4);
+    let a = dir.path().join("a");
+    ok(auditq(&a).arg("import").arg(&all));
+    // The same events again as a second file per day (nothing new: ids dedupe), then a
+    // second archive with two overlapping files a day.
+    let b = dir.path().join("b");
+    let lines: Vec<String> = std::fs::read_to_string(&all)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for half in [0, 1] {
+        let f = dir.path().join(format!("half-{half}"));
+        let part: Vec<&str> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == half)
+            .map(|(_, l)| l.as_str())
+            .collect();
+        std::fs::write(&f, part.join("\n") + "\n").unwrap();
+        ok(auditq(&b).arg("import").arg(&f));
+    }
+    let csv = |archive: &Path, q: &str| -> Vec<String> {
+        let r = ok(auditq(archive).args([
+            "query",
+            "--now",
+            "2026-11-01T00:00:00Z",
+            "--format",
+            "csv",
+            "--",
+            q,
+        ]));
+        r.stdout.lines().skip(1).map(str::to_owned).collect()
+    };
+    for archive in [&a, &b] {
+        for filter in [
+            "event ~ \"*delete*\"",
+            "actor.type = user and country != US",
+        ] {
+            let mut times = csv(archive, &format!("{filter} | fields time"));
+            assert!(times.len() > 50, "{filter}: {}", times.len());
+            let oldest = csv(
+                archive,
+                &format!("{filter} | sort time | head 7 | fields time"),
+            );
+            assert_eq!(oldest, times[..7].to_vec(), "{filter}");
+            times.reverse();
+            let newest = csv(
+                archive,
+                &format!("{filter} | sort -time | head 7 | fields time"),
+            );
+            assert_eq!(newest, times[..7].to_vec(), "{filter}");
+        }
+    }
+    // On the compacted archive, most files are skipped.
+    let r = ok(auditq(&a).args([
+        "explain",
+        "--analyze",
+        "--now",
+        "2026-11-01T00:00:00Z",
+        "event ~ \"*delete*\" | sort -time | head 7",
+    ]));
+    assert!(r.stdout.contains("reverse_row_groups=true"), "{}", r.stdout);
+    let pruned = r
+        .stdout
+        .split("files_ranges_pruned_statistics=")
+        .nth(1)
+        .expect("a pruning metric");
+    let (total, rest) = pruned.split_once(" total → ").unwrap();
+    let matched: u32 = rest.split(' ').next().unwrap().parse().unwrap();
+    let total: u32 = total.parse().unwrap();
+    assert!(
+        total >= 28 && matched <= 3,
+        "{matched} of {total} files read"
+    );
+}
+
 /// `raw` is the event as received and `raw.PATH` reads any value inside it, in filters,
 /// `fields` and `has`: nothing the API sends is out of reach.
 #[test]
