@@ -7,8 +7,9 @@
 //! | 1    | runtime failure: archive, input, output; `archive verify` found problems |
 //! | 2    | usage error: bad flag, bad config file, invalid duration or time |
 //! | 65   | data error (EX_DATAERR): an API page stayed unreadable; its bytes are quarantined |
-//! | 75   | temporary failure (EX_TEMPFAIL): the archive is locked by another writer; the API |
-//! |      | kept failing (5xx, network, rate limits) — run again later, nothing is lost |
+//! | 75   | temporary failure (EX_TEMPFAIL): the archive is locked by another writer, or other |
+//! |      | writers took 50 commit versions in a row before this one; the API kept failing |
+//! |      | (5xx, network, rate limits) — run again later, nothing is lost |
 //! | 77   | permission (EX_NOPERM): the API refused the key (401/403) or the org (404) |
 //! | 130  | interrupted by SIGINT; 143 by SIGTERM (nothing half-written) |
 
@@ -77,7 +78,9 @@ impl Error {
             _ if self.is_broken_pipe() => 0,
             Error::Clap(e) => e.exit_code().clamp(0, 255) as u8,
             Error::Usage(_) | Error::Config { .. } | Error::BadQuery(_) => EXIT_USAGE,
-            Error::Archive(archive::Error::Locked { .. }) => EXIT_TEMPFAIL,
+            Error::Archive(archive::Error::Locked { .. } | archive::Error::Contended { .. }) => {
+                EXIT_TEMPFAIL
+            }
             Error::Api(e) => {
                 use crate::api::client::ApiError::*;
                 match e {

@@ -118,6 +118,13 @@ impl DayCache {
         self.evict(day);
     }
 
+    /// Drop `day`'s index (another writer added to that day): it is read again when needed.
+    pub fn forget(&mut self, day: &str) {
+        if let Some((old, _)) = self.days.remove(day) {
+            self.ids -= old.len();
+        }
+    }
+
     /// Record ids committed in `day` (hash, fingerprint), if that day is cached.
     pub fn extend(&mut self, day: &str, ids: impl IntoIterator<Item = (u64, i64)>) {
         if let Some((index, _)) = self.days.get_mut(day) {

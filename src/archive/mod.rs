@@ -67,6 +67,8 @@ pub enum Error {
         #[source]
         source: Box<datafusion::error::DataFusionError>,
     },
+    #[error("archive `{}` changed under {attempts} commits in a row (other writers); nothing of this batch was committed, run it again", .path.display())]
+    Contended { path: PathBuf, attempts: u32 },
     #[error("{0}")]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
 }

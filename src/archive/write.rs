@@ -13,6 +13,14 @@
 //! are atomic); data files of a commit that never happened are unreferenced and removed by
 //! `archive vacuum`. Re-running the same input after a crash therefore adds exactly what
 //! is missing.
+//!
+//! The lock is a courtesy, not the guarantee. A commit writes version N+1 only if N is
+//! still the latest: the log entry is created only if absent (a hard link on a local
+//! disk, a conditional put on object storage), and Delta's own retry, which would
+//! rebase an append onto whatever was committed meanwhile, is off. A writer that loses
+//! the race deletes the files it wrote, learns the ids of the files committed since its
+//! version, decides its batch again and retries. Two writers (the lock file removed, or
+//! no lock at all) therefore never archive an id twice.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -167,20 +175,54 @@ const ENCODERS: usize = 2;
 /// Append a time-sorted batch as one Delta commit: one file per UTC day, encoded from
 /// zero-copy slices of the batch (rows of a day are contiguous when sorted by time), the
 /// days shared between [`ENCODERS`] tasks.
+/// How a commit attempt ended, when it did not fail.
+#[derive(Debug, PartialEq, Eq)]
+enum Attempt {
+    Committed,
+    /// Another writer committed since the table was read: nothing was committed and the
+    /// files written for it are deleted.
+    Overtaken,
+}
+
+/// Whether a commit error means that another writer got the next version first.
+fn overtaken(e: &DeltaTableError) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    matches!(
+        e,
+        DeltaTableError::VersionAlreadyExists(_)
+            | DeltaTableError::Transaction {
+                source: TransactionError::MaxCommitAttempts(_)
+                    | TransactionError::VersionAlreadyExists(_)
+            }
+    )
+}
+
 async fn write_days(
     table: &mut DeltaTable,
     batches: &[RecordBatch],
     writer_props: &WriterProperties,
     commit_props: CommitProperties,
-) -> std::result::Result<(), DeltaTableError> {
+) -> std::result::Result<Attempt, DeltaTableError> {
     if table.version().is_none() {
         // A new archive: create the table (version 0) with the event schema.
         let schema: StructType = event::schema().as_ref().try_into_kernel()?;
-        *table = table
+        let created = table
+            .clone()
             .create()
             .with_columns(schema.fields().cloned())
             .with_partition_columns([col::DATE])
-            .await?;
+            .await;
+        match created {
+            Ok(t) => *table = t,
+            // Another writer created it first.
+            Err(e)
+                if overtaken(&e)
+                    || matches!(&e, DeltaTableError::Generic(m) if m.contains("already exists")) =>
+            {
+                return Ok(Attempt::Overtaken);
+            }
+            Err(e) => return Err(e),
+        }
     }
     let mut tasks = tokio::task::JoinSet::new();
     for days in split_days(batches, ENCODERS) {
@@ -205,18 +247,52 @@ async fn write_days(
         partition_by: Some(vec![col::DATE.to_owned()]),
         predicate: None,
     };
-    let commit = CommitBuilder::from(commit_props)
+    let written: Vec<String> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Add(add) => Some(add.path.clone()),
+            _ => None,
+        })
+        .collect();
+    let commit = CommitBuilder::from(commit_props.with_max_retries(0))
         .with_actions(actions)
         .build(Some(table.snapshot()?), table.log_store(), operation)
-        .await?;
-    tracing::info!(
-        target: "auditq::archive",
-        "committed version {}",
-        commit.version()
-    );
-    table.state = Some(commit.snapshot());
-    Ok(())
+        .await;
+    match commit {
+        Ok(commit) => {
+            tracing::info!(
+                target: "auditq::archive",
+                "committed version {}",
+                commit.version()
+            );
+            table.state = Some(commit.snapshot());
+            Ok(Attempt::Committed)
+        }
+        Err(e) if overtaken(&e) => {
+            use futures_util::StreamExt;
+            let paths = written.into_iter().map(|p| Ok(deltalake::Path::from(p)));
+            let deleted = table
+                .object_store()
+                .delete_stream(futures_util::stream::iter(paths).boxed())
+                .collect::<Vec<_>>()
+                .await;
+            for e in deleted.into_iter().filter_map(|r| r.err()) {
+                // Unreferenced: `archive vacuum` removes it.
+                tracing::warn!(target: "auditq::archive", "removing a file of a lost commit: {e}");
+            }
+            tracing::info!(
+                target: "auditq::archive",
+                "version {} was taken by another writer; deciding the batch again",
+                table.version().map_or(0, |v| v + 1)
+            );
+            Ok(Attempt::Overtaken)
+        }
+        Err(e) => Err(e),
+    }
 }
+
+/// Commit attempts before giving up when other writers keep winning.
+const ATTEMPTS: u32 = 50;
 
 /// The days of time-ordered batches as (date, rows) slices, in at most `groups` groups
 /// of whole days with about the same number of rows each. A day spread over several
@@ -343,53 +419,111 @@ impl Writer {
         props: CommitProperties,
         always: bool,
     ) -> Result<CommitStats> {
-        let mut pending = Pending::default();
-        let mut stats = CommitStats::default();
-        let mut fresh = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let (keep, s) = self.dedupe(batch, source, &mut pending)?;
-            if s.added as usize == batch.num_rows() {
-                fresh.push(batch.clone());
-            } else if s.added > 0 {
-                fresh.push(filter_record_batch(batch, &keep)?);
-            }
-            stats += s;
-        }
-        if stats.added == 0 && !always {
-            return Ok(stats);
-        }
-        let sorted = sorted_by_time(fresh)?;
-        let mut table = self.table.take().expect("table is present between commits");
-        let result = write_days(&mut table, &sorted, &self.props, props).await;
-        match result {
-            Ok(()) => {
-                self.table = Some(table);
-                for (day, added) in pending.days {
-                    for &(hash, _) in &added {
-                        self.ids.insert(hash);
-                    }
-                    self.days.extend(&day, added);
+        let mut attempts = 0;
+        loop {
+            let mut pending = Pending::default();
+            let mut stats = CommitStats::default();
+            let mut conflicts = Vec::new();
+            let mut fresh = Vec::with_capacity(batches.len());
+            for batch in batches {
+                let (keep, s) = self.dedupe(batch, &mut pending, &mut conflicts)?;
+                if s.added as usize == batch.num_rows() {
+                    fresh.push(batch.clone());
+                } else if s.added > 0 {
+                    fresh.push(filter_record_batch(batch, &keep)?);
                 }
-                Ok(stats)
+                stats += s;
             }
-            Err(e) => {
-                // Reload so that the writer stays usable after a failed commit.
-                self.table = Some(self.archive.open_or_prepare_table().await?);
-                Err(Error::Delta {
-                    path: self.archive.events_dir(),
-                    source: Box::new(e),
-                })
+            if stats.added == 0 && !always {
+                self.quarantine_conflicts(&conflicts, source)?;
+                return Ok(stats);
+            }
+            let sorted = sorted_by_time(fresh)?;
+            let mut table = self.table.take().expect("table is present between commits");
+            let before = table.clone();
+            let result = write_days(&mut table, &sorted, &self.props, props.clone()).await;
+            match result {
+                Ok(Attempt::Committed) => {
+                    self.table = Some(table);
+                    for (day, added) in pending.days {
+                        for &(hash, _) in &added {
+                            self.ids.insert(hash);
+                        }
+                        self.days.extend(&day, added);
+                    }
+                    self.quarantine_conflicts(&conflicts, source)?;
+                    return Ok(stats);
+                }
+                Ok(Attempt::Overtaken) => {
+                    attempts += 1;
+                    self.catch_up(&before).await?;
+                    if attempts >= ATTEMPTS {
+                        return Err(Error::Contended {
+                            path: self.archive.events_dir(),
+                            attempts,
+                        });
+                    }
+                }
+                Err(e) => {
+                    // Reload so that the writer stays usable after a failed commit.
+                    self.table = Some(self.archive.open_or_prepare_table().await?);
+                    return Err(Error::Delta {
+                        path: self.archive.events_dir(),
+                        source: Box::new(e),
+                    });
+                }
             }
         }
     }
 
+    /// After losing a commit race: load the latest version and learn the ids of every
+    /// file it has that `before` had not (a day's fingerprints are read again when
+    /// needed).
+    async fn catch_up(&mut self, before: &DeltaTable) -> Result<()> {
+        let known: std::collections::HashSet<String> = if before.version().is_some() {
+            live_files(&self.archive, before)?
+                .into_iter()
+                .map(|f| f.rel)
+                .collect()
+        } else {
+            Default::default()
+        };
+        let table = self.archive.open_or_prepare_table().await?;
+        if table.version().is_some() {
+            for file in live_files(&self.archive, &table)? {
+                if known.contains(&file.rel) {
+                    continue;
+                }
+                read_columns(&file, &[col::ID], |b| {
+                    let ids = b.column(0).as_string::<i32>();
+                    for id in ids.iter().flatten() {
+                        self.ids.insert(event::id_hash(id));
+                    }
+                    Ok(())
+                })?;
+                self.days.forget(&file.date);
+            }
+        }
+        self.table = Some(table);
+        Ok(())
+    }
+
+    fn quarantine_conflicts(&self, conflicts: &[(String, String)], source: &str) -> Result<()> {
+        for (id, raw) in conflicts {
+            self.quarantine_conflict(id, raw, source)?;
+        }
+        Ok(())
+    }
+
     /// Decide row by row: new (keep), already present, or conflict (quarantined).
     /// `pending` holds the ids of this commit seen so far (in earlier batches).
+    /// Conflicts are quarantined by the caller once the decision is committed (a
+    /// commit that loses a race decides again).
     fn dedupe(
         &mut self,
         batch: &RecordBatch,
-        source: &str,
         pending: &mut Pending,
+        conflicts: &mut Vec<(String, String)>,
     ) -> Result<(BooleanArray, CommitStats)> {
         let ids = batch.column(0).as_string::<i32>();
         let column = |name: &str| batch.column_by_name(name).expect("event schema column");
@@ -430,7 +564,7 @@ impl Writer {
                     keep.push(false);
                 }
                 Some(_) => {
-                    self.quarantine_conflict(id, raws.value(row), source)?;
+                    conflicts.push((id.to_owned(), raws.value(row).to_owned()));
                     stats.conflicts += 1;
                     keep.push(false);
                 }

@@ -188,6 +188,49 @@ fn verify_finds_an_id_stored_twice() {
     );
 }
 
+/// Two writers at once (the lock file removed under the first): each commit checks that
+/// its version is still the next, the loser learns what was committed and decides again;
+/// no id is archived twice, and both exit 0.
+#[test]
+fn two_writers_without_the_lock_never_archive_an_id_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = super::generate(dir.path(), 12_000, 21);
+    for round in 0..3 {
+        let a = dir.path().join(format!("race-{round}"));
+        let import = |a: &Path| {
+            auditq(a)
+                .args(["import", "--batch-size", "400"])
+                .arg(&events)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let first = import(&a);
+        // Wait (bounded) for its first commits, then take its lock file away.
+        let log = a.join("events/_delta_log");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::fs::read_dir(&log).map_or(0, |d| d.count()) < 2 + round {
+            assert!(std::time::Instant::now() < deadline, "no commit in 60 s");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::fs::remove_file(a.join("LOCK")).unwrap();
+        let second = import(&a);
+        for child in [first, second] {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let r = ok(auditq(&a).args(["query", "--format", "csv", "--", "| count, dc(id) as ids"]));
+        assert_eq!(r.stdout, "count,ids\n12000,12000\n", "round {round}");
+        let r = ok(auditq(&a).args(["archive", "verify"]));
+        assert_summary(&r, "ok: ");
+    }
+}
+
 /// The Parquet data files under `dir` (not the Delta log's checkpoints).
 pub fn walk_parquet(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
