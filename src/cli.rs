@@ -356,6 +356,13 @@ pub enum ArchiveCommand {
     },
     /// Rewrite each day held in several files as one file sorted by time (one commit)
     Compact,
+    /// Remove the later copies of ids archived more than once (one commit); the removed
+    /// copies are kept in quarantine/conflict/
+    Repair {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete data files no live version references (never live data)
     Vacuum {
         /// Keep files removed or orphaned less than this long ago
@@ -904,6 +911,24 @@ fn archive(settings: &Settings, action: ArchiveCommand) -> Result<()> {
                     d => format!(
                         "compacted {d} days: {} files -> {} files (version {})",
                         r.files_removed, r.files_added, r.version
+                    ),
+                })?;
+            }
+            Ok(())
+        }
+        ArchiveCommand::Repair { json: as_json } => {
+            let r = rt.block_on(crate::archive::repair::repair(archive))?;
+            if as_json {
+                say_json(&r)?;
+            } else if !settings.quiet {
+                say(&match r.copies_removed {
+                    0 => format!(
+                        "nothing to repair: every id is archived once (version {})",
+                        r.version
+                    ),
+                    n => format!(
+                        "removed {n} later copies of {} ids from {} files (version {}); the copies are in quarantine/conflict/",
+                        r.ids, r.files_rewritten, r.version
                     ),
                 })?;
             }

@@ -20,6 +20,7 @@ mod newest_first;
 pub mod provider;
 pub mod quarantine;
 pub mod read;
+pub mod repair;
 pub mod summary;
 pub mod write;
 

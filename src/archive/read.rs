@@ -24,6 +24,8 @@ pub struct LiveFile {
     pub size: u64,
     /// The `date` partition value.
     pub date: String,
+    /// When the log says the file was added (ms since the epoch).
+    pub added: i64,
 }
 
 /// The live files of the table's loaded version, sorted by path.
@@ -48,6 +50,7 @@ pub fn live_files(archive: &Archive, table: &DeltaTable) -> Result<Vec<LiveFile>
                 rel,
                 size: f.size().max(0) as u64,
                 date,
+                added: f.modification_time(),
             }
         })
         .collect();

@@ -231,6 +231,83 @@ fn two_writers_without_the_lock_never_archive_an_id_twice() {
     }
 }
 
+/// `archive repair` removes the later copies of ids archived twice, in one commit, and
+/// keeps them in the quarantine: the archive is then what one clean import gives.
+#[test]
+fn repair_removes_later_copies_of_ids_archived_twice_and_keeps_them_in_quarantine() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = super::generate(dir.path(), 4000, 33);
+    let a = dir.path().join("a");
+    ok(auditq(&a).arg("import").arg(&events));
+    let r = ok(auditq(&a).args(["archive", "repair"]));
+    assert!(r.stdout.contains("nothing to repair"), "{}", r.stdout);
+    let clean = |archive: &Path| {
+        ok(auditq(archive).args([
+            "query",
+            "--format",
+            "csv",
+            "--",
+            "| sort id | fields id, time, action, raw",
+        ]))
+        .stdout
+    };
+    let want = clean(&a);
+    // Plant 1,500 duplicates: another archive of the first 1,500 events, its data files
+    // smuggled into a's table by one hand-written commit (as a writer without checks did).
+    let text = std::fs::read_to_string(&events).unwrap();
+    let part: Vec<&str> = text.lines().take(1500).collect();
+    let some = dir.path().join("some.ndjson");
+    std::fs::write(&some, part.join("\n") + "\n").unwrap();
+    let b = dir.path().join("b");
+    ok(auditq(&b).arg("import").arg(&some));
+    let mut adds = String::new();
+    for src in walk_parquet(&b.join("events")) {
+        let rel = src.strip_prefix(b.join("events")).unwrap().to_owned();
+        let renamed = rel.with_file_name(format!(
+            "planted-{}",
+            rel.file_name().unwrap().to_string_lossy()
+        ));
+        std::fs::copy(&src, a.join("events").join(&renamed)).unwrap();
+        let date = rel.to_string_lossy().split('/').next().unwrap()[5..].to_owned();
+        let add = serde_json::json!({"add": {
+            "path": renamed.to_string_lossy(), "partitionValues": {"date": date},
+            "size": std::fs::metadata(&src).unwrap().len(),
+            "modificationTime": 4_000_000_000_000i64, "dataChange": true}});
+        adds.push_str(&format!("{add}\n"));
+    }
+    let log = a.join("events/_delta_log");
+    let next = std::fs::read_dir(&log).unwrap().count();
+    std::fs::write(log.join(format!("{next:020}.json")), adds).unwrap();
+    let r = ok(auditq(&a).args(["query", "--format", "csv", "--", "| count, dc(id) as ids"]));
+    assert_eq!(r.stdout, "count,ids\n5500,4000\n");
+    assert_eq!(run(auditq(&a).args(["archive", "verify"])).code, 1);
+
+    let r = ok(auditq(&a).args(["archive", "repair"]));
+    assert!(
+        r.stdout
+            .starts_with("removed 1500 later copies of 1500 ids"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(clean(&a), want);
+    let r = ok(auditq(&a).args(["archive", "verify"]));
+    assert_summary(&r, "ok: ");
+    // The planted files held the later copies: each is in the quarantine, saying why.
+    let metas: Vec<PathBuf> = std::fs::read_dir(a.join("quarantine/conflict"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".meta.json"))
+        .collect();
+    assert_eq!(metas.len(), 1500);
+    let meta = std::fs::read_to_string(&metas[0]).unwrap();
+    assert!(
+        meta.contains("archive repair") && meta.contains("planted-"),
+        "{meta}"
+    );
+    let r = ok(auditq(&a).args(["archive", "repair"]));
+    assert!(r.stdout.contains("nothing to repair"), "{}", r.stdout);
+}
+
 /// The Parquet data files under `dir` (not the Delta log's checkpoints).
 pub fn walk_parquet(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

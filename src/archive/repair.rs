@@ -1,0 +1,226 @@
+//! `archive repair`: ids archived more than once (by versions of auditq before commits
+//! checked their version, or by anything that wrote the table behind its back) lose their
+//! later copies, in one atomic commit; every removed copy is kept in
+//! `quarantine/conflict/`.
+//!
+//! "Later" is the order the files were committed in (the time the log records for each,
+//! then the path), and within a file the order of its rows: the copy the archive held
+//! first is the one kept, as the writer keeps an archived event over a newcomer.
+
+use std::collections::{HashMap, HashSet};
+
+use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use delta_kernel::expressions::Scalar;
+use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::kernel::{Action, Remove};
+use deltalake::protocol::DeltaOperation;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use super::quarantine::Kind;
+use super::read::{live_files, open_parquet, read_columns};
+use super::write::writer_properties;
+use super::{Archive, Error, Result};
+use crate::event::{self, col};
+
+/// What `archive repair` did.
+#[derive(Debug, Serialize, Default)]
+pub struct RepairReport {
+    /// Ids that were archived more than once.
+    pub ids: usize,
+    /// Copies removed (and quarantined).
+    pub copies_removed: u64,
+    pub files_rewritten: usize,
+    pub version: i64,
+}
+
+pub async fn repair(archive: &Archive) -> Result<RepairReport> {
+    let _lock = archive.lock_for_writing()?;
+    let table = archive.open_table().await?;
+    let mut files = live_files(archive, &table)?;
+    files.sort_by(|a, b| a.added.cmp(&b.added).then_with(|| a.rel.cmp(&b.rel)));
+    let version = table.version().map_or(-1, |v| v as i64);
+
+    // First pass: 64-bit hashes of every id; a hash seen twice is a candidate.
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut clashes: HashSet<u64> = HashSet::new();
+    for file in &files {
+        read_columns(file, &[col::ID], |b| {
+            for id in b.column(0).as_string::<i32>().iter().flatten() {
+                let h = event::id_hash(id);
+                if !seen.insert(h) {
+                    clashes.insert(h);
+                }
+            }
+            Ok(())
+        })?;
+    }
+    drop(seen);
+    if clashes.is_empty() {
+        return Ok(RepairReport {
+            version,
+            ..Default::default()
+        });
+    }
+    // Second pass, exact ids: the first copy of each is kept (file order, row order),
+    // every other row is removed. Rows are numbered within their file.
+    let mut keeper: HashMap<String, usize> = HashMap::new();
+    let mut remove: HashMap<usize, HashSet<usize>> = HashMap::new();
+    let mut twice: HashSet<String> = HashSet::new();
+    for (fi, file) in files.iter().enumerate() {
+        let mut row = 0;
+        read_columns(file, &[col::ID], |b| {
+            for id in b.column(0).as_string::<i32>().iter() {
+                if let Some(id) = id
+                    && clashes.contains(&event::id_hash(id))
+                {
+                    if keeper.contains_key(id) {
+                        remove.entry(fi).or_default().insert(row);
+                        twice.insert(id.to_owned());
+                    } else {
+                        keeper.insert(id.to_owned(), fi);
+                    }
+                }
+                row += 1;
+            }
+            Ok(())
+        })?;
+    }
+    if remove.is_empty() {
+        // Only 64-bit hash collisions between different ids.
+        return Ok(RepairReport {
+            version,
+            ..Default::default()
+        });
+    }
+
+    // Rewrite each file that holds removed copies, without them; quarantine the copies.
+    let mut actions = Vec::new();
+    // (id, raw, reason) of each removed copy, quarantined once the commit succeeded.
+    let mut copies: Vec<(String, String, String)> = Vec::new();
+    let mut targets: Vec<usize> = remove.keys().copied().collect();
+    targets.sort_unstable();
+    let now = chrono::Utc::now().timestamp_millis();
+    for fi in targets {
+        let file = &files[fi];
+        let rows = &remove[&fi];
+        let mut kept: Vec<RecordBatch> = Vec::new();
+        let mut row = 0usize;
+        let reader = open_parquet(file)?.build().map_err(|e| Error::Parquet {
+            path: file.path.clone(),
+            source: Box::new(e),
+        })?;
+        for batch in reader {
+            let batch = batch?;
+            let ids = batch
+                .column_by_name(col::ID)
+                .expect("an archive file has ids")
+                .as_string::<i32>()
+                .clone();
+            let raws = batch
+                .column_by_name(col::RAW)
+                .expect("an archive file has raw")
+                .as_string::<i32>()
+                .clone();
+            let keep: BooleanArray = (0..batch.num_rows())
+                .map(|i| Some(!rows.contains(&(row + i))))
+                .collect();
+            for i in (0..batch.num_rows()).filter(|i| rows.contains(&(row + i))) {
+                let id = ids.value(i);
+                let reason = format!(
+                    "id `{id}` was archived more than once; `archive repair` removed this copy from {} and kept the one in {}",
+                    file.rel, files[keeper[id]].rel
+                );
+                copies.push((id.to_owned(), raws.value(i).to_owned(), reason));
+            }
+            row += batch.num_rows();
+            let batch = filter_record_batch(&batch, &keep)?;
+            if batch.num_rows() > 0 {
+                kept.push(batch);
+            }
+        }
+        if !kept.is_empty() {
+            let delta = |e| Error::Delta {
+                path: archive.events_dir(),
+                source: Box::new(e),
+            };
+            let mut writer = RecordBatchWriter::for_table(&table)
+                .map_err(delta)?
+                .with_writer_properties(writer_properties());
+            let values =
+                IndexMap::from([(col::DATE.to_owned(), Scalar::String(file.date.clone()))]);
+            for b in kept {
+                writer
+                    .write_partition(b, &values, WriteMode::Default)
+                    .await
+                    .map_err(delta)?;
+            }
+            actions.extend(
+                writer
+                    .flush()
+                    .await
+                    .map_err(delta)?
+                    .into_iter()
+                    .map(Action::Add),
+            );
+        }
+        actions.push(Action::Remove(Remove {
+            path: file.rel.clone(),
+            deletion_timestamp: Some(now),
+            data_change: true,
+            extended_file_metadata: Some(false),
+            partition_values: Some(HashMap::from([(
+                col::DATE.to_owned(),
+                Some(file.date.clone()),
+            )])),
+            size: Some(file.size as i64),
+            tags: None,
+            deletion_vector: None,
+            base_row_id: None,
+            default_row_commit_version: None,
+        }));
+    }
+    let files_rewritten = remove.len();
+    let commit = CommitBuilder::default()
+        .with_max_retries(0)
+        .with_actions(actions)
+        .build(
+            Some(table.snapshot().map_err(|e| Error::Delta {
+                path: archive.events_dir(),
+                source: Box::new(e),
+            })?),
+            table.log_store(),
+            DeltaOperation::Delete {
+                predicate: Some("ids archived more than once: later copies".into()),
+            },
+        )
+        .await
+        .map_err(|e| Error::Delta {
+            path: archive.events_dir(),
+            source: Box::new(e),
+        })?;
+    let quarantine = archive.quarantine();
+    for (id, raw, reason) in &copies {
+        quarantine
+            .put(
+                Kind::Conflict,
+                raw.as_bytes(),
+                reason,
+                "archive repair",
+                Some(id),
+            )
+            .map_err(|e| Error::Io {
+                action: "writing quarantine",
+                path: quarantine.dir().to_owned(),
+                source: e,
+            })?;
+    }
+    Ok(RepairReport {
+        ids: twice.len(),
+        copies_removed: copies.len() as u64,
+        files_rewritten,
+        version: commit.version() as i64,
+    })
+}
