@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::quarantine::Kind;
 use super::read::{
-    LiveFile, live_files, open_parquet, plain_session, read_columns, read_projected, same_kind,
-    session, sql,
+    LiveFile, changed_files, live_files, open_parquet, plain_session, read_columns, read_projected,
+    same_kind, session, sql,
 };
 use super::write::{IdIndex, writer_properties};
 use super::{Archive, Error, Result};
@@ -38,7 +38,8 @@ pub struct Stats {
 pub async fn stats(archive: &Archive, top: usize) -> Result<Stats> {
     let table = archive.open_table().await?;
     let files = live_files(archive, &table)?;
-    let ctx = session(archive, &table, None).await?;
+    let intact = changed_files(&files).is_empty();
+    let ctx = session(archive, &table, None, intact).await?;
     let totals = sql(
         archive,
         &ctx,

@@ -73,6 +73,7 @@ impl ArchiveTable {
         table: &DeltaTable,
         table_dir: &std::path::Path,
         aids: Option<&FileAids>,
+        trust_stats: bool,
     ) -> Option<Self> {
         let state = table.snapshot().ok()?;
         let metadata = state.metadata();
@@ -121,7 +122,7 @@ impl ArchiveTable {
                 time: aid.and_then(|a| a.time),
                 size: f.size().max(0) as u64,
                 date,
-                rows: f.num_records(),
+                rows: f.num_records().filter(|_| trust_stats),
             });
         }
         files.sort_by(|a, b| a.location.cmp(&b.location));

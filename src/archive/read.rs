@@ -58,6 +58,17 @@ pub fn live_files(archive: &Archive, table: &DeltaTable) -> Result<Vec<LiveFile>
     Ok(files)
 }
 
+/// The live files that are not on disk as the log recorded them: missing, or of another
+/// size. Answers from metadata (row counts in the log, the summary cache) are only
+/// given while this is empty; otherwise the data is read, and a query that reaches a
+/// damaged file fails naming it.
+pub fn changed_files(files: &[LiveFile]) -> Vec<&LiveFile> {
+    files
+        .iter()
+        .filter(|f| std::fs::metadata(&f.path).map(|m| m.len()).ok() != Some(f.size))
+        .collect()
+}
+
 /// Open one Parquet file: its footer is read, nothing else yet.
 pub fn open_parquet(file: &LiveFile) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
     let f = std::fs::File::open(&file.path).map_err(|source| Error::Io {
@@ -163,10 +174,14 @@ pub fn plain_session() -> SessionContext {
 /// A DataFusion session with the archive's table registered as `events`: auditq's own
 /// scan of the live files where the table allows it (see [`super::provider`]), else
 /// delta-rs's provider. `AUDITQ_DELTA_PROVIDER=1` forces the latter, for comparisons.
+///
+/// With `trust_stats` false (a live file is missing or changed, see [`changed_files`]),
+/// the scan claims no row counts, so `| count` reads the data rather than the log.
 pub async fn session(
     archive: &Archive,
     table: &DeltaTable,
     aids: Option<&super::summary::FileAids>,
+    trust_stats: bool,
 ) -> Result<SessionContext> {
     // Each partition reads its group of files in time order, which the scan declares.
     // A partition that finishes early may otherwise take files from another's group
@@ -185,7 +200,12 @@ pub async fn session(
         .build();
     let ctx = SessionContext::new_with_state(state);
     let provider: std::sync::Arc<dyn datafusion::datasource::TableProvider> =
-        match super::provider::ArchiveTable::try_new(table, &archive.events_dir(), aids) {
+        match super::provider::ArchiveTable::try_new(
+            table,
+            &archive.events_dir(),
+            aids,
+            trust_stats,
+        ) {
             Some(direct) if std::env::var_os("AUDITQ_DELTA_PROVIDER").is_none() => {
                 std::sync::Arc::new(direct)
             }

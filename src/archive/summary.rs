@@ -62,6 +62,8 @@ struct FileCache {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct TotalCache {
     version: u32,
+    /// The table version whose live files it describes.
+    table_version: i64,
     fingerprint: u64,
     summary: Summary,
 }
@@ -70,6 +72,7 @@ struct TotalCache {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct IdCache {
     version: u32,
+    table_version: i64,
     fingerprint: u64,
     files: FileAids,
 }
@@ -87,14 +90,23 @@ pub struct FileAid {
 /// Per data file (path in the table), its [`FileAid`].
 pub type FileAids = BTreeMap<String, FileAid>;
 
-const CACHE_VERSION: u32 = 3;
+const CACHE_VERSION: u32 = 4;
 
 fn cache_dir(archive: &Archive) -> PathBuf {
     archive.root().join("cache")
 }
 
+/// A cache file: its JSON, a newline, and the xxh3 of the JSON in hex. A file whose
+/// checksum does not match (edited, damaged, half-written) is not used.
 fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Option<T> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    let bytes = std::fs::read(path).ok()?;
+    let cut = bytes.iter().rposition(|&b| b == b'\n')?;
+    let (json, sum) = (&bytes[..cut], &bytes[cut + 1..]);
+    if std::str::from_utf8(sum).ok()? != format!("{:016x}", xxhash_rust::xxh3::xxh3_64(json)) {
+        tracing::warn!(target: "auditq::archive", "ignoring `{}`: its checksum does not match", path.display());
+        return None;
+    }
+    serde_json::from_slice(json).ok()
 }
 
 /// A hash of the live files' paths and sizes.
@@ -108,11 +120,13 @@ fn fingerprint(files: &[LiveFile]) -> u64 {
 }
 
 /// The summary of the given live files (normally all of them).
-pub fn summarize(archive: &Archive, files: &[LiveFile]) -> Result<Summary> {
+/// `table_version` is the version of the table these are the live files of.
+pub fn summarize(archive: &Archive, files: &[LiveFile], table_version: i64) -> Result<Summary> {
     let dir = cache_dir(archive);
     let fp = fingerprint(files);
     if let Some(total) = read_json::<TotalCache>(&dir.join("summary.json"))
         && total.version == CACHE_VERSION
+        && total.table_version == table_version
         && total.fingerprint == fp
     {
         return Ok(total.summary);
@@ -142,6 +156,7 @@ pub fn summarize(archive: &Archive, files: &[LiveFile]) -> Result<Summary> {
     }
     let ids = IdCache {
         version: CACHE_VERSION,
+        table_version,
         fingerprint: fp,
         files: cache
             .files
@@ -162,6 +177,7 @@ pub fn summarize(archive: &Archive, files: &[LiveFile]) -> Result<Summary> {
         "summary.json",
         &TotalCache {
             version: CACHE_VERSION,
+            table_version,
             fingerprint: fp,
             summary: out.clone(),
         },
@@ -172,9 +188,13 @@ pub fn summarize(archive: &Archive, files: &[LiveFile]) -> Result<Summary> {
 /// The `id` bloom filter locations of the given live files, if the cache holds them for
 /// exactly this set of files (it does after [`summarize`], unless the archive is
 /// read-only).
-pub fn file_aids(archive: &Archive, files: &[LiveFile]) -> Option<FileAids> {
+pub fn file_aids(archive: &Archive, files: &[LiveFile], table_version: i64) -> Option<FileAids> {
     read_json::<IdCache>(&cache_dir(archive).join("ids.json"))
-        .filter(|c| c.version == CACHE_VERSION && c.fingerprint == fingerprint(files))
+        .filter(|c| {
+            c.version == CACHE_VERSION
+                && c.table_version == table_version
+                && c.fingerprint == fingerprint(files)
+        })
         .map(|c| c.files)
 }
 
@@ -197,9 +217,11 @@ fn store(dir: &std::path::Path, name: &str, value: &impl Serialize) {
     if std::fs::create_dir_all(dir).is_err() {
         return;
     }
-    let Ok(bytes) = serde_json::to_vec(value) else {
+    let Ok(mut bytes) = serde_json::to_vec(value) else {
         return;
     };
+    let sum = format!("\n{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+    bytes.extend_from_slice(sum.as_bytes());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, dir.join(name)).is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -71,12 +71,26 @@ pub async fn session(archive: &Archive) -> Result<SessionContext> {
 }
 
 /// A session over the archive's current version, and the summary of that version.
-pub async fn open(archive: &Archive) -> Result<(SessionContext, Summary)> {
+/// The summary is `None` when a live file is missing or changed since it was committed:
+/// then nothing is answered from metadata (see [`read::changed_files`]).
+pub async fn open(archive: &Archive) -> Result<(SessionContext, Option<Summary>)> {
     let table = archive.open_table().await?;
     let files = read::live_files(archive, &table)?;
-    let summary = summary::summarize(archive, &files)?;
-    let aids = summary::file_aids(archive, &files);
-    let ctx = read::session(archive, &table, aids.as_ref()).await?;
+    let changed = read::changed_files(&files);
+    let (summary, aids) = if changed.is_empty() {
+        let version = table.version().map_or(-1, |v| v as i64);
+        let summary = summary::summarize(archive, &files, version)?;
+        (Some(summary), summary::file_aids(archive, &files, version))
+    } else {
+        tracing::warn!(
+            target: "auditq::archive",
+            "{} live files are missing or changed since their commit (first: {}); answering from the data only",
+            changed.len(),
+            changed[0].rel
+        );
+        (None, None)
+    };
+    let ctx = read::session(archive, &table, aids.as_ref(), summary.is_some()).await?;
     for f in udf::own_functions() {
         ctx.register_udf(f);
     }
@@ -327,7 +341,7 @@ impl Answer {
 /// [`Answer::next`] as DataFusion produces them: memory does not grow with the result.
 pub async fn run(archive: &Archive, src: &str, clock: Clock, warn: bool) -> Result<Answer> {
     let (ctx, summary) = open(archive).await?;
-    let planned = plan(&ctx, src, clock, Some(&summary)).await?;
+    let planned = plan(&ctx, src, clock, summary.as_ref()).await?;
     tracing::info!(
         target: "auditq::query",
         "query `{}`: logical plan\n{}",
@@ -345,12 +359,12 @@ pub async fn run(archive: &Archive, src: &str, clock: Clock, warn: bool) -> Resu
         .execute_stream()
         .await
         .map_err(Error::Execute)?;
-    let warnings = if warn {
-        warnings(&summary, &planned)
-    } else {
-        Vec::new()
+    let warnings = match (&summary, warn) {
+        (Some(summary), true) => warnings(summary, &planned),
+        _ => Vec::new(),
     };
-    let covers = match (summary.first, summary.last) {
+    let extent = summary.as_ref().map_or((None, None), |s| (s.first, s.last));
+    let covers = match extent {
         (Some(first), Some(last)) => {
             let start = planned.range.start.map_or(first, |s| s.max(first));
             let end = planned.range.end.map_or(last + 1, |e| e.min(last + 1));
@@ -371,7 +385,7 @@ pub async fn run(archive: &Archive, src: &str, clock: Clock, warn: bool) -> Resu
 /// with `analyze`, the plan as run, with each operator's metrics.
 pub async fn explain(archive: &Archive, src: &str, clock: Clock, analyze: bool) -> Result<String> {
     let (ctx, summary) = open(archive).await?;
-    let planned = plan(&ctx, src, clock, Some(&summary)).await?;
+    let planned = plan(&ctx, src, clock, summary.as_ref()).await?;
     let rt = Error::Plan;
     let logical = planned.frame.logical_plan().clone();
     let optimized = ctx.state().optimize(&logical).map_err(rt)?;
@@ -385,7 +399,7 @@ pub async fn explain(archive: &Archive, src: &str, clock: Clock, analyze: bool) 
     // The SQL of the query itself: a first `| count by action` answered from the
     // summary is a table only auditq has.
     let sql = if compile::starts_with_action_counts(&planned.query) {
-        let direct = plan_with(&ctx, src, clock, Some(&summary), false).await?;
+        let direct = plan_with(&ctx, src, clock, summary.as_ref(), false).await?;
         format!(
             "{}\n-- (auditq answers the first stage from the archive's summary, not a scan)",
             sql_of(direct.frame.logical_plan())

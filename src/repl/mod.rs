@@ -433,6 +433,7 @@ impl Repl {
 
     fn actions(&self, glob: &str) -> Result<()> {
         let (_, summary) = self.rt.block_on(query::open(&self.archive))?;
+        let summary = summary.unwrap_or_default();
         let matcher = (!glob.is_empty()).then(|| query::udf::glob_regex(glob.trim_matches('"')));
         let mut actions: Vec<(&String, &u64)> = summary
             .actions

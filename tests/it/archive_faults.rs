@@ -308,6 +308,54 @@ fn repair_removes_later_copies_of_ids_archived_twice_and_keeps_them_in_quarantin
     assert!(r.stdout.contains("nothing to repair"), "{}", r.stdout);
 }
 
+/// Row counts (the log) and the action summary (the cache) answer `| count` and
+/// `| count by action` only while the files they describe are there as committed, and
+/// the cache is used only when its checksum matches: an edited or damaged cache is
+/// rebuilt, a missing file makes the queries that need it fail naming it.
+#[test]
+fn answers_from_metadata_only_while_the_files_back_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = super::generate(dir.path(), 3000, 3);
+    let a = dir.path().join("a");
+    ok(auditq(&a).arg("import").arg(&events));
+    let q = |text: &str| run(auditq(&a).args(["query", "--format", "csv", "--", text]));
+    let by_action = q("| count by action");
+    assert_eq!(by_action.code, 0);
+    assert_eq!(q("| count").stdout, "count\n3000\n");
+
+    // An edited summary (valid JSON, one count changed) is not believed.
+    let summary = a.join("cache/summary.json");
+    let text = std::fs::read_to_string(&summary).unwrap();
+    let (json, _) = text.rsplit_once('\n').unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(json).unwrap();
+    let counts = value["summary"]["actions"].as_object_mut().unwrap();
+    let first = counts.keys().next().unwrap().clone();
+    counts[&first] = serde_json::json!(999_999);
+    std::fs::write(&summary, value.to_string()).unwrap();
+    assert_eq!(q("| count by action").stdout, by_action.stdout);
+    let forged = format!("{value}\n{:016x}", 0u64);
+    std::fs::write(&summary, forged).unwrap();
+    assert_eq!(q("| count by action").stdout, by_action.stdout);
+
+    // One live file deleted: what needs it fails naming it, the rest still answers.
+    let victim = walk_parquet(&a.join("events"))
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("date=2026-10-25"))
+        .unwrap();
+    let name = victim.file_name().unwrap().to_string_lossy().into_owned();
+    let day =
+        ok(auditq(&a).args(["query", "--format", "csv", "--", "on 2026-10-28 | count"])).stdout;
+    std::fs::remove_file(&victim).unwrap();
+    for text in ["| count", "| count by action", "event ~ \"user_*\" | count"] {
+        let r = q(text);
+        assert_eq!(r.code, 1, "{text}: {}", r.stdout);
+        assert!(r.stderr.contains(&name), "{text}: {}", r.stderr);
+    }
+    assert_eq!(q("on 2026-10-28 | count").stdout, day);
+    let r = run(auditq(&a).args(["archive", "stats"]));
+    assert_eq!(r.code, 1, "{}", r.stdout);
+}
+
 /// The Parquet data files under `dir` (not the Delta log's checkpoints).
 pub fn walk_parquet(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
