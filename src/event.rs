@@ -243,7 +243,16 @@ pub enum Invalid {
     NoTime { id: String },
     #[error("event `{id}` has an unparsable time `{time}`")]
     BadTime { id: String, time: String },
+    #[error(
+        "event `{id}` has time `{time}`, outside the times auditq archives (1970-01-01 to 2261-12-31 UTC)"
+    )]
+    TimeOutOfRange { id: String, time: String },
 }
+
+/// The times an event may have to be archived (µs, UTC): 1970-01-01 up to 2262-01-01.
+/// Arrow's time arithmetic (`date_bin`, `timechart`) works in nanoseconds, whose 64 bits
+/// end in April 2262; an audit event is never earlier than 1970.
+pub const ARCHIVED_TIMES: std::ops::Range<i64> = 0..9_214_646_400_000_000;
 
 // ---------------------------------------------------------------------------------------
 // Lenient serde types. Every nested object goes through `Lenient`, every leaf string
@@ -803,6 +812,12 @@ impl BatchBuilder {
             id: id.to_owned(),
             time: time_text.to_owned(),
         })?;
+        if !ARCHIVED_TIMES.contains(&time) {
+            return Err(Invalid::TimeOutOfRange {
+                id: id.to_owned(),
+                time: time_text.to_owned(),
+            });
+        }
         let actor = attrs.actor.0.unwrap_or_default();
         let auth = actor.auth.0.as_ref();
         let location = attrs.location.0.unwrap_or_default();

@@ -148,9 +148,15 @@ impl Clock {
     }
 
     pub fn duration(text: &str, span: ast::Span) -> R<i64> {
-        crate::lang::time::parse_duration(text)
-            .map(|d| d.as_micros() as i64)
-            .map_err(|e| err_at("E0203", e, span))
+        let d = crate::lang::time::parse_duration(text).map_err(|e| err_at("E0203", e, span))?;
+        i64::try_from(d.as_micros()).map_err(|_| too_far(text, span))
+    }
+
+    /// `duration` before `from`, checked: not before the year 1.
+    fn before(from: i64, duration: &str, span: ast::Span) -> R<i64> {
+        from.checked_sub(Self::duration(duration, span)?)
+            .filter(|&t| t >= YEAR_ONE)
+            .ok_or_else(|| too_far(duration, span))
     }
 
     /// A time point: (µs, date-only).
@@ -166,7 +172,7 @@ impl Clock {
                 snap,
                 span,
             } => {
-                let t = self.now - Self::duration(duration, *span)?;
+                let t = Self::before(self.now, duration, *span)?;
                 (snap.as_ref().map_or(t, |u| self.snap(t, u)), false)
             }
             TimePoint::At(text, span) => self.parse_at(text).ok_or_else(|| {
@@ -185,6 +191,16 @@ impl Clock {
         let d = self.local(micros).date_naive();
         self.midnight(d.succ_opt().unwrap_or(d))
     }
+}
+
+/// 0001-01-01T00:00:00Z in µs: the earliest time a query computes with.
+const YEAR_ONE: i64 = -62_135_596_800_000_000;
+
+/// A duration that reaches before the year 1 (or past what 64 bits of µs hold).
+fn too_far(text: &str, span: ast::Span) -> Diagnostic {
+    err_at("E0210", format!("`{text}` reaches before the year 1"), span)
+        .label("too long a duration")
+        .help("leave the time clause out to query every event")
 }
 
 /// The zone of the query: its `tz` clause, else the given default.
@@ -248,7 +264,7 @@ pub fn time_range(q: &Query, clock: &Clock) -> R<Range> {
                     })?;
                 narrow(Some(s), Some(clock.day_after(s)));
             }
-            TimeClause::Last(d, span) => narrow(Some(clock.now - Clock::duration(d, *span)?), None),
+            TimeClause::Last(d, span) => narrow(Some(Clock::before(clock.now, d, *span)?), None),
             TimeClause::Today(_) => {
                 let s = clock.today();
                 narrow(Some(s), Some(clock.day_after(s)));

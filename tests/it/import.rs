@@ -226,3 +226,53 @@ fn the_archive_comes_from_flag_then_environment_then_config_file() {
         r.stderr
     );
 }
+
+/// Times outside what auditq archives (1970 to 2261: Arrow buckets times in nanoseconds)
+/// are quarantined with the reason, not archived to break every `timechart` later; a
+/// duration reaching before the year 1 is a query error with a caret, not 0 rows.
+#[test]
+fn extreme_times_are_refused_at_import_and_in_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("extreme.ndjson");
+    std::fs::write(
+        &input,
+        [
+            r#"{"id":"t-2300","attributes":{"time":"2300-01-01T00:00:00Z","action":"user_login"}}"#,
+            r#"{"id":"t-0000","attributes":{"time":"0000-01-01T00:00:00Z","action":"user_login"}}"#,
+            r#"{"id":"t-1969","attributes":{"time":"1969-12-31T23:59:59Z","action":"user_login"}}"#,
+            r#"{"id":"t-ok","attributes":{"time":"2026-10-20T08:00:00Z","action":"user_login"}}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let a = dir.path().join("archive");
+    let r = ok(auditq(&a).arg("import").arg(&input));
+    assert!(
+        r.stdout.contains("added 1,") && r.stdout.contains("quarantined 3"),
+        "{}",
+        r.stdout
+    );
+    let metas: String = std::fs::read_dir(a.join("quarantine/invalid"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".meta.json"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(
+        metas.matches("outside the times auditq archives").count(),
+        3,
+        "{metas}"
+    );
+    let r = ok(auditq(&a).args(["query", "--format", "csv", "--", "| timechart 1d"]));
+    assert_eq!(r.stdout, "time,count\n2026-10-20T00:00:00.000Z,1\n");
+
+    let r = run(auditq(&a).args(["query", "since 999999999d | count"]));
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("error[E0210]") && r.stderr.contains('^'),
+        "{}",
+        r.stderr
+    );
+    let r = ok(auditq(&a).args(["query", "--format", "csv", "--", "since 20000d | count"]));
+    assert_eq!(r.stdout, "count\n1\n");
+}
