@@ -180,6 +180,8 @@ pub fn render(src: &str, diags: &[Diagnostic], color: bool) -> String {
         } else {
             line.chars().count().saturating_sub(col - 1)
         };
+        // A long line (a query of a hundred thousand values) is shown around the span.
+        let (line, col, span_chars) = window(line, col, span_chars);
         let bar = p.paint("1;34", &format!("{pad} |"));
         out.push_str(&format!("{bar}\n"));
         out.push_str(&format!(
@@ -207,6 +209,31 @@ pub fn render(src: &str, diags: &[Diagnostic], color: bool) -> String {
         }
     }
     out
+}
+
+/// The widest source line drawn; a longer one is cut around the span, with `…`.
+const LINE_WIDTH: usize = 120;
+
+/// `line` cut to [`LINE_WIDTH`] characters around column `col` (1-based), with the
+/// column and caret length within what is shown.
+fn window(line: &str, col: usize, span: usize) -> (String, usize, usize) {
+    let n = line.chars().count();
+    if n <= LINE_WIDTH {
+        return (line.to_owned(), col, span);
+    }
+    let from = col.saturating_sub(1).saturating_sub(LINE_WIDTH / 3).min(n);
+    let to = (from + LINE_WIDTH).min(n);
+    let mut shown = String::new();
+    if from > 0 {
+        shown.push('…');
+    }
+    shown.extend(line.chars().skip(from).take(to - from));
+    if to < n {
+        shown.push('…');
+    }
+    let col = col - from + usize::from(from > 0);
+    let span = span.min((to - from + usize::from(from > 0) + 1).saturating_sub(col));
+    (shown, col, span.max(1))
 }
 
 #[derive(Serialize)]
@@ -265,6 +292,24 @@ pub fn did_you_mean<'a>(
 
 #[cfg(test)]
 mod tests {
+
+    /// A query of megabytes on one line is drawn around the span, not whole.
+    #[test]
+    fn a_long_line_is_cut_around_the_span() {
+        let src = format!("actor in ({}) | frob", "\"x\",".repeat(100_000));
+        let start = src.find("frob").unwrap();
+        let d = Diagnostic::error("E0401", "unknown stage", start, start + 4).label("here");
+        let text = render(&src, &[d], false);
+        assert!(text.len() < 600, "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        let shown = lines[2];
+        let caret = lines[3];
+        assert!(shown.contains("| frob") && shown.contains('…'), "{text}");
+        // The caret is under `frob`.
+        let at = |l: &str, pat: &str| l[..l.find(pat).unwrap()].chars().count();
+        assert_eq!(at(caret, "^^^^ here"), at(shown, "frob"), "{text}");
+    }
+
     use super::*;
 
     #[derive(Debug, thiserror::Error)]

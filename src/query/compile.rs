@@ -342,6 +342,27 @@ fn is_negative(op: CmpOp) -> bool {
     matches!(op, CmpOp::Ne | CmpOp::ExactNe | CmpOp::NotMatch)
 }
 
+/// The longest `in` list compiled to SQL's `IN (…)`; longer ones are [`super::fold::in_set`].
+const SQL_IN_LIST: usize = 64;
+
+/// Join many conditions as a balanced tree (depth log2 n), not a chain n deep: a
+/// thousand `or`s must not recurse a thousand frames deep in planning.
+fn balanced(mut parts: Vec<Expr>, join: fn(Expr, Expr) -> Expr) -> Expr {
+    assert!(!parts.is_empty(), "one or more conditions");
+    while parts.len() > 1 {
+        let mut next = Vec::with_capacity(parts.len().div_ceil(2));
+        let mut it = parts.into_iter();
+        while let Some(a) = it.next() {
+            next.push(match it.next() {
+                Some(b) => join(a, b),
+                None => a,
+            });
+        }
+        parts = next;
+    }
+    parts.pop().expect("one left")
+}
+
 /// Missing values satisfy negative comparisons (two-valued logic).
 fn or_missing(e: Expr, positive: Expr) -> Expr {
     e.clone().is_null().or(positive.is_not_true())
@@ -606,19 +627,96 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// `field in (values)` (or `not in`) as one set membership, when every value is
+    /// plain text and the field one text column of the archive: `lower(f) IN (…)`, a hash
+    /// set at run time, planned in one step whatever the number of values. `None` when
+    /// the values or the field need the general path (globs, regexes, CIDRs, numbers,
+    /// `actor`, lists, an aggregate's columns).
+    fn text_set(&self, field: &Field, values: &[&Value], negated: bool) -> R<Option<Expr>> {
+        let plain = values
+            .iter()
+            .all(|v| matches!(v, Value::Str(..)) && !v.text().contains(['*', '?']));
+        if !plain || self.table.is_some() || self.raw_path(field).is_some() {
+            return Ok(None);
+        }
+        let Target::Column(name, Kind::Text) = self.field(field)?.target else {
+            return Ok(None);
+        };
+        let mut wanted: Vec<String> = values.iter().map(|v| v.text().to_lowercase()).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let e = col(name);
+        let positive = match (name == c::ACTION, self.actions) {
+            // The archived actions any value names, exactly (see `known_action`).
+            (true, Some(actions)) => {
+                let accepted: Vec<Expr> = actions
+                    .iter()
+                    .filter(|a| wanted.binary_search(&a.to_lowercase()).is_ok())
+                    .map(|a| lit(*a))
+                    .collect();
+                if accepted.is_empty() {
+                    lit(false)
+                } else {
+                    e.clone().in_list(accepted, false)
+                }
+            }
+            // A short list stays SQL's `IN` (which `explain` prints as it is); a long
+            // one is one function holding the set.
+            _ if wanted.len() <= SQL_IN_LIST => {
+                lower(e.clone()).in_list(wanted.into_iter().map(lit).collect(), false)
+            }
+            _ => super::fold::in_set(e.clone(), wanted),
+        };
+        Ok(Some(if negated {
+            or_missing(e, positive)
+        } else {
+            positive
+        }))
+    }
+
+    /// The items of an `or`: runs of `f = "v"` on the same text column become one set
+    /// membership (`f in (…)`), the rest compile one by one.
+    fn any_of(&self, items: &[ast::Expr]) -> R<Vec<Expr>> {
+        let mut by_field: Vec<(&Field, Vec<&Value>)> = Vec::new();
+        let mut rest = Vec::new();
+        for item in items {
+            match item {
+                ast::Expr::Cmp {
+                    field,
+                    op: CmpOp::Eq,
+                    value,
+                    ..
+                } if !matches!(value, Value::Regex(..)) => {
+                    match by_field.iter_mut().find(|(f, _)| f.name == field.name) {
+                        Some((_, vs)) => vs.push(value),
+                        None => by_field.push((field, vec![value])),
+                    }
+                }
+                other => rest.push(other),
+            }
+        }
+        let mut out = Vec::new();
+        for (field, values) in by_field {
+            match self.text_set(field, &values, false)? {
+                Some(set) if values.len() > 1 => out.push(set),
+                _ => {
+                    for v in values {
+                        out.push(self.cmp(field, CmpOp::Eq, v)?);
+                    }
+                }
+            }
+        }
+        for item in rest {
+            out.push(self.filter(item)?);
+        }
+        Ok(out)
+    }
+
     /// A boolean filter.
     pub fn filter(&self, e: &ast::Expr) -> R<Expr> {
         Ok(match e {
-            ast::Expr::Or(items, _) => self
-                .all(items)?
-                .into_iter()
-                .reduce(Expr::or)
-                .expect("two or more"),
-            ast::Expr::And(items, _) => self
-                .all(items)?
-                .into_iter()
-                .reduce(Expr::and)
-                .expect("two or more"),
+            ast::Expr::Or(items, _) => balanced(self.any_of(items)?, Expr::or),
+            ast::Expr::And(items, _) => balanced(self.all(items)?, Expr::and),
             ast::Expr::Not(inner, _) => self.filter(inner)?.is_not_true(),
             ast::Expr::Cmp {
                 field, op, value, ..
@@ -629,6 +727,10 @@ impl<'a> Compiler<'a> {
                 values,
                 ..
             } => {
+                let all: Vec<&Value> = values.iter().collect();
+                if let Some(set) = self.text_set(field, &all, *negated)? {
+                    return Ok(set);
+                }
                 let parts = values
                     .iter()
                     .map(|v| {
@@ -643,7 +745,11 @@ impl<'a> Compiler<'a> {
                     })
                     .collect::<R<Vec<_>>>()?;
                 let join = if *negated { Expr::and } else { Expr::or };
-                parts.into_iter().reduce(join).unwrap_or(lit(*negated))
+                if parts.is_empty() {
+                    lit(*negated)
+                } else {
+                    balanced(parts, join)
+                }
             }
             ast::Expr::Has(field, _) => {
                 if self.table.is_some() {

@@ -447,3 +447,59 @@ fn point_lookups_skip_files_by_bloom_filter_and_miss_nothing() {
     let analyzed = r.stdout.split("analyzed plan:").nth(1).unwrap();
     assert!(analyzed.contains("EmptyExec"), "{analyzed}");
 }
+
+/// Any number of values: `in (…)` over a text field and `or` chains of `=` on one field
+/// are one set membership, planned at once; long mixed `or`/`and` chains join as
+/// balanced trees. 10,000 values aborted with a stack overflow before.
+#[test]
+fn thousands_of_values_are_one_set_and_never_overflow() {
+    // Long queries go in a file (an argument is limited to 128 KiB).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("q.aq");
+    let csv = |q: &str| {
+        std::fs::write(&file, q).unwrap();
+        let mut c = auditq(archive());
+        c.args(["query", "--now", NOW, "--format", "csv", "--file"])
+            .arg(&file);
+        ok(&mut c).stdout
+    };
+    let few = csv("actor.email in (\"ADA@example.com\", \"bob@example.com\") | count");
+    let many: Vec<String> = (0..10_000)
+        .map(|i| format!("\"nobody{i}@example.com\""))
+        .chain(["\"ADA@example.com\"".into(), "\"bob@example.com\"".into()])
+        .collect();
+    assert_eq!(
+        csv(&format!("actor.email in ({}) | count", many.join(", "))),
+        few
+    );
+    let ors: Vec<String> = many.iter().map(|v| format!("actor.email = {v}")).collect();
+    assert_eq!(csv(&format!("{} | count", ors.join(" or "))), few);
+    // The complement, with events without an email among them.
+    let all = csv("| count");
+    let not_few = csv("actor.email not in (\"ADA@example.com\", \"bob@example.com\") | count");
+    assert_eq!(
+        csv(&format!("actor.email not in ({}) | count", many.join(", "))),
+        not_few
+    );
+    let n = |s: &str| s.lines().nth(1).unwrap().parse::<u64>().unwrap();
+    assert_eq!(n(&few) + n(&not_few), n(&all));
+    // Mixed conditions, thousands deep.
+    let mixed: Vec<String> = (0..3_000)
+        .map(|i| format!("(actor.email = \"nobody{i}@example.com\" and country != XX)"))
+        .chain([
+            "actor.email = \"ADA@example.com\"".into(),
+            "actor.email == \"bob@example.com\"".into(),
+        ])
+        .collect();
+    assert_eq!(csv(&format!("{} | count", mixed.join(" or "))), few);
+    // The summary's actions: a set of actions is the archived ones it names.
+    let logins = csv("event:user_login | count");
+    let actions: Vec<String> = (0..5_000)
+        .map(|i| format!("no_such_action_{i}"))
+        .chain(["USER_LOGIN".into()])
+        .collect();
+    assert_eq!(
+        csv(&format!("event in ({}) | count", actions.join(", "))),
+        logins
+    );
+}
