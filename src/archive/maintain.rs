@@ -358,6 +358,25 @@ pub async fn vacuum(
     let _lock = archive.lock_for_writing()?;
     let table = archive.open_table().await?;
     let retention = chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    let (_, plan) = table
+        .clone()
+        .vacuum()
+        .with_retention_period(retention)
+        .with_enforce_retention_duration(false)
+        .with_mode(VacuumMode::Full)
+        .with_dry_run(true)
+        .await
+        .map_err(|e| Error::Delta {
+            path: archive.events_dir(),
+            source: Box::new(e),
+        })?;
+    refuse_to_lose_events(archive, &table, &plan.files_deleted)?;
+    if dry_run {
+        return Ok(VacuumReport {
+            dry_run,
+            files_deleted: plan.files_deleted,
+        });
+    }
     let (_, metrics) = table
         .vacuum()
         .with_retention_period(retention)
@@ -373,4 +392,65 @@ pub async fn vacuum(
         dry_run,
         files_deleted: metrics.files_deleted,
     })
+}
+
+/// Unreferenced data files are normally the leftovers of commits that never happened or
+/// of files rewritten by compaction: every id they hold is in the table. A file holding
+/// an id the table does not have is the only copy of an event (its commit lost or
+/// damaged): it is not deleted, and vacuum deletes nothing.
+fn refuse_to_lose_events(
+    archive: &Archive,
+    table: &deltalake::DeltaTable,
+    doomed: &[String],
+) -> Result<()> {
+    let doomed: Vec<LiveFile> = doomed
+        .iter()
+        .filter(|p| p.ends_with(".parquet") && !p.contains("_delta_log"))
+        .map(|rel| LiveFile {
+            path: archive.events_dir().join(rel),
+            rel: rel.clone(),
+            size: 0,
+            date: String::new(),
+            added: 0,
+        })
+        .collect();
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    let mut hashes = Vec::new();
+    for file in &live_files(archive, table)? {
+        read_columns(file, &[col::ID], |b| {
+            hashes.extend(
+                b.column(0)
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(event::id_hash),
+            );
+            Ok(())
+        })?;
+    }
+    let live = super::ids::IdSet::from_hashes(hashes);
+    let mut holding = Vec::new();
+    for file in &doomed {
+        let mut lost = 0u64;
+        // An unreadable leftover holds nothing readable to keep.
+        let _ = read_columns(file, &[col::ID], |b| {
+            lost += b
+                .column(0)
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .filter(|id| !live.contains(event::id_hash(id)))
+                .count() as u64;
+            Ok(())
+        });
+        if lost > 0 {
+            holding.push((file.rel.clone(), lost));
+        }
+    }
+    if holding.is_empty() {
+        return Ok(());
+    }
+    Err(Error::WouldLoseEvents { files: holding })
 }

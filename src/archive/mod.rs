@@ -68,6 +68,10 @@ pub enum Error {
         #[source]
         source: Box<datafusion::error::DataFusionError>,
     },
+    #[error("the archive's log is damaged: `{}` {reason}; no answer is given from a table whose history is incomplete (restore the file from a backup)", .path.display())]
+    DamagedLog { path: PathBuf, reason: String },
+    #[error("vacuum deleted nothing: {} unreferenced files hold events the table does not have ({}); they are the only copies. Re-archive them from their `raw` column, e.g. `duckdb -noheader -list -c \"SELECT raw FROM 'FILE'\" > lost.ndjson && auditq import lost.ndjson`, then vacuum again", .files.len(), .files.iter().take(3).map(|(f, n)| format!("{f}: {n} events")).collect::<Vec<_>>().join(", "))]
+    WouldLoseEvents { files: Vec<(String, u64)> },
     #[error("archive `{}` changed under {attempts} commits in a row (other writers); nothing of this batch was committed, run it again", .path.display())]
     Contended { path: PathBuf, attempts: u32 },
     #[error("{0}")]
@@ -148,7 +152,71 @@ impl Archive {
             path: dir.clone(),
             reason,
         })?;
+        self.check_log()?;
         deltalake::open_table(url).await.map_err(self.delta_err())
+    }
+
+    /// The commits a reader replays (those after the last checkpoint) are whole: each
+    /// non-empty, each line complete JSON; the checkpoint they start from is readable.
+    /// Delta writes a commit whole or not at all, so anything else is damage. Delta
+    /// would read an empty commit as one that changed nothing, hiding the events it
+    /// added, and name no file for a torn one.
+    fn check_log(&self) -> Result<()> {
+        let log = self.events_dir().join("_delta_log");
+        let entries = std::fs::read_dir(&log).map_err(self.io("reading the Delta log", &log))?;
+        let mut commits: Vec<(u64, PathBuf)> = Vec::new();
+        let mut checkpoint: Option<(u64, PathBuf)> = None;
+        for entry in entries {
+            let entry = entry.map_err(self.io("reading the Delta log", &log))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let Some(version) = name.get(..20).and_then(|v| v.parse::<u64>().ok()) else {
+                continue;
+            };
+            match &name[20..] {
+                ".json" => commits.push((version, entry.path())),
+                ".checkpoint.parquet" if checkpoint.as_ref().is_none_or(|(v, _)| *v < version) => {
+                    checkpoint = Some((version, entry.path()));
+                }
+                _ => {}
+            }
+        }
+        let from = checkpoint.as_ref().map(|(v, _)| *v);
+        if let Some((_, path)) = &checkpoint {
+            let damaged = |reason: String| Error::DamagedLog {
+                path: path.clone(),
+                reason,
+            };
+            let file =
+                std::fs::File::open(path).map_err(|e| damaged(format!("cannot be opened: {e}")))?;
+            datafusion::parquet::file::reader::SerializedFileReader::new(file)
+                .map_err(|e| damaged(format!("is not a readable checkpoint: {e}")))?;
+        }
+        for (version, path) in commits {
+            if from.is_some_and(|c| version <= c) {
+                continue;
+            }
+            let damaged = |reason: String| Error::DamagedLog {
+                path: path.clone(),
+                reason,
+            };
+            let text = std::fs::read(&path).map_err(|e| damaged(format!("cannot be read: {e}")))?;
+            if text.iter().all(u8::is_ascii_whitespace) {
+                return Err(damaged("is empty: the commit's actions are lost".into()));
+            }
+            for (n, line) in text.split(|&b| b == b'\n').enumerate() {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(line) {
+                    return Err(damaged(format!(
+                        "line {} is not complete JSON ({e})",
+                        n + 1
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Open the events table, or prepare an empty one that the first write creates.
@@ -159,6 +227,9 @@ impl Archive {
             path: dir.clone(),
             reason,
         })?;
+        if dir.join("_delta_log").is_dir() {
+            self.check_log()?;
+        }
         DeltaTable::try_from_url(url)
             .await
             .map_err(self.delta_err())

@@ -356,6 +356,136 @@ fn answers_from_metadata_only_while_the_files_back_them() {
     assert_eq!(r.code, 1, "{}", r.stdout);
 }
 
+/// A damaged log is named, by every command: an empty last commit (Delta reads it as
+/// one that changed nothing, and its events vanished with exit 0), a torn one, a
+/// damaged checkpoint. `vacuum` then deletes nothing.
+#[test]
+fn a_damaged_log_is_named_and_nothing_is_answered_or_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = super::generate(dir.path(), 2000, 8);
+    let text = std::fs::read_to_string(&events).unwrap();
+    let (first, second): (Vec<&str>, Vec<&str>) =
+        text.lines()
+            .enumerate()
+            .fold((Vec::new(), Vec::new()), |(mut a, mut b), (i, l)| {
+                if i < 1000 {
+                    a.push(l)
+                } else {
+                    b.push(l)
+                }
+                (a, b)
+            });
+    let fresh = |name: &str| {
+        let a = dir.path().join(name);
+        for (i, part) in [&first, &second].iter().enumerate() {
+            let f = dir.path().join(format!("{name}-{i}.ndjson"));
+            std::fs::write(&f, part.join("\n") + "\n").unwrap();
+            ok(auditq(&a).arg("import").arg(&f));
+        }
+        a
+    };
+    let last_commit = |a: &Path| {
+        let mut commits: Vec<PathBuf> = std::fs::read_dir(a.join("events/_delta_log"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        commits.sort();
+        commits.pop().unwrap()
+    };
+    let expect_named = |a: &Path, path: &Path, needle: &str| {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        for cmd in [
+            &["query", "| count"][..],
+            &["archive", "verify"],
+            &["archive", "stats"],
+            &["archive", "vacuum", "--older-than", "0s"],
+            &["archive", "compact"],
+        ] {
+            let r = run(auditq(a).args(cmd));
+            assert_eq!(r.code, 1, "{cmd:?}: {}", r.stdout);
+            assert!(
+                r.stderr.contains(&name) && r.stderr.contains(needle),
+                "{cmd:?}: {}",
+                r.stderr
+            );
+        }
+        let r = run(auditq(a).arg("import").arg(&events));
+        assert_eq!(r.code, 1, "{}", r.stdout);
+    };
+
+    let a = fresh("empty");
+    let files = walk_parquet(&a.join("events")).len();
+    let commit = last_commit(&a);
+    std::fs::write(&commit, "").unwrap();
+    expect_named(&a, &commit, "is empty");
+    assert_eq!(
+        walk_parquet(&a.join("events")).len(),
+        files,
+        "vacuum deleted data"
+    );
+
+    let a = fresh("torn");
+    let commit = last_commit(&a);
+    let bytes = std::fs::read(&commit).unwrap();
+    std::fs::write(&commit, &bytes[..bytes.len() / 2]).unwrap();
+    expect_named(&a, &commit, "not complete JSON");
+
+    let a = fresh("checkpoint");
+    ok(auditq(&a).args(["archive", "compact"]));
+    let checkpoint = std::fs::read_dir(a.join("events/_delta_log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".checkpoint.parquet"))
+        .expect("compact writes a checkpoint");
+    std::fs::write(&checkpoint, b"PAR1 not a checkpoint").unwrap();
+    expect_named(&a, &checkpoint, "checkpoint");
+}
+
+/// `vacuum` deletes leftovers whose events the table has, and refuses (deleting
+/// nothing) when an unreferenced file holds the only copy of events.
+#[test]
+fn vacuum_never_deletes_the_only_copy_of_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    ok(auditq(&a).arg("import").arg(fixture("single.json")));
+    ok(auditq(&b).arg("import").arg(fixture("events.ndjson")));
+    // A leftover of a's own events (as compaction leaves): deleted.
+    let own = walk_parquet(&a.join("events")).remove(0);
+    let copy = own.with_file_name("part-leftover.zstd.parquet");
+    std::fs::copy(&own, &copy).unwrap();
+    let r = ok(auditq(&a).args(["archive", "vacuum", "--older-than", "0s"]));
+    assert!(
+        r.stdout.contains("deleted 1 unreferenced files"),
+        "{}",
+        r.stdout
+    );
+    assert!(!copy.exists());
+    // Events the table lacks (a lost commit's file): kept, and nothing is deleted.
+    let foreign = walk_parquet(&b.join("events")).remove(0);
+    let day = a
+        .join("events")
+        .join(foreign.parent().unwrap().file_name().unwrap());
+    std::fs::create_dir_all(&day).unwrap();
+    let stray = day.join("part-lost-commit.zstd.parquet");
+    std::fs::copy(&foreign, &stray).unwrap();
+    let also = own.with_file_name("part-leftover-2.zstd.parquet");
+    std::fs::copy(&own, &also).unwrap();
+    let r = run(auditq(&a).args(["archive", "vacuum", "--older-than", "0s"]));
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("part-lost-commit.zstd.parquet")
+            && r.stderr.contains("only copies")
+            && r.stderr.contains("auditq import"),
+        "{}",
+        r.stderr
+    );
+    assert!(stray.exists() && also.exists());
+    let r = run(auditq(&a).args(["archive", "vacuum", "--dry-run", "--older-than", "0s"]));
+    assert_eq!(r.code, 1, "{}", r.stdout);
+}
+
 /// The Parquet data files under `dir` (not the Delta log's checkpoints).
 pub fn walk_parquet(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
