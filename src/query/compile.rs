@@ -308,6 +308,32 @@ fn range_predicates(r: &Range) -> Vec<Expr> {
 // ----------------------------------------------------------------------- filters
 
 /// A string column compared with a matcher-like operation.
+/// The regex of a glob value, or E0312 when it is too large for the engine (Arrow's
+/// `LIKE` compiles the same regex, with the same size limit, when the query runs).
+fn checked_glob(v: &Value) -> R<regex::Regex> {
+    // Longer globs are refused before the regex engine spends memory on them.
+    const LONGEST: usize = 64 * 1024;
+    if v.text().len() > LONGEST {
+        return Err(err_at("E0312", "pattern too large", v.span())
+            .label(format!("longer than {} KiB", LONGEST >> 10))
+            .help("use fewer wildcards, or several shorter patterns joined with `or`"));
+    }
+    glob_regex(v.text()).map_err(|e| {
+        let why = match e {
+            regex::Error::CompiledTooBig(limit) => {
+                format!(
+                    "it compiles to more than the engine's limit of {} MB",
+                    limit >> 20
+                )
+            }
+            other => other.to_string(),
+        };
+        err_at("E0312", "pattern too large", v.span())
+            .label(why)
+            .help("use fewer wildcards, or several shorter patterns joined with `or`")
+    })
+}
+
 fn like(expr: Expr, glob: &str) -> Expr {
     let mut pattern = String::new();
     for ch in glob.chars() {
@@ -557,8 +583,14 @@ impl<'a> Compiler<'a> {
                     CmpOp::Le => e.lt_eq(value),
                     CmpOp::Gt => e.gt(value),
                     CmpOp::Ge => e.gt_eq(value),
-                    CmpOp::Match => like(e, text),
-                    CmpOp::NotMatch => or_missing(e.clone(), like(e, text)),
+                    CmpOp::Match => {
+                        checked_glob(v)?;
+                        like(e, text)
+                    }
+                    CmpOp::NotMatch => {
+                        checked_glob(v)?;
+                        or_missing(e.clone(), like(e, text))
+                    }
                 })
             }
         }
@@ -571,7 +603,7 @@ impl<'a> Compiler<'a> {
                     err_at("E0310", "invalid regular expression", *span).label(e.to_string())
                 })?)
             }
-            (CmpOp::Match | CmpOp::NotMatch, v) => Matcher::Re(glob_regex(v.text())),
+            (CmpOp::Match | CmpOp::NotMatch, v) => Matcher::Re(checked_glob(v)?),
             (CmpOp::ExactEq | CmpOp::ExactNe, v) => Matcher::Exact(v.text().to_owned()),
             (_, v) => Matcher::Eq(v.text().to_lowercase()),
         })

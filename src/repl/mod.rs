@@ -434,7 +434,16 @@ impl Repl {
     fn actions(&self, glob: &str) -> Result<()> {
         let (_, summary) = self.rt.block_on(query::open(&self.archive))?;
         let summary = summary.unwrap_or_default();
-        let matcher = (!glob.is_empty()).then(|| query::udf::glob_regex(glob.trim_matches('"')));
+        let matcher = match glob.trim_matches('"') {
+            "" => None,
+            g => match query::udf::glob_regex(g) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    println!("not a usable pattern: {e}");
+                    return Ok(());
+                }
+            },
+        };
         let mut actions: Vec<(&String, &u64)> = summary
             .actions
             .iter()

@@ -503,3 +503,40 @@ fn thousands_of_values_are_one_set_and_never_overflow() {
         logins
     );
 }
+
+/// A query too large for the engine is refused when compiled (exit 2, caret), not by
+/// the engine at run time (exit 1, after seconds and hundreds of MB); a megabyte of
+/// plain text is just a value.
+#[test]
+fn a_pattern_too_large_for_the_engine_is_exit_2_with_a_caret() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("q.aq");
+    let run_file = |q: String| {
+        std::fs::write(&file, q).unwrap();
+        let mut c = auditq(archive());
+        c.args(["query", "--now", NOW, "--format", "csv", "--file"])
+            .arg(&file);
+        run(&mut c)
+    };
+    for glob in ["a*".repeat(300_000), "a*".repeat(30_000)] {
+        for field in ["actor.email", "container"] {
+            let r = run_file(format!("{field} ~ \"*{glob}\" | count"));
+            assert_eq!(r.code, 2, "{}", r.stderr);
+            assert!(
+                r.stderr.contains("error[E0312]: pattern too large") && r.stderr.contains('^'),
+                "{}",
+                r.stderr
+            );
+        }
+    }
+    let r = run_file(format!(
+        "actor.email = \"{}\" | count",
+        "x".repeat(1_000_000)
+    ));
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "count\n0\n"),
+        "{}",
+        r.stderr
+    );
+}
