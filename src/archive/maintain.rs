@@ -129,6 +129,16 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
         files: files.len(),
         ..Default::default()
     };
+    // Every file against its recorded checksum, whatever the cache of checked files says.
+    let mut checker = super::checksum::Checker::new(archive);
+    for file in &files {
+        // A missing or resized file is reported as such below.
+        let whole = std::fs::metadata(&file.path).is_ok_and(|m| m.len() == file.size);
+        if let (true, Err(e)) = (whole, checker.check(&file.rel, true)) {
+            report.problem(Some(file), e.why);
+        }
+    }
+    checker.finish();
     // id hash -> index of the first file holding it.
     let mut seen = IdIndex::default();
     let mut clashes: HashSet<u64> = HashSet::new();
@@ -331,6 +341,15 @@ pub async fn compact(archive: &Archive) -> Result<CompactReport> {
             path: archive.events_dir(),
             source: Box::new(e),
         })?;
+    // Delta writes the new files and commits them in one call: their checksums are
+    // recorded right after (a crash in between records them when first read).
+    let before: HashSet<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+    let added: Vec<String> = live_files(archive, &table)?
+        .into_iter()
+        .filter(|f| !before.contains(f.rel.as_str()))
+        .map(|f| f.rel)
+        .collect();
+    super::checksum::record(archive, &added)?;
     checkpoint(archive, &table).await?;
     Ok(CompactReport {
         days_compacted: days.len(),

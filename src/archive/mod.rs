@@ -13,6 +13,7 @@
 //!   LOCK               held (flock) by the one writer; the kernel frees it if the holder dies
 //! ```
 
+pub mod checksum;
 pub mod ids;
 pub mod lock;
 pub mod maintain;

@@ -43,6 +43,8 @@ use crate::event::col;
 #[derive(Debug, Clone)]
 struct DataFile {
     location: Path,
+    /// Its path relative to the table, as the log names it.
+    rel: String,
     /// The same file on the local disk.
     local: std::path::PathBuf,
     size: u64,
@@ -62,6 +64,8 @@ pub struct ArchiveTable {
     /// The columns stored in the files (all but `date`).
     file_schema: SchemaRef,
     files: Vec<DataFile>,
+    /// The archive, whose recorded checksums each file read is checked against.
+    archive: super::Archive,
 }
 
 impl ArchiveTable {
@@ -117,6 +121,7 @@ impl ArchiveTable {
             let aid = aids.and_then(|a| a.get(&rel_text));
             files.push(DataFile {
                 location: base.parts().chain(rel.parts()).collect(),
+                rel: rel_text.clone(),
                 local: local_base.join(&rel_text),
                 id_blooms: aid.and_then(|a| a.id_blooms.clone()),
                 time: aid.and_then(|a| a.time),
@@ -130,6 +135,7 @@ impl ArchiveTable {
             schema: Arc::new(Schema::new(all)),
             file_schema: Arc::new(Schema::new(file_fields)),
             files,
+            archive: super::Archive::at(table_dir.parent()?),
         })
     }
 
@@ -342,6 +348,14 @@ impl TableProvider for ArchiveTable {
         if let Some(ids) = wanted_ids(filters) {
             files.retain(|f| may_hold_any(f, &ids));
         }
+        // Damage is an error naming the file, before anything is read from it.
+        let mut checker = super::checksum::Checker::new(&self.archive);
+        for f in &files {
+            checker
+                .check(&f.rel, false)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        }
+        checker.finish();
         if files.is_empty() {
             let schema = match projection {
                 Some(p) => Arc::new(self.schema.project(p)?),

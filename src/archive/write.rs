@@ -198,6 +198,7 @@ fn overtaken(e: &DeltaTableError) -> bool {
 }
 
 async fn write_days(
+    archive: &Archive,
     table: &mut DeltaTable,
     batches: &[RecordBatch],
     writer_props: &WriterProperties,
@@ -254,6 +255,9 @@ async fn write_days(
             _ => None,
         })
         .collect();
+    // The files' checksums are on disk before the commit that makes them live.
+    super::checksum::record(archive, &written)
+        .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
     let commit = CommitBuilder::from(commit_props.with_max_retries(0))
         .with_actions(actions)
         .build(Some(table.snapshot()?), table.log_store(), operation)
@@ -441,7 +445,14 @@ impl Writer {
             let sorted = sorted_by_time(fresh)?;
             let mut table = self.table.take().expect("table is present between commits");
             let before = table.clone();
-            let result = write_days(&mut table, &sorted, &self.props, props.clone()).await;
+            let result = write_days(
+                &self.archive,
+                &mut table,
+                &sorted,
+                &self.props,
+                props.clone(),
+            )
+            .await;
             match result {
                 Ok(Attempt::Committed) => {
                     self.table = Some(table);

@@ -486,6 +486,54 @@ fn vacuum_never_deletes_the_only_copy_of_an_event() {
     assert_eq!(r.code, 1, "{}", r.stdout);
 }
 
+/// Damage is detected, never answered around: 4 KiB overwritten inside a data file (its
+/// size unchanged) makes every query that reads the file fail naming it, and `verify`
+/// report it; queries of other days answer as before. Before, the damaged day answered
+/// a wrong count with exit 0.
+#[test]
+fn a_damaged_data_file_fails_the_queries_that_read_it_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = super::generate(dir.path(), 6000, 12);
+    let a = dir.path().join("a");
+    ok(auditq(&a).arg("import").arg(&events));
+    let q = |text: &str| run(auditq(&a).args(["query", "--format", "csv", "--", text]));
+    let other = q("on 2026-10-28 | count by action");
+    let victim = walk_parquet(&a.join("events"))
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("date=2026-10-20"))
+        .unwrap();
+    // Read once: the file is known good (and remembered so).
+    assert_eq!(q("on 2026-10-20 | count").code, 0);
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at..at + 4096].fill(0);
+    std::fs::write(&victim, &bytes).unwrap();
+    let name = victim.file_name().unwrap().to_string_lossy().into_owned();
+    for text in [
+        "on 2026-10-20 | count",
+        "| count",
+        "since 3000d | count",
+        "event ~ \"user_*\" | count by country",
+        "| fields *",
+    ] {
+        let r = q(text);
+        assert_eq!(r.code, 1, "{text}: {}", r.stdout);
+        assert!(
+            r.stderr.contains(&name) && r.stderr.contains("is damaged"),
+            "{text}: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(q("on 2026-10-28 | count by action").stdout, other.stdout);
+    let r = run(auditq(&a).args(["archive", "verify"]));
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains(&name) && r.stderr.contains("was recorded when it was written"),
+        "{}",
+        r.stderr
+    );
+}
+
 /// The Parquet data files under `dir` (not the Delta log's checkpoints).
 pub fn walk_parquet(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -1,0 +1,205 @@
+//! Damage is detected, never answered around: each data file's xxh3 is recorded when it
+//! is written (`ARCHIVE/checksums.jsonl`, appended and synced before the commit that adds
+//! the file) and checked before a query reads the file.
+//!
+//! Hashing a file costs a read of all of it, so a file that matched once is remembered
+//! (`cache/verified.json`) with its identity on disk: size, inode, modification and
+//! change times. Any write to the file changes its change time (which no user can set
+//! back), so a file overwritten in place is hashed again, and a mismatch is an error
+//! naming the file. `archive verify` hashes every file whatever the cache says, which
+//! also finds damage that left the times alone (a failing disk).
+//!
+//! A file without a recorded checksum (written by compaction, or by auditq before this
+//! scheme) has one recorded the first time it is read.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Archive, Error, Result};
+
+/// The xxh3 of a whole file.
+pub fn file_hash(path: &Path) -> std::io::Result<u64> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.digest());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Line {
+    file: String,
+    size: u64,
+    xxh3: String,
+}
+
+fn log_path(archive: &Archive) -> PathBuf {
+    archive.root().join("checksums.jsonl")
+}
+
+/// Hash the given data files (paths relative to the table) and append their checksums
+/// to the archive's record, synced.
+pub fn record(archive: &Archive, files: &[String]) -> Result<()> {
+    let mut text = String::new();
+    for rel in files {
+        let path = archive.events_dir().join(rel);
+        let hash = file_hash(&path).map_err(|source| Error::Io {
+            action: "reading a written data file",
+            path: path.clone(),
+            source,
+        })?;
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let line = Line {
+            file: rel.clone(),
+            size,
+            xxh3: format!("{hash:016x}"),
+        };
+        text.push_str(&serde_json::to_string(&line).expect("a line serializes"));
+        text.push('\n');
+    }
+    let path = log_path(archive);
+    let io = |source| Error::Io {
+        action: "writing",
+        path: path.clone(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_data().map_err(io)
+}
+
+/// The recorded checksums: file → (size, xxh3). A torn last line (a crash while
+/// appending) is skipped: its file was not committed.
+fn recorded(archive: &Archive) -> HashMap<String, (u64, u64)> {
+    let Ok(text) = std::fs::read_to_string(log_path(archive)) else {
+        return HashMap::new();
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
+        .filter_map(|l| Some((l.file, (l.size, u64::from_str_radix(&l.xxh3, 16).ok()?))))
+        .collect()
+}
+
+/// What identifies a file's content on disk without reading it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Identity {
+    size: u64,
+    ino: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+fn identity(path: &Path) -> std::io::Result<Identity> {
+    let m = std::fs::metadata(path)?;
+    Ok(Identity {
+        size: m.len(),
+        ino: m.ino(),
+        mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+    })
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Verified {
+    files: HashMap<String, Identity>,
+}
+
+/// Why a file failed its check.
+#[derive(Debug, thiserror::Error)]
+#[error("data file `{}` is damaged: {why}; `auditq archive verify` lists every damaged file", .path.display())]
+pub struct Damaged {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+/// Checks files against their recorded checksums, remembering the ones that matched.
+pub struct Checker {
+    archive: Archive,
+    recorded: HashMap<String, (u64, u64)>,
+    verified: Verified,
+    /// Files hashed now, to remember or record.
+    matched: Vec<(String, Identity)>,
+    unrecorded: Vec<String>,
+}
+
+impl Checker {
+    pub fn new(archive: &Archive) -> Checker {
+        let verified = std::fs::read(archive.root().join("cache/verified.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Checker {
+            archive: archive.clone(),
+            recorded: recorded(archive),
+            verified,
+            matched: Vec::new(),
+            unrecorded: Vec::new(),
+        }
+    }
+
+    /// Check one data file (`rel` to the table); `always` hashes it whatever the cache
+    /// says.
+    pub fn check(&mut self, rel: &str, always: bool) -> std::result::Result<(), Damaged> {
+        let path = self.archive.events_dir().join(rel);
+        let damaged = |why: String| Damaged {
+            path: path.clone(),
+            why,
+        };
+        let id = identity(&path).map_err(|e| damaged(format!("cannot be read ({e})")))?;
+        if !always && self.verified.files.get(rel) == Some(&id) {
+            return Ok(());
+        }
+        let hash = file_hash(&path).map_err(|e| damaged(format!("cannot be read ({e})")))?;
+        match self.recorded.get(rel) {
+            Some(&(size, want)) if size != id.size || want != hash => {
+                return Err(damaged(format!(
+                    "its checksum is {hash:016x}, {want:016x} was recorded when it was written"
+                )));
+            }
+            Some(_) => {}
+            None => self.unrecorded.push(rel.to_owned()),
+        }
+        self.matched.push((rel.to_owned(), id));
+        Ok(())
+    }
+
+    /// Remember what matched and record what had no checksum (best effort: a
+    /// read-only archive is checked again next time).
+    pub fn finish(mut self) {
+        if !self.unrecorded.is_empty() && record(&self.archive, &self.unrecorded).is_err() {
+            return;
+        }
+        if self.matched.is_empty() {
+            return;
+        }
+        for (rel, id) in self.matched.drain(..) {
+            self.verified.files.insert(rel, id);
+        }
+        let dir = self.archive.root().join("cache");
+        if std::fs::create_dir_all(&dir).is_err() {
+            return;
+        }
+        let Ok(bytes) = serde_json::to_vec(&self.verified) else {
+            return;
+        };
+        let tmp = dir.join(format!(".verified.json.{}.tmp", std::process::id()));
+        if std::fs::write(&tmp, bytes).is_ok()
+            && std::fs::rename(&tmp, dir.join("verified.json")).is_err()
+        {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
