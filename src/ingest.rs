@@ -549,21 +549,33 @@ fn frame_input(
                     let rest = &buf[consumed..];
                     // A long run without a newline (binary input) is cut into pieces so
                     // memory stays bounded.
-                    let skip = match memchr::memchr(b'\n', rest) {
-                        Some(i) => (i + 1).min(MAX_GARBAGE),
-                        None if eof || rest.len() >= MAX_GARBAGE => rest.len().min(MAX_GARBAGE),
+                    let (skip, line_end) = match memchr::memchr(b'\n', rest) {
+                        Some(i) if i < MAX_GARBAGE => (i + 1, true),
+                        Some(_) => (MAX_GARBAGE, false),
+                        None if eof || rest.len() >= MAX_GARBAGE => {
+                            (rest.len().min(MAX_GARBAGE), false)
+                        }
                         None => break,
                     };
                     let at = base + consumed as u64;
                     let g = garbage.get_or_insert_with(|| (at, Vec::new()));
                     g.1.extend_from_slice(&rest[..skip]);
                     consumed += skip;
-                    if g.1.len() >= MAX_GARBAGE {
+                    // Each bad line is its own quarantine item (and counts as one read),
+                    // not a run of lines merged into one.
+                    if line_end {
+                        let (goff, bytes) = garbage.take().expect("just inserted");
+                        if !bytes.trim_ascii().is_empty() {
+                            garbage_parser.invalid(&bytes, &Invalid::Json(e.to_string()), goff)?;
+                        }
+                    } else if g.1.len() >= MAX_GARBAGE {
                         let (goff, bytes) = garbage.take().expect("just inserted");
                         garbage_parser.invalid(&bytes, &Invalid::Json(e.to_string()), goff)?;
                     }
-                    if eof && consumed >= buf.len() {
-                        let (goff, bytes) = garbage.take().expect("just inserted");
+                    if eof
+                        && consumed >= buf.len()
+                        && let Some((goff, bytes)) = garbage.take()
+                    {
                         garbage_parser.invalid(&bytes, &Invalid::Json(e.to_string()), goff)?;
                     }
                 }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    quiet_known_panics();
     let args = match auditq::cli::parse() {
         Ok(args) => args,
         Err(e) => return report(e, auditq::diag::Style::Text, false),
@@ -49,4 +50,21 @@ fn limit_malloc_arenas() {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
+}
+
+/// object_store's buffered writer (used by delta-rs to write data files) panics in a
+/// background task with "Already shut down" once a write to it has failed, on a full
+/// disk for one. The failed write itself comes back as the error auditq reports; the
+/// panic is only noise of the library's (the task is joined, nothing is left running),
+/// so it is not printed. Every other panic is, as before.
+fn quiet_known_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_buffered_writer = info.location().is_some_and(|l| {
+            l.file().contains("object_store") && l.file().ends_with("buffered.rs")
+        });
+        if !in_buffered_writer {
+            default(info);
+        }
+    }));
 }

@@ -195,11 +195,6 @@ impl Checker {
         let Ok(bytes) = serde_json::to_vec(&self.verified) else {
             return;
         };
-        let tmp = dir.join(format!(".verified.json.{}.tmp", std::process::id()));
-        if std::fs::write(&tmp, bytes).is_ok()
-            && std::fs::rename(&tmp, dir.join("verified.json")).is_err()
-        {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        super::summary::write_atomic(&dir, "verified.json", &bytes);
     }
 }

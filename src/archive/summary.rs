@@ -222,8 +222,14 @@ fn store(dir: &std::path::Path, name: &str, value: &impl Serialize) {
     };
     let sum = format!("\n{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
     bytes.extend_from_slice(sum.as_bytes());
+    write_atomic(dir, name, &bytes);
+}
+
+/// Write `dir/name` through a temporary file renamed into place; on any failure (a full
+/// disk, a read-only archive) nothing is left behind, the old file stays.
+pub(super) fn write_atomic(dir: &std::path::Path, name: &str, bytes: &[u8]) {
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, dir.join(name)).is_err() {
+    if std::fs::write(&tmp, bytes).is_err() || std::fs::rename(&tmp, dir.join(name)).is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
 }

@@ -225,8 +225,15 @@ async fn write_days(
             Err(e) => return Err(e),
         }
     }
+    let groups = split_days(batches, ENCODERS);
+    let day_dirs: Vec<std::path::PathBuf> = groups
+        .iter()
+        .flatten()
+        .map(|(day, _)| archive.events_dir().join(format!("{}={day}", col::DATE)))
+        .collect();
+    let before = files_in(&day_dirs);
     let mut tasks = tokio::task::JoinSet::new();
-    for days in split_days(batches, ENCODERS) {
+    for days in groups {
         let mut writer =
             RecordBatchWriter::for_table(table)?.with_writer_properties(writer_props.clone());
         tasks.spawn(async move {
@@ -240,8 +247,20 @@ async fn write_days(
         });
     }
     let mut actions = Vec::new();
+    let mut failed = None;
     for done in tasks.join_all().await {
-        actions.extend(done?.into_iter().map(Action::Add));
+        match done {
+            Ok(adds) => actions.extend(adds.into_iter().map(Action::Add)),
+            Err(e) => failed = failed.or(Some(e)),
+        }
+    }
+    if let Some(e) = failed {
+        // Nothing is committed: the files this attempt began (whole or partial) go, so
+        // that a full disk is not left fuller.
+        for path in files_in(&day_dirs).difference(&before) {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(e);
     }
     let operation = DeltaOperation::Write {
         mode: SaveMode::Append,
@@ -293,6 +312,15 @@ async fn write_days(
         }
         Err(e) => Err(e),
     }
+}
+
+/// The files in the given directories (missing ones hold none).
+fn files_in(dirs: &[std::path::PathBuf]) -> std::collections::HashSet<std::path::PathBuf> {
+    dirs.iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect()
 }
 
 /// Commit attempts before giving up when other writers keep winning.
@@ -478,10 +506,7 @@ impl Writer {
                 Err(e) => {
                     // Reload so that the writer stays usable after a failed commit.
                     self.table = Some(self.archive.open_or_prepare_table().await?);
-                    return Err(Error::Delta {
-                        path: self.archive.events_dir(),
-                        source: Box::new(e),
-                    });
+                    return Err(write_error(&self.archive, e));
                 }
             }
         }
@@ -635,6 +660,27 @@ struct Pending {
 /// How many ids the [`DayCache`] keeps: about 30 MiB, 18 days of a 10M-event,
 /// 180-day archive.
 const DAY_CACHE_IDS: usize = 1 << 20;
+
+/// A failed write as the user should read it: a full disk (or other I/O failure, which
+/// delta-rs reports as "Failed to parse parquet: … LocalFileSystem error") says
+/// "writing" and where.
+fn write_error(archive: &Archive, e: DeltaTableError) -> Error {
+    let text = e.to_string();
+    let os = text
+        .rsplit_once("(os error ")
+        .and_then(|(_, code)| code.trim_end_matches(')').parse::<i32>().ok());
+    match os {
+        Some(code) => Error::Io {
+            action: "writing data files",
+            path: archive.events_dir(),
+            source: std::io::Error::from_raw_os_error(code),
+        },
+        None => Error::Delta {
+            path: archive.events_dir(),
+            source: Box::new(e),
+        },
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -534,6 +534,68 @@ fn a_damaged_data_file_fails_the_queries_that_read_it_naming_it() {
     );
 }
 
+/// A full disk (a 3 MiB tmpfs, mounted by the test when run as root; skipped otherwise):
+/// one error line that says "writing" and where, no panic, no partial files left, and
+/// the archive still valid.
+#[test]
+fn a_full_disk_is_one_clear_error_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = super::generate(dir.path(), 20_000, 5);
+    let mount = dir.path().join("small");
+    std::fs::create_dir(&mount).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&mount)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&mount);
+    let a = mount.join("a");
+    let r = run(auditq(&a).arg("import").arg(&events));
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    assert!(
+        lines[0].starts_with("error: writing")
+            && lines[0].contains(&a.display().to_string())
+            && lines[0].contains("No space left on device"),
+        "{}",
+        lines[0]
+    );
+    // Only what the table references is left: no partial data file, no temporary file.
+    let referenced = ok(auditq(&a).args(["archive", "verify"]));
+    assert_summary(&referenced, "ok: ");
+    let stats = ok(auditq(&a).args(["archive", "stats", "--json"]));
+    let files = serde_json::from_str::<serde_json::Value>(&stats.stdout).unwrap()["files"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(walk_parquet(&a.join("events")).len() as u64, files);
+    let mut stray = Vec::new();
+    let mut stack = vec![a.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().unwrap().to_string_lossy().contains(".tmp") {
+                stray.push(p);
+            }
+        }
+    }
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
 /// The Parquet data files under `dir` (not the Delta log's checkpoints).
 pub fn walk_parquet(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

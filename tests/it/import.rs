@@ -276,3 +276,27 @@ fn extreme_times_are_refused_at_import_and_in_queries() {
     let r = ok(auditq(&a).args(["query", "--format", "csv", "--", "since 20000d | count"]));
     assert_eq!(r.stdout, "count\n1\n");
 }
+
+/// Each line that is not JSON is its own quarantine item and counts as one read, also
+/// when the whole input is such lines (it was one item: "read 1 events").
+#[test]
+fn each_bad_line_is_its_own_quarantine_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bad.ndjson");
+    std::fs::write(&input, "garbage one\ngarbage two\n\ngarbage three\n").unwrap();
+    let a = dir.path().join("archive");
+    let r = ok(auditq(&a).arg("import").arg(&input));
+    assert!(
+        r.stdout.starts_with("read 3 events: added 0") && r.stdout.contains("quarantined 3"),
+        "{}",
+        r.stdout
+    );
+    let kept: Vec<String> = quarantined(&a, "invalid")
+        .into_iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(kept.len(), 3);
+    for line in ["garbage one", "garbage two", "garbage three"] {
+        assert!(kept.iter().any(|k| k.trim_end() == line), "{kept:?}");
+    }
+}
