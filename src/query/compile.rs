@@ -812,6 +812,8 @@ impl<'a> Compiler<'a> {
                     )
                     .help("move it before the aggregating stage"));
                 }
+                // The text becomes `LIKE '%text%'`: refused here if too large for it.
+                checked_glob(&Value::Str(format!("*{t}*"), *span))?;
                 let mut parts: Vec<Expr> = [
                     c::ACTOR_NAME,
                     c::ACTOR_EMAIL,

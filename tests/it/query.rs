@@ -529,6 +529,10 @@ fn a_pattern_too_large_for_the_engine_is_exit_2_with_a_caret() {
             );
         }
     }
+    // A megabyte of free text (a case-insensitive substring of five columns).
+    let r = run_file(format!("\"{}\" | count", "x".repeat(1_000_000)));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("error[E0312]"), "{}", r.stderr);
     let r = run_file(format!(
         "actor.email = \"{}\" | count",
         "x".repeat(1_000_000)
