@@ -46,6 +46,17 @@ fn log_path(archive: &Archive) -> PathBuf {
     archive.root().join("checksums.jsonl")
 }
 
+/// The data files a commit's actions add (paths relative to the table).
+pub fn added(actions: &[deltalake::kernel::Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            deltalake::kernel::Action::Add(add) => Some(add.path.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Hash the given data files (paths relative to the table) and append their checksums
 /// to the archive's record, synced.
 pub fn record(archive: &Archive, files: &[String]) -> Result<()> {

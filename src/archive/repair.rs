@@ -183,14 +183,7 @@ pub async fn repair(archive: &Archive) -> Result<RepairReport> {
         }));
     }
     let files_rewritten = remove.len();
-    let written: Vec<String> = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Add(add) => Some(add.path.clone()),
-            _ => None,
-        })
-        .collect();
-    super::checksum::record(archive, &written)?;
+    super::checksum::record(archive, &super::checksum::added(&actions))?;
     let commit = CommitBuilder::default()
         .with_max_retries(0)
         .with_actions(actions)

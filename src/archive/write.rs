@@ -172,9 +172,6 @@ fn sorted_by_time(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
 /// Encoding threads per commit: the days of a batch are split between them.
 const ENCODERS: usize = 2;
 
-/// Append a time-sorted batch as one Delta commit: one file per UTC day, encoded from
-/// zero-copy slices of the batch (rows of a day are contiguous when sorted by time), the
-/// days shared between [`ENCODERS`] tasks.
 /// How a commit attempt ended, when it did not fail.
 #[derive(Debug, PartialEq, Eq)]
 enum Attempt {
@@ -197,6 +194,11 @@ fn overtaken(e: &DeltaTableError) -> bool {
     )
 }
 
+/// Append a time-sorted batch as one Delta commit: one file per UTC day, encoded from
+/// zero-copy slices of the batch (rows of a day are contiguous when sorted by time), the
+/// days shared between [`ENCODERS`] tasks.
+/// Its checksums are recorded first; another writer's commit in between makes it
+/// [`Attempt::Overtaken`].
 async fn write_days(
     archive: &Archive,
     table: &mut DeltaTable,
@@ -267,13 +269,7 @@ async fn write_days(
         partition_by: Some(vec![col::DATE.to_owned()]),
         predicate: None,
     };
-    let written: Vec<String> = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Add(add) => Some(add.path.clone()),
-            _ => None,
-        })
-        .collect();
+    let written = super::checksum::added(&actions);
     // The files' checksums are on disk before the commit that makes them live.
     super::checksum::record(archive, &written)
         .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
