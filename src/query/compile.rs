@@ -308,14 +308,17 @@ fn range_predicates(r: &Range) -> Vec<Expr> {
 // ----------------------------------------------------------------------- filters
 
 /// A string column compared with a matcher-like operation.
+/// The longest glob or regex compiled: longer ones are refused before the regex engine
+/// spends time and memory on them (its own limit is on the compiled size).
+const LONGEST_PATTERN: usize = 64 * 1024;
+
 /// The regex of a glob value, or E0312 when it is too large for the engine (Arrow's
 /// `LIKE` compiles the same regex, with the same size limit, when the query runs).
 fn checked_glob(v: &Value) -> R<regex::Regex> {
     // Longer globs are refused before the regex engine spends memory on them.
-    const LONGEST: usize = 64 * 1024;
-    if v.text().len() > LONGEST {
+    if v.text().len() > LONGEST_PATTERN {
         return Err(err_at("E0312", "pattern too large", v.span())
-            .label(format!("longer than {} KiB", LONGEST >> 10))
+            .label(format!("longer than {} KiB", LONGEST_PATTERN >> 10))
             .help("use fewer wildcards, or several shorter patterns joined with `or`"));
     }
     glob_regex(v.text()).map_err(|e| {
@@ -514,6 +517,9 @@ impl<'a> Compiler<'a> {
             if !matches!(op, CmpOp::Match | CmpOp::NotMatch) {
                 return Err(err_at("E0311", "a regex needs `~` or `!~`", *span));
             }
+            // Compiled here as the engine will, so that an invalid or too large regex
+            // is a caret now, not a failure while running.
+            Self::matcher(op, v)?;
             let m = regexp_like(e.clone(), lit(regex_pattern(re, flags)), None);
             return Ok(if op == CmpOp::Match {
                 m
@@ -598,6 +604,11 @@ impl<'a> Compiler<'a> {
 
     fn matcher(op: CmpOp, v: &Value) -> R<Matcher> {
         Ok(match (op, v) {
+            (_, Value::Regex(re, _, span)) if re.len() > LONGEST_PATTERN => {
+                return Err(err_at("E0312", "pattern too large", *span)
+                    .label(format!("longer than {} KiB", LONGEST_PATTERN >> 10))
+                    .help("split it into several shorter patterns joined with `or`"));
+            }
             (_, Value::Regex(re, flags, span)) => {
                 Matcher::Re(regex::Regex::new(&regex_pattern(re, flags)).map_err(|e| {
                     err_at("E0310", "invalid regular expression", *span).label(e.to_string())

@@ -529,6 +529,16 @@ fn a_pattern_too_large_for_the_engine_is_exit_2_with_a_caret() {
             );
         }
     }
+    // Regexes: too long, and short but compiling past the engine's limit.
+    for re in ["a".repeat(100_000), "(a{1000}){1000}".to_owned()] {
+        let r = run_file(format!("actor.email ~ /{re}/ | count"));
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("error[E031") && r.stderr.contains('^'),
+            "{}",
+            r.stderr
+        );
+    }
     // A megabyte of free text (a case-insensitive substring of five columns).
     let r = run_file(format!("\"{}\" | count", "x".repeat(1_000_000)));
     assert_eq!(r.code, 2, "{}", r.stderr);
