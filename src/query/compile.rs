@@ -717,6 +717,81 @@ impl<'a> Compiler<'a> {
         }))
     }
 
+    /// A long `in (…)` list of globs (text) or networks (ip) on one column as one
+    /// [`super::fold::matches_any`]: one regex set or one table of networks, one pass.
+    /// `None` for short lists (kept as SQL), regexes, other fields.
+    fn pattern_set(&self, field: &Field, values: &[&Value], negated: bool) -> R<Option<Expr>> {
+        use super::fold::{Patterns, matches_any};
+        if values.len() <= SQL_IN_LIST
+            || self.table.is_some()
+            || self.raw_path(field).is_some()
+            || values.iter().any(|v| matches!(v, Value::Regex(..)))
+        {
+            return Ok(None);
+        }
+        let Target::Column(name, kind) = self.field(field)?.target else {
+            return Ok(None);
+        };
+        let texts: Vec<String> = values.iter().map(|v| v.text().to_owned()).collect();
+        let is_glob = |t: &str| t.contains(['*', '?']);
+        let patterns = match kind {
+            Kind::Text => {
+                let mut globs = Vec::new();
+                let mut exact = std::collections::HashSet::new();
+                for v in values {
+                    if is_glob(v.text()) {
+                        checked_glob(v)?;
+                        globs.push(super::udf::glob_pattern(v.text()));
+                    } else {
+                        exact.insert(v.text().to_lowercase());
+                    }
+                }
+                // The engine's limit is per pattern; the set of them may use more.
+                let set = regex::RegexSetBuilder::new(&globs)
+                    .size_limit(globs.len().max(1) * (10 << 20))
+                    .dfa_size_limit(64 << 20)
+                    .build()
+                    .map_err(|e| {
+                        let (first, last) = (values[0].span(), values[values.len() - 1].span());
+                        err_at(
+                            "E0312",
+                            "pattern list too large",
+                            ast::Span::new(first.start, last.end),
+                        )
+                        .label(e.to_string())
+                        .help("split the list into several `in (…)` joined with `or`")
+                    })?;
+                Patterns::Globs { set, exact }
+            }
+            Kind::Ip if !texts.iter().any(|t| is_glob(t)) => {
+                let mut cidrs = Vec::new();
+                let mut exact = std::collections::HashSet::new();
+                for v in values {
+                    let t = v.text();
+                    if t.contains('/') {
+                        cidrs.push(super::udf::Cidr::parse(t).map_err(|why| {
+                            err_at("E0320", format!("invalid CIDR `{t}`"), v.span()).label(why)
+                        })?);
+                    } else {
+                        exact.insert(t.to_owned());
+                    }
+                }
+                Patterns::Networks {
+                    table: super::udf::NetworkTable::new(&cidrs),
+                    exact,
+                }
+            }
+            _ => return Ok(None),
+        };
+        let e = col(name);
+        let positive = matches_any(e.clone(), patterns, texts);
+        Ok(Some(if negated {
+            or_missing(e, positive)
+        } else {
+            positive
+        }))
+    }
+
     /// The items of an `or`: runs of `f = "v"` on the same text column become one set
     /// membership (`f in (…)`), the rest compile one by one.
     fn any_of(&self, items: &[ast::Expr]) -> R<Vec<Expr>> {
@@ -772,6 +847,9 @@ impl<'a> Compiler<'a> {
             } => {
                 let all: Vec<&Value> = values.iter().collect();
                 if let Some(set) = self.text_set(field, &all, *negated)? {
+                    return Ok(set);
+                }
+                if let Some(set) = self.pattern_set(field, &all, *negated)? {
                     return Ok(set);
                 }
                 let parts = values

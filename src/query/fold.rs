@@ -188,6 +188,100 @@ impl ScalarUDFImpl for InSet {
     }
 }
 
+/// What `matches_any` holds: the values of one `in (…)` list that are not plain text.
+#[derive(Debug)]
+pub enum Patterns {
+    /// Globs as one anchored, case-insensitive regex set; plain values lower-cased, as
+    /// `=` compares them.
+    Globs {
+        set: regex::RegexSet,
+        exact: std::collections::HashSet<String>,
+    },
+    /// Networks (`ip_in_cidr` of each), and plain addresses compared as text.
+    Networks {
+        table: super::udf::NetworkTable,
+        exact: std::collections::HashSet<String>,
+    },
+}
+
+/// `matches_any(f)`: whether `f` matches any value of a long `in (…)` list of globs or
+/// networks, in one pass (one regex set, one table of networks) rather than one
+/// condition per value; null for null.
+#[derive(Debug)]
+pub struct MatchesAny {
+    signature: Signature,
+    patterns: Patterns,
+    /// Of the list's texts: equality and hashing for the planner.
+    texts: Vec<String>,
+    fingerprint: u64,
+}
+
+impl PartialEq for MatchesAny {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint && self.texts == other.texts
+    }
+}
+
+impl Eq for MatchesAny {}
+
+impl std::hash::Hash for MatchesAny {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.fingerprint.hash(state);
+    }
+}
+
+/// `value` matched against every pattern of a list at once.
+pub fn matches_any(value: Expr, patterns: Patterns, texts: Vec<String>) -> Expr {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for t in &texts {
+        h.update(t.as_bytes());
+        h.update(&[0]);
+    }
+    let udf = ScalarUDF::new_from_impl(MatchesAny {
+        signature: Signature::any(1, Volatility::Immutable),
+        patterns,
+        fingerprint: h.digest(),
+        texts,
+    });
+    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), vec![value]))
+}
+
+impl ScalarUDFImpl for MatchesAny {
+    fn name(&self) -> &str {
+        "matches_any"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let values = cast(
+            &args.args[0].to_array(args.number_rows)?,
+            &DataType::Utf8View,
+        )?;
+        let values = values.as_string_view();
+        let out: BooleanArray = match &self.patterns {
+            Patterns::Globs { set, exact } => values
+                .iter()
+                .map(|v| v.map(|v| exact.contains(&v.to_lowercase()) || set.is_match(v)))
+                .collect(),
+            Patterns::Networks { table, exact } => values
+                .iter()
+                .map(|v| {
+                    v.map(|v| {
+                        exact.contains(v)
+                            || v.parse::<std::net::IpAddr>()
+                                .is_ok_and(|a| table.contains(&a))
+                    })
+                })
+                .collect(),
+        };
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
 /// `lower(x) = 'v'` (either way round, `v` lower case) as `eq_fold(x, 'v')`, anywhere
 /// in `e`.
 pub fn rewrite(e: Expr) -> Result<Transformed<Expr>> {

@@ -78,6 +78,11 @@ impl Cidr {
         Ok(cidr)
     }
 
+    /// (IPv6?, prefix length, network bits): the key of a [`NetworkTable`].
+    fn key(&self) -> (bool, u32, u128) {
+        (self.v6, self.mask.count_ones(), self.net)
+    }
+
     pub fn contains(&self, ip: &str) -> bool {
         if !self.v6 {
             return ip.starts_with(self.prefix.as_str())
@@ -92,6 +97,47 @@ impl Cidr {
             Ok(std::net::IpAddr::V6(v6)) if self.v6 => u128::from(v6) & self.mask == self.net,
             _ => false,
         }
+    }
+}
+
+/// Many networks, looked up by prefix length: an address is masked once per distinct
+/// length (at most 33 for IPv4, 129 for IPv6) and looked up in a hash set, whatever the
+/// number of networks.
+#[derive(Debug, Default)]
+pub struct NetworkTable {
+    /// (IPv6?, prefix length, mask) → networks of that length.
+    by_len: Vec<(bool, u128, std::collections::HashSet<u128>)>,
+}
+
+impl NetworkTable {
+    pub fn new(cidrs: &[Cidr]) -> NetworkTable {
+        let mut by: std::collections::BTreeMap<
+            (bool, u32),
+            (u128, std::collections::HashSet<u128>),
+        > = Default::default();
+        for c in cidrs {
+            let (v6, len, net) = c.key();
+            by.entry((v6, len))
+                .or_insert_with(|| (c.mask, Default::default()))
+                .1
+                .insert(net);
+        }
+        NetworkTable {
+            by_len: by
+                .into_iter()
+                .map(|((v6, _), (mask, nets))| (v6, mask, nets))
+                .collect(),
+        }
+    }
+
+    pub fn contains(&self, addr: &std::net::IpAddr) -> bool {
+        let (v6, bits) = match addr {
+            std::net::IpAddr::V4(v4) => (false, u128::from(u32::from(*v4))),
+            std::net::IpAddr::V6(v6) => (true, u128::from(*v6)),
+        };
+        self.by_len
+            .iter()
+            .any(|(is_v6, mask, nets)| *is_v6 == v6 && nets.contains(&(bits & mask)))
     }
 }
 
@@ -226,6 +272,11 @@ impl Matcher {
 /// The regex of an anchored, case-insensitive glob (`*`, `?`). Fails only when the
 /// glob is too large for the regex engine (its size limit, as Arrow's `LIKE` has).
 pub fn glob_regex(glob: &str) -> std::result::Result<Regex, regex::Error> {
+    Regex::new(&glob_pattern(glob))
+}
+
+/// The regex text of [`glob_regex`].
+pub fn glob_pattern(glob: &str) -> String {
     let mut re = String::from("(?is)^");
     for c in glob.chars() {
         match c {
@@ -235,7 +286,7 @@ pub fn glob_regex(glob: &str) -> std::result::Result<Regex, regex::Error> {
         }
     }
     re.push('$');
-    Regex::new(&re)
+    re
 }
 
 /// `list_match(context, 'id_name'|'type', mode, pattern)`: whether any element's id or
@@ -405,6 +456,45 @@ pub fn list_match(list: Expr, type_part: bool, m: &Matcher) -> Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The table of networks answers as `ip_in_cidr` of each network, joined with `or`.
+    #[test]
+    fn a_network_table_answers_as_each_network_would() {
+        let nets: Vec<Cidr> = [
+            "10.0.0.0/8",
+            "10.20.0.0/16",
+            "192.168.1.0/24",
+            "203.0.113.7/32",
+            "0.0.0.0/0",
+            "2001:db8::/32",
+            "2001:db8:1::/48",
+            "::1/128",
+        ]
+        .iter()
+        .map(|n| Cidr::parse(n).unwrap())
+        .collect();
+        let addrs = [
+            "10.1.2.3",
+            "11.0.0.1",
+            "192.168.1.200",
+            "192.168.2.1",
+            "203.0.113.7",
+            "203.0.113.8",
+            "2001:db8::5",
+            "2001:db9::1",
+            "::1",
+            "::2",
+            "8.8.8.8",
+        ];
+        for k in 0..nets.len() {
+            let some = &nets[k..];
+            let table = NetworkTable::new(some);
+            for a in addrs {
+                let want = some.iter().any(|n| n.contains(a));
+                assert_eq!(table.contains(&a.parse().unwrap()), want, "{a} in {some:?}");
+            }
+        }
+    }
 
     #[test]
     fn json_paths_read_values_lists_and_objects() {

@@ -492,6 +492,38 @@ fn thousands_of_values_are_one_set_and_never_overflow() {
         ])
         .collect();
     assert_eq!(csv(&format!("{} | count", mixed.join(" or "))), few);
+    // Long lists of globs and of networks: one regex set, one table of networks.
+    let globs: Vec<String> = (0..3_000)
+        .map(|i| format!("\"nobody{i}*\""))
+        .chain(["\"ADA*\"".into(), "\"bob@example.com\"".into()])
+        .collect();
+    assert_eq!(
+        csv(&format!("actor.email in ({}) | count", globs.join(", "))),
+        csv("actor.email ~ \"ada*\" or actor.email = \"bob@example.com\" | count")
+    );
+    assert_eq!(
+        csv(&format!(
+            "actor.email not in ({}) | count",
+            globs.join(", ")
+        )),
+        csv("actor.email not in (\"ada*\", \"bob@example.com\") | count")
+    );
+    let nets: Vec<String> = (0..3_000)
+        .map(|i| format!("192.{}.{}.0/24", i / 250, i % 250))
+        .chain([
+            "10.0.0.0/8".into(),
+            "2001:db8::/32".into(),
+            "203.0.113.8".into(),
+        ])
+        .collect();
+    assert_eq!(
+        csv(&format!("ip in ({}) | count by ip", nets.join(", "))),
+        csv("ip in (10.0.0.0/8, 2001:db8::/32, 203.0.113.8) | count by ip")
+    );
+    assert_eq!(
+        csv(&format!("ip in ({}) | count", nets.join(", "))),
+        "count\n11\n"
+    );
     // The summary's actions: a set of actions is the archived ones it names.
     let logins = csv("event:user_login | count");
     let actions: Vec<String> = (0..5_000)
