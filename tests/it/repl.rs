@@ -150,9 +150,12 @@ fn count_in(out: &str) -> u64 {
 
 /// A query that takes seconds: an IP against 1,500 networks, none of which holds it
 /// (most of the time goes to planning the long `or`, which does not yield).
+/// A query that runs for tens of seconds on the session's 305,000 events: each row's raw
+/// JSON parsed for 40 different paths. (1,500 networks were slow until they became one
+/// table of networks.)
 fn long_query() -> String {
-    let nets: Vec<String> = (0..1500)
-        .map(|i| format!("172.{}.{}.0/24", i / 250, i % 250))
+    let paths: Vec<String> = (0..40)
+        .map(|i| format!("raw.attributes.p{i} = \"x\""))
         .collect();
-    format!("ip in ({}) | count by message", nets.join(", "))
+    format!("{} | count by message", paths.join(" or "))
 }
