@@ -134,7 +134,7 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
     for file in &files {
         // A missing or resized file is reported as such below.
         let whole = std::fs::metadata(&file.path).is_ok_and(|m| m.len() == file.size);
-        if let (true, Err(e)) = (whole, checker.check(&file.rel, true)) {
+        if whole && let Err(e) = checker.check(&file.rel, true) {
             report.problem(Some(file), e.why);
         }
     }

@@ -217,6 +217,20 @@ fn only_date(expr: &Expr) -> bool {
     date && !other && !expr.is_volatile()
 }
 
+/// The text of a string literal (through casts, which type coercion adds).
+pub(crate) fn literal_text(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => Some(s.clone()),
+        Expr::Cast(c) => literal_text(&c.expr),
+        _ => None,
+    }
+}
+
 /// The ids a scan's filters restrict `id` to (`id = 'x'`, `id IN (…)`, or an `OR` of
 /// them), if one filter does.
 fn wanted_ids(filters: &[Expr]) -> Option<Vec<String>> {
@@ -227,25 +241,13 @@ fn wanted_ids(filters: &[Expr]) -> Option<Vec<String>> {
             _ => false,
         }
     }
-    fn text(e: &Expr) -> Option<String> {
-        match e {
-            Expr::Literal(
-                ScalarValue::Utf8(Some(s))
-                | ScalarValue::Utf8View(Some(s))
-                | ScalarValue::LargeUtf8(Some(s)),
-                _,
-            ) => Some(s.clone()),
-            Expr::Cast(c) => text(&c.expr),
-            _ => None,
-        }
-    }
     fn ids(e: &Expr) -> Option<Vec<String>> {
         match e {
             Expr::BinaryExpr(b) if b.op == Operator::Eq => {
                 if is_id(&b.left) {
-                    Some(vec![text(&b.right)?])
+                    Some(vec![literal_text(&b.right)?])
                 } else if is_id(&b.right) {
-                    Some(vec![text(&b.left)?])
+                    Some(vec![literal_text(&b.left)?])
                 } else {
                     None
                 }
@@ -255,7 +257,9 @@ fn wanted_ids(filters: &[Expr]) -> Option<Vec<String>> {
                 out.extend(ids(&b.right)?);
                 Some(out)
             }
-            Expr::InList(l) if !l.negated && is_id(&l.expr) => l.list.iter().map(text).collect(),
+            Expr::InList(l) if !l.negated && is_id(&l.expr) => {
+                l.list.iter().map(literal_text).collect()
+            }
             _ => None,
         }
     }

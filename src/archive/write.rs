@@ -661,10 +661,19 @@ const DAY_CACHE_IDS: usize = 1 << 20;
 /// delta-rs reports as "Failed to parse parquet: … LocalFileSystem error") says
 /// "writing" and where.
 fn write_error(archive: &Archive, e: DeltaTableError) -> Error {
-    let text = e.to_string();
-    let os = text
-        .rsplit_once("(os error ")
-        .and_then(|(_, code)| code.trim_end_matches(')').parse::<i32>().ok());
+    // The operating system's error, wherever it sits in the chain of causes.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    let mut os = None;
+    while let Some(c) = cause {
+        if let Some(code) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.raw_os_error())
+        {
+            os = Some(code);
+            break;
+        }
+        cause = c.source();
+    }
     match os {
         Some(code) => Error::Io {
             action: "writing data files",

@@ -371,7 +371,8 @@ fn is_negative(op: CmpOp) -> bool {
     matches!(op, CmpOp::Ne | CmpOp::ExactNe | CmpOp::NotMatch)
 }
 
-/// The longest `in` list compiled to SQL's `IN (…)`; longer ones are [`super::fold::in_set`].
+/// The longest `in` list compiled to SQL's `IN (…)`; longer ones are
+/// [`super::fold::matches_any`].
 const SQL_IN_LIST: usize = 64;
 
 /// Join many conditions as a balanced tree (depth log2 n), not a chain n deep: a
@@ -708,7 +709,14 @@ impl<'a> Compiler<'a> {
             _ if wanted.len() <= SQL_IN_LIST => {
                 lower(e.clone()).in_list(wanted.into_iter().map(lit).collect(), false)
             }
-            _ => super::fold::in_set(e.clone(), wanted),
+            _ => {
+                let lowered = wanted.iter().cloned().collect();
+                let patterns = super::fold::Patterns::Text {
+                    lowered,
+                    globs: None,
+                };
+                super::fold::matches_any(e.clone(), patterns, wanted)
+            }
         };
         Ok(Some(if negated {
             or_missing(e, positive)
@@ -737,13 +745,13 @@ impl<'a> Compiler<'a> {
         let patterns = match kind {
             Kind::Text => {
                 let mut globs = Vec::new();
-                let mut exact = std::collections::HashSet::new();
+                let mut lowered = std::collections::HashSet::new();
                 for v in values {
                     if is_glob(v.text()) {
                         checked_glob(v)?;
                         globs.push(super::udf::glob_pattern(v.text()));
                     } else {
-                        exact.insert(v.text().to_lowercase());
+                        lowered.insert(v.text().to_lowercase());
                     }
                 }
                 // The engine's limit is per pattern; the set of them may use more.
@@ -761,7 +769,10 @@ impl<'a> Compiler<'a> {
                         .label(e.to_string())
                         .help("split the list into several `in (…)` joined with `or`")
                     })?;
-                Patterns::Globs { set, exact }
+                Patterns::Text {
+                    lowered,
+                    globs: Some(set),
+                }
             }
             Kind::Ip if !texts.iter().any(|t| is_glob(t)) => {
                 let mut cidrs = Vec::new();

@@ -107,95 +107,14 @@ impl ScalarUDFImpl for EqFold {
     }
 }
 
-/// `in_set(s)`: `lower(s) IN (…)` for a large set of lower-case values held by the
-/// function itself, so that planning sees one node, not one literal per value (100,000
-/// values planned in seconds as an `IN` list); null for null.
-#[derive(Debug)]
-pub struct InSet {
-    signature: Signature,
-    values: std::collections::HashSet<String>,
-    /// Of the sorted values: equality and hashing without walking the set.
-    fingerprint: u64,
-}
-
-impl PartialEq for InSet {
-    fn eq(&self, other: &Self) -> bool {
-        self.fingerprint == other.fingerprint && self.values == other.values
-    }
-}
-
-impl Eq for InSet {}
-
-impl std::hash::Hash for InSet {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.fingerprint.hash(state);
-    }
-}
-
-/// `lower(value) IN values` (the values lower case) as one function call.
-pub fn in_set(value: Expr, values: Vec<String>) -> Expr {
-    let mut sorted = values;
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for v in &sorted {
-        h.update(v.as_bytes());
-        h.update(&[0]);
-    }
-    let udf = ScalarUDF::new_from_impl(InSet {
-        signature: Signature::any(1, Volatility::Immutable),
-        fingerprint: h.digest(),
-        values: sorted.into_iter().collect(),
-    });
-    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), vec![value]))
-}
-
-impl InSet {
-    fn contains(&self, value: &str, buf: &mut String) -> bool {
-        if value.is_ascii() {
-            buf.clear();
-            buf.push_str(value);
-            buf.make_ascii_lowercase();
-            self.values.contains(buf.as_str())
-        } else {
-            self.values.contains(&value.to_lowercase())
-        }
-    }
-}
-
-impl ScalarUDFImpl for InSet {
-    fn name(&self) -> &str {
-        "in_set"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Boolean)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let mut buf = String::new();
-        let values = cast(
-            &args.args[0].to_array(args.number_rows)?,
-            &DataType::Utf8View,
-        )?;
-        let values = values.as_string_view();
-        let out: BooleanArray = values
-            .iter()
-            .map(|v| v.map(|v| self.contains(v, &mut buf)))
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(out)))
-    }
-}
-
-/// What `matches_any` holds: the values of one `in (…)` list that are not plain text.
+/// What `matches_any` holds: the values of one long `in (…)` list.
 #[derive(Debug)]
 pub enum Patterns {
-    /// Globs as one anchored, case-insensitive regex set; plain values lower-cased, as
-    /// `=` compares them.
-    Globs {
-        set: regex::RegexSet,
-        exact: std::collections::HashSet<String>,
+    /// Text: plain values lower-cased (compared as `=` compares, `lower(f) IN (…)`),
+    /// and globs as one anchored, case-insensitive regex set.
+    Text {
+        lowered: std::collections::HashSet<String>,
+        globs: Option<regex::RegexSet>,
     },
     /// Networks (`ip_in_cidr` of each), and plain addresses compared as text.
     Networks {
@@ -204,9 +123,22 @@ pub enum Patterns {
     },
 }
 
-/// `matches_any(f)`: whether `f` matches any value of a long `in (…)` list of globs or
-/// networks, in one pass (one regex set, one table of networks) rather than one
-/// condition per value; null for null.
+/// Whether `value`, lower-cased, is in `lowered` (ASCII lowered in `buf`, no allocation).
+fn lowered_in(lowered: &std::collections::HashSet<String>, value: &str, buf: &mut String) -> bool {
+    if value.is_ascii() {
+        buf.clear();
+        buf.push_str(value);
+        buf.make_ascii_lowercase();
+        lowered.contains(buf.as_str())
+    } else {
+        lowered.contains(&value.to_lowercase())
+    }
+}
+
+/// `matches_any(f)`: whether `f` matches any value of a long `in (…)` list, in one pass
+/// (a hash set, one regex set, one table of networks) rather than one condition per
+/// value. The list lives in the function, so planning sees one node, not one literal
+/// per value (100,000 literals of an `IN` list took the optimizer seconds). Null for null.
 #[derive(Debug)]
 pub struct MatchesAny {
     signature: Signature,
@@ -262,10 +194,16 @@ impl ScalarUDFImpl for MatchesAny {
             &DataType::Utf8View,
         )?;
         let values = values.as_string_view();
+        let mut buf = String::new();
         let out: BooleanArray = match &self.patterns {
-            Patterns::Globs { set, exact } => values
+            Patterns::Text { lowered, globs } => values
                 .iter()
-                .map(|v| v.map(|v| exact.contains(&v.to_lowercase()) || set.is_match(v)))
+                .map(|v| {
+                    v.map(|v| {
+                        lowered_in(lowered, v, &mut buf)
+                            || globs.as_ref().is_some_and(|g| g.is_match(v))
+                    })
+                })
                 .collect(),
             Patterns::Networks { table, exact } => values
                 .iter()
@@ -294,9 +232,15 @@ pub fn rewrite(e: Expr) -> Result<Transformed<Expr>> {
         else {
             return Ok(Transformed::no(e));
         };
-        let (value, text) = match (lowered_arg(left), constant_text(right)) {
+        let (value, text) = match (
+            lowered_arg(left),
+            crate::archive::provider::literal_text(right),
+        ) {
             (Some(v), Some(t)) => (v, t),
-            _ => match (lowered_arg(right), constant_text(left)) {
+            _ => match (
+                lowered_arg(right),
+                crate::archive::provider::literal_text(left),
+            ) {
                 (Some(v), Some(t)) => (v, t),
                 _ => return Ok(Transformed::no(e)),
             },
@@ -322,18 +266,6 @@ fn lowered_arg(e: &Expr) -> Option<&Expr> {
         Expr::ScalarFunction(f) if f.args.len() == 1 && f.func.inner().is::<LowerFunc>() => {
             Some(&f.args[0])
         }
-        _ => None,
-    }
-}
-
-fn constant_text(e: &Expr) -> Option<String> {
-    match e {
-        Expr::Literal(
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::Utf8View(Some(s))
-            | ScalarValue::LargeUtf8(Some(s)),
-            _,
-        ) => Some(s.clone()),
         _ => None,
     }
 }

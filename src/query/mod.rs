@@ -467,7 +467,7 @@ fn sql_of(plan: &datafusion::logical_expr::LogicalPlan) -> String {
     let own: Vec<String> = udf::own_functions()
         .iter()
         .map(|f| f.name().to_owned())
-        .chain(["in_set".to_owned(), "matches_any".to_owned()])
+        .chain(["matches_any".to_owned()])
         .filter(|f| scalars.contains(f))
         .collect();
     let mut notes = Vec::new();

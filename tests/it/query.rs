@@ -448,20 +448,26 @@ fn point_lookups_skip_files_by_bloom_filter_and_miss_nothing() {
     assert!(analyzed.contains("EmptyExec"), "{analyzed}");
 }
 
+/// A query of the golden archive as CSV, from a file (an argument is limited to 128 KiB).
+fn query_file(q: &str) -> super::Run {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("q.aq");
+    std::fs::write(&file, q).unwrap();
+    let mut c = auditq(archive());
+    c.args(["query", "--now", NOW, "--format", "csv", "--file"])
+        .arg(&file);
+    run(&mut c)
+}
+
 /// Any number of values: `in (…)` over a text field and `or` chains of `=` on one field
 /// are one set membership, planned at once; long mixed `or`/`and` chains join as
 /// balanced trees. 10,000 values aborted with a stack overflow before.
 #[test]
 fn thousands_of_values_are_one_set_and_never_overflow() {
-    // Long queries go in a file (an argument is limited to 128 KiB).
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("q.aq");
     let csv = |q: &str| {
-        std::fs::write(&file, q).unwrap();
-        let mut c = auditq(archive());
-        c.args(["query", "--now", NOW, "--format", "csv", "--file"])
-            .arg(&file);
-        ok(&mut c).stdout
+        let r = query_file(q);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout
     };
     let few = csv("actor.email in (\"ADA@example.com\", \"bob@example.com\") | count");
     let many: Vec<String> = (0..10_000)
@@ -541,15 +547,7 @@ fn thousands_of_values_are_one_set_and_never_overflow() {
 /// plain text is just a value.
 #[test]
 fn a_pattern_too_large_for_the_engine_is_exit_2_with_a_caret() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("q.aq");
-    let run_file = |q: String| {
-        std::fs::write(&file, q).unwrap();
-        let mut c = auditq(archive());
-        c.args(["query", "--now", NOW, "--format", "csv", "--file"])
-            .arg(&file);
-        run(&mut c)
-    };
+    let run_file = |q: String| query_file(&q);
     for glob in ["a*".repeat(300_000), "a*".repeat(30_000)] {
         for field in ["actor.email", "container"] {
             let r = run_file(format!("{field} ~ \"*{glob}\" | count"));
