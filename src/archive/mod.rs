@@ -14,6 +14,7 @@
 //! ```
 
 pub mod checksum;
+mod count_by;
 pub mod ids;
 pub mod lock;
 pub mod maintain;
@@ -21,6 +22,7 @@ mod newest_first;
 pub mod provider;
 pub mod quarantine;
 pub mod read;
+mod read_ahead;
 pub mod repair;
 pub mod summary;
 pub mod write;

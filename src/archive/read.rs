@@ -197,6 +197,8 @@ pub async fn session(
         .with_config(config)
         .with_default_features()
         .with_physical_optimizer_rule(std::sync::Arc::new(super::newest_first::NewestFirst))
+        .with_physical_optimizer_rule(std::sync::Arc::new(super::read_ahead::ReadAhead))
+        .with_physical_optimizer_rule(std::sync::Arc::new(super::count_by::CountBy))
         .build();
     let ctx = SessionContext::new_with_state(state);
     let provider: std::sync::Arc<dyn datafusion::datasource::TableProvider> =

@@ -1,0 +1,551 @@
+//! `| count by F` on a text field, without hashing every row's text.
+//!
+//! DataFusion's partial aggregate hashes and compares the bytes of every row's key (for
+//! an actor id, 24 bytes hashed and compared per event): on 10M events that is half the
+//! query's CPU. The archive's text columns are dictionary-encoded, and the Parquet
+//! reader gives every row of one value in a batch the same 16-byte view (the same bytes
+//! of the same buffer). This partial aggregate counts per distinct view of a batch, a
+//! cheap integer hash, and looks up the text of each distinct view once per batch.
+//!
+//! It replaces only a partial aggregate that DataFusion would compute the same way: one
+//! group key that is a text column, and aggregates that all count rows (`count(*)`).
+//! Its output is the partial aggregate's own (the key, then a count per aggregate), so
+//! the repartition and the final aggregate above it are DataFusion's.
+//!
+//! Keys with many distinct values (an event id) gain nothing from counting: after
+//! [`PROBE_ROWS`] rows with more than half of them distinct, each batch passes on as
+//! it is, each row a count of 1, as DataFusion's own partial aggregate does.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, StringViewArray, StringViewBuilder};
+use datafusion::arrow::buffer::Buffer;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{DataFusionError, Result, config::ConfigOptions};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use futures_util::StreamExt;
+
+/// Buffers of views up to this size are mapped directly (see [`ViewTable`]).
+const DIRECT_BYTES: usize = 4 << 20;
+
+/// Rows seen before deciding whether counting pays.
+const PROBE_ROWS: usize = 100_000;
+
+#[derive(Debug)]
+pub struct CountByExec {
+    input: Arc<dyn ExecutionPlan>,
+    /// The key's column in the input.
+    key: usize,
+    /// The partial aggregate's output: the key, then one count per aggregate.
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl DisplayAs for CountByExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CountByExec: mode=Partial, gby=[{}], counts={}",
+            self.schema.field(0).name(),
+            self.schema.fields().len() - 1
+        )
+    }
+}
+
+impl ExecutionPlan for CountByExec {
+    fn name(&self) -> &str {
+        "CountByExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.len() != 1 {
+            return Err(DataFusionError::Internal(
+                "CountByExec has one input".into(),
+            ));
+        }
+        Ok(Arc::new(Self {
+            input: children.swap_remove(0),
+            key: self.key,
+            schema: Arc::clone(&self.schema),
+            properties: Arc::clone(&self.properties),
+        }))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context)?;
+        let (key, schema) = (self.key, Arc::clone(&self.schema));
+        let state = State::Counting(input, Counts::default());
+        let batches = futures_util::stream::unfold(Some(state), move |state| {
+            let schema = Arc::clone(&schema);
+            async move { step(state?, key, &schema).await }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            batches,
+        )))
+    }
+}
+
+enum State {
+    Counting(SendableRecordBatchStream, Counts),
+    /// Too many distinct keys: batches pass on, a count of 1 per row.
+    Passing(SendableRecordBatchStream),
+}
+
+/// The next output batch, and what follows it.
+async fn step(
+    state: State,
+    key: usize,
+    schema: &SchemaRef,
+) -> Option<(Result<RecordBatch>, Option<State>)> {
+    match state {
+        State::Counting(mut input, mut counts) => {
+            while let Some(batch) = input.next().await {
+                let added = batch.and_then(|b| counts.add(b.column(key)));
+                if let Err(e) = added {
+                    return Some((Err(e), None));
+                }
+                if counts.rows >= PROBE_ROWS && counts.groups.len() * 2 > counts.rows {
+                    return Some((counts.finish(schema), Some(State::Passing(input))));
+                }
+            }
+            if counts.rows == 0 {
+                return None;
+            }
+            Some((counts.finish(schema), None))
+        }
+        State::Passing(mut input) => {
+            let batch = input.next().await?;
+            let out = batch.and_then(|b| {
+                let ones: ArrayRef = Arc::new(Int64Array::from_value(1, b.num_rows()));
+                let mut columns = vec![Arc::clone(b.column(key))];
+                columns.resize(schema.fields().len(), ones);
+                Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+            });
+            Some((out, Some(State::Passing(input))))
+        }
+    }
+}
+
+/// The count of each distinct key seen so far.
+#[derive(Default)]
+struct Counts {
+    rows: usize,
+    /// Group of each key's text.
+    groups: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
+    /// Group of the null key.
+    null: Option<u32>,
+    counts: Vec<i64>,
+    /// This batch's distinct views and their groups (see [`ViewTable`]).
+    views: ViewTable,
+}
+
+impl Counts {
+    fn add(&mut self, column: &ArrayRef) -> Result<()> {
+        let keys = column
+            .as_any()
+            .downcast_ref::<StringViewArray>()
+            .ok_or_else(|| DataFusionError::Internal("CountByExec: key is not text".into()))?;
+        self.rows += keys.len();
+        self.views.start(keys.data_buffers());
+        let views = keys.views();
+        for i in 0..keys.len() {
+            let group = if keys.is_null(i) {
+                let next = self.counts.len() as u32;
+                *self.null.get_or_insert(next)
+            } else {
+                match self.views.get(views[i]) {
+                    Some(group) => group,
+                    None => {
+                        let text = keys.value(i);
+                        let next = self.counts.len() as u32;
+                        let group = match self.groups.get(text) {
+                            Some(&group) => group,
+                            None => {
+                                self.groups.insert(text.into(), next);
+                                next
+                            }
+                        };
+                        self.views.insert(views[i], group);
+                        group
+                    }
+                }
+            };
+            match self.counts.get_mut(group as usize) {
+                Some(count) => *count += 1,
+                None => self.counts.push(1),
+            }
+        }
+        Ok(())
+    }
+
+    /// The partial aggregate's rows: each key and its count (once per aggregate).
+    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch> {
+        let mut texts: Vec<Option<&str>> = vec![None; self.counts.len()];
+        for (text, &group) in &self.groups {
+            texts[group as usize] = Some(text);
+        }
+        let mut keys = StringViewBuilder::with_capacity(texts.len());
+        keys.extend(texts);
+        let keys: ArrayRef = Arc::new(keys.finish());
+        let counts: ArrayRef = Arc::new(Int64Array::from(std::mem::take(&mut self.counts)));
+        self.groups.clear();
+        self.null = None;
+        let mut columns = vec![keys];
+        columns.resize(schema.fields().len(), counts);
+        Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+    }
+}
+
+/// An open-addressing table from 16-byte views to groups, cleared by a generation
+/// stamp. Over one list of buffers, equal views are equal texts (a view holds the
+/// length and either the whole text or its buffer and offset); different views may
+/// still be equal texts, which the lookup by text then finds.
+#[derive(Default)]
+struct ViewTable {
+    /// For views of texts longer than 12 bytes (a buffer and an offset), one entry
+    /// per 13 bytes of each buffer: the view's offset and length, and its group + 1
+    /// (0: empty). Texts laid out one after the other (a dictionary's) each have
+    /// their own entry, which stays in the processor's cache where a hash table would
+    /// not; a view that finds its entry taken by another (overlapping texts) goes to
+    /// the hash table. Empty when the buffers are larger than [`DIRECT_BYTES`].
+    direct: Vec<Vec<(u64, u32)>>,
+    slots: Vec<(u128, u32, u32)>,
+    /// Slots of this generation in use.
+    filled: usize,
+    generation: u32,
+    buffers: Vec<Buffer>,
+}
+
+impl ViewTable {
+    /// Starts a batch whose views point into `buffers`. The views of
+    /// the previous batches stay known while the buffers are the same ones (the pages
+    /// of one dictionary), held here so that their memory cannot be reused meanwhile.
+    fn start(&mut self, buffers: &[Buffer]) {
+        let same = self.buffers.len() == buffers.len()
+            && self.buffers.iter().zip(buffers).all(|(a, b)| a.ptr_eq(b));
+        if !same || self.generation == u32::MAX {
+            self.buffers = buffers.to_vec();
+            self.direct.clear();
+            if buffers.iter().map(Buffer::len).sum::<usize>() <= DIRECT_BYTES {
+                self.direct = buffers
+                    .iter()
+                    .map(|b| vec![(0, 0); b.len() / 13 + 1])
+                    .collect();
+            }
+            self.filled = 0;
+            if self.generation == u32::MAX {
+                self.slots.fill((0, 0, 0));
+                self.generation = 0;
+            }
+            self.generation += 1;
+        }
+        self.reserve(0);
+    }
+
+    /// Room for `more` views, the table at most half full: small enough to stay in
+    /// the cache when a key has a few thousand values.
+    fn reserve(&mut self, more: usize) {
+        let size = ((self.filled + more) * 2).next_power_of_two().max(64);
+        if self.slots.len() >= size {
+            return;
+        }
+        let old = std::mem::replace(&mut self.slots, vec![(0, 0, 0); size]);
+        let generation = self.generation;
+        self.generation = 1;
+        self.filled = 0;
+        for (view, group, g) in old {
+            if g == generation {
+                self.insert(view, group);
+            }
+        }
+    }
+
+    fn slot(&self, view: u128) -> usize {
+        let mixed = ((view as u64) ^ ((view >> 64) as u64).rotate_left(29))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (mixed >> 32) as usize & (self.slots.len() - 1)
+    }
+
+    /// The entry of `view` in [`ViewTable::direct`], if it has one, and the offset
+    /// and length it is found by.
+    fn direct(&mut self, view: u128) -> Option<(&mut (u64, u32), u64)> {
+        if view as u32 <= 12 {
+            return None;
+        }
+        let buffer = (view >> 64) as u32 as usize;
+        let offset = (view >> 96) as u32 as usize;
+        let entry = self.direct.get_mut(buffer)?.get_mut(offset / 13)?;
+        Some((entry, ((view >> 96) << 32) as u64 | (view as u32 as u64)))
+    }
+
+    fn get(&mut self, view: u128) -> Option<u32> {
+        if let Some(((key, group), wanted)) = self.direct(view)
+            && *group != 0
+            && *key == wanted
+        {
+            return Some(*group - 1);
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = self.slot(view);
+        loop {
+            let (v, group, generation) = self.slots[at];
+            if generation != self.generation {
+                return None;
+            }
+            if v == view {
+                return Some(group);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    fn insert(&mut self, view: u128, group: u32) {
+        if let Some(((key, entry), wanted)) = self.direct(view)
+            && *entry == 0
+        {
+            (*key, *entry) = (wanted, group + 1);
+            return;
+        }
+        self.reserve(1);
+        let mask = self.slots.len() - 1;
+        let mut at = self.slot(view);
+        while self.slots[at].2 == self.generation {
+            at = (at + 1) & mask;
+        }
+        self.slots[at] = (view, group, self.generation);
+        self.filled += 1;
+    }
+}
+
+/// Whether `agg` is a partial aggregate this operator computes the same: one text
+/// column as key, and only `count(*)`s.
+fn key_of(agg: &AggregateExec) -> Option<usize> {
+    if *agg.mode() != AggregateMode::Partial
+        || !agg.group_expr().is_single()
+        || agg.group_expr().expr().len() != 1
+        || agg.limit_options().is_some()
+        || !agg.dynamic_expressions_produced().is_empty()
+        || agg.filter_expr().iter().any(Option::is_some)
+    {
+        return None;
+    }
+    let counts_rows = |a: &Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>| {
+        let args = a.expressions();
+        a.fun().name() == "count"
+            && !a.is_distinct()
+            && args.len() == 1
+            && args[0]
+                .downcast_ref::<Literal>()
+                .is_some_and(|l| !l.value().is_null())
+    };
+    if agg.aggr_expr().is_empty() || !agg.aggr_expr().iter().all(counts_rows) {
+        return None;
+    }
+    let column = agg.group_expr().expr()[0].0.downcast_ref::<Column>()?;
+    let input = agg.input().schema();
+    let schema = agg.schema();
+    let fits = input.field(column.index()).data_type() == &DataType::Utf8View
+        && schema.field(0).data_type() == &DataType::Utf8View
+        && schema.fields().len() == 1 + agg.aggr_expr().len()
+        && schema
+            .fields()
+            .iter()
+            .skip(1)
+            .all(|f| f.data_type() == &DataType::Int64);
+    fits.then_some(column.index())
+}
+
+/// Replaces each partial aggregate that [`CountByExec`] computes the same.
+#[derive(Debug, Default)]
+pub struct CountBy;
+
+impl PhysicalOptimizerRule for CountBy {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node: Arc<dyn ExecutionPlan>| {
+            let Some(agg) = node.downcast_ref::<AggregateExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            let Some(key) = key_of(agg) else {
+                return Ok(Transformed::no(node));
+            };
+            Ok(Transformed::yes(Arc::new(CountByExec {
+                input: Arc::clone(agg.input()),
+                key,
+                schema: agg.schema(),
+                properties: Arc::clone(agg.properties()),
+            })))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "auditq_count_by"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::UInt32Array;
+    use datafusion::arrow::compute::take;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::datasource::MemTable;
+    use datafusion::execution::SessionStateBuilder;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    /// The text of key `n`: long (in a buffer) or short (inline in the view).
+    fn text(n: usize) -> String {
+        if n.is_multiple_of(5) {
+            format!("c{n}")
+        } else {
+            format!("actor-{n:024}")
+        }
+    }
+
+    /// Two partitions of batches of `rows` keys of `distinct` values, one null in 13.
+    /// Odd batches are taken from one array of the values, as the Parquet reader
+    /// gives a dictionary's pages (equal texts share a view); even batches hold a copy
+    /// of each row's text (equal texts at different places).
+    fn table(rows: usize, distinct: usize) -> MemTable {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8View, true)]));
+        let values = StringViewArray::from_iter_values((0..distinct).map(text));
+        let mut partitions = vec![vec![], vec![]];
+        for (b, start) in (0..rows).step_by(8192).enumerate() {
+            let keys: Vec<Option<u32>> = (start..rows.min(start + 8192))
+                .map(|i| (!i.is_multiple_of(13)).then_some(((i * 7919) % distinct) as u32))
+                .collect();
+            let column: ArrayRef = if b % 2 == 1 {
+                take(&values, &UInt32Array::from(keys), None).unwrap()
+            } else {
+                Arc::new(
+                    keys.iter()
+                        .map(|k| k.map(|k| text(k as usize)))
+                        .collect::<StringViewArray>(),
+                )
+            };
+            let batch = RecordBatch::try_new(Arc::clone(&schema), vec![column]).unwrap();
+            partitions[b % 2].push(batch);
+        }
+        for partition in &mut partitions {
+            let batch = RecordBatch::try_new(Arc::clone(&schema), vec![overlapping()]).unwrap();
+            partition.push(batch);
+        }
+        MemTable::try_new(schema, partitions).unwrap()
+    }
+
+    /// Views of one buffer that start within 13 bytes of each other, as a kernel
+    /// that slices texts may make them: different texts at nearby (or the same)
+    /// offsets.
+    fn overlapping() -> ArrayRef {
+        let bytes = b"actor-000000000000000000000001-and-more-text".as_slice();
+        let view = |offset: usize, len: usize| {
+            let text = &bytes[offset..offset + len];
+            let prefix = u32::from_le_bytes(text[..4].try_into().unwrap());
+            len as u128 | (prefix as u128) << 32 | (offset as u128) << 96
+        };
+        let views = [
+            (0, 30),
+            (0, 14),
+            (2, 28),
+            (5, 20),
+            (0, 30),
+            (2, 28),
+            (12, 13),
+        ];
+        let views = views.iter().cycle().take(70).map(|&(o, l)| view(o, l));
+        let array =
+            StringViewArray::try_new(views.collect(), vec![Buffer::from(bytes.to_vec())], None)
+                .unwrap();
+        Arc::new(array)
+    }
+
+    async fn run(rule: bool, table: MemTable, sql: &str) -> (String, String) {
+        let mut state = SessionStateBuilder::new()
+            .with_config(SessionConfig::new().with_target_partitions(2))
+            .with_default_features();
+        if rule {
+            state = state.with_physical_optimizer_rule(Arc::new(CountBy));
+        }
+        let ctx = SessionContext::new_with_state(state.build());
+        ctx.register_table("t", Arc::new(table)).unwrap();
+        let df = ctx.sql(sql).await.unwrap();
+        let plan = df.clone().create_physical_plan().await.unwrap();
+        let plan = datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(false)
+            .to_string();
+        let rows = pretty_format_batches(&df.collect().await.unwrap())
+            .unwrap()
+            .to_string();
+        (rows, plan)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn counts_as_datafusion_does() {
+        let queries = [
+            "SELECT k, count(*) AS n FROM t GROUP BY k ORDER BY k NULLS FIRST",
+            "SELECT k, count(*) AS n, count(1) AS m FROM t GROUP BY k ORDER BY k NULLS FIRST",
+            // Views into the middle of other texts, as `substr` makes them.
+            "SELECT s, count(*) AS n FROM (SELECT substr(k, 3) AS s FROM t) GROUP BY s ORDER BY s NULLS FIRST",
+            "SELECT s, count(*) AS n FROM (SELECT substr(k, 1, 14) AS s FROM t) GROUP BY s ORDER BY s NULLS FIRST",
+        ];
+        // A few values; then more distinct values than half the rows, which pass
+        // through after the probe.
+        for (rows, distinct) in [(50_000, 300), (3 * PROBE_ROWS, 2 * PROBE_ROWS)] {
+            for sql in queries {
+                let (ours, plan) = run(true, table(rows, distinct), sql).await;
+                let (theirs, _) = run(false, table(rows, distinct), sql).await;
+                assert!(plan.contains("CountByExec"), "{sql}: {plan}");
+                assert_eq!(ours, theirs, "{sql} over {rows} rows, {distinct} values");
+            }
+        }
+        // Not a count of rows: DataFusion's own.
+        let (_, plan) = run(
+            true,
+            table(1000, 10),
+            "SELECT k, count(k) FROM t GROUP BY k",
+        )
+        .await;
+        assert!(!plan.contains("CountByExec"), "{plan}");
+    }
+}
