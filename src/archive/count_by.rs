@@ -35,7 +35,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Pla
 use futures_util::StreamExt;
 
 /// Buffers of views up to this size are mapped directly (see [`ViewTable`]).
-const DIRECT_BYTES: usize = 4 << 20;
+const DIRECT_BYTES: usize = 256 << 10;
 
 /// Rows seen before deciding whether counting pays.
 const PROBE_ROWS: usize = 100_000;
@@ -233,7 +233,7 @@ impl Counts {
 /// length and either the whole text or its buffer and offset); different views may
 /// still be equal texts, which the lookup by text then finds.
 #[derive(Default)]
-struct ViewTable {
+pub(super) struct ViewTable {
     /// For views of texts longer than 12 bytes (a buffer and an offset), one entry
     /// per 13 bytes of each buffer: the view's offset and length, and its group + 1
     /// (0: empty). Texts laid out one after the other (a dictionary's) each have
@@ -252,7 +252,7 @@ impl ViewTable {
     /// Starts a batch whose views point into `buffers`. The views of
     /// the previous batches stay known while the buffers are the same ones (the pages
     /// of one dictionary), held here so that their memory cannot be reused meanwhile.
-    fn start(&mut self, buffers: &[Buffer]) {
+    pub(super) fn start(&mut self, buffers: &[Buffer]) {
         let same = self.buffers.len() == buffers.len()
             && self.buffers.iter().zip(buffers).all(|(a, b)| a.ptr_eq(b));
         if !same || self.generation == u32::MAX {
@@ -310,7 +310,7 @@ impl ViewTable {
         Some((entry, ((view >> 96) << 32) as u64 | (view as u32 as u64)))
     }
 
-    fn get(&mut self, view: u128) -> Option<u32> {
+    pub(super) fn get(&mut self, view: u128) -> Option<u32> {
         if let Some(((key, group), wanted)) = self.direct(view)
             && *group != 0
             && *key == wanted
@@ -331,7 +331,7 @@ impl ViewTable {
         }
     }
 
-    fn insert(&mut self, view: u128, group: u32) {
+    pub(super) fn insert(&mut self, view: u128, group: u32) {
         if let Some(((key, entry), wanted)) = self.direct(view)
             && *entry == 0
         {
@@ -424,7 +424,7 @@ impl PhysicalOptimizerRule for CountBy {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use datafusion::arrow::array::UInt32Array;
     use datafusion::arrow::compute::take;
@@ -447,7 +447,7 @@ mod tests {
     /// Odd batches are taken from one array of the values, as the Parquet reader
     /// gives a dictionary's pages (equal texts share a view); even batches hold a copy
     /// of each row's text (equal texts at different places).
-    fn table(rows: usize, distinct: usize) -> MemTable {
+    pub(in crate::archive) fn table(rows: usize, distinct: usize) -> MemTable {
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8View, true)]));
         let values = StringViewArray::from_iter_values((0..distinct).map(text));
         let mut partitions = vec![vec![], vec![]];
@@ -500,12 +500,18 @@ mod tests {
         Arc::new(array)
     }
 
-    async fn run(rule: bool, table: MemTable, sql: &str) -> (String, String) {
+    /// The rows (sorted by the query) and the plan of `sql` over `table` as `t`, with
+    /// `rule` added to DataFusion's optimizer rules if given.
+    pub(in crate::archive) async fn run(
+        rule: Option<Arc<dyn PhysicalOptimizerRule + Send + Sync>>,
+        table: MemTable,
+        sql: &str,
+    ) -> (String, String) {
         let mut state = SessionStateBuilder::new()
             .with_config(SessionConfig::new().with_target_partitions(2))
             .with_default_features();
-        if rule {
-            state = state.with_physical_optimizer_rule(Arc::new(CountBy));
+        if let Some(rule) = rule {
+            state = state.with_physical_optimizer_rule(rule);
         }
         let ctx = SessionContext::new_with_state(state.build());
         ctx.register_table("t", Arc::new(table)).unwrap();
@@ -533,19 +539,16 @@ mod tests {
         // through after the probe.
         for (rows, distinct) in [(50_000, 300), (3 * PROBE_ROWS, 2 * PROBE_ROWS)] {
             for sql in queries {
-                let (ours, plan) = run(true, table(rows, distinct), sql).await;
-                let (theirs, _) = run(false, table(rows, distinct), sql).await;
+                let (ours, plan) =
+                    run(Some(Arc::new(CountBy) as _), table(rows, distinct), sql).await;
+                let (theirs, _) = run(None, table(rows, distinct), sql).await;
                 assert!(plan.contains("CountByExec"), "{sql}: {plan}");
                 assert_eq!(ours, theirs, "{sql} over {rows} rows, {distinct} values");
             }
         }
         // Not a count of rows: DataFusion's own.
-        let (_, plan) = run(
-            true,
-            table(1000, 10),
-            "SELECT k, count(k) FROM t GROUP BY k",
-        )
-        .await;
+        let count_k = "SELECT k, count(k) FROM t GROUP BY k";
+        let (_, plan) = run(Some(Arc::new(CountBy) as _), table(1000, 10), count_k).await;
         assert!(!plan.contains("CountByExec"), "{plan}");
     }
 }

@@ -19,6 +19,7 @@ pub mod ids;
 pub mod lock;
 pub mod maintain;
 mod newest_first;
+mod per_value;
 pub mod provider;
 pub mod quarantine;
 pub mod read;

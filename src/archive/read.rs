@@ -199,6 +199,7 @@ pub async fn session(
         .with_physical_optimizer_rule(std::sync::Arc::new(super::newest_first::NewestFirst))
         .with_physical_optimizer_rule(std::sync::Arc::new(super::read_ahead::ReadAhead))
         .with_physical_optimizer_rule(std::sync::Arc::new(super::count_by::CountBy))
+        .with_physical_optimizer_rule(std::sync::Arc::new(super::per_value::PerValueFilters))
         .build();
     let ctx = SessionContext::new_with_state(state);
     let provider: std::sync::Arc<dyn datafusion::datasource::TableProvider> =
