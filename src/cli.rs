@@ -587,12 +587,14 @@ pub fn run(args: Args) -> Result<()> {
                 (Some(org), _, _) => {
                     let limits = crate::api::client::Limits::default();
                     crate::follow::From::Api(crate::follow::source::Api {
-                        org,
-                        api_url,
-                        token: crate::run::api_token(token_file.as_deref())?,
-                        page_size: page_size.clamp(1, 500),
+                        api: crate::pipeline::api::Api {
+                            org,
+                            api_url,
+                            token: crate::run::api_token(token_file.as_deref())?,
+                            page_size: page_size.clamp(1, 500),
+                            limits,
+                        },
                         poll: dur("poll", &poll)?,
-                        limits,
                     })
                 }
                 (None, true, _) => crate::follow::From::Stdin,

@@ -1,4 +1,5 @@
-//! `import`: inputs -> reader thread (ingest) -> writer (archive), one commit per batch.
+//! `import`: inputs -> reader thread (ingest, a file source) -> [`ArchiveSink`], one
+//! commit per batch.
 
 use std::time::{Duration, Instant};
 
@@ -6,9 +7,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::archive::Archive;
-use crate::archive::write::{CommitStats, Writer};
+use crate::archive::write::CommitStats;
 use crate::error::{Error, Result};
 use crate::ingest::{Chunk, Input, spawn_reader};
+use crate::pipeline::archive::ArchiveSink;
 
 /// What an import did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -87,7 +89,7 @@ pub async fn import(archive: &Archive, inputs: &[Input], opts: &Options) -> Resu
             )));
         }
     }
-    let mut writer = Writer::open(archive).await?;
+    let mut sink = ArchiveSink::open(archive, None, "import".into()).await?;
     let total: Option<u64> = inputs.iter().map(Input::size).sum();
     let bar = progress_bar(opts.progress, total);
     let mut report = ImportReport::default();
@@ -109,7 +111,7 @@ pub async fn import(archive: &Archive, inputs: &[Input], opts: &Options) -> Resu
                 }
                 Chunk::Batch(batches) => {
                     let t = Instant::now();
-                    let s = writer.commit(&batches, &source).await?;
+                    let s = sink.commit_batches(&batches, &source).await?;
                     if opts.verbose {
                         bar.suspend(|| {
                             eprintln!(
@@ -119,7 +121,7 @@ pub async fn import(archive: &Archive, inputs: &[Input], opts: &Options) -> Resu
                                 s.present,
                                 s.conflicts,
                                 t.elapsed().as_secs_f64() * 1e3,
-                                writer.table().version().map_or(-1, |v| v as i64)
+                                sink.version()
                             )
                         });
                     }

@@ -16,6 +16,7 @@ pub mod import;
 pub mod ingest;
 pub mod lang;
 pub mod log;
+pub mod pipeline;
 pub mod query;
 pub mod repl;
 pub mod run;

@@ -25,7 +25,9 @@ pub mod source;
 pub mod window;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -39,9 +41,9 @@ use tokio::sync::mpsc;
 use crate::archive::Archive;
 use crate::archive::lock::Lock;
 use crate::archive::quarantine::Quarantine;
-use crate::archive::write::Writer;
 use crate::error::{Error, Result};
 use crate::event::col as c;
+use crate::pipeline::archive::{ArchiveSink, api_app};
 use crate::query::Clock;
 use engine::Engine;
 use source::{Msg, Position};
@@ -177,7 +179,7 @@ impl From {
     /// Names the source, for the checkpoint (a checkpoint is for one source).
     pub fn describe(&self) -> String {
         match self {
-            From::Api(a) => format!("api:{}", a.org),
+            From::Api(a) => format!("api:{}", a.api.org),
             From::Stdin => "stdin".into(),
             From::File { path, .. } => format!("file:{}", path.display()),
         }
@@ -215,6 +217,191 @@ impl Recent {
 
     fn prune(&mut self, before_ms: i64) {
         self.ids.retain(|_, ms| *ms >= before_ms);
+    }
+}
+
+/// Whether the run goes on after an event.
+#[derive(PartialEq)]
+enum Flow {
+    Go,
+    /// The input ended, or a signal arrived (then `Report::signal` says which).
+    Stop,
+}
+
+type Signal = Pin<Box<dyn Future<Output = i32> + Send>>;
+
+/// `work`, unless a signal comes first (recorded in `report`).
+async fn unless_signalled<T>(
+    signal: &mut Signal,
+    report: &mut Report,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        t = work => Some(t),
+        sig = signal => {
+            report.signal = Some(sig);
+            None
+        }
+    }
+}
+
+/// A run between two events: the engine, where the source stands, and what was read,
+/// sent and checkpointed. Each event of the source is one method; a checkpoint waits
+/// for the sinks, commits to the archive, then saves the checkpoint file.
+struct Run {
+    engine: Engine,
+    sinks: sink::Sinks,
+    archive: Option<ArchiveSink>,
+    state_dir: Option<PathBuf>,
+    source_name: String,
+    position: Position,
+    seq: i64,
+    recent: Recent,
+    overlap_ms: i64,
+    report: Report,
+    /// Read or sent since the last checkpoint.
+    dirty: bool,
+    /// A signal arrived while records were queued on the sinks: the engine took a
+    /// batch whose position was not recorded, so no checkpoint may be taken any more
+    /// (the next run reads that batch again, and sends it again).
+    torn: bool,
+    last_checkpoint: Instant,
+    signal: Signal,
+}
+
+impl Run {
+    /// A batch read up to `pos`.
+    async fn on_batch(&mut self, batch: RecordBatch, pos: Position) -> Result<Flow> {
+        let (batch, repeated) = if matches!(pos, Position::Api { .. }) {
+            self.recent.fresh(&batch)
+        } else {
+            (batch, 0)
+        };
+        self.report.repeated += repeated;
+        self.report.read += batch.num_rows() as u64;
+        let records = self.engine.push(&batch).map_err(error::Error::Evaluate)?;
+        if self.send(records).await? == Flow::Stop {
+            return Ok(Flow::Stop);
+        }
+        self.position = pos;
+        self.dirty = true;
+        let Some(archive) = &mut self.archive else {
+            return Ok(Flow::Go);
+        };
+        archive.push(batch);
+        if archive.rows() >= 50_000 {
+            return self.checkpoint().await;
+        }
+        Ok(Flow::Go)
+    }
+
+    /// The source is caught up: windows up to `now` (when it knows it) close.
+    async fn on_idle(&mut self, now: Option<i64>) -> Result<Flow> {
+        if let Some(now) = now {
+            let records = self.engine.idle(now);
+            if !records.is_empty() {
+                self.dirty = true;
+            }
+            if self.send(records).await? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+        }
+        if self.dirty {
+            return self.checkpoint().await;
+        }
+        Ok(Flow::Go)
+    }
+
+    /// A finite input ended: every window closes.
+    async fn on_end(&mut self, skipped: u64) -> Result<Flow> {
+        self.report.skipped = skipped;
+        let records = self.engine.finish();
+        if self.send(records).await? == Flow::Go {
+            self.checkpoint().await?;
+        }
+        Ok(Flow::Stop)
+    }
+
+    /// The clock: a checkpoint every `every` while something happened.
+    async fn on_tick(&mut self, every: Duration) -> Result<Flow> {
+        if self.dirty && self.last_checkpoint.elapsed() >= every {
+            return self.checkpoint().await;
+        }
+        Ok(Flow::Go)
+    }
+
+    /// Queues records on the sinks; a full queue waits, but a signal still stops us.
+    async fn send(&mut self, records: Vec<engine::Record>) -> Result<Flow> {
+        count(&mut self.report, &records);
+        let sent =
+            unless_signalled(&mut self.signal, &mut self.report, self.sinks.send(records)).await;
+        match sent {
+            Some(r) => r.map(|()| Flow::Go),
+            None => {
+                self.torn = true;
+                Ok(Flow::Stop)
+            }
+        }
+    }
+
+    /// Deliver, archive and save: everything up to here is done. A signal during the
+    /// wait for the sinks stops the run.
+    async fn checkpoint(&mut self) -> Result<Flow> {
+        let delivered =
+            unless_signalled(&mut self.signal, &mut self.report, self.sinks.barrier()).await;
+        match delivered {
+            Some(r) => r?,
+            None => return Ok(Flow::Stop),
+        }
+        self.save().await?;
+        Ok(Flow::Go)
+    }
+
+    /// After a signal: deliver what was sent, and checkpoint unless torn. The caller
+    /// bounds the wait.
+    async fn shutdown(&mut self) -> Result<()> {
+        self.sinks.barrier().await?;
+        if self.torn {
+            self.report.undelivered = true;
+            return Ok(());
+        }
+        self.save().await
+    }
+
+    /// Everything sent is delivered: commit the events read, then save the checkpoint.
+    async fn save(&mut self) -> Result<()> {
+        self.seq += 1;
+        if let Some(archive) = &mut self.archive {
+            let version = match &self.position {
+                Position::Api { processed } => *processed,
+                _ => self.seq,
+            };
+            self.report.archived += archive.commit(version).await?.added;
+        }
+        if let Position::Api { processed } = &self.position {
+            self.recent.prune(processed - 2 * self.overlap_ms);
+        }
+        if let Some(d) = &self.state_dir {
+            let cp = Checkpoint {
+                query: self.engine.text.clone(),
+                source: self.source_name.clone(),
+                position: self.position.clone(),
+                engine: self.engine.state(),
+                recent: self
+                    .recent
+                    .ids
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect(),
+                seq: self.seq,
+                saved: crate::event::format_time(chrono::Utc::now().timestamp_micros()),
+            };
+            save(d, &cp)?;
+        }
+        self.report.checkpoints += 1;
+        self.dirty = false;
+        self.last_checkpoint = Instant::now();
+        Ok(())
     }
 }
 
@@ -266,13 +453,13 @@ pub async fn follow(opts: Options) -> Result<Report> {
         (None, Some(d)) => Quarantine::new(d.join("quarantine")),
         (None, None) => Quarantine::new(crate::run::data_dir().join("follow").join("quarantine")),
     };
-    let mut writer = match &opts.archive {
-        Some(a) => Some(Writer::open(a).await?),
-        None => None,
-    };
     let app = match &opts.from {
-        From::Api(a) => crate::sync::app_id(&a.org),
+        From::Api(a) => api_app(&a.api.org),
         _ => format!("auditq-follow:{source_name}"),
+    };
+    let archive = match &opts.archive {
+        Some(a) => Some(ArchiveSink::open(a, Some(app), format!("follow of {source_name}")).await?),
+        None => None,
     };
     let overlap_ms = opts.overlap.as_millis() as i64;
     // Documents that cannot match are not parsed, and events get no fingerprint (the
@@ -293,8 +480,8 @@ pub async fn follow(opts: Options) -> Result<Report> {
             let from = match &position {
                 Position::Api { processed } => *processed,
                 _ => {
-                    let archived = match &writer {
-                        Some(w) => w.checkpoint(&app).await?,
+                    let archived = match &archive {
+                        Some(a) => a.checkpoint().await?,
                         None => None,
                     };
                     archived.unwrap_or(opts.now / 1000 - opts.since.as_millis() as i64)
@@ -321,146 +508,42 @@ pub async fn follow(opts: Options) -> Result<Report> {
             })
         }
     };
-    let mut sinks = sink::Sinks::start(&opts.sinks, &opts.sink)?;
-    let mut report = Report::default();
-    let mut pending: Vec<RecordBatch> = Vec::new();
-    let mut pending_rows = 0usize;
-    let mut dirty = false;
-    let mut last_checkpoint = Instant::now();
-    let signal = crate::sync::signalled();
-    tokio::pin!(signal);
-    let mut tick = tokio::time::interval(opts.checkpoint_every.max(Duration::from_millis(50)));
+    let mut run = Run {
+        engine,
+        sinks: sink::Sinks::start(&opts.sinks, &opts.sink)?,
+        archive,
+        state_dir,
+        source_name,
+        position,
+        seq,
+        recent,
+        overlap_ms,
+        report: Report::default(),
+        dirty: false,
+        torn: false,
+        last_checkpoint: Instant::now(),
+        signal: Box::pin(crate::pipeline::signalled()),
+    };
+    let every = opts.checkpoint_every;
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(50)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-
-    // Deliver, archive and save: everything up to here is done.
-    macro_rules! checkpoint {
-        // While running: a signal during the wait for the sinks stops the run.
-        () => {{
-            tokio::select! {
-                r = sinks.barrier() => r?,
-                sig = &mut signal => {
-                    report.signal = Some(sig);
-                    return Ok(());
-                }
-            }
-            checkpoint!(delivered);
-        }};
-        // The last one, after a signal: the caller bounds the wait.
-        (last) => {{
-            sinks.barrier().await?;
-            checkpoint!(delivered);
-        }};
-        (delivered) => {{
-            seq += 1;
-            if let Some(w) = &mut writer {
-                let version = match &position {
-                    Position::Api { processed } => *processed,
-                    _ => seq,
-                };
-                let stats = w
-                    .commit_checkpoint(&pending, &format!("follow of {source_name}"), &app, version)
-                    .await?;
-                report.archived += stats.added;
-            }
-            pending.clear();
-            pending_rows = 0;
-            if let Position::Api { processed } = &position {
-                recent.prune(processed - 2 * overlap_ms);
-            }
-            if let Some(d) = &state_dir {
-                let cp = Checkpoint {
-                    query: engine.text.clone(),
-                    source: source_name.clone(),
-                    position: position.clone(),
-                    engine: engine.state(),
-                    recent: recent.ids.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-                    seq,
-                    saved: crate::event::format_time(chrono::Utc::now().timestamp_micros()),
-                };
-                save(d, &cp)?;
-            }
-            report.checkpoints += 1;
-            dirty = false;
-            last_checkpoint = Instant::now();
-        }};
-    }
-
-    // Queue records on the sinks; a full queue waits, but a signal still stops us. Then
-    // the engine has taken a batch whose position was not recorded: no checkpoint may be
-    // taken any more (the next run reads that batch again, and sends it again).
-    let mut torn = false;
-    macro_rules! send {
-        ($records:expr) => {{
-            tokio::select! {
-                r = sinks.send($records) => r?,
-                sig = &mut signal => {
-                    report.signal = Some(sig);
-                    torn = true;
-                    return Ok(());
-                }
-            }
-        }};
-    }
 
     let outcome: Result<()> = async {
         loop {
             let msg = tokio::select! {
-                sig = &mut signal => {
-                    report.signal = Some(sig);
+                sig = &mut run.signal => {
+                    run.report.signal = Some(sig);
                     return Ok(());
                 }
-                _ = tick.tick() => {
-                    if dirty && last_checkpoint.elapsed() >= opts.checkpoint_every {
-                        checkpoint!();
-                    }
-                    continue;
-                }
-                m = rx.recv() => m,
+                _ = tick.tick() => None,
+                m = rx.recv() => Some(m),
             };
-            match msg {
-                Some(Msg::Batch { batch, pos }) => {
-                    let (batch, repeated) = if matches!(pos, Position::Api { .. }) {
-                        recent.fresh(&batch)
-                    } else {
-                        (batch, 0)
-                    };
-                    report.repeated += repeated;
-                    report.read += batch.num_rows() as u64;
-                    let records = engine.push(&batch).map_err(error::Error::Evaluate)?;
-                    count(&mut report, &records);
-                    send!(records);
-                    position = pos;
-                    dirty = true;
-                    if writer.is_some() && batch.num_rows() > 0 {
-                        pending_rows += batch.num_rows();
-                        pending.push(batch);
-                    }
-                    if pending_rows >= 50_000 {
-                        checkpoint!();
-                    }
-                }
-                Some(Msg::Idle { now }) => {
-                    if let Some(now) = now {
-                        let records = engine.idle(now);
-                        count(&mut report, &records);
-                        if !records.is_empty() {
-                            dirty = true;
-                        }
-                        send!(records);
-                    }
-                    if dirty {
-                        checkpoint!();
-                    }
-                }
-                Some(Msg::End { skipped }) => {
-                    report.skipped = skipped;
-                    let records = engine.finish();
-                    count(&mut report, &records);
-                    send!(records);
-                    checkpoint!();
-                    return Ok(());
-                }
-                None => {
+            let flow = match msg {
+                None => run.on_tick(every).await?,
+                Some(Some(Msg::Batch { batch, pos })) => run.on_batch(batch, pos).await?,
+                Some(Some(Msg::Idle { now })) => run.on_idle(now).await?,
+                Some(Some(Msg::End { skipped })) => run.on_end(skipped).await?,
+                Some(None) => {
                     // The source stopped: its error, or the end of its input.
                     return match (&mut source_task).await {
                         Ok(r) => r,
@@ -471,39 +554,33 @@ pub async fn follow(opts: Options) -> Result<Report> {
                         .into()),
                     };
                 }
+            };
+            if flow == Flow::Stop {
+                return Ok(());
             }
         }
     }
     .await;
     stop.store(true, Ordering::Relaxed);
     rx.close();
-    report.late = engine.late();
+    run.report.late = run.engine.late();
     if let Err(e) = outcome {
         source_task.abort();
         return Err(e);
     }
-    if report.signal.is_some() {
+    if run.report.signal.is_some() {
         // Stop reading; deliver what was sent, within the grace period.
         source_task.abort();
-        let drained = tokio::time::timeout(opts.shutdown_grace, async {
-            if torn {
-                sinks.barrier().await?;
-                report.undelivered = true;
-            } else {
-                checkpoint!(last);
-            }
-            Ok::<(), Error>(())
-        })
-        .await;
-        match drained {
+        match tokio::time::timeout(opts.shutdown_grace, run.shutdown()).await {
             Ok(r) => r?,
             Err(_) => {
-                report.undelivered = true;
-                return Ok(report);
+                run.report.undelivered = true;
+                return Ok(run.report);
             }
         }
     }
-    let closed = tokio::time::timeout(opts.shutdown_grace, sinks.close()).await;
+    let mut report = run.report;
+    let closed = tokio::time::timeout(opts.shutdown_grace, run.sinks.close()).await;
     if let Ok(counts) = closed {
         report.sinks = counts?
             .into_iter()

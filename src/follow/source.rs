@@ -13,10 +13,10 @@ use datafusion::arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::api::client::{ApiError, Client, Limits, Secret};
 use crate::archive::quarantine::Quarantine;
 use crate::error::{Error, Result};
 use crate::ingest::{self, Chunk, Input, Parser};
+use crate::pipeline::api::{ApiSource, Patience, Start};
 
 /// Where a source stands, saved in the checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -48,105 +48,45 @@ pub enum Msg {
 /// The API source's settings.
 #[derive(Debug, Clone)]
 pub struct Api {
-    pub org: String,
-    pub api_url: String,
-    pub token: Secret,
-    pub page_size: usize,
+    pub api: crate::pipeline::api::Api,
     pub poll: Duration,
-    pub limits: Limits,
 }
 
-/// Poll `/events-stream` from `from` (epoch ms) for ever: page through what is there,
-/// then ask again every `poll` with the last cursor. A cursor the API no longer accepts
-/// (HTTP 400) is replaced by `from` = the last `processedAt` read minus `overlap`.
+/// Poll `/events-stream` from the position `processed` (epoch ms) for ever, starting
+/// `overlap` before it: page through what is there, then ask again every `poll` with
+/// the last cursor (see [`ApiSource`]).
 pub async fn api(
     opts: Api,
-    from: i64,
+    processed: i64,
     overlap: i64,
     quarantine: Quarantine,
     tx: mpsc::Sender<Msg>,
 ) -> Result<()> {
-    let mut client = Client::new(
-        &opts.api_url,
-        &opts.org,
-        opts.token.clone(),
-        opts.limits.clone(),
-    )?;
-    let limit = opts.page_size.to_string();
-    let mut cursor: Option<String> = None;
-    let mut processed = from;
-    let mut pages = 0u64;
-    let mut trouble = 0u32;
+    let start = Start {
+        from: (processed - overlap).max(0),
+        processed,
+        overlap,
+    };
+    let patience = Patience::Forever { poll: opts.poll };
+    let mut source = ApiSource::new(&opts.api, "follow", start, patience, quarantine)?;
     loop {
-        let url = match &cursor {
-            Some(c) => client.stream_url(&[("cursor", c.clone()), ("limit", limit.clone())])?,
-            None => client.stream_url(&[
-                ("from", (processed - overlap).max(0).to_string()),
-                ("limit", limit.clone()),
-                ("sortOrder", "asc".to_owned()),
-            ])?,
-        };
-        let asked = chrono::Utc::now().timestamp_micros();
-        let page = match client.page(&url).await {
-            Ok(p) => {
-                trouble = 0;
-                p
-            }
-            Err(ApiError::Rejected { status: 400, .. }) if cursor.is_some() => {
-                eprintln!(
-                    "warning: the API refused the stream cursor; reading again from the last event read"
-                );
-                cursor = None;
-                continue;
-            }
-            Err(ApiError::GaveUp { path, last, .. }) => {
-                // follow goes on: the API will be back; nothing was read, nothing is lost.
-                trouble += 1;
-                let wait = opts.poll * 2u32.pow(trouble.min(5));
-                eprintln!(
-                    "warning: {path}: {last}; trying again in {} s",
-                    wait.as_secs()
-                );
-                tokio::time::sleep(wait.min(Duration::from_secs(300))).await;
-                continue;
-            }
-            Err(ApiError::BadPage {
-                path,
-                attempts,
-                why,
-                body,
-            }) => {
-                return Err(crate::sync::poison(
-                    &quarantine,
-                    &path,
-                    attempts,
-                    &why,
-                    &body,
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        pages += 1;
-        let empty = page.events.is_empty();
-        if !empty {
-            let mut invalid = 0;
-            let source = format!("follow page {pages} of {}", opts.org);
-            let batch = crate::sync::page_batch(&quarantine, &page, &source, &mut invalid)?;
-            if let Some(p) = crate::sync::max_processed(&batch) {
-                processed = processed.max(p);
-            }
-            let pos = Position::Api { processed };
+        let read = source.next().await?;
+        if let Some(batch) = read.batch {
+            let pos = Position::Api {
+                processed: source.processed(),
+            };
             if tx.send(Msg::Batch { batch, pos }).await.is_err() {
                 return Ok(());
             }
         }
-        let last = empty || page.next.is_none();
-        if let Some(next) = page.next {
-            // Kept after the last page: polling goes on from it.
-            cursor = Some(next);
-        }
-        if last {
-            if tx.send(Msg::Idle { now: Some(asked) }).await.is_err() {
+        if read.caught_up {
+            if tx
+                .send(Msg::Idle {
+                    now: Some(read.asked),
+                })
+                .await
+                .is_err()
+            {
                 return Ok(());
             }
             tokio::time::sleep(opts.poll).await;
