@@ -9,6 +9,7 @@ mod output;
 mod python_delta;
 mod query;
 mod repl;
+mod s3;
 mod sync;
 
 use std::path::{Path, PathBuf};
