@@ -88,17 +88,9 @@ impl PerValue {
             DataType::Utf8View,
             true,
         )]));
-        let local = Arc::clone(inner)
-            .transform(|e| {
-                Ok(match e.downcast_ref::<Column>() {
-                    Some(c) => Transformed::yes(Arc::new(Column::new(c.name(), 0)) as _),
-                    None => Transformed::no(e),
-                })
-            })?
-            .data;
         Ok(Some(Self {
             inner: Arc::clone(inner),
-            local,
+            local: local(inner)?,
             column: column.index(),
             schema,
         }))
@@ -133,6 +125,17 @@ impl PerValue {
         }
         Some((firsts, index))
     }
+}
+
+/// `expr`, a function of one column, over a batch of that column alone.
+fn local(expr: &Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
+    let local = Arc::clone(expr).transform(|e| {
+        Ok(match e.downcast_ref::<Column>() {
+            Some(c) => Transformed::yes(Arc::new(Column::new(c.name(), 0)) as _),
+            None => Transformed::no(e),
+        })
+    })?;
+    Ok(local.data)
 }
 
 /// Whether `expr` does per row what costs more than finding the row's value: lowers
@@ -230,17 +233,9 @@ impl PhysicalExpr for PerValue {
         let columns = collect_columns(inner);
         match columns.iter().next() {
             Some(c) if columns.len() == 1 && c.index() == self.column && fixed(inner)? => {
-                let local = Arc::clone(inner)
-                    .transform(|e| {
-                        Ok(match e.downcast_ref::<Column>() {
-                            Some(c) => Transformed::yes(Arc::new(Column::new(c.name(), 0)) as _),
-                            None => Transformed::no(e),
-                        })
-                    })?
-                    .data;
                 Ok(Arc::new(Self {
                     inner: Arc::clone(inner),
-                    local,
+                    local: local(inner)?,
                     column: self.column,
                     schema: Arc::clone(&self.schema),
                 }))
