@@ -26,7 +26,7 @@ Exit codes:
   130 interrupted (SIGINT); 143 terminated (SIGTERM): nothing half-written
 
 Environment:
-  AUDITQ_ARCHIVE   archive directory (default: $XDG_DATA_HOME/auditq/archive)
+  AUDITQ_ARCHIVE   archive directory or file:// URL (default: $XDG_DATA_HOME/auditq/archive)
   AUDITQ_CONFIG    config file (default: $XDG_CONFIG_HOME/auditq/config.toml)
   AUDITQ_NOW       the time that now means in queries (like --now)
   ATLASSIAN_API_KEY  the organization API key `sync` sends (or --token-file)
@@ -38,7 +38,7 @@ Environment:
 #[derive(Debug, Parser)]
 #[command(name = "auditq", version, about, after_help = AFTER_HELP)]
 pub struct Args {
-    /// Archive directory [env: AUDITQ_ARCHIVE]
+    /// Archive directory, or a file:// URL [env: AUDITQ_ARCHIVE]
     #[arg(
         long,
         global = true,

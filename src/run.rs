@@ -112,6 +112,34 @@ impl ColorChoice {
     }
 }
 
+/// Where an archive given as `--archive`, `AUDITQ_ARCHIVE` or in the config file is:
+/// a path, or a `file://` URL. Any other URL is an error naming what is accepted, never
+/// a local directory named after it (`s3://b/p` would otherwise be `./s3:/b/p`).
+pub fn archive_location(given: PathBuf) -> Result<PathBuf> {
+    let Some(text) = given.to_str().filter(|t| t.contains("://")) else {
+        return Ok(given);
+    };
+    let url = url::Url::parse(text)
+        .map_err(|e| Error::Usage(format!("the archive `{text}` is not a valid URL: {e}")))?;
+    match url.scheme() {
+        "file" => url.to_file_path().map_err(|()| {
+            Error::Usage(format!(
+                "the archive `{text}` is not a local file URL (`file:///path`, no host)"
+            ))
+        }),
+        "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "adl" | "http" | "https" => {
+            Err(Error::Usage(format!(
+                "the archive `{text}` is on object storage, which auditq does not read or \
+                 write yet: give a local path or a `file://` URL"
+            )))
+        }
+        other => Err(Error::Usage(format!(
+            "the archive `{text}` has the scheme `{other}`: an archive is a path or a \
+             `file://` URL"
+        ))),
+    }
+}
+
 /// Settings every command shares.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -142,9 +170,10 @@ impl Settings {
             None => ConfigFile::default(),
         };
         let archive_given = archive_flag.is_some();
-        let archive = archive_flag
-            .or(config.archive)
-            .unwrap_or_else(default_archive);
+        let archive = match archive_flag.or(config.archive) {
+            Some(given) => archive_location(given)?,
+            None => default_archive(),
+        };
         let terminal = std::io::stderr().is_terminal();
         Ok(Settings {
             archive: Archive::at(archive),

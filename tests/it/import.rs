@@ -300,3 +300,38 @@ fn each_bad_line_is_its_own_quarantine_item() {
         assert!(kept.iter().any(|k| k.trim_end() == line), "{kept:?}");
     }
 }
+
+#[test]
+fn an_archive_is_a_path_or_a_file_url_and_any_other_url_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("archive");
+    let url = url::Url::from_file_path(&a).unwrap().to_string();
+    let r = ok(auditq(Path::new(&url))
+        .arg("import")
+        .arg(fixture("events.ndjson")));
+    assert_summary(&r, "read 3 events: added 3,");
+    assert_eq!(
+        stats(&a)["events"],
+        3,
+        "the file URL names the same archive"
+    );
+    for (given, says) in [
+        ("s3://bucket/prefix", "is on object storage"),
+        ("gs://bucket/prefix", "is on object storage"),
+        ("ftp://host/archive", "has the scheme `ftp`"),
+        ("file://host/archive", "is not a local file URL"),
+    ] {
+        let r = run(auditq(Path::new(given))
+            .current_dir(dir.path())
+            .arg("import")
+            .arg(fixture("events.ndjson")));
+        assert_eq!(r.code, 2, "{given}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{given}: {}", r.stderr);
+    }
+    // Nothing was made in the working directory for them (`s3:/bucket/prefix` was).
+    let made: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(made, ["archive"]);
+}
