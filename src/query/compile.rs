@@ -1059,6 +1059,11 @@ pub fn compile(
         cx = cx.with_actions(actions);
     }
     let range = time_range(q, clock)?;
+    for stage in &q.stages {
+        if let Stage::Stats { aggs, by, .. } = stage {
+            named_once(by, aggs)?;
+        }
+    }
     let mut df = events;
     let whole = ast::Span::default();
     if let Some(p) = head_predicate(q, &cx)? {
@@ -1479,9 +1484,11 @@ fn group(
     // `dc(f) by g` becomes two cheap group-bys instead of one hash set per group).
     let mut names: Vec<String> = groups.iter().map(|(n, _)| n.clone()).collect();
     let keys: Vec<Expr> = groups.into_iter().map(|(_, e)| e).collect();
-    let aggs: Vec<Expr> = aggs
-        .into_iter()
-        .map(|a| match a {
+    // The same aggregate under two names (`stats count, count as n`) is computed once.
+    let mut unique: Vec<Expr> = Vec::new();
+    let mut which: Vec<usize> = (0..keys.len()).collect();
+    for a in aggs {
+        let bare = match a {
             Expr::Alias(alias) => {
                 names.push(alias.name);
                 *alias.expr
@@ -1490,20 +1497,36 @@ fn group(
                 names.push(other.schema_name().to_string());
                 other
             }
-        })
-        .collect();
+        };
+        let at = match unique.iter().position(|u| *u == bare) {
+            Some(at) => at,
+            None => {
+                unique.push(bare);
+                unique.len() - 1
+            }
+        };
+        which.push(keys.len() + at);
+    }
     let sorts: Vec<SortExpr> = names[..keys.len()]
         .iter()
         .map(|n| column(n).sort(true, false))
         .collect();
-    let df = df.aggregate(keys, aggs).map_err(|e| df_err(e, whole))?;
-    let named: Vec<Expr> = df
-        .schema()
-        .columns()
-        .into_iter()
+    let df = df.aggregate(keys, unique).map_err(|e| df_err(e, whole))?;
+    let columns = df.schema().columns();
+    let named: Vec<Expr> = which
+        .iter()
         .zip(&names)
-        .map(|(c, n)| Expr::Column(c).alias(n))
-        .collect();
+        .map(|(&c, n)| {
+            let column = columns.get(c).ok_or_else(|| {
+                err_at(
+                    "E0900",
+                    format!("cannot plan this: the column `{n}` of `{stage}` is missing"),
+                    whole,
+                )
+            })?;
+            Ok(Expr::Column(column.clone()).alias(n))
+        })
+        .collect::<R<_>>()?;
     let df = df.select(named).map_err(|e| df_err(e, whole))?;
     let df = if sorts.is_empty() {
         df
@@ -1512,6 +1535,28 @@ fn group(
     };
     cx.now_table(&df, stage);
     Ok(df)
+}
+
+/// E0407 when two columns of a `stats` have one name (`stats count as action by
+/// action`, `stats count, count`): the table could not say which is which.
+fn named_once(by: &[Field], aggs: &[ast::Agg]) -> R<()> {
+    let named = by
+        .iter()
+        .map(|f| (f.name.clone(), f.span, "group by it once"))
+        .chain(aggs.iter().map(|a| {
+            let help = "name one of them with `as`, e.g. `count as events`";
+            (a.column(), a.span, help)
+        }));
+    let mut seen: Vec<String> = Vec::new();
+    for (name, span, help) in named {
+        if seen.contains(&name) {
+            return Err(
+                err_at("E0407", format!("the column `{name}` is named twice"), span).help(help),
+            );
+        }
+        seen.push(name);
+    }
+    Ok(())
 }
 
 /// `fields *`: every column.
