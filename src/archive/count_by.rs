@@ -292,6 +292,7 @@ impl ViewTable {
         }
     }
 
+    #[inline]
     fn slot(&self, view: u128) -> usize {
         let mixed = ((view as u64) ^ ((view >> 64) as u64).rotate_left(29))
             .wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -300,6 +301,7 @@ impl ViewTable {
 
     /// The entry of `view` in [`ViewTable::direct`], if it has one, and the offset
     /// and length it is found by.
+    #[inline]
     fn direct(&mut self, view: u128) -> Option<(&mut (u64, u32), u64)> {
         if view as u32 <= 12 {
             return None;
@@ -310,6 +312,7 @@ impl ViewTable {
         Some((entry, ((view >> 96) << 32) as u64 | (view as u32 as u64)))
     }
 
+    #[inline]
     pub(super) fn get(&mut self, view: u128) -> Option<u32> {
         if let Some(((key, group), wanted)) = self.direct(view)
             && *group != 0
