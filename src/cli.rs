@@ -433,11 +433,11 @@ pub fn run(args: Args) -> Result<()> {
             let token = crate::run::api_token(token_file.as_deref())?;
             let mut opts = crate::sync::Options::new(&org, &api_url, token);
             opts.since = parse_duration(&since).map_err(Error::Usage)?;
-            opts.page_size = page_size.clamp(1, 500);
+            opts.api.page_size = page_size.clamp(1, 500);
             opts.commit_pages = commit_pages.max(1);
             opts.progress = settings.progress;
-            opts.limits.attempts = attempts.max(1);
-            opts.limits.total_timeout = parse_duration(&timeout).map_err(Error::Usage)?;
+            opts.api.limits.attempts = attempts.max(1);
+            opts.api.limits.total_timeout = parse_duration(&timeout).map_err(Error::Usage)?;
             let report = runtime()?.block_on(crate::sync::sync(&settings.archive, &opts))?;
             if !settings.quiet {
                 say(&report.summary())?;

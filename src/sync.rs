@@ -24,33 +24,31 @@ use crate::pipeline::signalled;
 /// How to sync.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub org: String,
-    /// API root, e.g. `https://api.atlassian.com`.
-    pub api_url: String,
-    pub token: Secret,
+    /// The organization, the API, the page size and the client's limits.
+    pub api: Api,
     /// How far back the first run reaches.
     pub since: Duration,
     /// How far before the checkpoint later runs start reading again.
     pub overlap: Duration,
-    pub page_size: usize,
     /// Pages per commit.
     pub commit_pages: usize,
     pub progress: bool,
-    pub limits: Limits,
 }
 
 impl Options {
     pub fn new(org: &str, api_url: &str, token: Secret) -> Self {
         Options {
-            org: org.to_owned(),
-            api_url: api_url.to_owned(),
-            token,
+            api: Api {
+                org: org.to_owned(),
+                api_url: api_url.to_owned(),
+                token,
+                page_size: 500,
+                limits: Limits::default(),
+            },
             since: Duration::from_secs(180 * 86_400),
             overlap: Duration::from_secs(600),
-            page_size: 500,
             commit_pages: 20,
             progress: false,
-            limits: Limits::default(),
         }
     }
 }
@@ -108,8 +106,8 @@ pub async fn sync(archive: &Archive, opts: &Options) -> Result<Report> {
     let started = Instant::now();
     let mut sink = ArchiveSink::open(
         archive,
-        Some(api_app(&opts.org)),
-        format!("sync of {}", opts.org),
+        Some(api_app(&opts.api.org)),
+        format!("sync of {}", opts.api.org),
     )
     .await?;
     let checkpoint = sink.checkpoint().await?;
@@ -123,19 +121,18 @@ pub async fn sync(archive: &Archive, opts: &Options) -> Result<Report> {
         from,
         ..Default::default()
     };
-    let api = Api {
-        org: opts.org.clone(),
-        api_url: opts.api_url.clone(),
-        token: opts.token.clone(),
-        page_size: opts.page_size,
-        limits: opts.limits.clone(),
-    };
     let start = Start {
         from,
         processed: from,
         overlap: opts.overlap.as_millis() as i64,
     };
-    let mut source = ApiSource::new(&api, "sync", start, Patience::None, archive.quarantine())?;
+    let mut source = ApiSource::new(
+        &opts.api,
+        "sync",
+        start,
+        Patience::None,
+        archive.quarantine(),
+    )?;
     let bar = opts.progress.then(|| {
         let b = indicatif::ProgressBar::new_spinner();
         b.enable_steady_tick(Duration::from_millis(200));

@@ -75,12 +75,11 @@ impl PerValue {
     /// `inner` computed per distinct value, when it is a function of one text column
     /// of `input`.
     fn try_new(inner: &Arc<dyn PhysicalExpr>, input: &Schema) -> Result<Option<Self>> {
-        let columns = collect_columns(inner);
-        let [column] = columns.iter().collect::<Vec<_>>()[..] else {
+        let Some(column) = one_column(inner)? else {
             return Ok(None);
         };
-        let field = input.field(column.index());
-        if field.data_type() != &DataType::Utf8View || !costly(inner)? || !fixed(inner)? {
+        let field = input.field(column);
+        if field.data_type() != &DataType::Utf8View || !costly(inner)? {
             return Ok(None);
         }
         let schema = Arc::new(Schema::new(vec![Field::new(
@@ -91,7 +90,7 @@ impl PerValue {
         Ok(Some(Self {
             inner: Arc::clone(inner),
             local: local(inner)?,
-            column: column.index(),
+            column,
             schema,
         }))
     }
@@ -125,6 +124,16 @@ impl PerValue {
         }
         Some((firsts, index))
     }
+}
+
+/// The one column `expr` reads, when its answer depends on that column's value alone
+/// (see [`fixed`]).
+fn one_column(expr: &Arc<dyn PhysicalExpr>) -> Result<Option<usize>> {
+    let columns = collect_columns(expr);
+    let [column] = columns.iter().collect::<Vec<_>>()[..] else {
+        return Ok(None);
+    };
+    Ok(fixed(expr)?.then(|| column.index()))
 }
 
 /// `expr`, a function of one column, over a batch of that column alone.
@@ -230,18 +239,15 @@ impl PhysicalExpr for PerValue {
     ) -> Result<Arc<dyn PhysicalExpr>> {
         // Rebuilt over the new condition only if it still reads the same column.
         let inner = &children[0];
-        let columns = collect_columns(inner);
-        match columns.iter().next() {
-            Some(c) if columns.len() == 1 && c.index() == self.column && fixed(inner)? => {
-                Ok(Arc::new(Self {
-                    inner: Arc::clone(inner),
-                    local: local(inner)?,
-                    column: self.column,
-                    schema: Arc::clone(&self.schema),
-                }))
-            }
-            _ => Ok(Arc::clone(inner)),
+        if one_column(inner)? != Some(self.column) {
+            return Ok(Arc::clone(inner));
         }
+        Ok(Arc::new(Self {
+            inner: Arc::clone(inner),
+            local: local(inner)?,
+            column: self.column,
+            schema: Arc::clone(&self.schema),
+        }))
     }
 
     fn fmt_sql(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
