@@ -26,7 +26,10 @@ Exit codes:
   130 interrupted (SIGINT); 143 terminated (SIGTERM): nothing half-written
 
 Environment:
-  AUDITQ_ARCHIVE   archive directory or file:// URL (default: $XDG_DATA_HOME/auditq/archive)
+  AUDITQ_ARCHIVE   archive directory, file:// URL or s3://bucket/prefix
+                   (default: $XDG_DATA_HOME/auditq/archive)
+  AWS_*            for an archive on S3: credentials (or the ~/.aws profile, AWS_PROFILE),
+                   AWS_REGION, AWS_ENDPOINT_URL for S3-compatible stores
   AUDITQ_CONFIG    config file (default: $XDG_CONFIG_HOME/auditq/config.toml)
   AUDITQ_NOW       the time that now means in queries (like --now)
   ATLASSIAN_API_KEY  the organization API key `sync` sends (or --token-file)
@@ -38,15 +41,18 @@ Environment:
 #[derive(Debug, Parser)]
 #[command(name = "auditq", version, about, after_help = AFTER_HELP)]
 pub struct Args {
-    /// Archive directory, or a file:// URL [env: AUDITQ_ARCHIVE]
+    /// Archive directory, file:// URL or s3://bucket/prefix [env: AUDITQ_ARCHIVE]
     #[arg(
         long,
         global = true,
         env = "AUDITQ_ARCHIVE",
-        value_name = "DIR",
+        value_name = "DIR|URL",
         hide_env = true
     )]
     pub archive: Option<PathBuf>,
+    /// Allow a plain-http S3 endpoint on another machine (loopback is always allowed)
+    #[arg(long, global = true)]
+    pub allow_http: bool,
     /// No progress bars and no summaries; errors only
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -381,7 +387,13 @@ pub fn parse() -> Result<Args> {
 
 /// Resolve settings, run the command.
 pub fn run(args: Args) -> Result<()> {
-    let settings = Settings::resolve(args.archive.clone(), args.quiet, args.verbose, args.color)?;
+    let settings = Settings::resolve(
+        args.archive.clone(),
+        args.quiet,
+        args.verbose,
+        args.color,
+        args.allow_http,
+    )?;
     crate::log::init(args.verbose, settings.color_err);
     let archive_given = settings.archive_given;
     let command = match args.command {
@@ -486,12 +498,12 @@ pub fn run(args: Args) -> Result<()> {
         }
         Command::Demo { events, days, dir } => {
             // --dir, else --archive (or AUDITQ_ARCHIVE), else ./auditq-demo.
-            let dir = match (dir, archive_given) {
-                (Some(d), _) => d,
-                (None, true) => settings.archive.root().to_owned(),
-                (None, false) => PathBuf::from("auditq-demo"),
+            let archive = match (dir, archive_given) {
+                (Some(d), _) => crate::archive::Archive::at(d),
+                (None, true) => settings.archive.clone(),
+                (None, false) => crate::archive::Archive::at("auditq-demo"),
             };
-            runtime()?.block_on(crate::demo::demo(&dir, events, days, settings.progress))
+            runtime()?.block_on(crate::demo::demo(&archive, events, days, settings.progress))
         }
         Command::Query {
             query,
@@ -656,7 +668,12 @@ pub fn run(args: Args) -> Result<()> {
         Command::Fields { json } => fields(json),
         Command::Repl { now } => {
             let now = now.or_else(|| std::env::var("AUDITQ_NOW").ok().filter(|s| !s.is_empty()));
-            crate::repl::run(settings.archive.clone(), now.as_deref(), settings.color_out)
+            crate::repl::run(
+                settings.archive.clone(),
+                settings.s3.clone(),
+                now.as_deref(),
+                settings.color_out,
+            )
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;

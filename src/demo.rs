@@ -1,8 +1,6 @@
 //! `auditq demo`: a fake API on a free loopback port, a sync into a demo archive, five
 //! example queries with their output, and what to try next. No account, no network.
 
-use std::path::Path;
-
 use crate::api::client::Secret;
 use crate::api::fake::{FakeApi, Options as FakeOptions};
 use crate::archive::Archive;
@@ -33,7 +31,7 @@ pub const QUERIES: &[(&str, &str)] = &[
     ),
 ];
 
-pub async fn demo(dir: &Path, events: u64, days: u32, progress: bool) -> Result<()> {
+pub async fn demo(archive: &Archive, events: u64, days: u32, progress: bool) -> Result<()> {
     let opts = FakeOptions {
         events,
         days,
@@ -53,20 +51,19 @@ pub async fn demo(dir: &Path, events: u64, days: u32, progress: bool) -> Result<
         "Fake Atlassian API at {} (org {})",
         api.url, api.org
     ));
-    let archive = Archive::at(dir);
     let mut sync = crate::sync::Options::new(&api.org, &api.url, Secret::new(api.token.clone()));
     sync.since = std::time::Duration::from_secs((days as u64 + 1) * 86_400);
     sync.progress = progress;
-    let report = crate::sync::sync(&archive, &sync).await?;
+    let report = crate::sync::sync(archive, &sync).await?;
     say(&report.summary());
     api.stop();
     let now = chrono::Utc::now().timestamp_micros();
     for (question, q) in QUERIES {
         say(&format!(
             "\n# {question}\n$ auditq --archive {} query '{q}'",
-            dir.display()
+            archive.root().display()
         ));
-        let answer = query::run(&archive, q, query::Clock::utc(now), false).await?;
+        let answer = query::run(archive, q, query::Clock::utc(now), false).await?;
         let screen = output::Screen {
             width: Some(110),
             bars: answer.chart,
@@ -82,7 +79,7 @@ pub async fn demo(dir: &Path, events: u64, days: u32, progress: bool) -> Result<
     }
     say(&format!(
         "\nExplore further:\n  auditq --archive {d} repl\n  auditq --archive {d} query 'actor = \"…\" and event ~ \"group_*\" since 7d'\n  auditq --archive {d} query 'since 30d | count by action' --format csv\n  auditq --archive {d} explain 'event ~ \"*delete*\" | top 10 actor'\n  auditq --archive {d} archive stats",
-        d = dir.display()
+        d = archive.root().display()
     ));
     Ok(())
 }

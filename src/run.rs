@@ -7,6 +7,12 @@
 //! ```toml
 //! archive = "/srv/auditq/archive"
 //! org = "b2c1…"          # the organization `sync` and `follow` read when --org is not given
+//!
+//! [s3]                    # for `archive = "s3://bucket/prefix"` (AWS_* variables also apply)
+//! endpoint = "https://minio.internal:9000"
+//! region = "eu-central-1"
+//! allow_http = false      # plain http to a store on another machine (as --allow-http)
+//! virtual_hosted_style = false
 //! ```
 //!
 //! [`run_query`] is the one path from query text to output, for `auditq query` and the
@@ -26,6 +32,8 @@ use crate::error::{Error, Result};
 pub struct ConfigFile {
     pub archive: Option<PathBuf>,
     pub org: Option<String>,
+    /// How to reach an archive on S3.
+    pub s3: Option<crate::archive::store::S3Options>,
 }
 
 impl ConfigFile {
@@ -112,30 +120,32 @@ impl ColorChoice {
     }
 }
 
-/// Where an archive given as `--archive`, `AUDITQ_ARCHIVE` or in the config file is:
-/// a path, or a `file://` URL. Any other URL is an error naming what is accepted, never
-/// a local directory named after it (`s3://b/p` would otherwise be `./s3:/b/p`).
-pub fn archive_location(given: PathBuf) -> Result<PathBuf> {
+/// The archive given as `--archive`, `AUDITQ_ARCHIVE` or in the config file: a path, a
+/// `file://` URL or `s3://bucket/prefix`. Any other URL is an error naming what is
+/// accepted, never a local directory named after it (`gs://b/p` would otherwise be
+/// `./gs:/b/p`).
+pub fn archive_location(given: PathBuf, s3: &crate::archive::store::S3Options) -> Result<Archive> {
     let Some(text) = given.to_str().filter(|t| t.contains("://")) else {
-        return Ok(given);
+        return Ok(Archive::at(given));
     };
     let url = url::Url::parse(text)
         .map_err(|e| Error::Usage(format!("the archive `{text}` is not a valid URL: {e}")))?;
     match url.scheme() {
-        "file" => url.to_file_path().map_err(|()| {
+        "file" => url.to_file_path().map(Archive::at).map_err(|()| {
             Error::Usage(format!(
                 "the archive `{text}` is not a local file URL (`file:///path`, no host)"
             ))
         }),
-        "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "adl" | "http" | "https" => {
-            Err(Error::Usage(format!(
-                "the archive `{text}` is on object storage, which auditq does not read or \
-                 write yet: give a local path or a `file://` URL"
-            )))
-        }
+        "s3" | "s3a" => crate::archive::store::Remote::open(&url, s3)
+            .map(Archive::on)
+            .map_err(|e| Error::Usage(e.to_string())),
+        "gs" | "az" | "abfs" | "abfss" | "adl" | "http" | "https" => Err(Error::Usage(format!(
+            "the archive `{text}` is on an object store auditq does not read or write: \
+             give a path, a `file://` URL or `s3://bucket/prefix` (S3 and S3-compatible stores)"
+        ))),
         other => Err(Error::Usage(format!(
-            "the archive `{text}` has the scheme `{other}`: an archive is a path or a \
-             `file://` URL"
+            "the archive `{text}` has the scheme `{other}`: an archive is a path, a \
+             `file://` URL or `s3://bucket/prefix`"
         ))),
     }
 }
@@ -155,6 +165,8 @@ pub struct Settings {
     /// Colour on stderr (diagnostics) and on stdout (tables, charts).
     pub color_err: bool,
     pub color_out: bool,
+    /// How to reach archives on S3 (the config file's `[s3]`, `--allow-http`).
+    pub s3: crate::archive::store::S3Options,
 }
 
 impl Settings {
@@ -164,19 +176,22 @@ impl Settings {
         quiet: bool,
         verbose: u8,
         color: ColorChoice,
+        allow_http: bool,
     ) -> Result<Settings> {
         let config = match ConfigFile::path() {
             Some(path) => ConfigFile::load(&path)?,
             None => ConfigFile::default(),
         };
+        let mut s3 = config.s3.unwrap_or_default();
+        s3.allow_http |= allow_http;
         let archive_given = archive_flag.is_some();
         let archive = match archive_flag.or(config.archive) {
-            Some(given) => archive_location(given)?,
-            None => default_archive(),
+            Some(given) => archive_location(given, &s3)?,
+            None => Archive::at(default_archive()),
         };
         let terminal = std::io::stderr().is_terminal();
         Ok(Settings {
-            archive: Archive::at(archive),
+            archive,
             archive_given,
             org: config.org.filter(|o| !o.trim().is_empty()),
             quiet,
@@ -184,6 +199,7 @@ impl Settings {
             progress: terminal && !quiet,
             color_err: color.on(terminal),
             color_out: color.on(std::io::stdout().is_terminal()),
+            s3,
         })
     }
 

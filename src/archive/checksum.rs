@@ -9,6 +9,10 @@
 //! naming the file. `archive verify` hashes every file whatever the cache says, which
 //! also finds damage that left the times alone (a failing disk).
 //!
+//! On object storage the record is one object per writer's batch under
+//! `ARCHIVE/checksums/` (objects cannot be appended to), each written before the commit
+//! that adds its files; a file's identity there is its size, ETag and modification time.
+//!
 //! A file without a recorded checksum (written by compaction, or by auditq before this
 //! scheme) has one recorded the first time it is read.
 
@@ -20,6 +24,17 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{Archive, Error, Result};
+
+/// The xxh3 of the whole data file `rel` (relative to the table).
+fn stored_hash(archive: &Archive, rel: &str) -> std::io::Result<u64> {
+    match archive.remote() {
+        None => file_hash(&archive.events_dir().join(rel)),
+        Some(r) => r
+            .get(&format!("events/{rel}"))?
+            .map(|b| xxhash_rust::xxh3::xxh3_64(&b))
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound)),
+    }
+}
 
 /// The xxh3 of a whole file.
 pub fn file_hash(path: &Path) -> std::io::Result<u64> {
@@ -63,12 +78,22 @@ pub fn record(archive: &Archive, files: &[String]) -> Result<()> {
     let mut text = String::new();
     for rel in files {
         let path = archive.events_dir().join(rel);
-        let hash = file_hash(&path).map_err(|source| Error::Io {
+        let (hash, size) = match archive.remote() {
+            None => (
+                file_hash(&path),
+                std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+            ),
+            Some(r) => match r.get(&format!("events/{rel}")) {
+                Ok(Some(b)) => (Ok(xxhash_rust::xxh3::xxh3_64(&b)), b.len() as u64),
+                Ok(None) => (Err(std::io::ErrorKind::NotFound.into()), 0),
+                Err(e) => (Err(e), 0),
+            },
+        };
+        let hash = hash.map_err(|source| Error::Io {
             action: "reading a written data file",
             path: path.clone(),
             source,
         })?;
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let line = Line {
             file: rel.clone(),
             size,
@@ -76,6 +101,21 @@ pub fn record(archive: &Archive, files: &[String]) -> Result<()> {
         };
         text.push_str(&serde_json::to_string(&line).expect("a line serializes"));
         text.push('\n');
+    }
+    if files.is_empty() {
+        return Ok(());
+    }
+    if let Some(r) = archive.remote() {
+        let name = format!(
+            "checksums/{}-{:016x}.jsonl",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.9f"),
+            xxhash_rust::xxh3::xxh3_64(format!("{text}{}", std::process::id()).as_bytes())
+        );
+        return r.put(&name, text.into()).map_err(|source| Error::Io {
+            action: "writing",
+            path: archive.root().join(&name),
+            source,
+        });
     }
     let path = log_path(archive);
     let io = |source| Error::Io {
@@ -95,8 +135,9 @@ pub fn record(archive: &Archive, files: &[String]) -> Result<()> {
 /// The recorded checksums: file → (size, xxh3). A torn last line (a crash while
 /// appending) is skipped: its file was not committed.
 fn recorded(archive: &Archive) -> HashMap<String, (u64, u64)> {
-    let Ok(text) = std::fs::read_to_string(log_path(archive)) else {
-        return HashMap::new();
+    let text = match archive.remote() {
+        None => std::fs::read_to_string(log_path(archive)).unwrap_or_default(),
+        Some(r) => recorded_remote(archive, r),
     };
     text.lines()
         .filter_map(|l| serde_json::from_str::<Line>(l).ok())
@@ -104,13 +145,56 @@ fn recorded(archive: &Archive) -> HashMap<String, (u64, u64)> {
         .collect()
 }
 
-/// What identifies a file's content on disk without reading it.
+/// The checksum objects of an archive on object storage, concatenated. They never
+/// change once written, so each is fetched once and kept in the local cache.
+fn recorded_remote(archive: &Archive, r: &super::store::Remote) -> String {
+    let Ok(objects) = r.list("checksums") else {
+        return String::new();
+    };
+    let kept = archive.cache_dir().map(|d| d.join("checksums"));
+    let mut text = String::new();
+    for (name, _) in objects {
+        let local = kept.as_ref().map(|d| d.join(&name));
+        if let Some(t) = local.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
+            text.push_str(&t);
+            continue;
+        }
+        let Ok(Some(bytes)) = r.get(&format!("checksums/{name}")) else {
+            continue;
+        };
+        let t = String::from_utf8_lossy(&bytes);
+        text.push_str(&t);
+        if let (Some(dir), Some(path)) = (&kept, &local)
+            && std::fs::create_dir_all(dir).is_ok()
+        {
+            let _ = super::quarantine::write_atomic(path, t.as_bytes());
+        }
+    }
+    text
+}
+
+/// What identifies a file's content without reading it: on disk, its size, inode and
+/// times; on object storage, its size, ETag and modification time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Identity {
     size: u64,
     ino: u64,
     mtime_ns: i64,
     ctime_ns: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    etag: Option<String>,
+}
+
+impl Identity {
+    fn of_object(m: &datafusion::object_store::ObjectMeta) -> Identity {
+        Identity {
+            size: m.size,
+            ino: 0,
+            mtime_ns: m.last_modified.timestamp_nanos_opt().unwrap_or_default(),
+            ctime_ns: 0,
+            etag: m.e_tag.clone(),
+        }
+    }
 }
 
 fn identity(path: &Path) -> std::io::Result<Identity> {
@@ -120,6 +204,7 @@ fn identity(path: &Path) -> std::io::Result<Identity> {
         ino: m.ino(),
         mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
         ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        etag: None,
     })
 }
 
@@ -144,12 +229,15 @@ pub struct Checker {
     /// Files hashed now, to remember or record.
     matched: Vec<(String, Identity)>,
     unrecorded: Vec<String>,
+    /// On object storage: the table's objects, listed once when first needed.
+    listed: Option<HashMap<String, Identity>>,
 }
 
 impl Checker {
     pub fn new(archive: &Archive) -> Checker {
-        let verified = std::fs::read(archive.root().join("cache/verified.json"))
-            .ok()
+        let verified = archive
+            .cache_dir()
+            .and_then(|d| std::fs::read(d.join("verified.json")).ok())
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         Checker {
@@ -158,7 +246,29 @@ impl Checker {
             verified,
             matched: Vec::new(),
             unrecorded: Vec::new(),
+            listed: None,
         }
+    }
+
+    /// The identity of the data file `rel` as stored now.
+    fn identity(&mut self, rel: &str) -> std::io::Result<Identity> {
+        let Some(r) = self.archive.remote() else {
+            return identity(&self.archive.events_dir().join(rel));
+        };
+        if self.listed.is_none() {
+            let found = r.list("events")?;
+            self.listed = Some(
+                found
+                    .iter()
+                    .map(|(rel, m)| (rel.clone(), Identity::of_object(m)))
+                    .collect(),
+            );
+        }
+        let listed = self.listed.as_ref().expect("listed above");
+        listed
+            .get(rel)
+            .cloned()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
     }
 
     /// Check one data file (`rel` to the table); `always` hashes it whatever the cache
@@ -169,11 +279,14 @@ impl Checker {
             path: path.clone(),
             why,
         };
-        let id = identity(&path).map_err(|e| damaged(format!("cannot be read ({e})")))?;
+        let id = self
+            .identity(rel)
+            .map_err(|e| damaged(format!("cannot be read ({e})")))?;
         if !always && self.verified.files.get(rel) == Some(&id) {
             return Ok(());
         }
-        let hash = file_hash(&path).map_err(|e| damaged(format!("cannot be read ({e})")))?;
+        let hash = stored_hash(&self.archive, rel)
+            .map_err(|e| damaged(format!("cannot be read ({e})")))?;
         match self.recorded.get(rel) {
             Some(&(size, want)) if size != id.size || want != hash => {
                 return Err(damaged(format!(
@@ -199,7 +312,9 @@ impl Checker {
         for (rel, id) in self.matched.drain(..) {
             self.verified.files.insert(rel, id);
         }
-        let dir = self.archive.root().join("cache");
+        let Some(dir) = self.archive.cache_dir() else {
+            return;
+        };
         if std::fs::create_dir_all(&dir).is_err() {
             return;
         }

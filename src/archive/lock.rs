@@ -13,10 +13,16 @@ use super::{Error, Result};
 /// Held for as long as it lives.
 #[derive(Debug)]
 pub struct Lock {
-    file: File,
+    /// `None` for an archive on object storage, which has no lock file.
+    file: Option<File>,
 }
 
 impl Lock {
+    /// No lock: for an archive on object storage.
+    pub fn none() -> Lock {
+        Lock { file: None }
+    }
+
     pub fn acquire(path: &Path) -> Result<Lock> {
         let io = |action| {
             let path = path.to_owned();
@@ -56,14 +62,16 @@ impl Lock {
             .map_err(io("writing lock file"))?;
         file.write_all(note.as_bytes())
             .map_err(io("writing lock file"))?;
-        Ok(Lock { file })
+        Ok(Lock { file: Some(file) })
     }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        let _ = self.file.set_len(0);
-        let _ = self.file.unlock();
+        if let Some(file) = &self.file {
+            let _ = file.set_len(0);
+            let _ = file.unlock();
+        }
     }
 }
 

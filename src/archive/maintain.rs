@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::quarantine::Kind;
 use super::read::{
     LiveFile, changed_files, live_files, open_parquet, plain_session, read_columns, read_projected,
-    same_kind, session, sql,
+    same_kind, session, sql, stored_sizes,
 };
 use super::write::{IdIndex, writer_properties};
 use super::{Archive, Error, Result};
@@ -38,7 +38,7 @@ pub struct Stats {
 pub async fn stats(archive: &Archive, top: usize) -> Result<Stats> {
     let table = archive.open_table().await?;
     let files = live_files(archive, &table)?;
-    let intact = changed_files(&files).is_empty();
+    let intact = changed_files(archive, &files).is_empty();
     let ctx = session(archive, &table, None, intact).await?;
     let totals = sql(
         archive,
@@ -131,9 +131,10 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
     };
     // Every file against its recorded checksum, whatever the cache of checked files says.
     let mut checker = super::checksum::Checker::new(archive);
-    for file in &files {
+    let sizes = stored_sizes(archive, &files);
+    for (file, size) in files.iter().zip(&sizes) {
         // A missing or resized file is reported as such below.
-        let whole = std::fs::metadata(&file.path).is_ok_and(|m| m.len() == file.size);
+        let whole = size.as_ref().is_ok_and(|&n| n == file.size);
         if whole && let Err(e) = checker.check(&file.rel, true) {
             report.problem(Some(file), e.why);
         }
@@ -143,20 +144,16 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
     let mut seen = IdIndex::default();
     let mut clashes: HashSet<u64> = HashSet::new();
     let mut readable = Vec::new();
-    for (fi, file) in files.iter().enumerate() {
-        match std::fs::metadata(&file.path) {
+    for (fi, (file, size)) in files.iter().zip(sizes).enumerate() {
+        match size {
             Err(e) => {
                 report.problem(Some(file), format!("cannot be opened: {e}"));
                 continue;
             }
-            Ok(m) if m.len() != file.size => {
+            Ok(n) if n != file.size => {
                 report.problem(
                     Some(file),
-                    format!(
-                        "is {} bytes on disk but {} in the Delta log",
-                        m.len(),
-                        file.size
-                    ),
+                    format!("is {n} bytes on disk but {} in the Delta log", file.size),
                 );
             }
             Ok(_) => {}
@@ -285,7 +282,7 @@ async fn checkpoint(archive: &Archive, table: &deltalake::DeltaTable) -> Result<
         return Ok(());
     };
     let name = format!("{version:020}.checkpoint.parquet");
-    if archive.events_dir().join("_delta_log").join(name).exists() {
+    if archive.log_has(&name) {
         return Ok(());
     }
     deltalake::checkpoints::create_checkpoint(table, None)
@@ -427,6 +424,7 @@ fn refuse_to_lose_events(
         .filter(|p| p.ends_with(".parquet") && !p.contains("_delta_log"))
         .map(|rel| LiveFile {
             path: archive.events_dir().join(rel),
+            remote: archive.remote().cloned(),
             rel: rel.clone(),
             size: 0,
             date: String::new(),

@@ -12,6 +12,10 @@
 //!                      (a cache: rebuilt from the data files when missing or stale)
 //!   LOCK               held (flock) by the one writer; the kernel frees it if the holder dies
 //! ```
+//!
+//! An archive on object storage (`s3://bucket/prefix`, see [`store`]) has the same
+//! layout under its prefix, without `LOCK` (writers rely on conditional commits alone)
+//! and with `cache/` on the local disk; its checksums are objects under `checksums/`.
 
 pub mod checksum;
 mod count_by;
@@ -25,10 +29,12 @@ pub mod quarantine;
 pub mod read;
 mod read_ahead;
 pub mod repair;
+pub mod store;
 pub mod summary;
 pub mod write;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use deltalake::DeltaTable;
 
@@ -84,20 +90,39 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// An archive directory.
+/// An archive: a local directory, or a prefix on object storage.
 #[derive(Debug, Clone)]
 pub struct Archive {
+    /// The directory; for an archive on object storage, its URL (for messages).
     root: PathBuf,
+    remote: Option<Arc<store::Remote>>,
 }
 
 impl Archive {
     /// The archive at `root`, which need not exist yet.
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        Archive { root: root.into() }
+        Archive {
+            root: root.into(),
+            remote: None,
+        }
     }
 
+    /// The archive on object storage at `remote`.
+    pub fn on(remote: store::Remote) -> Self {
+        Archive {
+            root: PathBuf::from(remote.url.as_str().trim_end_matches('/')),
+            remote: Some(Arc::new(remote)),
+        }
+    }
+
+    /// The directory, or for an archive on object storage its URL.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The object store holding the archive, when it is not a local directory.
+    pub fn remote(&self) -> Option<&Arc<store::Remote>> {
+        self.remote.as_ref()
     }
 
     /// The Delta table directory.
@@ -105,8 +130,42 @@ impl Archive {
         self.root.join("events")
     }
 
+    /// Where the caches are: `cache/` in a local archive; for one on object storage, a
+    /// directory on this machine named after the table (none before it is opened).
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        match &self.remote {
+            None => Some(self.root.join("cache")),
+            Some(r) => r.cache_dir(),
+        }
+    }
+
     pub fn quarantine(&self) -> Quarantine {
-        Quarantine::new(self.root.join("quarantine"))
+        match &self.remote {
+            None => Quarantine::new(self.root.join("quarantine")),
+            Some(r) => Quarantine::remote(r.clone(), self.root.join("quarantine")),
+        }
+    }
+
+    /// The bytes `ranges` of the data file `rel` (relative to the table).
+    pub fn read_ranges(
+        &self,
+        rel: &str,
+        ranges: &[std::ops::Range<u64>],
+    ) -> std::io::Result<Vec<bytes::Bytes>> {
+        match &self.remote {
+            None => {
+                let f = std::fs::File::open(self.events_dir().join(rel))?;
+                ranges
+                    .iter()
+                    .map(|r| {
+                        let mut buf = vec![0; (r.end - r.start) as usize];
+                        std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, r.start)?;
+                        Ok(bytes::Bytes::from(buf))
+                    })
+                    .collect()
+            }
+            Some(r) => r.get_ranges(&format!("events/{rel}"), ranges.to_vec()),
+        }
     }
 
     fn io(&self, action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -126,8 +185,13 @@ impl Archive {
         }
     }
 
-    /// Create the archive directory if needed and take the writer lock.
+    /// Create the archive directory if needed and take the writer lock. On object
+    /// storage there is no lock: commits are conditional puts, which is what keeps two
+    /// writers apart in any case (see [`write`]).
     pub fn lock_for_writing(&self) -> Result<Lock> {
+        if self.remote.is_some() {
+            return Ok(Lock::none());
+        }
         if self.root.exists() && !self.root.is_dir() {
             return Err(Error::NotAnArchive {
                 path: self.root.clone(),
@@ -139,25 +203,97 @@ impl Archive {
         Lock::acquire(&self.root.join("LOCK"))
     }
 
+    /// The names in the Delta log, or `None` when the table has no log yet.
+    fn log_names(&self) -> Result<Option<Vec<String>>> {
+        let log = self.events_dir().join("_delta_log");
+        match &self.remote {
+            None => {
+                if !self.root.is_dir() || !log.is_dir() {
+                    return Ok(None);
+                }
+                let entries =
+                    std::fs::read_dir(&log).map_err(self.io("reading the Delta log", &log))?;
+                let mut names = Vec::new();
+                for entry in entries {
+                    let entry = entry.map_err(self.io("reading the Delta log", &log))?;
+                    names.push(entry.file_name().to_string_lossy().into_owned());
+                }
+                Ok(Some(names))
+            }
+            Some(r) => {
+                let names: Vec<String> = r
+                    .list("events/_delta_log")
+                    .map_err(self.io("reading the Delta log", &log))?
+                    .into_iter()
+                    .map(|(rel, _)| rel)
+                    .filter(|rel| !rel.contains('/'))
+                    .collect();
+                Ok((!names.is_empty()).then_some(names))
+            }
+        }
+    }
+
+    /// The bytes of the log entry `name`.
+    fn read_log(&self, name: &str) -> std::io::Result<Vec<u8>> {
+        match &self.remote {
+            None => std::fs::read(self.events_dir().join("_delta_log").join(name)),
+            Some(r) => r
+                .get(&format!("events/_delta_log/{name}"))?
+                .map(|b| b.to_vec())
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "not found")),
+        }
+    }
+
+    /// Whether the log holds an entry `name`.
+    pub fn log_has(&self, name: &str) -> bool {
+        match &self.remote {
+            None => self.events_dir().join("_delta_log").join(name).exists(),
+            Some(r) => matches!(r.head(&format!("events/_delta_log/{name}")), Ok(Some(_))),
+        }
+    }
+
     /// Open the events table for reading. Fails with [`Error::Missing`] if there is none.
     pub async fn open_table(&self) -> Result<DeltaTable> {
-        let dir = self.events_dir();
-        if !self.root.is_dir() {
+        let Some(names) = self.log_names()? else {
             return Err(Error::Missing {
                 path: self.root.clone(),
             });
+        };
+        self.check_log(&names)?;
+        match &self.remote {
+            None => {
+                let dir = self.events_dir();
+                let url = dir_url(&dir).map_err(|reason| Error::NotAnArchive {
+                    path: dir.clone(),
+                    reason,
+                })?;
+                deltalake::open_table(url).await.map_err(self.delta_err())
+            }
+            Some(r) => {
+                let mut table = self.remote_table(r)?;
+                table.load().await.map_err(self.delta_err())?;
+                self.learn_table_id(&table);
+                Ok(table)
+            }
         }
-        if !dir.join("_delta_log").is_dir() {
-            return Err(Error::Missing {
-                path: self.root.clone(),
-            });
+    }
+
+    /// The (unloaded) table on object storage, read and written through the archive's
+    /// client; commits are conditional puts.
+    fn remote_table(&self, r: &store::Remote) -> Result<DeltaTable> {
+        store::register_log_store();
+        deltalake::DeltaTableBuilder::from_url(r.table_url())
+            .and_then(|b| {
+                b.with_storage_backend(r.store.clone(), r.table_url())
+                    .build()
+            })
+            .map_err(self.delta_err())
+    }
+
+    fn learn_table_id(&self, table: &DeltaTable) {
+        if let (Some(r), Ok(snapshot)) = (&self.remote, table.snapshot()) {
+            r.set_table_id(snapshot.metadata().id());
         }
-        let url = dir_url(&dir).map_err(|reason| Error::NotAnArchive {
-            path: dir.clone(),
-            reason,
-        })?;
-        self.check_log()?;
-        deltalake::open_table(url).await.map_err(self.delta_err())
     }
 
     /// The commits a reader replays (those after the last checkpoint) are whole: each
@@ -165,46 +301,45 @@ impl Archive {
     /// Delta writes a commit whole or not at all, so anything else is damage. Delta
     /// would read an empty commit as one that changed nothing, hiding the events it
     /// added, and name no file for a torn one.
-    fn check_log(&self) -> Result<()> {
+    fn check_log(&self, names: &[String]) -> Result<()> {
         let log = self.events_dir().join("_delta_log");
-        let entries = std::fs::read_dir(&log).map_err(self.io("reading the Delta log", &log))?;
-        let mut commits: Vec<(u64, PathBuf)> = Vec::new();
-        let mut checkpoint: Option<(u64, PathBuf)> = None;
-        for entry in entries {
-            let entry = entry.map_err(self.io("reading the Delta log", &log))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
+        let mut commits: Vec<(u64, &str)> = Vec::new();
+        let mut checkpoint: Option<(u64, &str)> = None;
+        for name in names {
             let Some(version) = name.get(..20).and_then(|v| v.parse::<u64>().ok()) else {
                 continue;
             };
             match &name[20..] {
-                ".json" => commits.push((version, entry.path())),
+                ".json" => commits.push((version, name)),
                 ".checkpoint.parquet" if checkpoint.as_ref().is_none_or(|(v, _)| *v < version) => {
-                    checkpoint = Some((version, entry.path()));
+                    checkpoint = Some((version, name));
                 }
                 _ => {}
             }
         }
         let from = checkpoint.as_ref().map(|(v, _)| *v);
-        if let Some((_, path)) = &checkpoint {
+        if let Some((_, name)) = checkpoint {
             let damaged = |reason: String| Error::DamagedLog {
-                path: path.clone(),
+                path: log.join(name),
                 reason,
             };
-            let file =
-                std::fs::File::open(path).map_err(|e| damaged(format!("cannot be opened: {e}")))?;
-            datafusion::parquet::file::reader::SerializedFileReader::new(file)
+            let bytes = self
+                .read_log(name)
+                .map_err(|e| damaged(format!("cannot be opened: {e}")))?;
+            datafusion::parquet::file::reader::SerializedFileReader::new(bytes::Bytes::from(bytes))
                 .map_err(|e| damaged(format!("is not a readable checkpoint: {e}")))?;
         }
-        for (version, path) in commits {
+        for (version, name) in commits {
             if from.is_some_and(|c| version <= c) {
                 continue;
             }
             let damaged = |reason: String| Error::DamagedLog {
-                path: path.clone(),
+                path: log.join(name),
                 reason,
             };
-            let text = std::fs::read(&path).map_err(|e| damaged(format!("cannot be read: {e}")))?;
+            let text = self
+                .read_log(name)
+                .map_err(|e| damaged(format!("cannot be read: {e}")))?;
             if text.iter().all(u8::is_ascii_whitespace) {
                 return Err(damaged("is empty: the commit's actions are lost".into()));
             }
@@ -225,14 +360,23 @@ impl Archive {
 
     /// Open the events table, or prepare an empty one that the first write creates.
     pub async fn open_or_prepare_table(&self) -> Result<DeltaTable> {
+        if let Some(r) = &self.remote {
+            let mut table = self.remote_table(r)?;
+            if let Some(names) = self.log_names()? {
+                self.check_log(&names)?;
+                table.load().await.map_err(self.delta_err())?;
+                self.learn_table_id(&table);
+            }
+            return Ok(table);
+        }
         let dir = self.events_dir();
         std::fs::create_dir_all(&dir).map_err(self.io("creating table directory", &dir))?;
         let url = dir_url(&dir).map_err(|reason| Error::NotAnArchive {
             path: dir.clone(),
             reason,
         })?;
-        if dir.join("_delta_log").is_dir() {
-            self.check_log()?;
+        if let Some(names) = self.log_names()? {
+            self.check_log(&names)?;
         }
         DeltaTable::try_from_url(url)
             .await

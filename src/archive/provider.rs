@@ -45,8 +45,6 @@ struct DataFile {
     location: Path,
     /// Its path relative to the table, as the log names it.
     rel: String,
-    /// The same file on the local disk.
-    local: std::path::PathBuf,
     size: u64,
     date: String,
     rows: Option<usize>,
@@ -66,6 +64,8 @@ pub struct ArchiveTable {
     files: Vec<DataFile>,
     /// The archive, whose recorded checksums each file read is checked against.
     archive: super::Archive,
+    /// Where DataFusion finds the files: the local disk, or the archive's bucket.
+    store_url: ObjectStoreUrl,
 }
 
 impl ArchiveTable {
@@ -75,7 +75,7 @@ impl ArchiveTable {
     /// lookups skip files without opening them and time-ordered reads merge files.
     pub fn try_new(
         table: &DeltaTable,
-        table_dir: &std::path::Path,
+        archive: &super::Archive,
         aids: Option<&FileAids>,
         trust_stats: bool,
     ) -> Option<Self> {
@@ -108,8 +108,19 @@ impl ArchiveTable {
             .collect();
         let mut all = file_fields.clone();
         all.push(Field::new(col::DATE, DataType::Utf8, false));
-        let local_base = std::path::absolute(table_dir).ok()?;
-        let base = Path::from_absolute_path(&local_base).ok()?;
+        let (base, store_url) = match archive.remote() {
+            None => {
+                let local = std::path::absolute(archive.events_dir()).ok()?;
+                (
+                    Path::from_absolute_path(&local).ok()?,
+                    ObjectStoreUrl::local_filesystem(),
+                )
+            }
+            Some(r) => (
+                r.path("events"),
+                ObjectStoreUrl::parse(r.bucket_url().as_str().trim_end_matches('/')).ok()?,
+            ),
+        };
         let mut files = Vec::new();
         for f in state.log_data().iter() {
             if f.deletion_vector_descriptor().is_some() {
@@ -122,7 +133,6 @@ impl ArchiveTable {
             files.push(DataFile {
                 location: base.parts().chain(rel.parts()).collect(),
                 rel: rel_text.clone(),
-                local: local_base.join(&rel_text),
                 id_blooms: aid.and_then(|a| a.id_blooms.clone()),
                 time: aid.and_then(|a| a.time),
                 size: f.size().max(0) as u64,
@@ -135,7 +145,8 @@ impl ArchiveTable {
             schema: Arc::new(Schema::new(all)),
             file_schema: Arc::new(Schema::new(file_fields)),
             files,
-            archive: super::Archive::at(table_dir.parent()?),
+            archive: archive.clone(),
+            store_url,
         })
     }
 
@@ -268,25 +279,20 @@ fn wanted_ids(filters: &[Expr]) -> Option<Vec<String>> {
 
 /// Whether a file may hold one of `ids`, by its `id` bloom filters: only a filter that
 /// says "no" for every id in every row group rules a file out.
-fn may_hold_any(file: &DataFile, ids: &[String]) -> bool {
+fn may_hold_any(archive: &super::Archive, file: &DataFile, ids: &[String]) -> bool {
     let Some(blooms) = &file.id_blooms else {
         return true;
     };
-    let Ok(f) = std::fs::File::open(&file.local) else {
+    let ranges: Vec<_> = blooms
+        .iter()
+        .map(|&(offset, length)| offset..offset.saturating_add(length))
+        .collect();
+    let Ok(filters) = archive.read_ranges(&file.rel, &ranges) else {
         return true;
     };
-    blooms.iter().any(|&(offset, length)| {
-        let Ok(length) = usize::try_from(length) else {
-            return true;
-        };
-        let mut bytes = vec![0; length];
-        if std::os::unix::fs::FileExt::read_exact_at(&f, &mut bytes, offset).is_err() {
-            return true;
-        }
-        match Sbbf::from_bytes(&bytes) {
-            Ok(bloom) => ids.iter().any(|id| bloom.check(id.as_str())),
-            Err(_) => true,
-        }
+    filters.iter().any(|bytes| match Sbbf::from_bytes(bytes) {
+        Ok(bloom) => ids.iter().any(|id| bloom.check(id.as_str())),
+        Err(_) => true,
     })
 }
 
@@ -350,7 +356,7 @@ impl TableProvider for ArchiveTable {
         let days = self.days(state, filters)?;
         let mut files: Vec<&DataFile> = days.into_values().flatten().collect();
         if let Some(ids) = wanted_ids(filters) {
-            files.retain(|f| may_hold_any(f, &ids));
+            files.retain(|f| may_hold_any(&self.archive, f, &ids));
         }
         // Damage is an error naming the file, before anything is read from it.
         let mut checker = super::checksum::Checker::new(&self.archive);
@@ -425,10 +431,9 @@ impl TableProvider for ArchiveTable {
             .with_table_partition_cols(vec![self.date_field()])
             .build();
         let source = ParquetSource::new(table_schema).with_table_parquet_options(options);
-        let mut builder =
-            FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
-                .with_file_groups(file_groups)
-                .with_statistics(total);
+        let mut builder = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
+            .with_file_groups(file_groups)
+            .with_statistics(total);
         if ordered && let Some(t) = time_index {
             use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
             let time = datafusion::physical_expr::expressions::Column::new(col::TIME, t);

@@ -42,12 +42,23 @@ struct Meta<'a> {
 
 #[derive(Debug, Clone)]
 pub struct Quarantine {
+    /// The directory; for an archive on object storage, its URL (for messages).
     dir: PathBuf,
+    /// The archive's object store, when the quarantine is `quarantine/` there.
+    remote: Option<std::sync::Arc<super::store::Remote>>,
 }
 
 impl Quarantine {
     pub fn new(dir: PathBuf) -> Self {
-        Quarantine { dir }
+        Quarantine { dir, remote: None }
+    }
+
+    /// The quarantine beside a table on object storage (`url` names it in messages).
+    pub fn remote(remote: std::sync::Arc<super::store::Remote>, url: PathBuf) -> Self {
+        Quarantine {
+            dir: url,
+            remote: Some(remote),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -64,10 +75,9 @@ impl Quarantine {
         id: Option<&str>,
     ) -> std::io::Result<PathBuf> {
         let dir = self.dir.join(kind.dir());
-        std::fs::create_dir_all(&dir)?;
         let name = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(raw));
         let path = dir.join(format!("{name}.json"));
-        if !path.exists() {
+        let meta = || {
             let meta = Meta {
                 kind,
                 reason,
@@ -77,8 +87,20 @@ impl Quarantine {
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 bytes: raw.len(),
             };
-            let meta = serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?;
-            write_atomic(&dir.join(format!("{name}.meta.json")), &meta)?;
+            serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)
+        };
+        if let Some(remote) = &self.remote {
+            // Objects appear whole; the raw copy goes last, as on disk.
+            let rel = format!("quarantine/{}/{name}", kind.dir());
+            if remote.head(&format!("{rel}.json"))?.is_none() {
+                remote.put(&format!("{rel}.meta.json"), meta()?.into())?;
+                remote.put(&format!("{rel}.json"), bytes::Bytes::copy_from_slice(raw))?;
+            }
+            return Ok(path);
+        }
+        std::fs::create_dir_all(&dir)?;
+        if !path.exists() {
+            write_atomic(&dir.join(format!("{name}.meta.json")), &meta()?)?;
             write_atomic(&path, raw)?;
         }
         Ok(path)
@@ -86,14 +108,17 @@ impl Quarantine {
 
     /// Number of items of a kind.
     pub fn count(&self, kind: Kind) -> usize {
+        let item = |n: &str| n.ends_with(".json") && !n.ends_with(".meta.json");
+        if let Some(remote) = &self.remote {
+            return remote
+                .list(&format!("quarantine/{}", kind.dir()))
+                .map(|found| found.iter().filter(|(rel, _)| item(rel)).count())
+                .unwrap_or(0);
+        }
         std::fs::read_dir(self.dir.join(kind.dir()))
             .map(|rd| {
                 rd.filter_map(Result::ok)
-                    .filter(|e| {
-                        let n = e.file_name();
-                        let n = n.to_string_lossy();
-                        n.ends_with(".json") && !n.ends_with(".meta.json")
-                    })
+                    .filter(|e| item(&e.file_name().to_string_lossy()))
                     .count()
             })
             .unwrap_or(0)

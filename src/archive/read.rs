@@ -18,8 +18,10 @@ use super::{Archive, Error, Result};
 pub struct LiveFile {
     /// Path relative to the table directory, e.g. `date=2026-05-19/part-….parquet`.
     pub rel: String,
-    /// Absolute local path.
+    /// Absolute local path (for a file on object storage, its URL: for messages).
     pub path: PathBuf,
+    /// The object store holding it, when it is not on the local disk.
+    pub remote: Option<std::sync::Arc<super::store::Remote>>,
     /// Size recorded in the Delta log.
     pub size: u64,
     /// The `date` partition value.
@@ -47,6 +49,7 @@ pub fn live_files(archive: &Archive, table: &DeltaTable) -> Result<Vec<LiveFile>
                 .to_owned();
             LiveFile {
                 path: dir.join(&rel),
+                remote: archive.remote().cloned(),
                 rel,
                 size: f.size().max(0) as u64,
                 date,
@@ -62,29 +65,161 @@ pub fn live_files(archive: &Archive, table: &DeltaTable) -> Result<Vec<LiveFile>
 /// size. Answers from metadata (row counts in the log, the summary cache) are only
 /// given while this is empty; otherwise the data is read, and a query that reaches a
 /// damaged file fails naming it.
-pub fn changed_files(files: &[LiveFile]) -> Vec<&LiveFile> {
+pub fn changed_files<'a>(archive: &Archive, files: &'a [LiveFile]) -> Vec<&'a LiveFile> {
     files
         .iter()
-        .filter(|f| std::fs::metadata(&f.path).map(|m| m.len()).ok() != Some(f.size))
+        .zip(stored_sizes(archive, files))
+        .filter(|(f, size)| size.as_ref().ok() != Some(&f.size))
+        .map(|(f, _)| f)
         .collect()
 }
 
+/// The size each file has in storage now (on object storage, from one listing).
+pub fn stored_sizes(archive: &Archive, files: &[LiveFile]) -> Vec<std::io::Result<u64>> {
+    let missing = || std::io::Error::from(std::io::ErrorKind::NotFound);
+    match archive.remote() {
+        None => files
+            .iter()
+            .map(|f| std::fs::metadata(&f.path).map(|m| m.len()))
+            .collect(),
+        Some(r) => match r.list("events") {
+            Ok(found) => {
+                let sizes: std::collections::HashMap<String, u64> =
+                    found.into_iter().map(|(rel, m)| (rel, m.size)).collect();
+                files
+                    .iter()
+                    .map(|f| sizes.get(&f.rel).copied().ok_or_else(missing))
+                    .collect()
+            }
+            Err(e) => files
+                .iter()
+                .map(|_| Err(std::io::Error::new(e.kind(), e.to_string())))
+                .collect(),
+        },
+    }
+}
+
+/// A data file's bytes: a local file, or an object read by ranges.
+pub enum Source {
+    Local(std::fs::File),
+    Remote(super::store::RemoteFile),
+}
+
+impl datafusion::parquet::file::reader::Length for Source {
+    fn len(&self) -> u64 {
+        match self {
+            Source::Local(f) => f.len(),
+            Source::Remote(f) => f.len(),
+        }
+    }
+}
+
+impl datafusion::parquet::file::reader::ChunkReader for Source {
+    type T = Box<dyn std::io::Read + Send>;
+
+    fn get_read(&self, start: u64) -> datafusion::parquet::errors::Result<Self::T> {
+        Ok(match self {
+            Source::Local(f) => Box::new(f.get_read(start)?),
+            Source::Remote(f) => Box::new(f.get_read(start)?),
+        })
+    }
+
+    fn get_bytes(
+        &self,
+        start: u64,
+        length: usize,
+    ) -> datafusion::parquet::errors::Result<bytes::Bytes> {
+        match self {
+            Source::Local(f) => f.get_bytes(start, length),
+            Source::Remote(f) => f.get_bytes(start, length),
+        }
+    }
+}
+
+/// An opened Parquet file: its metadata through `Deref`.
+pub struct Parquet {
+    builder: ParquetRecordBatchReaderBuilder<Source>,
+    /// The same file when it is on object storage, to fetch column chunks ahead.
+    remote: Option<super::store::RemoteFile>,
+}
+
+impl std::ops::Deref for Parquet {
+    type Target = ParquetRecordBatchReaderBuilder<Source>;
+    fn deref(&self) -> &Self::Target {
+        &self.builder
+    }
+}
+
+impl Parquet {
+    /// A reader of every column (fetched ahead on object storage).
+    pub fn build(
+        self,
+    ) -> datafusion::parquet::errors::Result<
+        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    > {
+        self.prefetch(&ProjectionMask::all())
+            .map_err(|e| datafusion::parquet::errors::ParquetError::External(e.into()))?;
+        self.builder.build()
+    }
+
+    /// For a file on object storage, fetch the column chunks `mask` reads, at once.
+    fn prefetch(&self, mask: &ProjectionMask) -> std::io::Result<()> {
+        let Some(file) = &self.remote else {
+            return Ok(());
+        };
+        let mut ranges = Vec::new();
+        for rg in self.builder.metadata().row_groups() {
+            for (i, column) in rg.columns().iter().enumerate() {
+                if mask.leaf_included(i) {
+                    let (start, len) = column.byte_range();
+                    ranges.push(start..start + len);
+                }
+            }
+        }
+        file.prefetch(ranges)
+    }
+}
+
 /// Open one Parquet file: its footer is read, nothing else yet.
-pub fn open_parquet(file: &LiveFile) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
-    let f = std::fs::File::open(&file.path).map_err(|source| Error::Io {
+pub fn open_parquet(file: &LiveFile) -> Result<Parquet> {
+    let io = |source| Error::Io {
         action: "opening data file",
         path: file.path.clone(),
         source,
-    })?;
-    ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| Error::Parquet {
+    };
+    let source = match &file.remote {
+        None => Source::Local(std::fs::File::open(&file.path).map_err(io)?),
+        Some(r) => {
+            // The size recorded in the log when it is known (a leftover file's is not).
+            let size = match file.size {
+                0 => {
+                    r.head(&format!("events/{}", file.rel))
+                        .map_err(io)?
+                        .ok_or_else(|| io(std::io::Error::from(std::io::ErrorKind::NotFound)))?
+                        .size
+                }
+                n => n,
+            };
+            Source::Remote(
+                super::store::RemoteFile::open(r.clone(), format!("events/{}", file.rel), size)
+                    .map_err(io)?,
+            )
+        }
+    };
+    let remote = match &source {
+        Source::Remote(f) => Some(f.clone()),
+        Source::Local(_) => None,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(source).map_err(|e| Error::Parquet {
         path: file.path.clone(),
         source: Box::new(e),
-    })
+    })?;
+    Ok(Parquet { builder, remote })
 }
 
 /// Read the named columns of an opened Parquet file, calling `each` per record batch.
 pub fn read_projected(
-    builder: ParquetRecordBatchReaderBuilder<std::fs::File>,
+    parquet: Parquet,
     file: &LiveFile,
     columns: &[&str],
     mut each: impl FnMut(&RecordBatch) -> Result<()>,
@@ -93,7 +228,13 @@ pub fn read_projected(
         path: file.path.clone(),
         source: Box::new(e),
     };
-    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+    let mask = ProjectionMask::columns(parquet.parquet_schema(), columns.iter().copied());
+    parquet.prefetch(&mask).map_err(|source| Error::Io {
+        action: "reading data file",
+        path: file.path.clone(),
+        source,
+    })?;
+    let builder = parquet.builder;
     let reader = builder
         .with_projection(mask)
         .with_batch_size(16 * 1024)
@@ -202,13 +343,11 @@ pub async fn session(
         .with_physical_optimizer_rule(std::sync::Arc::new(super::per_value::PerValueFilters))
         .build();
     let ctx = SessionContext::new_with_state(state);
+    if let Some(r) = archive.remote() {
+        ctx.register_object_store(&r.bucket_url(), r.store.clone());
+    }
     let provider: std::sync::Arc<dyn datafusion::datasource::TableProvider> =
-        match super::provider::ArchiveTable::try_new(
-            table,
-            &archive.events_dir(),
-            aids,
-            trust_stats,
-        ) {
+        match super::provider::ArchiveTable::try_new(table, archive, aids, trust_stats) {
             Some(direct) if std::env::var_os("AUDITQ_DELTA_PROVIDER").is_none() => {
                 std::sync::Arc::new(direct)
             }

@@ -92,14 +92,20 @@ pub type FileAids = BTreeMap<String, FileAid>;
 
 const CACHE_VERSION: u32 = 4;
 
-fn cache_dir(archive: &Archive) -> PathBuf {
-    archive.root().join("cache")
+/// The cache directory; with none (an archive on object storage whose table id is not
+/// known yet), a name that holds nothing and is never written.
+fn cache_dir(archive: &Archive) -> Option<PathBuf> {
+    archive.cache_dir()
 }
 
 /// A cache file: its JSON, a newline, and the xxh3 of the JSON in hex. A file whose
 /// checksum does not match (edited, damaged, half-written) is not used.
-fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Option<T> {
-    let bytes = std::fs::read(path).ok()?;
+fn read_json<T: serde::de::DeserializeOwned>(
+    dir: Option<&std::path::Path>,
+    name: &str,
+) -> Option<T> {
+    let path = dir?.join(name);
+    let bytes = std::fs::read(&path).ok()?;
     let cut = bytes.iter().rposition(|&b| b == b'\n')?;
     let (json, sum) = (&bytes[..cut], &bytes[cut + 1..]);
     if std::str::from_utf8(sum).ok()? != format!("{:016x}", xxhash_rust::xxh3::xxh3_64(json)) {
@@ -124,14 +130,14 @@ fn fingerprint(files: &[LiveFile]) -> u64 {
 pub fn summarize(archive: &Archive, files: &[LiveFile], table_version: i64) -> Result<Summary> {
     let dir = cache_dir(archive);
     let fp = fingerprint(files);
-    if let Some(total) = read_json::<TotalCache>(&dir.join("summary.json"))
+    if let Some(total) = read_json::<TotalCache>(dir.as_deref(), "summary.json")
         && total.version == CACHE_VERSION
         && total.table_version == table_version
         && total.fingerprint == fp
     {
         return Ok(total.summary);
     }
-    let mut cache: FileCache = read_json(&dir.join("files.json"))
+    let mut cache: FileCache = read_json(dir.as_deref(), "files.json")
         .filter(|c: &FileCache| c.version == CACHE_VERSION)
         .unwrap_or_default();
     let missing: Vec<&LiveFile> = files
@@ -170,18 +176,20 @@ pub fn summarize(archive: &Archive, files: &[LiveFile], table_version: i64) -> R
             })
             .collect(),
     };
-    store(&dir, "files.json", &cache);
-    store(&dir, "ids.json", &ids);
-    store(
-        &dir,
-        "summary.json",
-        &TotalCache {
-            version: CACHE_VERSION,
-            table_version,
-            fingerprint: fp,
-            summary: out.clone(),
-        },
-    );
+    if let Some(dir) = &dir {
+        store(dir, "files.json", &cache);
+        store(dir, "ids.json", &ids);
+        store(
+            dir,
+            "summary.json",
+            &TotalCache {
+                version: CACHE_VERSION,
+                table_version,
+                fingerprint: fp,
+                summary: out.clone(),
+            },
+        );
+    }
     Ok(out)
 }
 
@@ -189,7 +197,7 @@ pub fn summarize(archive: &Archive, files: &[LiveFile], table_version: i64) -> R
 /// exactly this set of files (it does after [`summarize`], unless the archive is
 /// read-only).
 pub fn file_aids(archive: &Archive, files: &[LiveFile], table_version: i64) -> Option<FileAids> {
-    read_json::<IdCache>(&cache_dir(archive).join("ids.json"))
+    read_json::<IdCache>(cache_dir(archive).as_deref(), "ids.json")
         .filter(|c| {
             c.version == CACHE_VERSION
                 && c.table_version == table_version

@@ -217,10 +217,14 @@ async fn write_days(
             .await;
         match created {
             Ok(t) => *table = t,
-            // Another writer created it first.
+            // Another writer created it first: its commit of version 0 won, or the
+            // table was there when this create looked (delta-rs's private
+            // `CreateError::TableAlreadyExists`, known only by its message).
             Err(e)
                 if overtaken(&e)
-                    || matches!(&e, DeltaTableError::Generic(m) if m.contains("already exists")) =>
+                    || matches!(&e, DeltaTableError::Generic(m) if m.contains("already exists"))
+                    || matches!(&e, DeltaTableError::GenericError { source }
+                        if source.to_string().contains("table already exists")) =>
             {
                 return Ok(Attempt::Overtaken);
             }
@@ -233,7 +237,14 @@ async fn write_days(
         .flatten()
         .map(|(day, _)| archive.events_dir().join(format!("{}={day}", col::DATE)))
         .collect();
-    let before = files_in(&day_dirs);
+    // On object storage an upload that fails never becomes an object; the files of
+    // parts that succeeded are unreferenced and `archive vacuum` removes them.
+    let local = archive.remote().is_none();
+    let before = if local {
+        files_in(&day_dirs)
+    } else {
+        Default::default()
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for days in groups {
         let mut writer =
@@ -259,7 +270,12 @@ async fn write_days(
     if let Some(e) = failed {
         // Nothing is committed: the files this attempt began (whole or partial) go, so
         // that a full disk is not left fuller.
-        for path in files_in(&day_dirs).difference(&before) {
+        let now = if local {
+            files_in(&day_dirs)
+        } else {
+            Default::default()
+        };
+        for path in now.difference(&before) {
             let _ = std::fs::remove_file(path);
         }
         return Err(e);

@@ -76,7 +76,7 @@ pub async fn session(archive: &Archive) -> Result<SessionContext> {
 pub async fn open(archive: &Archive) -> Result<(SessionContext, Option<Summary>)> {
     let table = archive.open_table().await?;
     let files = read::live_files(archive, &table)?;
-    let changed = read::changed_files(&files);
+    let changed = read::changed_files(archive, &files);
     let (summary, aids) = if changed.is_empty() {
         let version = table.version().map_or(-1, |v| v as i64);
         let summary = summary::summarize(archive, &files, version)?;

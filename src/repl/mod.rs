@@ -69,10 +69,17 @@ struct Repl {
     rt: tokio::runtime::Runtime,
     values: Arc<Mutex<Values>>,
     color: bool,
+    /// How `.archive s3://…` reaches S3.
+    s3: crate::archive::store::S3Options,
 }
 
 /// Run the prompt until `.quit` or Ctrl-D; `color` for the screen.
-pub fn run(archive: Archive, now: Option<&str>, color: bool) -> Result<()> {
+pub fn run(
+    archive: Archive,
+    s3: crate::archive::store::S3Options,
+    now: Option<&str>,
+    color: bool,
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,6 +102,7 @@ pub fn run(archive: Archive, now: Option<&str>, color: bool) -> Result<()> {
         rt,
         values: values.clone(),
         color,
+        s3,
     };
     let config = Config::builder()
         .edit_mode(EditMode::Emacs)
@@ -345,7 +353,7 @@ impl Repl {
                 if arg.is_empty() {
                     println!("archive: {}", self.archive.root().display());
                 } else {
-                    self.archive = Archive::at(PathBuf::from(arg));
+                    self.archive = crate::run::archive_location(PathBuf::from(arg), &self.s3)?;
                     self.values
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())

@@ -4,10 +4,10 @@
 
 use super::*;
 
-const NOW: &str = "2026-02-18T12:00:00Z";
+pub(super) const NOW: &str = "2026-02-18T12:00:00Z";
 
 /// (auditq query, DuckDB SQL over `ev`, whether row order matters).
-const PAIRS: &[(&str, &str, bool)] = &[
+pub(super) const PAIRS: &[(&str, &str, bool)] = &[
     ("| count", "SELECT count(*) FROM ev", true),
     // Answered from the archive's summary, not by a scan.
     (
@@ -175,7 +175,7 @@ const PAIRS: &[(&str, &str, bool)] = &[
 ];
 
 /// One CSV line as fields (quotes as auditq writes them).
-fn csv_fields(line: &str) -> Vec<String> {
+pub(super) fn csv_fields(line: &str) -> Vec<String> {
     let mut out = vec![String::new()];
     let mut quoted = false;
     let mut chars = line.chars().peekable();

@@ -302,7 +302,7 @@ fn each_bad_line_is_its_own_quarantine_item() {
 }
 
 #[test]
-fn an_archive_is_a_path_or_a_file_url_and_any_other_url_is_a_clear_error() {
+fn an_archive_is_a_path_a_file_url_or_on_s3_and_any_other_url_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("archive");
     let url = url::Url::from_file_path(&a).unwrap().to_string();
@@ -316,12 +316,18 @@ fn an_archive_is_a_path_or_a_file_url_and_any_other_url_is_a_clear_error() {
         "the file URL names the same archive"
     );
     for (given, says) in [
-        ("s3://bucket/prefix", "is on object storage"),
-        ("gs://bucket/prefix", "is on object storage"),
+        (
+            "gs://bucket/prefix",
+            "is on an object store auditq does not read",
+        ),
         ("ftp://host/archive", "has the scheme `ftp`"),
         ("file://host/archive", "is not a local file URL"),
+        ("s3:///prefix", "needs a bucket"),
+        // Credentials in clear to another machine: only when asked for.
+        ("s3://bucket/prefix", "pass --allow-http"),
     ] {
         let r = run(auditq(Path::new(given))
+            .env("AWS_ENDPOINT_URL", "http://192.0.2.1:9000")
             .current_dir(dir.path())
             .arg("import")
             .arg(fixture("events.ndjson")));

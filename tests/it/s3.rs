@@ -2,12 +2,14 @@
 //! from the test virtualenv, on 127.0.0.1. Safe concurrent writers without a lock file
 //! depend on the store refusing a second put of the same key with `If-None-Match: *`
 //! (a Delta commit is the put of `_delta_log/N.json`): this is tested first, on the
-//! server itself.
+//! server itself. Then every command on an `s3://` archive.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::{generate, ok, run};
 
 /// A moto server, killed when dropped.
 pub struct S3Server {
@@ -41,6 +43,41 @@ impl S3Server {
             std::thread::sleep(Duration::from_millis(100));
         }
         server
+    }
+}
+
+impl S3Server {
+    /// Make the bucket `name` on the server.
+    pub fn bucket(&self, name: &str) {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let r = s3(
+                &reqwest::Client::new(),
+                reqwest::Method::PUT,
+                format!("{}/{name}", self.endpoint),
+            )
+            .send()
+            .await
+            .expect("bucket");
+            assert!(r.status().is_success(), "{}", r.status());
+        });
+    }
+
+    /// The environment that reaches this server: the standard AWS variables.
+    pub fn env(&self, c: &mut Command, cache: &Path) {
+        c.env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env_remove("AWS_PROFILE")
+            .env("XDG_CACHE_HOME", cache);
+    }
+
+    /// `auditq --archive URL` against this server, caching under `cache`.
+    pub fn auditq(&self, url: &str, cache: &Path) -> Command {
+        let mut c = super::auditq(Path::new(url));
+        self.env(&mut c, cache);
+        c
     }
 }
 
@@ -100,4 +137,353 @@ fn the_s3_server_refuses_a_second_conditional_put_of_a_key() {
             .expect("get");
         assert_eq!(kept.text().await.expect("body"), "first writer");
     });
+}
+
+/// `archive stats --json` of an S3 archive.
+fn stats(server: &S3Server, url: &str, cache: &Path) -> serde_json::Value {
+    let r = ok(server
+        .auditq(url, cache)
+        .args(["archive", "stats", "--json"]));
+    serde_json::from_str(&r.stdout).expect("stats is JSON")
+}
+
+/// Its sorted ids (duplicates kept, so a duplicate shows).
+fn ids(server: &S3Server, url: &str, cache: &Path) -> Vec<String> {
+    let r = ok(server
+        .auditq(url, cache)
+        .args(["query", "--format", "csv", "--", "| fields id"]));
+    let mut ids: Vec<String> = r.stdout.lines().skip(1).map(str::to_owned).collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
+fn an_archive_on_s3_takes_every_archive_command_and_python_deltalake_reads_it() {
+    let server = S3Server::start();
+    server.bucket("audit");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let url = "s3://audit/org-1";
+    let input = generate(dir.path(), 200_000, 21);
+    let r = ok(server
+        .auditq(url, &cache)
+        .args(["import", "--batch-size", "30000"])
+        .arg(&input));
+    assert!(r.stdout.contains("added 200000,"), "{}", r.stdout);
+    // Again: nothing twice.
+    let r = ok(server.auditq(url, &cache).arg("import").arg(&input));
+    assert!(
+        r.stdout.contains("added 0, already present 200000"),
+        "{}",
+        r.stdout
+    );
+    // A bad line goes to the quarantine beside the table, in the bucket.
+    let bad = dir.path().join("bad.ndjson");
+    std::fs::write(&bad, "{\"not\": \"an event\"}\n").unwrap();
+    ok(server.auditq(url, &cache).arg("import").arg(&bad));
+    let s = stats(&server, url, &cache);
+    assert_eq!(
+        (s["events"].as_u64(), s["distinct_ids"].as_u64()),
+        (Some(200_000), Some(200_000)),
+        "{s}"
+    );
+    assert_eq!(s["quarantined_invalid"], 1, "{s}");
+    assert_eq!(s["archive"], url);
+    // Nothing of the archive is on the local disk but its cache, named after the table.
+    let cached: Vec<_> = std::fs::read_dir(cache.join("auditq")).unwrap().collect();
+    assert_eq!(cached.len(), 1, "one table's cache");
+    let r = ok(server.auditq(url, &cache).args(["archive", "verify"]));
+    assert!(r.stdout.starts_with("ok:"), "{}", r.stdout);
+    ok(server.auditq(url, &cache).args(["archive", "compact"]));
+    let s = stats(&server, url, &cache);
+    assert_eq!(
+        s["files"], s["days"],
+        "one file per day after compaction: {s}"
+    );
+    let r = ok(server
+        .auditq(url, &cache)
+        .args(["archive", "vacuum", "--older-than", "0s"]));
+    assert!(r.stdout.starts_with("deleted"), "{}", r.stdout);
+    ok(server.auditq(url, &cache).args(["archive", "verify"]));
+    // The same answers with the local cache gone.
+    std::fs::remove_dir_all(&cache).unwrap();
+    let s = stats(&server, url, &cache);
+    assert_eq!(s["events"], 200_000);
+    let r = ok(server
+        .auditq(url, &cache)
+        .args(["explain", "event:user_login | count"]));
+    assert!(r.stdout.contains("DataSourceExec"), "{}", r.stdout);
+    // An independent reader: delta-rs through Python, given the server's endpoint.
+    let python = std::env::var_os("AUDITQ_PYTHON").expect("AUDITQ_PYTHON");
+    let mut py = Command::new(python);
+    py.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/delta_check.py"))
+        .arg(format!("{url}/events"))
+        .env("AWS_ALLOW_HTTP", "true");
+    server.env(&mut py, &cache);
+    let out = py.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let py: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(py["rows"], 200_000, "{py}");
+    assert_eq!(py["distinct_ids"], 200_000, "{py}");
+    assert_eq!(py["version"], s["version"], "{py}");
+}
+
+#[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
+fn queries_on_s3_answer_as_on_a_local_copy() {
+    use super::differential::{NOW, PAIRS};
+    let server = S3Server::start();
+    server.bucket("audit");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let (url, local) = ("s3://audit/diff", dir.path().join("local"));
+    let events = dir.path().join("events.ndjson");
+    ok(super::auditq(&local)
+        .args([
+            "generate", "--events", "100000", "--days", "60", "--end", NOW, "--seed", "5", "-o",
+        ])
+        .arg(&events));
+    ok(super::auditq(&local).arg("import").arg(&events));
+    ok(server.auditq(url, &cache).arg("import").arg(&events));
+    let mut failures = Vec::new();
+    for (q, _, ordered) in PAIRS {
+        let query = |c: &mut Command| {
+            let r = ok(c.args(["--quiet", "query", "--format", "csv", "--now", NOW, "--", q]));
+            let mut rows: Vec<String> = r.stdout.lines().map(str::to_owned).collect();
+            if !ordered {
+                rows.sort();
+            }
+            rows
+        };
+        let (on_s3, on_disk) = (
+            query(&mut server.auditq(url, &cache)),
+            query(&mut super::auditq(&local)),
+        );
+        if on_s3 != on_disk {
+            failures.push(format!("{q}\n  s3: {on_s3:?}\n  local: {on_disk:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
+fn import_to_s3_survives_sigkill_at_random_moments() {
+    let server = S3Server::start();
+    server.bucket("audit");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let input = generate(dir.path(), 200_000, 42);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rng = auditq::generate::Rng::new(seed);
+    eprintln!("kill moments seeded with {seed}");
+    let mut prefix = 0;
+    let url = |p: u32| format!("s3://audit/kill-{p}");
+    let import = |p: u32| {
+        let mut c = server.auditq(&url(p), &cache);
+        c.args(["--quiet", "import", "--batch-size", "10000"])
+            .arg(&input);
+        c
+    };
+    let (mut kills, mut attempts) = (0, 0);
+    while kills < 10 && attempts < 40 {
+        attempts += 1;
+        let wait = Duration::from_millis(50 + rng.below(3000));
+        let mut child = import(prefix)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while start.elapsed() < wait && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        let status = child.wait().unwrap();
+        let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        if status.success() {
+            // It finished before the kill: a fresh archive, to keep killing.
+            prefix += 1;
+        }
+    }
+    assert!(
+        kills >= 10,
+        "only {kills} kills landed in {attempts} attempts"
+    );
+    let r = ok(&mut import(prefix));
+    assert_eq!(r.stderr, "");
+    let s = stats(&server, &url(prefix), &cache);
+    assert_eq!(
+        (s["events"].as_u64(), s["distinct_ids"].as_u64()),
+        (Some(200_000), Some(200_000)),
+        "{s}"
+    );
+    ok(server
+        .auditq(&url(prefix), &cache)
+        .args(["archive", "verify"]));
+    ok(server
+        .auditq(&url(prefix), &cache)
+        .args(["archive", "vacuum", "--older-than", "0s"]));
+    ok(server
+        .auditq(&url(prefix), &cache)
+        .args(["archive", "verify"]));
+    assert_eq!(stats(&server, &url(prefix), &cache)["events"], 200_000);
+}
+
+#[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
+fn two_concurrent_imports_into_one_s3_archive_store_each_event_once() {
+    let server = S3Server::start();
+    server.bucket("audit");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let all = generate(dir.path(), 200_000, 8);
+    let text = std::fs::read_to_string(&all).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (first, second) = (dir.path().join("a.ndjson"), dir.path().join("b.ndjson"));
+    std::fs::write(&first, lines[..150_000].join("\n")).unwrap();
+    std::fs::write(&second, lines[50_000..].join("\n")).unwrap();
+    for round in 0..5 {
+        let url = format!("s3://audit/race-{round}");
+        let spawn = |input: &Path| {
+            server
+                .auditq(&url, &cache)
+                .args(["--quiet", "import", "--batch-size", "20000"])
+                .arg(input)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(&first), spawn(&second));
+        for child in [a, b] {
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "round {round}: {stderr}");
+        }
+        let got = ids(&server, &url, &cache);
+        let mut distinct = got.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 200_000, "round {round}");
+        assert_eq!(got.len(), 200_000, "round {round}: an id archived twice");
+        let r = ok(server.auditq(&url, &cache).args(["archive", "verify"]));
+        assert!(r.stdout.starts_with("ok:"), "round {round}: {}", r.stdout);
+    }
+}
+
+#[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
+fn sync_into_an_s3_archive_is_exact_and_resumes_from_its_checkpoint() {
+    let server = S3Server::start();
+    server.bucket("audit");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let url = "s3://audit/synced";
+    let fake = super::sync::Fake::start(20_000, &[], "");
+    let sync = || {
+        let mut c = server.auditq(url, &cache);
+        c.env("ATLASSIAN_API_KEY", &fake.api().token)
+            .args([
+                "sync",
+                "--org",
+                &fake.api().org,
+                "--api-url",
+                &fake.api().url,
+            ])
+            .args(["--since", "30d", "--page-size", "500"]);
+        c
+    };
+    ok(&mut sync());
+    assert_eq!(ids(&server, url, &cache), fake.api().visible_ids());
+    let before = fake.api().requests().len();
+    fake.append(50, 600);
+    ok(&mut sync());
+    assert_eq!(ids(&server, url, &cache), fake.api().visible_ids());
+    assert!(
+        fake.api().requests().len() - before <= 3,
+        "the second run resumed from its checkpoint instead of reading everything again"
+    );
+    let r = run(server.auditq(url, &cache).args(["archive", "verify"]));
+    assert_eq!(r.code, 0, "{}", r.stdout);
+}
+
+#[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
+fn follow_archives_to_s3_and_the_repl_and_demo_open_it() {
+    use std::io::Write;
+    let server = S3Server::start();
+    server.bucket("audit");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let input = generate(dir.path(), 3_000, 4);
+    let url = "s3://audit/followed";
+    let mut follow = server
+        .auditq(url, &cache)
+        .args([
+            "--quiet",
+            "follow",
+            "--stdin",
+            "event:user_login | fields id",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    follow
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(&input).unwrap())
+        .unwrap();
+    let out = follow.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let matches = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(matches > 0);
+    assert_eq!(stats(&server, url, &cache)["events"], 3_000);
+    // The REPL switches to it by URL.
+    let mut repl = server
+        .auditq(Path::new("unused").to_str().unwrap(), &cache)
+        .arg("repl")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    repl.stdin
+        .take()
+        .unwrap()
+        .write_all(
+            format!(".archive {url}\n.format csv\nevent:user_login | count\n.quit\n").as_bytes(),
+        )
+        .unwrap();
+    let out = repl.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("\n{matches}\n")), "{text}");
+    // The demo writes its archive there too.
+    let r = ok(server
+        .auditq("s3://audit/demo", &cache)
+        .args(["demo", "--events", "2000", "--days", "5"]));
+    assert!(
+        r.stdout.contains("--archive s3://audit/demo"),
+        "{}",
+        r.stdout
+    );
+    assert!(stats(&server, "s3://audit/demo", &cache)["events"].as_u64() > Some(1_900));
 }

@@ -1,0 +1,572 @@
+//! Archives on object storage (`s3://bucket/prefix`).
+//!
+//! The table itself is read and written by delta-rs and DataFusion through one
+//! `object_store` client (conditional put, `If-None-Match: *`, makes a commit of version
+//! N+1 fail when another writer created it first). What auditq keeps beside the table —
+//! the checksums of data files, the quarantine — are objects under the same prefix; its
+//! caches are kept on the local disk under `$XDG_CACHE_HOME/auditq/<table id>/`.
+//!
+//! The archive's own bookkeeping is synchronous code (it reads a few small objects or
+//! the column chunks of one file at a time). It waits for object-store requests that
+//! run on one I/O runtime of their own, so it works from any thread: a runtime worker
+//! (it steps aside with `block_in_place`), a plain thread, or no runtime at all.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use datafusion::object_store::path::Path as ObjPath;
+use datafusion::object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use datafusion::parquet::file::reader::{ChunkReader, Length};
+use futures_util::StreamExt;
+
+/// How to reach an S3 (or S3-compatible) store, beyond the standard AWS environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Options {
+    /// `http(s)://host:port` of an S3-compatible store (else `AWS_ENDPOINT_URL`, else AWS).
+    pub endpoint: Option<String>,
+    /// The bucket's region (else `AWS_REGION` / `AWS_DEFAULT_REGION` / the profile's).
+    pub region: Option<String>,
+    /// Allow a plain-http endpoint that is not on this machine.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// `bucket.host/key` requests instead of the default `host/bucket/key`.
+    #[serde(default)]
+    pub virtual_hosted_style: bool,
+}
+
+/// Why an object-store archive cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the archive `{url}` needs a bucket: `s3://BUCKET/PREFIX`")]
+    NoBucket { url: String },
+    #[error(
+        "the endpoint `{endpoint}` is plain http to another machine: credentials and events would cross the network unencrypted; use https, or pass --allow-http if that network is trusted"
+    )]
+    PlainHttp { endpoint: String },
+    #[error("the archive `{url}`: {message}")]
+    Store { url: String, message: String },
+}
+
+/// An archive under `s3://bucket/prefix/`.
+#[derive(Debug)]
+pub struct Remote {
+    /// `s3://bucket/prefix/` (always with the trailing slash).
+    pub url: url::Url,
+    /// The client, rooted at the bucket.
+    pub store: Arc<dyn ObjectStore>,
+    /// The archive's prefix inside the bucket.
+    prefix: ObjPath,
+    /// The Delta table's id, once the table has been opened: it names the local cache.
+    table_id: OnceLock<String>,
+}
+
+impl Remote {
+    /// Open the archive at `url` (`s3://bucket/prefix`): the standard AWS credential
+    /// chain (environment, `~/.aws` profile, web identity, container and instance
+    /// metadata) plus `options`.
+    pub fn open(url: &url::Url, options: &S3Options) -> Result<Remote, OpenError> {
+        let text = url.as_str().to_owned();
+        let bucket = url
+            .host_str()
+            .filter(|b| !b.is_empty())
+            .ok_or(OpenError::NoBucket { url: text.clone() })?
+            .to_owned();
+        let mut builder = object_store_s3_builder(options)?;
+        builder = builder.with_bucket_name(&bucket);
+        let store = builder.build().map_err(|e| OpenError::Store {
+            url: text.clone(),
+            message: e.to_string(),
+        })?;
+        let prefix = url.path().trim_matches('/');
+        let mut root = url::Url::parse(&format!("s3://{bucket}/")).expect("a bucket URL parses");
+        if !prefix.is_empty() {
+            root.set_path(&format!("/{prefix}/"));
+        }
+        Ok(Remote {
+            url: root,
+            store: Arc::new(store),
+            prefix: ObjPath::from(prefix),
+            table_id: OnceLock::new(),
+        })
+    }
+
+    /// `s3://bucket`: where DataFusion finds this store.
+    pub fn bucket_url(&self) -> url::Url {
+        let mut u = self.url.clone();
+        u.set_path("/");
+        u
+    }
+
+    /// The URL of the table (`…/events/`).
+    pub fn table_url(&self) -> url::Url {
+        self.url.join("events/").expect("a relative path joins")
+    }
+
+    /// The object `rel` (relative to the archive, `/`-separated).
+    pub fn path(&self, rel: &str) -> ObjPath {
+        self.prefix
+            .parts()
+            .chain(ObjPath::from(rel).parts())
+            .collect()
+    }
+
+    /// Where this archive's caches live on this machine, once its table id is known.
+    pub fn cache_dir(&self) -> Option<std::path::PathBuf> {
+        let id = self.table_id.get()?;
+        Some(cache_home().join("auditq").join(id))
+    }
+
+    pub fn set_table_id(&self, id: &str) {
+        let _ = self.table_id.set(id.to_owned());
+    }
+
+    /// The object `rel`, or `None` when there is none.
+    pub fn get(&self, rel: &str) -> std::io::Result<Option<Bytes>> {
+        let (store, path) = (self.store.clone(), self.path(rel));
+        wait(async move {
+            match store.get(&path).await {
+                Ok(r) => r.bytes().await.map(Some),
+                Err(datafusion::object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .map_err(io_error)
+    }
+
+    /// Write the object `rel` whole (readers see the old one or the new one).
+    pub fn put(&self, rel: &str, bytes: Bytes) -> std::io::Result<()> {
+        let (store, path) = (self.store.clone(), self.path(rel));
+        wait(async move { store.put(&path, PutPayload::from(bytes)).await })
+            .map(|_| ())
+            .map_err(io_error)
+    }
+
+    /// Create the object `rel` unless it exists; `false` when it did.
+    pub fn put_if_absent(&self, rel: &str, bytes: Bytes) -> std::io::Result<bool> {
+        let (store, path) = (self.store.clone(), self.path(rel));
+        match wait(async move {
+            store
+                .put_opts(&path, PutPayload::from(bytes), PutMode::Create.into())
+                .await
+        }) {
+            Ok(_) => Ok(true),
+            Err(datafusion::object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    /// Every object under `rel` (a directory-like prefix), with paths relative to it.
+    pub fn list(&self, rel: &str) -> std::io::Result<Vec<(String, ObjectMeta)>> {
+        let (store, path) = (self.store.clone(), self.path(rel));
+        let base = path.clone();
+        let found = wait(async move {
+            store
+                .list(Some(&path))
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(io_error)?;
+        Ok(found
+            .into_iter()
+            .filter_map(|m| {
+                let rel = m.location.prefix_match(&base)?;
+                let rel = rel.map(|p| p.as_ref().to_owned()).collect::<Vec<_>>();
+                Some((rel.join("/"), m))
+            })
+            .collect())
+    }
+
+    /// The object `rel`'s metadata, or `None` when there is none.
+    pub fn head(&self, rel: &str) -> std::io::Result<Option<ObjectMeta>> {
+        let (store, path) = (self.store.clone(), self.path(rel));
+        match wait(async move { store.head(&path).await }) {
+            Ok(m) => Ok(Some(m)),
+            Err(datafusion::object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    /// The bytes `range` of the object `rel`.
+    pub fn get_range(&self, rel: &str, range: std::ops::Range<u64>) -> std::io::Result<Bytes> {
+        let (store, path) = (self.store.clone(), self.path(rel));
+        wait(async move { store.get_range(&path, range).await }).map_err(io_error)
+    }
+
+    /// Several ranges of the object `rel`, fetched concurrently.
+    pub fn get_ranges(
+        &self,
+        rel: &str,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> std::io::Result<Vec<Bytes>> {
+        let (store, path) = (self.store.clone(), self.path(rel));
+        wait(async move { store.get_ranges(&path, &ranges).await }).map_err(io_error)
+    }
+}
+
+/// Commits to `s3://` tables go through delta-rs's default log store: a commit is a
+/// conditional put (`PutMode::Create`), which fails when the version exists.
+pub fn register_log_store() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let url = url::Url::parse("s3://").expect("a scheme URL parses");
+        deltalake::logstore::logstore_factories().insert(url, Arc::new(ConditionalPut));
+    });
+}
+
+struct ConditionalPut;
+
+impl deltalake::logstore::LogStoreFactory for ConditionalPut {
+    fn with_options(
+        &self,
+        prefixed_store: deltalake::logstore::ObjectStoreRef,
+        root_store: deltalake::logstore::ObjectStoreRef,
+        location: &url::Url,
+        options: &deltalake::logstore::StorageConfig,
+    ) -> deltalake::DeltaResult<Arc<dyn deltalake::logstore::LogStore>> {
+        Ok(deltalake::logstore::default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
+    }
+}
+
+/// The S3 client's settings: `AWS_*` from the environment, the profile's static keys
+/// and region when the environment has none, then `options`.
+fn object_store_s3_builder(
+    options: &S3Options,
+) -> Result<datafusion::object_store::aws::AmazonS3Builder, OpenError> {
+    use datafusion::object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    let mut b = AmazonS3Builder::from_env();
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if env("AWS_ACCESS_KEY_ID").is_none()
+        && let Some(p) = profile::load()
+    {
+        if let (Some(id), Some(secret)) = (p.access_key_id, p.secret_access_key) {
+            b = b.with_access_key_id(id).with_secret_access_key(secret);
+            if let Some(token) = p.session_token {
+                b = b.with_token(token);
+            }
+        }
+        if env("AWS_REGION").or(env("AWS_DEFAULT_REGION")).is_none()
+            && let Some(region) = p.region
+        {
+            b = b.with_region(region);
+        }
+    }
+    if let Some(region) = &options.region {
+        b = b.with_region(region);
+    }
+    if b.get_config_value(&AmazonS3ConfigKey::Region).is_none() {
+        b = b.with_region("us-east-1");
+    }
+    if let Some(endpoint) = &options.endpoint {
+        b = b.with_endpoint(endpoint.trim_end_matches('/'));
+    }
+    if options.virtual_hosted_style {
+        b = b.with_virtual_hosted_style_request(true);
+    }
+    if let Some(endpoint) = b
+        .get_config_value(&AmazonS3ConfigKey::Endpoint)
+        .filter(|e| e.starts_with("http://"))
+    {
+        let loopback = url::Url::parse(&endpoint)
+            .ok()
+            .and_then(|u| u.host().map(|h| h.to_owned()))
+            .is_some_and(|h| match h {
+                url::Host::Domain(d) => d == "localhost",
+                url::Host::Ipv4(a) => a.is_loopback(),
+                url::Host::Ipv6(a) => a.is_loopback(),
+            });
+        if !loopback && !options.allow_http {
+            return Err(OpenError::PlainHttp { endpoint });
+        }
+        b = b.with_allow_http(true);
+    }
+    Ok(b)
+}
+
+/// The static credentials and region of the AWS profile (`AWS_PROFILE`, else
+/// `default`) from `~/.aws/credentials` and `~/.aws/config`.
+mod profile {
+    #[derive(Debug, Default)]
+    pub struct Profile {
+        pub access_key_id: Option<String>,
+        pub secret_access_key: Option<String>,
+        pub session_token: Option<String>,
+        pub region: Option<String>,
+    }
+
+    pub fn load() -> Option<Profile> {
+        let home = std::path::PathBuf::from(std::env::var_os("HOME")?);
+        let name = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+        let credentials = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
+            .map(Into::into)
+            .unwrap_or_else(|| home.join(".aws/credentials"));
+        let config = std::env::var_os("AWS_CONFIG_FILE")
+            .map(Into::into)
+            .unwrap_or_else(|| home.join(".aws/config"));
+        let mut p = Profile::default();
+        let mut found = false;
+        if let Ok(text) = std::fs::read_to_string(credentials) {
+            for (k, v) in section(&text, &name) {
+                found = true;
+                match k.as_str() {
+                    "aws_access_key_id" => p.access_key_id = Some(v),
+                    "aws_secret_access_key" => p.secret_access_key = Some(v),
+                    "aws_session_token" => p.session_token = Some(v),
+                    _ => {}
+                }
+            }
+        }
+        if let Ok(text) = std::fs::read_to_string(config) {
+            let header = if name == "default" {
+                name.clone()
+            } else {
+                format!("profile {name}")
+            };
+            for (k, v) in section(&text, &header) {
+                found = true;
+                if k == "region" {
+                    p.region = Some(v);
+                }
+            }
+        }
+        found.then_some(p)
+    }
+
+    /// The `key = value` lines of the INI section `[name]`.
+    pub fn section(text: &str, name: &str) -> Vec<(String, String)> {
+        let mut inside = false;
+        let mut out = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
+                continue;
+            }
+            if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                inside = header.trim() == name;
+                continue;
+            }
+            if inside && let Some((k, v)) = line.split_once('=') {
+                out.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+        out
+    }
+}
+
+fn cache_home() -> std::path::PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(std::path::PathBuf::from)
+                .map(|h| h.join(".cache"))
+        })
+        .unwrap_or_else(|| std::path::PathBuf::from(".cache"))
+}
+
+fn io_error(e: datafusion::object_store::Error) -> std::io::Error {
+    match e {
+        datafusion::object_store::Error::NotFound { .. } => {
+            std::io::Error::new(std::io::ErrorKind::NotFound, e)
+        }
+        e => std::io::Error::other(e),
+    }
+}
+
+/// The runtime object-store requests of synchronous code run on.
+fn io_runtime() -> &'static tokio::runtime::Runtime {
+    static IO: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    IO.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("auditq-io")
+            .enable_all()
+            .build()
+            .expect("the I/O runtime starts")
+    })
+}
+
+/// Run `f` on the I/O runtime and wait for it, from whatever thread this is.
+pub fn wait<F>(f: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    io_runtime().spawn(async move {
+        let _ = tx.send(f.await);
+    });
+    let recv = move || {
+        rx.recv()
+            .expect("the I/O runtime runs every task to its end")
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(recv)
+        }
+        _ => recv(),
+    }
+}
+
+/// A data file on object storage, read through the byte ranges a Parquet reader asks
+/// for: the footer is fetched once, the column chunks of a projection together
+/// ([`RemoteFile::prefetch`]); anything else is fetched when asked.
+#[derive(Clone)]
+pub struct RemoteFile {
+    remote: Arc<Remote>,
+    rel: String,
+    size: u64,
+    /// Fetched ranges: (start, bytes), sorted by start.
+    held: Arc<Mutex<Vec<(u64, Bytes)>>>,
+}
+
+/// How much of a file's end is fetched at once for its footer.
+const FOOTER_GUESS: u64 = 256 * 1024;
+
+impl RemoteFile {
+    /// The object `rel` (relative to the archive) of `size` bytes, with its footer.
+    pub fn open(remote: Arc<Remote>, rel: String, size: u64) -> std::io::Result<RemoteFile> {
+        let f = RemoteFile {
+            remote,
+            rel,
+            size,
+            held: Arc::default(),
+        };
+        let start = size.saturating_sub(FOOTER_GUESS);
+        let tail = f.remote.get_range(&f.rel, start..size)?;
+        f.hold(start, tail);
+        Ok(f)
+    }
+
+    fn hold(&self, start: u64, bytes: Bytes) {
+        let mut held = self.held.lock().expect("not poisoned");
+        held.push((start, bytes));
+        held.sort_by_key(|(s, _)| *s);
+    }
+
+    /// Fetch these ranges (those not held already) in one go.
+    pub fn prefetch(&self, ranges: Vec<std::ops::Range<u64>>) -> std::io::Result<()> {
+        let missing: Vec<_> = ranges
+            .into_iter()
+            .filter(|r| self.find(r.start, r.end - r.start).is_none())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let starts: Vec<u64> = missing.iter().map(|r| r.start).collect();
+        for (start, bytes) in starts
+            .into_iter()
+            .zip(self.remote.get_ranges(&self.rel, missing)?)
+        {
+            self.hold(start, bytes);
+        }
+        Ok(())
+    }
+
+    fn find(&self, start: u64, len: u64) -> Option<Bytes> {
+        let held = self.held.lock().expect("not poisoned");
+        held.iter().find_map(|(s, b)| {
+            (start >= *s && start + len <= s + b.len() as u64)
+                .then(|| b.slice((start - s) as usize..(start - s + len) as usize))
+        })
+    }
+
+    /// The held range that starts at or before `start` and reaches past it.
+    fn from(&self, start: u64) -> Option<Bytes> {
+        let held = self.held.lock().expect("not poisoned");
+        held.iter().find_map(|(s, b)| {
+            (start >= *s && start < s + b.len() as u64).then(|| b.slice((start - s) as usize..))
+        })
+    }
+}
+
+impl Length for RemoteFile {
+    fn len(&self) -> u64 {
+        self.size
+    }
+}
+
+impl ChunkReader for RemoteFile {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> datafusion::parquet::errors::Result<Self::T> {
+        use bytes::Buf;
+        let bytes = match self.from(start) {
+            Some(b) => b,
+            None => {
+                let end = (start + FOOTER_GUESS).min(self.size);
+                let b = self
+                    .remote
+                    .get_range(&self.rel, start..end)
+                    .map_err(|e| datafusion::parquet::errors::ParquetError::External(e.into()))?;
+                self.hold(start, b.clone());
+                b
+            }
+        };
+        Ok(bytes.reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> datafusion::parquet::errors::Result<Bytes> {
+        if let Some(b) = self.find(start, length as u64) {
+            return Ok(b);
+        }
+        let b = self
+            .remote
+            .get_range(&self.rel, start..start + length as u64)
+            .map_err(|e| datafusion::parquet::errors::ParquetError::External(e.into()))?;
+        self.hold(start, b.clone());
+        Ok(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_section_is_read_by_name() {
+        let text = "[default]\naws_access_key_id = A\n\n[other]\nAWS_Secret_Access_Key=B # no\n";
+        assert_eq!(
+            profile::section(text, "default"),
+            vec![("aws_access_key_id".to_owned(), "A".to_owned())]
+        );
+        assert_eq!(
+            profile::section(text, "other")[0].0,
+            "aws_secret_access_key"
+        );
+        assert!(profile::section(text, "missing").is_empty());
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_this_machine_unless_allowed() {
+        let url = url::Url::parse("s3://b/p").unwrap();
+        let far = S3Options {
+            endpoint: Some("http://10.1.2.3:9000".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Remote::open(&url, &far),
+            Err(OpenError::PlainHttp { .. })
+        ));
+        let allowed = S3Options {
+            allow_http: true,
+            ..far.clone()
+        };
+        assert!(Remote::open(&url, &allowed).is_ok());
+        let near = S3Options {
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            ..Default::default()
+        };
+        let r = Remote::open(&url, &near).unwrap();
+        assert_eq!(r.url.as_str(), "s3://b/p/");
+        assert_eq!(r.path("events/x").as_ref(), "p/events/x");
+        assert_eq!(r.table_url().as_str(), "s3://b/p/events/");
+    }
+}
