@@ -229,8 +229,9 @@ pub struct Checker {
     /// Files hashed now, to remember or record.
     matched: Vec<(String, Identity)>,
     unrecorded: Vec<String>,
-    /// On object storage: the table's objects, listed once when first needed.
-    listed: Option<HashMap<String, Identity>>,
+    /// On object storage: the table's objects, listed once when first needed, and
+    /// whether that listing is fresh (taken by this checker).
+    listed: Option<(super::store::Listing, bool)>,
 }
 
 impl Checker {
@@ -255,20 +256,19 @@ impl Checker {
         let Some(r) = self.archive.remote() else {
             return identity(&self.archive.events_dir().join(rel));
         };
-        if self.listed.is_none() {
-            let found = r.list("events")?;
-            self.listed = Some(
-                found
-                    .iter()
-                    .map(|(rel, m)| (rel.clone(), Identity::of_object(m)))
-                    .collect(),
-            );
-        }
-        let listed = self.listed.as_ref().expect("listed above");
-        listed
-            .get(rel)
-            .cloned()
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        let (listing, fresh) = match self.listed.take() {
+            Some(kept) => kept,
+            None => (r.table_listing(false)?, false),
+        };
+        // A file the listing lacks may be newer than the listing: look again, once.
+        let (listing, fresh) = if !listing.contains_key(rel) && !fresh {
+            (r.table_listing(true)?, true)
+        } else {
+            (listing, fresh)
+        };
+        let found = listing.get(rel).map(Identity::of_object);
+        self.listed = Some((listing, fresh));
+        found.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
     }
 
     /// Check one data file (`rel` to the table); `always` hashes it whatever the cache

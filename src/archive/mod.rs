@@ -146,25 +146,33 @@ impl Archive {
         }
     }
 
-    /// The bytes `ranges` of the data file `rel` (relative to the table).
+    /// Byte ranges of data files (paths relative to the table), per file; on object
+    /// storage, several files at once.
     pub fn read_ranges(
         &self,
-        rel: &str,
-        ranges: &[std::ops::Range<u64>],
-    ) -> std::io::Result<Vec<bytes::Bytes>> {
+        wanted: Vec<(&str, Vec<std::ops::Range<u64>>)>,
+    ) -> Vec<std::io::Result<Vec<bytes::Bytes>>> {
         match &self.remote {
-            None => {
-                let f = std::fs::File::open(self.events_dir().join(rel))?;
-                ranges
-                    .iter()
-                    .map(|r| {
-                        let mut buf = vec![0; (r.end - r.start) as usize];
-                        std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, r.start)?;
-                        Ok(bytes::Bytes::from(buf))
-                    })
-                    .collect()
-            }
-            Some(r) => r.get_ranges(&format!("events/{rel}"), ranges.to_vec()),
+            None => wanted
+                .into_iter()
+                .map(|(rel, ranges)| {
+                    let f = std::fs::File::open(self.events_dir().join(rel))?;
+                    ranges
+                        .iter()
+                        .map(|r| {
+                            let mut buf = vec![0; (r.end - r.start) as usize];
+                            std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, r.start)?;
+                            Ok(bytes::Bytes::from(buf))
+                        })
+                        .collect()
+                })
+                .collect(),
+            Some(r) => r.get_ranges_of(
+                wanted
+                    .into_iter()
+                    .map(|(rel, ranges)| (format!("events/{rel}"), ranges))
+                    .collect(),
+            ),
         }
     }
 
@@ -221,13 +229,22 @@ impl Archive {
                 Ok(Some(names))
             }
             Some(r) => {
-                let names: Vec<String> = r
-                    .list("events/_delta_log")
-                    .map_err(self.io("reading the Delta log", &log))?
-                    .into_iter()
-                    .map(|(rel, _)| rel)
-                    .filter(|rel| !rel.contains('/'))
-                    .collect();
+                // From the last checkpoint on: what `check_log` reads (the log of a
+                // long-lived table holds thousands of entries).
+                let io = self.io("reading the Delta log", &log);
+                let after = match r.get("events/_delta_log/_last_checkpoint") {
+                    Ok(hint) => hint
+                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                        .and_then(|v| v["version"].as_u64())
+                        .map(|v| format!("{v:020}"))
+                        .unwrap_or_default(),
+                    Err(e) => return Err(io(e)),
+                };
+                let mut names = r.list_after("events/_delta_log", &after).map_err(io)?;
+                if names.is_empty() && !after.is_empty() {
+                    // A hint with nothing at or after it: let delta-rs say what is wrong.
+                    names.push("_last_checkpoint".to_owned());
+                }
                 Ok((!names.is_empty()).then_some(names))
             }
         }

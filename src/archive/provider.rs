@@ -277,26 +277,36 @@ fn wanted_ids(filters: &[Expr]) -> Option<Vec<String>> {
     filters.iter().find_map(ids)
 }
 
-/// Whether a file may hold one of `ids`, by its `id` bloom filters: only a filter that
-/// says "no" for every id in every row group rules a file out.
-fn may_hold_any(archive: &super::Archive, file: &DataFile, ids: &[String]) -> bool {
-    let Some(blooms) = &file.id_blooms else {
-        return true;
-    };
-    let ranges: Vec<_> = blooms
+/// Whether each file may hold one of `ids`, by its `id` bloom filters: only filters that
+/// say "no" for every id in every row group rule a file out (the filters of all files
+/// are read together).
+fn may_hold_any(archive: &super::Archive, files: &[&DataFile], ids: &[String]) -> Vec<bool> {
+    let wanted: Vec<(&str, Vec<std::ops::Range<u64>>)> = files
         .iter()
-        .map(|&(offset, length)| offset..offset.saturating_add(length))
+        .map(|f| {
+            let ranges = f
+                .id_blooms
+                .iter()
+                .flatten()
+                .map(|&(offset, length)| offset..offset.saturating_add(length));
+            (f.rel.as_str(), ranges.collect())
+        })
         .collect();
-    let Ok(filters) = archive.read_ranges(&file.rel, &ranges) else {
-        return true;
-    };
-    filters.iter().any(|bytes| match Sbbf::from_bytes(bytes) {
-        Ok(bloom) => ids.iter().any(|id| bloom.check(id.as_str())),
-        Err(_) => true,
-    })
+    files
+        .iter()
+        .zip(archive.read_ranges(wanted))
+        .map(|(f, filters)| {
+            let (Some(_), Ok(filters)) = (&f.id_blooms, filters) else {
+                return true;
+            };
+            filters.iter().any(|bytes| match Sbbf::from_bytes(bytes) {
+                Ok(bloom) => ids.iter().any(|id| bloom.check(id.as_str())),
+                Err(_) => true,
+            })
+        })
+        .collect()
 }
 
-/// Files dealt into `n` groups of about equal bytes, each group in path order.
 fn groups(files: Vec<&DataFile>, n: usize) -> Vec<Vec<&DataFile>> {
     let n = n.clamp(1, files.len().max(1));
     let mut by_size = files;
@@ -356,7 +366,9 @@ impl TableProvider for ArchiveTable {
         let days = self.days(state, filters)?;
         let mut files: Vec<&DataFile> = days.into_values().flatten().collect();
         if let Some(ids) = wanted_ids(filters) {
-            files.retain(|f| may_hold_any(&self.archive, f, &ids));
+            let keep = may_hold_any(&self.archive, &files, &ids);
+            let mut keep = keep.into_iter();
+            files.retain(|_| keep.next().unwrap_or(true));
         }
         // Damage is an error naming the file, before anything is read from it.
         let mut checker = super::checksum::Checker::new(&self.archive);

@@ -82,15 +82,11 @@ pub fn stored_sizes(archive: &Archive, files: &[LiveFile]) -> Vec<std::io::Resul
             .iter()
             .map(|f| std::fs::metadata(&f.path).map(|m| m.len()))
             .collect(),
-        Some(r) => match r.list("events") {
-            Ok(found) => {
-                let sizes: std::collections::HashMap<String, u64> =
-                    found.into_iter().map(|(rel, m)| (rel, m.size)).collect();
-                files
-                    .iter()
-                    .map(|f| sizes.get(&f.rel).copied().ok_or_else(missing))
-                    .collect()
-            }
+        Some(r) => match r.table_listing(false) {
+            Ok(listing) => files
+                .iter()
+                .map(|f| listing.get(&f.rel).map(|m| m.size).ok_or_else(missing))
+                .collect(),
             Err(e) => files
                 .iter()
                 .map(|_| Err(std::io::Error::new(e.kind(), e.to_string())))

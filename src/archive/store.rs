@@ -59,7 +59,17 @@ pub struct Remote {
     prefix: ObjPath,
     /// The Delta table's id, once the table has been opened: it names the local cache.
     table_id: OnceLock<String>,
+    /// The last listing of the table's objects, and when it was taken.
+    listing: Mutex<Option<(std::time::Instant, Listing)>>,
 }
+
+/// The objects under the table (paths relative to it) with their metadata.
+pub type Listing = Arc<std::collections::HashMap<String, ObjectMeta>>;
+
+/// How long a listing of the table answers "which files are there, how large": within
+/// one command, where the same listing serves several checks. A file missing from it
+/// is looked for again in a fresh listing before anything is concluded.
+const LISTING_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Remote {
     /// Open the archive at `url` (`s3://bucket/prefix`): the standard AWS credential
@@ -88,6 +98,7 @@ impl Remote {
             store: Arc::new(store),
             prefix: ObjPath::from(prefix),
             table_id: OnceLock::new(),
+            listing: Mutex::default(),
         })
     }
 
@@ -177,6 +188,65 @@ impl Remote {
                 Some((rel.join("/"), m))
             })
             .collect())
+    }
+
+    /// The table's objects (relative to `events/`): a listing at most [`LISTING_AGE`]
+    /// old, or a fresh one when `fresh`.
+    pub fn table_listing(&self, fresh: bool) -> std::io::Result<Listing> {
+        let mut kept = self.listing.lock().expect("not poisoned");
+        if !fresh
+            && let Some((at, listing)) = kept.as_ref()
+            && at.elapsed() < LISTING_AGE
+        {
+            return Ok(listing.clone());
+        }
+        let listing: Listing = Arc::new(self.list("events")?.into_iter().collect());
+        *kept = Some((std::time::Instant::now(), listing.clone()));
+        Ok(listing)
+    }
+
+    /// The names in `dir` (relative to the archive) that sort after `after`.
+    pub fn list_after(&self, dir: &str, after: &str) -> std::io::Result<Vec<String>> {
+        let (store, base) = (self.store.clone(), self.path(dir));
+        let offset = self.path(&format!("{dir}/{after}"));
+        let found = wait(async move {
+            store
+                .list_with_offset(Some(&base), &offset)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(io_error)?;
+        Ok(found
+            .into_iter()
+            .filter_map(|m| m.location.filename().map(str::to_owned))
+            .collect())
+    }
+
+    /// Byte ranges of several objects (relative to the archive), up to 16 objects at once.
+    pub fn get_ranges_of(
+        &self,
+        wanted: Vec<(String, Vec<std::ops::Range<u64>>)>,
+    ) -> Vec<std::io::Result<Vec<Bytes>>> {
+        let store = self.store.clone();
+        let wanted: Vec<_> = wanted
+            .into_iter()
+            .map(|(rel, ranges)| (self.path(&rel), ranges))
+            .collect();
+        wait(async move {
+            futures_util::stream::iter(wanted)
+                .map(|(path, ranges)| {
+                    let store = store.clone();
+                    async move { store.get_ranges(&path, &ranges).await }
+                })
+                .buffered(16)
+                .collect::<Vec<_>>()
+                .await
+        })
+        .into_iter()
+        .map(|r| r.map_err(io_error))
+        .collect()
     }
 
     /// The object `rel`'s metadata, or `None` when there is none.

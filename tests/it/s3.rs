@@ -210,6 +210,21 @@ fn an_archive_on_s3_takes_every_archive_command_and_python_deltalake_reads_it() 
     std::fs::remove_dir_all(&cache).unwrap();
     let s = stats(&server, url, &cache);
     assert_eq!(s["events"], 200_000);
+    // Point lookups read the id bloom filters of every file from the bucket.
+    let some: Vec<String> = ids(&server, url, &cache)
+        .into_iter()
+        .step_by(40_000)
+        .collect();
+    for id in &some {
+        let r = ok(server.auditq(url, &cache).args([
+            "query",
+            "--format",
+            "csv",
+            "--",
+            &format!("id == {id} | fields id"),
+        ]));
+        assert_eq!(r.stdout, format!("id\n{id}\n"));
+    }
     let r = ok(server
         .auditq(url, &cache)
         .args(["explain", "event:user_login | count"]));

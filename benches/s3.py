@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""The archive on S3 against the same archive on the local disk, same run.
+
+    ~/.cache/auditq-venv/bin/python benches/s3.py [--runs 3] [--import-events 1000000]
+
+Starts moto's S3 server on 127.0.0.1 (the one the tests use; it keeps objects in memory,
+so it stands for a store on a fast local network, not for AWS), copies the 10M-event
+archive that `benches/query.py` builds (bench-data/query-10000000) into a bucket, and
+runs the 8 benchmark queries of issue 3 on both, alternating, `--runs` times each, as
+`auditq query` processes (start-up, Delta log, planning and output included). The local
+cache of the S3 archive (`$XDG_CACHE_HOME/auditq/<table id>/`) is built by a first query
+that is not timed, as a user's first query would. Then `auditq import` of
+`--import-events` generated events into an empty local archive and into an empty S3
+prefix: events per second. Prints JSON; nothing here is a test.
+"""
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from query import BIN, DATA, END, NOW, queries, sample  # noqa: E402
+
+PYTHON_BIN = Path(sys.executable).parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_moto():
+    port = free_port()
+    proc = subprocess.Popen([PYTHON_BIN / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("moto_server did not start")
+
+
+def upload(endpoint, bucket, prefix, archive):
+    """The table and the checksums, as an S3 archive keeps them."""
+    import boto3
+    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
+                      aws_secret_access_key="test", region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    n = 0
+    for path in sorted((archive / "events").rglob("*")):
+        if path.is_file():
+            s3.upload_file(str(path), bucket, f"{prefix}/events/{path.relative_to(archive / 'events')}")
+            n += 1
+    sums = archive / "checksums.jsonl"
+    if sums.exists():
+        s3.upload_file(str(sums), bucket, f"{prefix}/checksums/local.jsonl")
+    return n
+
+
+def timed(cmd, env):
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - t
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--import-events", type=int, default=1_000_000)
+    args = ap.parse_args()
+    local = DATA / "query-10000000"
+    if not (local / "events" / "_delta_log").exists():
+        raise SystemExit(f"no {local}: run benches/query.py --sizes 10000000 first")
+    moto, endpoint = start_moto()
+    cache = tempfile.mkdtemp(prefix="auditq-s3-cache-")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+               AWS_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint, XDG_CACHE_HOME=cache)
+    result = {"endpoint": "moto_server on 127.0.0.1"}
+    try:
+        t = time.perf_counter()
+        result["objects_uploaded"] = upload(endpoint, "bench", "q10m", local)
+        result["upload_s"] = round(time.perf_counter() - t, 1)
+        remote = "s3://bench/q10m"
+        actor, some_id = sample(local)
+        # The first query builds the S3 archive's local cache (summaries, checksums).
+        t = time.perf_counter()
+        subprocess.run([BIN, "--quiet", "--archive", remote, "query", "--now", NOW, "--", "| count"],
+                       check=True, stdout=subprocess.DEVNULL, env=env)
+        result["first_query_s3_s"] = round(time.perf_counter() - t, 2)
+        rows = []
+        for name, _kind, q, _sql, out in queries(actor, some_id):
+            times = {"local": [], "s3": []}
+            for _ in range(args.runs):
+                for where, archive in (("local", local), ("s3", remote)):
+                    cmd = [BIN, "--quiet", "--archive", archive, "query", "--now", NOW]
+                    cmd += ["-o", str(out)] if out else ["--format", "csv"]
+                    times[where].append(timed(cmd + ["--", q], env))
+            ml, ms = statistics.median(times["local"]), statistics.median(times["s3"])
+            rows.append({"query": name, "local_ms": round(ml * 1000, 1), "s3_ms": round(ms * 1000, 1),
+                         "s3_over_local": round(ms / ml, 2)})
+        result["queries"] = rows
+        # Import throughput: the same generated events into an empty archive each.
+        events = Path(cache) / "events.ndjson"
+        subprocess.run([BIN, "generate", "--events", str(args.import_events), "--days", "30", "--end", END,
+                        "--seed", "9", "-o", events], check=True)
+        imports = {}
+        with tempfile.TemporaryDirectory() as d:
+            for where, archive in (("local", Path(d) / "archive"), ("s3", "s3://bench/import")):
+                s = timed([BIN, "--quiet", "--archive", archive, "import", events], env)
+                imports[where] = {"seconds": round(s, 1), "events_per_s": round(args.import_events / s)}
+        result["import"] = imports
+    finally:
+        moto.kill()
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
