@@ -174,6 +174,11 @@ pub enum Command {
         #[command(subcommand)]
         action: ArchiveCommand,
     },
+    /// Run a Ballista scheduler or executor for `query --cluster` (`cluster` feature)
+    Cluster {
+        #[command(subcommand)]
+        role: ClusterCommand,
+    },
     /// Run a query over the archive and print the result.
     ///
     /// Example: auditq query 'actor = "x" and event ~ "permission*" since 7d | count by actor'
@@ -207,6 +212,10 @@ pub enum Command {
         /// How to print errors in the query: text (with a caret) or json (one object a line).
         #[arg(long, value_enum, default_value = "text")]
         errors: ErrorsArg,
+        /// Run it on the Ballista cluster whose scheduler is at HOST:PORT (`cluster`
+        /// feature; the archive must be on S3)
+        #[arg(long, value_name = "HOST:PORT")]
+        cluster: Option<String>,
     },
     /// Show how a query runs: canonical text, plans (partitions pruned) and equivalent SQL.
     Explain {
@@ -220,6 +229,9 @@ pub enum Command {
         analyze: bool,
         #[arg(long, value_enum, default_value = "text")]
         errors: ErrorsArg,
+        /// Plan it for the Ballista cluster at HOST:PORT and show the distributed stages
+        #[arg(long, value_name = "HOST:PORT")]
+        cluster: Option<String>,
     },
     /// Run a query on events as they arrive: matches and window alerts go to sinks.
     ///
@@ -344,6 +356,33 @@ impl Args {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The scheduler: plans queries and hands their stages to the executors
+    Scheduler {
+        #[arg(long, default_value = "127.0.0.1:50050", value_name = "HOST:PORT")]
+        bind: String,
+    },
+    /// An executor: runs stages, reading the archive's files from the bucket
+    Executor {
+        /// The scheduler to work for
+        #[arg(long, value_name = "HOST:PORT")]
+        scheduler: String,
+        /// The address to listen on (and that the scheduler and other executors use)
+        #[arg(long, default_value = "127.0.0.1", value_name = "HOST")]
+        bind: String,
+        /// Port of its Arrow Flight server (results and shuffles)
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+        /// Port of its gRPC server (tasks)
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Tasks run at once (default: the machine's cores)
+        #[arg(long, value_name = "N")]
+        vcores: Option<usize>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ArchiveCommand {
     /// Events, days, time range, files, bytes, top actions
     Stats {
@@ -431,6 +470,7 @@ pub fn run(args: Args) -> Result<()> {
             Ok(())
         }
         Command::Archive { action } => archive(&settings, action),
+        Command::Cluster { role } => cluster(&settings, role),
         Command::Sync {
             org,
             api_url,
@@ -514,7 +554,12 @@ pub fn run(args: Args) -> Result<()> {
             all,
             now,
             errors,
+            cluster,
         } => {
+            let settings = Settings {
+                archive: settings.archive.clone().with_cluster(cluster),
+                ..settings.clone()
+            };
             let text = match (query, file, saved) {
                 (Some(q), _, _) => q,
                 (None, Some(path), _) if path == "-" => {
@@ -554,10 +599,11 @@ pub fn run(args: Args) -> Result<()> {
             now,
             analyze,
             errors: _,
+            cluster,
         } => {
             let now = crate::query::now(now.as_deref())?;
             let text = runtime()?.block_on(crate::query::explain(
-                &settings.archive,
+                &settings.archive.clone().with_cluster(cluster),
                 &query,
                 crate::query::Clock::utc(now),
                 analyze,
@@ -856,6 +902,43 @@ fn generate(
         }
     }
     Ok(())
+}
+
+#[cfg(feature = "cluster")]
+fn cluster(settings: &Settings, role: ClusterCommand) -> Result<()> {
+    let s3 = settings.s3.clone();
+    let rt = runtime()?;
+    match role {
+        ClusterCommand::Scheduler { bind } => {
+            if !settings.quiet {
+                eprintln!("auditq cluster scheduler on {bind}");
+            }
+            rt.block_on(crate::cluster::scheduler(&bind, s3))?
+        }
+        ClusterCommand::Executor {
+            scheduler,
+            bind,
+            port,
+            grpc_port,
+            vcores,
+        } => {
+            if !settings.quiet {
+                eprintln!("auditq cluster executor on {bind}:{port} for {scheduler}");
+            }
+            rt.block_on(crate::cluster::executor(
+                &scheduler, &bind, port, grpc_port, vcores, s3,
+            ))?
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "cluster"))]
+fn cluster(_: &Settings, _: ClusterCommand) -> Result<()> {
+    Err(Error::Usage(
+        "this auditq was built without the `cluster` feature (cargo build --features cluster)"
+            .into(),
+    ))
 }
 
 fn archive(settings: &Settings, action: ArchiveCommand) -> Result<()> {

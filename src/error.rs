@@ -44,6 +44,9 @@ pub enum Error {
     BadQuery(Box<crate::diag::Rejected>),
     #[error(transparent)]
     Query(#[from] crate::query::Error),
+    #[cfg(feature = "cluster")]
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::Error),
     #[error(transparent)]
     Follow(#[from] crate::follow::error::Error),
     #[error(transparent)]
@@ -78,6 +81,10 @@ impl Error {
             _ if self.is_broken_pipe() => 0,
             Error::Clap(e) => e.exit_code().clamp(0, 255) as u8,
             Error::Usage(_) | Error::Config { .. } | Error::BadQuery(_) => EXIT_USAGE,
+            #[cfg(feature = "cluster")]
+            Error::Cluster(
+                crate::cluster::Error::LocalArchive(_) | crate::cluster::Error::Address(_),
+            ) => EXIT_USAGE,
             Error::Archive(archive::Error::Locked { .. } | archive::Error::Contended { .. }) => {
                 EXIT_TEMPFAIL
             }

@@ -6,6 +6,8 @@
 pub mod api;
 pub mod archive;
 pub mod cli;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod demo;
 pub mod diag;
 pub mod error;

@@ -96,6 +96,8 @@ pub struct Archive {
     /// The directory; for an archive on object storage, its URL (for messages).
     root: PathBuf,
     remote: Option<Arc<store::Remote>>,
+    /// `HOST:PORT` of the Ballista scheduler that runs this archive's queries, if any.
+    cluster: Option<String>,
 }
 
 impl Archive {
@@ -104,6 +106,7 @@ impl Archive {
         Archive {
             root: root.into(),
             remote: None,
+            cluster: None,
         }
     }
 
@@ -112,7 +115,20 @@ impl Archive {
         Archive {
             root: PathBuf::from(remote.url.as_str().trim_end_matches('/')),
             remote: Some(Arc::new(remote)),
+            cluster: None,
         }
+    }
+
+    /// The same archive, its queries run on the Ballista cluster at `scheduler`
+    /// (`HOST:PORT`), or locally with `None`.
+    pub fn with_cluster(mut self, scheduler: Option<String>) -> Self {
+        self.cluster = scheduler;
+        self
+    }
+
+    /// The scheduler that runs this archive's queries, if not this process.
+    pub fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref()
     }
 
     /// The directory, or for an archive on object storage its URL.
@@ -293,6 +309,17 @@ impl Archive {
                 Ok(table)
             }
         }
+    }
+
+    /// The events table as of `version` (`None`: the latest).
+    pub async fn open_table_at(&self, version: Option<u64>) -> Result<DeltaTable> {
+        let mut table = self.open_table().await?;
+        if let Some(v) = version
+            && table.version() != Some(v)
+        {
+            table.load_version(v).await.map_err(self.delta_err())?;
+        }
+        Ok(table)
     }
 
     /// The (unloaded) table on object storage, read and written through the archive's

@@ -66,6 +66,10 @@ pub struct ArchiveTable {
     archive: super::Archive,
     /// Where DataFusion finds the files: the local disk, or the archive's bucket.
     store_url: ObjectStoreUrl,
+    /// The Delta version whose live files these are.
+    version: i64,
+    /// Whether the files' row counts in the log are claimed as exact.
+    trust_stats: bool,
 }
 
 impl ArchiveTable {
@@ -147,7 +151,24 @@ impl ArchiveTable {
             files,
             archive: archive.clone(),
             store_url,
+            version: state.version() as i64,
+            trust_stats,
         })
+    }
+
+    /// The archive the table is of.
+    pub fn archive(&self) -> &super::Archive {
+        &self.archive
+    }
+
+    /// The Delta version whose live files it scans.
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// Whether it claims the log's row counts as exact.
+    pub fn trusts_stats(&self) -> bool {
+        self.trust_stats
     }
 
     fn date_field(&self) -> Arc<Field> {

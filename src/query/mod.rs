@@ -74,6 +74,10 @@ pub async fn session(archive: &Archive) -> Result<SessionContext> {
 /// The summary is `None` when a live file is missing or changed since it was committed:
 /// then nothing is answered from metadata (see [`read::changed_files`]).
 pub async fn open(archive: &Archive) -> Result<(SessionContext, Option<Summary>)> {
+    #[cfg(not(feature = "cluster"))]
+    if archive.cluster().is_some() {
+        return Err(no_cluster());
+    }
     let table = archive.open_table().await?;
     let files = read::live_files(archive, &table)?;
     let changed = read::changed_files(archive, &files);
@@ -90,12 +94,29 @@ pub async fn open(archive: &Archive) -> Result<(SessionContext, Option<Summary>)
         );
         (None, None)
     };
-    let ctx = read::session(archive, &table, aids.as_ref(), summary.is_some()).await?;
+    let ctx = match archive.cluster() {
+        None => read::session(archive, &table, aids.as_ref(), summary.is_some()).await?,
+        #[cfg(feature = "cluster")]
+        Some(scheduler) => {
+            crate::cluster::session(scheduler, archive, &table, summary.is_some()).await?
+        }
+        #[cfg(not(feature = "cluster"))]
+        Some(_) => return Err(no_cluster()),
+    };
     for f in udf::own_functions() {
         ctx.register_udf(f);
     }
     ctx.add_optimizer_rule(std::sync::Arc::new(fold::FoldEq));
     Ok((ctx, summary))
+}
+
+#[cfg(not(feature = "cluster"))]
+fn no_cluster() -> crate::Error {
+    crate::Error::Usage(
+        "--cluster: this auditq was built without the `cluster` feature \
+         (cargo build --features cluster)"
+            .into(),
+    )
 }
 
 /// A parsed and planned query.
@@ -344,7 +365,9 @@ impl Answer {
 /// [`Answer::next`] as DataFusion produces them: memory does not grow with the result.
 pub async fn run(archive: &Archive, src: &str, clock: Clock, warn: bool) -> Result<Answer> {
     let (ctx, summary) = open(archive).await?;
-    let planned = plan(&ctx, src, clock, summary.as_ref()).await?;
+    // A cluster runs plans of the archive's table only, not of rows made here.
+    let shortcuts = archive.cluster().is_none();
+    let planned = plan_with(&ctx, src, clock, summary.as_ref(), shortcuts).await?;
     tracing::info!(
         target: "auditq::query",
         "query `{}`: logical plan\n{}",
@@ -388,7 +411,8 @@ pub async fn run(archive: &Archive, src: &str, clock: Clock, warn: bool) -> Resu
 /// with `analyze`, the plan as run, with each operator's metrics.
 pub async fn explain(archive: &Archive, src: &str, clock: Clock, analyze: bool) -> Result<String> {
     let (ctx, summary) = open(archive).await?;
-    let planned = plan(&ctx, src, clock, summary.as_ref()).await?;
+    let shortcuts = archive.cluster().is_none();
+    let planned = plan_with(&ctx, src, clock, summary.as_ref(), shortcuts).await?;
     let rt = Error::Plan;
     let logical = planned.frame.logical_plan().clone();
     let optimized = ctx.state().optimize(&logical).map_err(rt)?;
@@ -401,7 +425,7 @@ pub async fn explain(archive: &Archive, src: &str, clock: Clock, analyze: bool) 
     let physical = datafusion::physical_plan::displayable(physical.as_ref()).indent(true);
     // The SQL of the query itself: a first `| count by action` answered from the
     // summary is a table only auditq has.
-    let sql = if compile::starts_with_action_counts(&planned.query) {
+    let sql = if shortcuts && compile::starts_with_action_counts(&planned.query) {
         let direct = plan_with(&ctx, src, clock, summary.as_ref(), false).await?;
         format!(
             "{}\n-- (auditq answers the first stage from the archive's summary, not a scan)",
@@ -417,6 +441,11 @@ pub async fn explain(archive: &Archive, src: &str, clock: Clock, analyze: bool) 
         indent(&optimized.display_indent().to_string()),
         indent(&physical.to_string()),
     );
+    #[cfg(feature = "cluster")]
+    if archive.cluster().is_some() {
+        text.push_str("\nstages on the cluster (as its scheduler plans them):\n");
+        text.push_str(&indent(&crate::cluster::stages(&optimized).await?));
+    }
     if analyze {
         let run = planned.frame.clone().explain(false, true).map_err(rt)?;
         let batches = run.collect().await.map_err(rt)?;

@@ -19,7 +19,7 @@ use super::values::Values;
 /// Meta commands, for completion at the start of a line.
 pub const META: &[&str] = &[
     ".help", ".fields", ".actions", ".format", ".output", ".timing", ".explain", ".archive",
-    ".now", ".tz", ".save", ".run", ".quit", ".exit",
+    ".cluster", ".now", ".tz", ".save", ".run", ".quit", ".exit",
 ];
 
 pub struct ReplHelper {

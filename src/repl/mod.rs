@@ -39,7 +39,8 @@ Ctrl-C cancels a running query or clears the line; Ctrl-D quits.
   .output FILE | .output  write results to FILE (format from its extension) / the screen
   .timing on|off          row count and elapsed time after each result
   .explain QUERY          how QUERY runs (plans, pruning, SQL)
-  .archive DIR            query another archive
+  .archive DIR|URL        query another archive (a path or s3://bucket/prefix)
+  .cluster HOST:PORT | .cluster  run queries on a Ballista cluster / here again
   .now TIME | .now        fix \"now\" for relative times / back to the clock
   .tz ZONE | .tz          the zone of dates and `@d` snapping / back to UTC
   .save NAME [QUERY]      save QUERY (default: the last one) as NAME
@@ -353,12 +354,22 @@ impl Repl {
                 if arg.is_empty() {
                     println!("archive: {}", self.archive.root().display());
                 } else {
-                    self.archive = crate::run::archive_location(PathBuf::from(arg), &self.s3)?;
+                    let cluster = self.archive.cluster().map(str::to_owned);
+                    self.archive = crate::run::archive_location(PathBuf::from(arg), &self.s3)?
+                        .with_cluster(cluster);
                     self.values
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .forget(Some(self.archive.clone()));
                     println!("archive: {}", self.archive.root().display());
+                }
+            }
+            "cluster" => {
+                let scheduler = (!arg.is_empty()).then(|| arg.to_owned());
+                self.archive = self.archive.clone().with_cluster(scheduler);
+                match self.archive.cluster() {
+                    Some(at) => println!("queries run on the cluster at {at}"),
+                    None => println!("queries run here"),
                 }
             }
             "now" => {

@@ -1,6 +1,8 @@
 //! The one integration-test binary: the `auditq` executable driven as users drive it.
 
 mod archive_faults;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod differential;
 mod follow;
 mod import;
