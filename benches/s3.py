@@ -2,6 +2,7 @@
 """The archive on S3 against the same archive on the local disk, same run.
 
     ~/.cache/auditq-venv/bin/python benches/s3.py [--runs 3] [--import-events 1000000]
+        [--cluster]   # also on a Ballista cluster: needs `cargo build --release --features cluster`
 
 Starts moto's S3 server on 127.0.0.1 (the one the tests use; it keeps objects in memory,
 so it stands for a store on a fast local network, not for AWS), copies the 10M-event
@@ -11,7 +12,10 @@ runs the 8 benchmark queries of issue 3 on both, alternating, `--runs` times eac
 cache of the S3 archive (`$XDG_CACHE_HOME/auditq/<table id>/`) is built by a first query
 that is not timed, as a user's first query would. Then `auditq import` of
 `--import-events` generated events into an empty local archive and into an empty S3
-prefix: events per second. Prints JSON; nothing here is a test.
+prefix: events per second. With `--cluster`, the same queries on the S3 archive run
+on a Ballista cluster of `auditq cluster` processes on this machine: a scheduler and one
+executor with 2 task slots, then a scheduler and two executors with 1 slot each (the
+same two cores). Prints JSON; nothing here is a test.
 """
 import argparse
 import json
@@ -68,6 +72,28 @@ def upload(endpoint, bucket, prefix, archive):
     return n
 
 
+def start_cluster(env, executors, slots):
+    """A scheduler and `executors` executors with `slots` task slots each; the processes
+    and the scheduler's address, once it answers queries."""
+    sched = f"127.0.0.1:{free_port()}"
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    procs = [subprocess.Popen([BIN, "--quiet", "cluster", "scheduler", "--bind", sched], **quiet)]
+    for _ in range(executors):
+        procs.append(subprocess.Popen([BIN, "--quiet", "cluster", "executor", "--scheduler", sched,
+                                       "--port", str(free_port()), "--grpc-port", str(free_port()),
+                                       "--vcores", str(slots)], **quiet))
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        r = subprocess.run([BIN, "--quiet", "--archive", "s3://bench/q10m", "query", "--cluster", sched,
+                            "--format", "csv", "--", "| count"], capture_output=True, env=env)
+        if r.returncode == 0:
+            return procs, sched
+        time.sleep(0.5)
+    for p in procs:
+        p.kill()
+    raise SystemExit("the cluster did not answer")
+
+
 def timed(cmd, env):
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
@@ -78,6 +104,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--import-events", type=int, default=1_000_000)
+    ap.add_argument("--cluster", action="store_true", help="also on a Ballista cluster")
     args = ap.parse_args()
     local = DATA / "query-10000000"
     if not (local / "events" / "_delta_log").exists():
@@ -110,6 +137,18 @@ def main():
             rows.append({"query": name, "local_ms": round(ml * 1000, 1), "s3_ms": round(ms * 1000, 1),
                          "s3_over_local": round(ms / ml, 2)})
         result["queries"] = rows
+        if args.cluster:
+            for executors, slots in ((1, 2), (2, 1)):
+                procs, sched = start_cluster(env, executors, slots)
+                try:
+                    for row, (name, _kind, q, _sql, out) in zip(rows, queries(actor, some_id)):
+                        cmd = [BIN, "--quiet", "--archive", remote, "query", "--cluster", sched, "--now", NOW]
+                        cmd += ["-o", str(out)] if out else ["--format", "csv"]
+                        t = statistics.median(timed(cmd + ["--", q], env) for _ in range(args.runs))
+                        row[f"cluster_{executors}x{slots}_ms"] = round(t * 1000, 1)
+                finally:
+                    for p in procs:
+                        p.kill()
         # Import throughput: the same generated events into an empty archive each.
         events = Path(cache) / "events.ndjson"
         subprocess.run([BIN, "generate", "--events", str(args.import_events), "--days", "30", "--end", END,

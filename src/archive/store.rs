@@ -169,18 +169,8 @@ impl Remote {
 
     /// Every object under `rel` (a directory-like prefix), with paths relative to it.
     pub fn list(&self, rel: &str) -> std::io::Result<Vec<(String, ObjectMeta)>> {
-        let (store, path) = (self.store.clone(), self.path(rel));
-        let base = path.clone();
-        let found = wait(async move {
-            store
-                .list(Some(&path))
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(io_error)?;
-        Ok(found
+        let base = self.path(rel);
+        Ok(listed(self.store.list(Some(&base)))?
             .into_iter()
             .filter_map(|m| {
                 let rel = m.location.prefix_match(&base)?;
@@ -207,21 +197,13 @@ impl Remote {
 
     /// The names in `dir` (relative to the archive) that sort after `after`.
     pub fn list_after(&self, dir: &str, after: &str) -> std::io::Result<Vec<String>> {
-        let (store, base) = (self.store.clone(), self.path(dir));
         let offset = self.path(&format!("{dir}/{after}"));
-        let found = wait(async move {
-            store
-                .list_with_offset(Some(&base), &offset)
-                .collect::<Vec<_>>()
-                .await
+        Ok(
+            listed(self.store.list_with_offset(Some(&self.path(dir)), &offset))?
                 .into_iter()
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(io_error)?;
-        Ok(found
-            .into_iter()
-            .filter_map(|m| m.location.filename().map(str::to_owned))
-            .collect())
+                .filter_map(|m| m.location.filename().map(str::to_owned))
+                .collect(),
+        )
     }
 
     /// Byte ranges of several objects (relative to the archive), up to 16 objects at once.
@@ -303,6 +285,20 @@ impl deltalake::logstore::LogStoreFactory for ConditionalPut {
             options,
         ))
     }
+}
+
+/// All the objects a listing yields, or its first error.
+fn listed(
+    stream: futures_util::stream::BoxStream<'static, datafusion::object_store::Result<ObjectMeta>>,
+) -> std::io::Result<Vec<ObjectMeta>> {
+    wait(async move {
+        stream
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .map_err(io_error)
 }
 
 /// The S3 client's settings: `AWS_*` from the environment, the profile's static keys

@@ -10,52 +10,14 @@ fn import_survives_sigkill_at_random_moments() {
     let dir = tempfile::tempdir().unwrap();
     let input = generate(dir.path(), 200_000, 42);
     let a = dir.path().join("archive");
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let mut rng = auditq::generate::Rng::new(seed);
-    eprintln!("kill moments seeded with {seed}");
-
     let import = || {
         let mut c = auditq(&a);
         c.args(["--quiet", "import", "--batch-size", "10000"])
             .arg(&input);
         c
     };
-    let mut kills = 0;
-    let mut attempts = 0;
-    while kills < 10 && attempts < 40 {
-        attempts += 1;
-        let wait = Duration::from_millis(50 + rng.below(4000));
-        let mut child = import()
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while start.elapsed() < wait {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            kills += 1;
-        }
-        let status = child.wait().unwrap();
-        let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        if status.success() {
-            // It finished before the kill: start over on a fresh archive to keep killing.
-            std::fs::remove_dir_all(&a).unwrap();
-        }
-    }
-    assert!(
-        kills >= 10,
-        "only {kills} kills landed in {attempts} attempts"
-    );
+    // A run that finished before its kill starts over on a fresh archive.
+    kill_at_random_moments(4000, import, || std::fs::remove_dir_all(&a).unwrap());
     let r = ok(&mut import());
     assert_eq!(r.stderr, "");
     let s = stats(&a);
@@ -85,4 +47,48 @@ fn import_survives_sigkill_at_random_moments() {
     assert_eq!(on_disk() as u64, s["files"].as_u64().unwrap());
     ok(auditq(&a).args(["archive", "verify"]));
     assert_eq!(stats(&a)["events"], 200_000);
+}
+
+/// Start a command and SIGKILL it after a random wait (50 ms to `max_wait_ms`), again
+/// and again until 10 kills landed (at most 40 tries); `finished` is called after a run
+/// that ended, successfully, before its kill. Every run's stderr must be free of panics.
+pub fn kill_at_random_moments(
+    max_wait_ms: u64,
+    mut command: impl FnMut() -> std::process::Command,
+    mut finished: impl FnMut(),
+) {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rng = auditq::generate::Rng::new(seed);
+    eprintln!("kill moments seeded with {seed}");
+    let (mut kills, mut attempts) = (0, 0);
+    while kills < 10 && attempts < 40 {
+        attempts += 1;
+        let wait = Duration::from_millis(50 + rng.below(max_wait_ms));
+        let mut child = command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while start.elapsed() < wait && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        let status = child.wait().unwrap();
+        let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        if status.success() {
+            finished();
+        }
+    }
+    assert!(
+        kills >= 10,
+        "only {kills} kills landed in {attempts} attempts"
+    );
 }

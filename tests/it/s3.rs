@@ -294,13 +294,7 @@ fn import_to_s3_survives_sigkill_at_random_moments() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let input = generate(dir.path(), 200_000, 42);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let mut rng = auditq::generate::Rng::new(seed);
-    eprintln!("kill moments seeded with {seed}");
-    let mut prefix = 0;
+    let prefix = std::cell::Cell::new(0);
     let url = |p: u32| format!("s3://audit/kill-{p}");
     let import = |p: u32| {
         let mut c = server.auditq(&url(p), &cache);
@@ -308,35 +302,13 @@ fn import_to_s3_survives_sigkill_at_random_moments() {
             .arg(&input);
         c
     };
-    let (mut kills, mut attempts) = (0, 0);
-    while kills < 10 && attempts < 40 {
-        attempts += 1;
-        let wait = Duration::from_millis(50 + rng.below(3000));
-        let mut child = import(prefix)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while start.elapsed() < wait && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            kills += 1;
-        }
-        let status = child.wait().unwrap();
-        let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        if status.success() {
-            // It finished before the kill: a fresh archive, to keep killing.
-            prefix += 1;
-        }
-    }
-    assert!(
-        kills >= 10,
-        "only {kills} kills landed in {attempts} attempts"
+    // A run that finished before its kill: a fresh archive, to keep killing.
+    super::kill::kill_at_random_moments(
+        3000,
+        || import(prefix.get()),
+        || prefix.set(prefix.get() + 1),
     );
+    let prefix = prefix.get();
     let r = ok(&mut import(prefix));
     assert_eq!(r.stderr, "");
     let s = stats(&server, &url(prefix), &cache);
