@@ -211,7 +211,7 @@ impl Archive {
 
     /// Create the archive directory if needed and take the writer lock. On object
     /// storage there is no lock: commits are conditional puts, which is what keeps two
-    /// writers apart in any case (see [`write`]).
+    /// writers apart in any case (see [`mod@write`]).
     pub fn lock_for_writing(&self) -> Result<Lock> {
         if self.remote.is_some() {
             return Ok(Lock::none());

@@ -180,7 +180,7 @@ impl Remote {
             .collect())
     }
 
-    /// The table's objects (relative to `events/`): a listing at most [`LISTING_AGE`]
+    /// The table's objects (relative to `events/`): a listing at most `LISTING_AGE`
     /// old, or a fresh one when `fresh`.
     pub fn table_listing(&self, fresh: bool) -> std::io::Result<Listing> {
         let mut kept = self.listing.lock().expect("not poisoned");
