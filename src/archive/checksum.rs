@@ -25,27 +25,29 @@ use serde::{Deserialize, Serialize};
 
 use super::{Archive, Error, Result};
 
-/// The xxh3 of the whole data file `rel` (relative to the table).
-fn stored_hash(archive: &Archive, rel: &str) -> std::io::Result<u64> {
+/// The xxh3 and the length of the whole data file `rel` (relative to the table).
+fn stored_hash(archive: &Archive, rel: &str) -> std::io::Result<(u64, u64)> {
     match archive.remote() {
         None => file_hash(&archive.events_dir().join(rel)),
         Some(r) => r
             .get(&format!("events/{rel}"))?
-            .map(|b| xxhash_rust::xxh3::xxh3_64(&b))
+            .map(|b| (xxhash_rust::xxh3::xxh3_64(&b), b.len() as u64))
             .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound)),
     }
 }
 
-/// The xxh3 of a whole file.
-pub fn file_hash(path: &Path) -> std::io::Result<u64> {
+/// The xxh3 and the length of a whole file.
+fn file_hash(path: &Path) -> std::io::Result<(u64, u64)> {
     let mut f = std::fs::File::open(path)?;
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0;
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
-            return Ok(h.digest());
+            return Ok((h.digest(), len));
         }
+        len += n as u64;
         h.update(&buf[..n]);
     }
 }
@@ -77,21 +79,9 @@ pub fn added(actions: &[deltalake::kernel::Action]) -> Vec<String> {
 pub fn record(archive: &Archive, files: &[String]) -> Result<()> {
     let mut text = String::new();
     for rel in files {
-        let path = archive.events_dir().join(rel);
-        let (hash, size) = match archive.remote() {
-            None => (
-                file_hash(&path),
-                std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
-            ),
-            Some(r) => match r.get(&format!("events/{rel}")) {
-                Ok(Some(b)) => (Ok(xxhash_rust::xxh3::xxh3_64(&b)), b.len() as u64),
-                Ok(None) => (Err(std::io::ErrorKind::NotFound.into()), 0),
-                Err(e) => (Err(e), 0),
-            },
-        };
-        let hash = hash.map_err(|source| Error::Io {
+        let (hash, size) = stored_hash(archive, rel).map_err(|source| Error::Io {
             action: "reading a written data file",
-            path: path.clone(),
+            path: archive.events_dir().join(rel),
             source,
         })?;
         let line = Line {
@@ -285,7 +275,7 @@ impl Checker {
         if !always && self.verified.files.get(rel) == Some(&id) {
             return Ok(());
         }
-        let hash = stored_hash(&self.archive, rel)
+        let (hash, _) = stored_hash(&self.archive, rel)
             .map_err(|e| damaged(format!("cannot be read ({e})")))?;
         match self.recorded.get(rel) {
             Some(&(size, want)) if size != id.size || want != hash => {

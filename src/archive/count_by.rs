@@ -83,15 +83,11 @@ impl ExecutionPlan for CountByExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return Err(DataFusionError::Internal(
-                "CountByExec has one input".into(),
-            ));
-        }
+        let input = super::one_child("CountByExec", children)?;
         Ok(Arc::new(Self {
-            input: children.swap_remove(0),
+            input,
             key: self.key,
             schema: Arc::clone(&self.schema),
             properties: Arc::clone(&self.properties),

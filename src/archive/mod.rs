@@ -256,10 +256,14 @@ impl Archive {
                         .unwrap_or_default(),
                     Err(e) => return Err(io(e)),
                 };
-                let mut names = r.list_after("events/_delta_log", &after).map_err(io)?;
+                let dir = "events/_delta_log";
+                let mut names = r.list_after(dir, &after).map_err(io)?;
                 if names.is_empty() && !after.is_empty() {
-                    // A hint with nothing at or after it: let delta-rs say what is wrong.
-                    names.push("_last_checkpoint".to_owned());
+                    // A hint with nothing at or after it (its checkpoint gone): the
+                    // whole log, for `check_log` to judge.
+                    names = r
+                        .list_after(dir, "")
+                        .map_err(self.io("reading the Delta log", &log))?;
                 }
                 Ok((!names.is_empty()).then_some(names))
             }
@@ -287,6 +291,11 @@ impl Archive {
 
     /// Open the events table for reading. Fails with [`Error::Missing`] if there is none.
     pub async fn open_table(&self) -> Result<DeltaTable> {
+        self.open_table_at(None).await
+    }
+
+    /// [`open_table`](Self::open_table) as of `version` (`None`: the latest).
+    pub async fn open_table_at(&self, version: Option<u64>) -> Result<DeltaTable> {
         let Some(names) = self.log_names()? else {
             return Err(Error::Missing {
                 path: self.root.clone(),
@@ -300,26 +309,23 @@ impl Archive {
                     path: dir.clone(),
                     reason,
                 })?;
-                deltalake::open_table(url).await.map_err(self.delta_err())
+                match version {
+                    None => deltalake::open_table(url).await,
+                    Some(v) => deltalake::open_table_with_version(url, v).await,
+                }
+                .map_err(self.delta_err())
             }
             Some(r) => {
                 let mut table = self.remote_table(r)?;
-                table.load().await.map_err(self.delta_err())?;
+                match version {
+                    None => table.load().await,
+                    Some(v) => table.load_version(v).await,
+                }
+                .map_err(self.delta_err())?;
                 self.learn_table_id(&table);
                 Ok(table)
             }
         }
-    }
-
-    /// The events table as of `version` (`None`: the latest).
-    pub async fn open_table_at(&self, version: Option<u64>) -> Result<DeltaTable> {
-        let mut table = self.open_table().await?;
-        if let Some(v) = version
-            && table.version() != Some(v)
-        {
-            table.load_version(v).await.map_err(self.delta_err())?;
-        }
-        Ok(table)
     }
 
     /// The (unloaded) table on object storage, read and written through the archive's
@@ -426,6 +432,19 @@ impl Archive {
             .await
             .map_err(self.delta_err())
     }
+}
+
+/// The one child of a single-input operator rebuilt by `with_new_children`.
+pub(crate) fn one_child(
+    operator: &str,
+    mut children: Vec<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
+) -> datafusion::error::Result<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+    if children.len() != 1 {
+        return Err(datafusion::error::DataFusionError::Internal(format!(
+            "{operator} has one input"
+        )));
+    }
+    Ok(children.swap_remove(0))
 }
 
 /// The `file://` URL of a directory (absolute, with a trailing slash).

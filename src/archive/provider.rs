@@ -302,30 +302,31 @@ fn wanted_ids(filters: &[Expr]) -> Option<Vec<String>> {
 /// say "no" for every id in every row group rule a file out (the filters of all files
 /// are read together).
 fn may_hold_any(archive: &super::Archive, files: &[&DataFile], ids: &[String]) -> Vec<bool> {
-    let wanted: Vec<(&str, Vec<std::ops::Range<u64>>)> = files
+    let with_filters: Vec<(usize, &Vec<(u64, u64)>)> = files
         .iter()
-        .map(|f| {
-            let ranges = f
-                .id_blooms
+        .enumerate()
+        .filter_map(|(i, f)| Some((i, f.id_blooms.as_ref()?)))
+        .collect();
+    let wanted = with_filters
+        .iter()
+        .map(|&(i, blooms)| {
+            let ranges = blooms
                 .iter()
-                .flatten()
                 .map(|&(offset, length)| offset..offset.saturating_add(length));
-            (f.rel.as_str(), ranges.collect())
+            (files[i].rel.as_str(), ranges.collect())
         })
         .collect();
-    files
-        .iter()
-        .zip(archive.read_ranges(wanted))
-        .map(|(f, filters)| {
-            let (Some(_), Ok(filters)) = (&f.id_blooms, filters) else {
-                return true;
-            };
-            filters.iter().any(|bytes| match Sbbf::from_bytes(bytes) {
+    let mut keep = vec![true; files.len()];
+    for ((i, _), filters) in with_filters.iter().zip(archive.read_ranges(wanted)) {
+        // An unreadable filter rules nothing out.
+        if let Ok(filters) = filters {
+            keep[*i] = filters.iter().any(|bytes| match Sbbf::from_bytes(bytes) {
                 Ok(bloom) => ids.iter().any(|id| bloom.check(id.as_str())),
                 Err(_) => true,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    keep
 }
 
 fn groups(files: Vec<&DataFile>, n: usize) -> Vec<Vec<&DataFile>> {

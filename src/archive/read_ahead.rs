@@ -82,14 +82,10 @@ impl ExecutionPlan for ReadAheadExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return Err(DataFusionError::Internal(
-                "ReadAheadExec has one input".into(),
-            ));
-        }
-        Ok(Arc::new(Self::new(children.swap_remove(0))))
+        let input = super::one_child("ReadAheadExec", children)?;
+        Ok(Arc::new(Self::new(input)))
     }
 
     fn execute(

@@ -11,7 +11,6 @@
 //! the archive is read-only, summaries are computed again.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::cast;
@@ -92,12 +91,6 @@ pub type FileAids = BTreeMap<String, FileAid>;
 
 const CACHE_VERSION: u32 = 4;
 
-/// The cache directory; with none (an archive on object storage whose table id is not
-/// known yet), a name that holds nothing and is never written.
-fn cache_dir(archive: &Archive) -> Option<PathBuf> {
-    archive.cache_dir()
-}
-
 /// A cache file: its JSON, a newline, and the xxh3 of the JSON in hex. A file whose
 /// checksum does not match (edited, damaged, half-written) is not used.
 fn read_json<T: serde::de::DeserializeOwned>(
@@ -128,7 +121,7 @@ fn fingerprint(files: &[LiveFile]) -> u64 {
 /// The summary of the given live files (normally all of them).
 /// `table_version` is the version of the table these are the live files of.
 pub fn summarize(archive: &Archive, files: &[LiveFile], table_version: i64) -> Result<Summary> {
-    let dir = cache_dir(archive);
+    let dir = archive.cache_dir();
     let fp = fingerprint(files);
     if let Some(total) = read_json::<TotalCache>(dir.as_deref(), "summary.json")
         && total.version == CACHE_VERSION
@@ -197,7 +190,7 @@ pub fn summarize(archive: &Archive, files: &[LiveFile], table_version: i64) -> R
 /// exactly this set of files (it does after [`summarize`], unless the archive is
 /// read-only).
 pub fn file_aids(archive: &Archive, files: &[LiveFile], table_version: i64) -> Option<FileAids> {
-    read_json::<IdCache>(cache_dir(archive).as_deref(), "ids.json")
+    read_json::<IdCache>(archive.cache_dir().as_deref(), "ids.json")
         .filter(|c| {
             c.version == CACHE_VERSION
                 && c.table_version == table_version
