@@ -12,7 +12,11 @@ runs the 8 benchmark queries of issue 3 on both, alternating, `--runs` times eac
 cache of the S3 archive (`$XDG_CACHE_HOME/auditq/<table id>/`) is built by a first query
 that is not timed, as a user's first query would. Then `auditq import` of
 `--import-events` generated events into an empty local archive and into an empty S3
-prefix: events per second. With `--cluster`, the same queries on the S3 archive run
+prefix: events per second. The peer, in the same run on the same files: delta-rs (the
+Python `deltalake` package's QueryBuilder, DataFusion inside, in-process: no start-up)
+with equivalent SQL, on the local table and on the S3 one through the same server.
+Besides the 8 queries, four neighbours from issue 13: the latest 20 logins of 30 days,
+`count by` actor id and country, a glob then `count by`. With `--cluster`, the same queries on the S3 archive run
 on a Ballista cluster of `auditq cluster` processes on this machine: a scheduler and one
 executor with 2 task slots, then a scheduler and two executors with 1 slot each (the
 same two cores). Prints JSON; nothing here is a test.
@@ -29,9 +33,55 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from query import BIN, DATA, END, NOW, queries, sample  # noqa: E402
+from query import BIN, COLS, DATA, END, NOW, issue_13, queries, sample  # noqa: E402
 
 PYTHON_BIN = Path(sys.executable).parent
+
+
+NEIGHBOURS = ("latest 20 logins of 30d", "count by actor.id", "count by country (neighbour)",
+              "glob + count by actor.id (neighbour)")
+
+
+def since(d):
+    return f"time >= CAST('{NOW}' AS TIMESTAMP) - INTERVAL '{d} days'"
+
+
+def peer_sql(name, actor, some_id, day):
+    """The query `name` as DataFusion SQL over `ev` (delta-rs's dialect)."""
+    x = actor.lower()
+    return {
+        "actor+glob+7d": f"SELECT {COLS} FROM ev WHERE (lower(actor_id) = '{x}' OR lower(actor_email) = '{x}'"
+                         f" OR lower(actor_name) = '{x}') AND action ILIKE 'user\\_%' AND {since(7)} ORDER BY time",
+        "count by action": "SELECT action, count(*) FROM ev GROUP BY action ORDER BY action",
+        "top 10 actors *delete* 30d": "SELECT coalesce(actor_email, actor_name, actor_id) AS a, count(*) AS c FROM ev"
+                                      f" WHERE action ILIKE '%delete%' AND {since(30)} GROUP BY a ORDER BY c DESC, a LIMIT 10",
+        "ipv4 /16": "SELECT count(*) FROM ev WHERE ip LIKE '10.20.%'",
+        "daily counts of one action": "SELECT date_trunc('day', time) AS d, count(*) FROM ev"
+                                      " WHERE lower(action) = 'user_login' GROUP BY d ORDER BY d",
+        "actors in > 3 countries": "SELECT coalesce(actor_email, actor_name, actor_id) AS a, count(DISTINCT country) AS n"
+                                   " FROM ev GROUP BY a HAVING count(DISTINCT country) > 3 ORDER BY a",
+        "one day to CSV": f"SELECT {COLS} FROM ev WHERE date = '{day}' ORDER BY time",
+        "point lookup by id": f"SELECT {COLS} FROM ev WHERE id = '{some_id}'",
+        "latest 20 logins of 30d": f"SELECT {COLS} FROM ev WHERE lower(action) = 'user_login' AND {since(30)}"
+                                   " ORDER BY time DESC LIMIT 20",
+        "count by actor.id": "SELECT actor_id, count(*) FROM ev GROUP BY actor_id ORDER BY actor_id",
+        "count by country (neighbour)": "SELECT country, count(*) FROM ev GROUP BY country ORDER BY country",
+        "glob + count by actor.id (neighbour)": "SELECT actor_id, count(*) FROM ev WHERE action ILIKE '%permission%'"
+                                                " GROUP BY actor_id ORDER BY actor_id",
+    }[name]
+
+
+def peer(table, sql, runs):
+    """Median seconds of delta-rs running `sql` over `table` (a DeltaTable)."""
+    import pyarrow as pa
+    from deltalake import QueryBuilder
+    qb = QueryBuilder().register("ev", table)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        pa.table(qb.execute(sql).read_all())
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def free_port():
@@ -125,8 +175,15 @@ def main():
         subprocess.run([BIN, "--quiet", "--archive", remote, "query", "--now", NOW, "--", "| count"],
                        check=True, stdout=subprocess.DEVNULL, env=env)
         result["first_query_s3_s"] = round(time.perf_counter() - t, 2)
+        from deltalake import DeltaTable
+        from query import DAY
+        tables = {"local": DeltaTable(str(local / "events")),
+                  "s3": DeltaTable(f"{remote}/events", storage_options={
+                      "AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
+                      "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"})}
+        shapes = queries(actor, some_id) + [s for s in issue_13("unused") if s[0] in NEIGHBOURS]
         rows = []
-        for name, _kind, q, _sql, out in queries(actor, some_id):
+        for name, _kind, q, _sql, out in shapes:
             times = {"local": [], "s3": []}
             for _ in range(args.runs):
                 for where, archive in (("local", local), ("s3", remote)):
@@ -134,14 +191,18 @@ def main():
                     cmd += ["-o", str(out)] if out else ["--format", "csv"]
                     times[where].append(timed(cmd + ["--", q], env))
             ml, ms = statistics.median(times["local"]), statistics.median(times["s3"])
+            sql = peer_sql(name, actor, some_id, DAY)
+            pl, ps = peer(tables["local"], sql, args.runs), peer(tables["s3"], sql, args.runs)
             rows.append({"query": name, "local_ms": round(ml * 1000, 1), "s3_ms": round(ms * 1000, 1),
-                         "s3_over_local": round(ms / ml, 2)})
+                         "s3_over_local": round(ms / ml, 2),
+                         "delta_rs_local_ms": round(pl * 1000, 1), "delta_rs_s3_ms": round(ps * 1000, 1),
+                         "ratio_local": round(ml / pl, 2), "ratio_s3": round(ms / ps, 2)})
         result["queries"] = rows
         if args.cluster:
             for executors, slots in ((1, 2), (2, 1)):
                 procs, sched = start_cluster(env, executors, slots)
                 try:
-                    for row, (name, _kind, q, _sql, out) in zip(rows, queries(actor, some_id)):
+                    for row, (name, _kind, q, _sql, out) in zip(rows, shapes):
                         cmd = [BIN, "--quiet", "--archive", remote, "query", "--cluster", sched, "--now", NOW]
                         cmd += ["-o", str(out)] if out else ["--format", "csv"]
                         t = statistics.median(timed(cmd + ["--", q], env) for _ in range(args.runs))
