@@ -25,6 +25,7 @@ pub mod maintain;
 mod newest_first;
 mod per_value;
 pub mod provider;
+mod prune_by;
 pub mod quarantine;
 pub mod read;
 mod read_ahead;

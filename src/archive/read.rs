@@ -337,6 +337,7 @@ pub async fn session(
         .with_physical_optimizer_rule(std::sync::Arc::new(super::read_ahead::ReadAhead))
         .with_physical_optimizer_rule(std::sync::Arc::new(super::count_by::CountBy))
         .with_physical_optimizer_rule(std::sync::Arc::new(super::per_value::PerValueFilters))
+        .with_physical_optimizer_rule(std::sync::Arc::new(super::prune_by::PruneBy))
         .build();
     let ctx = SessionContext::new_with_state(state);
     if let Some(r) = archive.remote() {
