@@ -1,6 +1,7 @@
-//! The query language: syntax tree, parser, time arithmetic. Knows nothing of DataFusion.
+//! The query language: tokens, syntax tree, parser, time arithmetic. Knows nothing of DataFusion.
 
 pub mod ast;
+pub mod lex;
 pub mod parse;
 pub mod time;
 

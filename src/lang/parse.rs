@@ -17,6 +17,7 @@ use nom::sequence::pair;
 use nom::{IResult, Parser as _};
 
 use super::ast::*;
+use super::lex;
 use crate::diag::{Diagnostic, did_you_mean};
 
 /// Deepest nesting of parentheses and `not` accepted.
@@ -189,75 +190,49 @@ fn at_keyword(i: &str, kw: &str) -> bool {
     word(i).is_some_and(|w| w == kw)
 }
 
-/// The offsets of `(`, `)` and `|` outside strings, quoted names, regexes and comments;
-/// or the literal that is never closed.
+/// The offsets of `(`, `)` and `|` outside literals and comments (see [`lex`]); or the
+/// literal that is never closed.
 fn structure(src: &str) -> Result<Vec<(usize, u8)>, Diagnostic> {
-    let bytes = src.as_bytes();
     let mut out = Vec::new();
-    let mut i = 0;
-    let mut after_match_op = false;
-    while i < bytes.len() {
-        let c = bytes[i];
-        match c {
-            b'"' | b'\'' | b'`' => {
-                let start = i;
-                i += 1;
-                while i < bytes.len() && bytes[i] != c {
-                    if c == b'"' && bytes[i] == b'\\' {
-                        i += 1;
-                    }
-                    i += 1;
+    for t in lex::tokens(src) {
+        let start = t.span.start;
+        match t.kind {
+            lex::Kind::Str {
+                quote,
+                closed: false,
+            } => {
+                let mut d =
+                    Diagnostic::error("E0002", "unterminated string literal", start, src.len())
+                        .label("this is never closed");
+                if quote == '"' {
+                    d = d.help("close it with `\"`; a `\"` inside a string is written `\\\"`");
                 }
-                if i >= bytes.len() {
-                    let what = if c == b'`' { "field name" } else { "string" };
-                    let mut d = Diagnostic::error(
-                        "E0002",
-                        format!("unterminated {what} literal"),
-                        start,
-                        src.len(),
-                    )
-                    .label("this is never closed");
-                    if c == b'"' {
-                        d = d.help("close it with `\"`; a `\"` inside a string is written `\\\"`");
-                    }
-                    return Err(d);
-                }
+                return Err(d);
             }
-            // A regex literal (only right after `~` or `!~`): skip to its closing slash.
-            b'/' if after_match_op => {
-                let start = i;
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'/' {
-                    if bytes[i] == b'\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                if i >= bytes.len() {
-                    return Err(Diagnostic::error(
-                        "E0003",
-                        "unterminated regular expression",
-                        start,
-                        src.len(),
-                    )
-                    .label("this `/` is never closed")
-                    .help("end the regex with `/`, e.g. event ~ /login_(failed|succeeded)/"));
-                }
+            lex::Kind::Field { closed: false } => {
+                return Err(Diagnostic::error(
+                    "E0002",
+                    "unterminated field name literal",
+                    start,
+                    src.len(),
+                )
+                .label("this is never closed"));
             }
-            b'#' => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
+            lex::Kind::Regex { closed: false } => {
+                return Err(Diagnostic::error(
+                    "E0003",
+                    "unterminated regular expression",
+                    start,
+                    src.len(),
+                )
+                .label("this `/` is never closed")
+                .help("end the regex with `/`, e.g. event ~ /login_(failed|succeeded)/"));
             }
-            b'(' | b')' | b'|' => out.push((i, c)),
+            lex::Kind::LParen => out.push((start, b'(')),
+            lex::Kind::RParen => out.push((start, b')')),
+            lex::Kind::Pipe => out.push((start, b'|')),
             _ => {}
         }
-        if c == b'~' {
-            after_match_op = true;
-        } else if !c.is_ascii_whitespace() && c != b'!' {
-            after_match_op = false;
-        }
-        i += 1;
     }
     Ok(out)
 }
@@ -516,7 +491,7 @@ impl<'a> Parser<'a> {
                 Err(d) => {
                     // Recover at the matching `)`: report, skip the group, go on.
                     self.error(d);
-                    let close = matching_paren(start).unwrap_or(start.len());
+                    let close = lex::matching_paren(start).unwrap_or(start.len());
                     let rest = &start[(close + 1).min(start.len())..];
                     Ok((rest, Expr::Text(String::new(), self.span(start, rest))))
                 }
@@ -1413,28 +1388,6 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// The index of the `)` matching the `(` at the start of `s`.
-fn matching_paren(s: &str) -> Option<usize> {
-    let mut depth = 0;
-    let mut quote = None;
-    for (k, c) in s.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '(') => depth += 1,
-            (None, ')') => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(k);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1515,6 +1468,21 @@ mod tests {
         assert_eq!(e.len(), 3, "{e:?}");
         let e = parse("(a = ) or (b ~ /x(/) c:1").unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");
+    }
+
+    /// The structure check reads literals and comments as the parser does (one lexer):
+    /// a `(` in a `/* … */` comment or a regex, a `)` in a `'…'` string after a
+    /// backslash, a `|` in a quoted field name.
+    #[test]
+    fn structure_ignores_what_the_parser_ignores() {
+        for q in [
+            "actor = x /* ( */ | count",
+            "event ~ /a[(]b/ | count by action",
+            r"actor = 'a\' and (event ~ user_*) | count",
+            "`actor.name` = \"a|b\" | head 1",
+        ] {
+            assert!(parse(q).is_ok(), "{q}: {:?}", parse(q).err());
+        }
     }
 
     #[test]

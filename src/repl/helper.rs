@@ -11,6 +11,7 @@ use rustyline::hint::{Hinter, HistoryHinter};
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Helper};
 
+use crate::lang::lex::{self, Kind};
 use crate::lang::parse::{DURATION_UNITS, KEYWORDS, STAGES};
 use crate::query::fields;
 
@@ -46,40 +47,29 @@ pub fn incomplete(input: &str) -> Result<Option<&'static str>, &'static str> {
     if input.trim_start().starts_with('.') {
         return Ok(None);
     }
-    let mut depth = 0i32;
-    let mut quote: Option<char> = None;
-    let mut chars = input.chars();
-    while let Some(c) = chars.next() {
-        match (quote, c) {
-            (Some(_), '\\') => {
-                chars.next();
+    let tokens = lex::tokens(input);
+    let mut depth = 0usize;
+    for t in &tokens {
+        match t.kind {
+            Kind::LParen => depth += 1,
+            Kind::RParen => {
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or("this `)` has no `(` before it")?;
             }
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '(') => depth += 1,
-            (None, ')') => {
-                depth -= 1;
-                if depth < 0 {
-                    return Err("this `)` has no `(` before it");
-                }
+            Kind::Str { closed: false, .. } | Kind::Field { closed: false } => {
+                return Ok(Some("a string is still open: close it with its quote"));
             }
-            (None, '#') => {
-                // A comment runs to the end of its line.
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
+            Kind::Regex { closed: false } => {
+                return Ok(Some("a regex is still open: close it with `/`"));
             }
             _ => {}
         }
     }
-    Ok(if quote.is_some() {
-        Some("a string is still open: close it with its quote")
-    } else if depth > 0 {
+    let last = tokens.iter().rev().find(|t| !t.is_layout());
+    Ok(if depth > 0 {
         Some("a `(` is still open: close it with `)`")
-    } else if input.trim_end().ends_with('|') {
+    } else if last.is_some_and(|t| t.kind == Kind::Pipe) {
         Some("a stage follows `|`")
     } else {
         None
@@ -285,76 +275,52 @@ mod paint {
 /// unknown fields before an operator and unclosed strings in red.
 pub fn highlight(line: &str) -> String {
     let mut out = String::with_capacity(line.len() * 2);
-    let mut rest = line;
     let mut after_pipe = false;
-    while let Some(c) = rest.chars().next() {
-        if c == '"' || c == '\'' {
-            let end = string_end(rest, c);
-            let (s, r) = rest.split_at(end.unwrap_or(rest.len()));
-            let colour = if end.is_some() {
-                paint::STRING
-            } else {
-                paint::ERROR
-            };
-            out.push_str(&format!("{colour}{s}{}", paint::RESET));
-            rest = r;
-            continue;
-        }
-        if c.is_alphanumeric() || c == '_' || c == '@' {
-            let len = rest
-                .find(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '@' | '-' | ':')))
-                .unwrap_or(rest.len());
-            let word = &rest[..len];
-            let lower = word.to_ascii_lowercase();
-            let next = rest[len..].trim_start();
-            let before_op = ["=", "!=", "~", "!~", "<", ">", " in "]
-                .iter()
-                .any(|op| next.starts_with(op.trim_start()));
-            let colour = if after_pipe && STAGES.contains(&lower.as_str()) {
-                Some(paint::STAGE)
-            } else if KEYWORDS.contains(&lower.as_str())
-                || matches!(lower.as_str(), "over" | "every" | "within")
-            {
-                Some(paint::KEYWORD)
-            } else if fields::resolve(&lower).is_some() {
-                Some(paint::FIELD)
-            } else if word.chars().next().is_some_and(|c| c.is_ascii_digit()) {
-                Some(paint::NUMBER)
-            } else if before_op && !word.contains(':') {
-                Some(paint::ERROR)
-            } else {
-                None
-            };
-            match colour {
-                Some(colour) => out.push_str(&format!("{colour}{word}{}", paint::RESET)),
-                None => out.push_str(word),
+    let paint = |out: &mut String, colour: &str, text: &str| {
+        out.push_str(&format!("{colour}{text}{}", paint::RESET));
+    };
+    for t in lex::tokens(line) {
+        let text = t.text(line);
+        match t.kind {
+            _ if t.unclosed() => paint(&mut out, paint::ERROR, text),
+            Kind::Str { .. } | Kind::Field { .. } | Kind::Regex { .. } => {
+                paint(&mut out, paint::STRING, text)
             }
-            after_pipe = false;
-            rest = &rest[len..];
-            continue;
+            Kind::Word => {
+                let lower = text.to_ascii_lowercase();
+                let next = line[t.span.end..].trim_start();
+                let before_op = ["=", "!=", "~", "!~", "<", ">", "in "]
+                    .iter()
+                    .any(|op| next.starts_with(op));
+                let colour = if after_pipe && STAGES.contains(&lower.as_str()) {
+                    Some(paint::STAGE)
+                } else if KEYWORDS.contains(&lower.as_str())
+                    || matches!(lower.as_str(), "over" | "every" | "within")
+                {
+                    Some(paint::KEYWORD)
+                } else if fields::resolve(&lower).is_some() {
+                    Some(paint::FIELD)
+                } else if text.starts_with(|c: char| c.is_ascii_digit()) {
+                    Some(paint::NUMBER)
+                } else if before_op && !text.contains(':') {
+                    Some(paint::ERROR)
+                } else {
+                    None
+                };
+                match colour {
+                    Some(colour) => paint(&mut out, colour, text),
+                    None => out.push_str(text),
+                }
+            }
+            _ => out.push_str(text),
         }
-        if c == '|' {
-            after_pipe = true;
-        } else if !c.is_whitespace() {
-            after_pipe = false;
+        match t.kind {
+            Kind::Pipe => after_pipe = true,
+            _ if t.is_layout() => {}
+            _ => after_pipe = false,
         }
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
     }
     out
-}
-
-/// The byte just after the string opened by `quote` at the start of `s`.
-fn string_end(s: &str, quote: char) -> Option<usize> {
-    let mut chars = s.char_indices().skip(1);
-    while let Some((i, c)) = chars.next() {
-        if c == '\\' {
-            chars.next();
-        } else if c == quote {
-            return Some(i + c.len_utf8());
-        }
-    }
-    None
 }
 
 impl Highlighter for ReplHelper {
@@ -394,6 +360,14 @@ mod tests {
         assert!(incomplete("actor = x)").is_err());
         assert_eq!(incomplete(".help |"), Ok(None));
         assert_eq!(incomplete("actor = x # (comment"), Ok(None));
+        // As the parser reads them: `'…'` has no escapes, `/* … */` is a comment,
+        // a regex after `~` hides its parentheses, a quoted field name is a literal.
+        assert_eq!(incomplete(r"actor = 'a\' | count"), Ok(None));
+        assert_eq!(incomplete("actor = x /* ( */"), Ok(None));
+        assert_eq!(incomplete("event ~ /a[(]b/ | count"), Ok(None));
+        assert!(incomplete("event ~ /a(b").unwrap().is_some());
+        assert!(incomplete("`actor.na").unwrap().is_some());
+        assert!(incomplete("actor = x | # a comment").unwrap().is_some());
     }
 
     #[test]

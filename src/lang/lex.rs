@@ -1,0 +1,272 @@
+//! The lexer: query text -> tokens with spans.
+//!
+//! One reading of quotes, regexes, comments and parentheses for everything that looks
+//! at a query's structure: the parser's first pass (unclosed literals, parentheses, the
+//! `|` between stages) and its recovery, and the REPL's validator (is the query still
+//! being typed?) and highlighter. They used to re-derive it each in its own way, and
+//! had drifted: one skipped `/* … */` comments, another took `\` as an escape in
+//! `'…'`, which the language does not.
+//!
+//! The lexemes are the grammar's (`grammar/auditq.ebnf`):
+//! - `"…"` with `\` escapes (which escapes exist is the parser's business),
+//!   `'…'` without escapes, `` `…` `` a quoted field name;
+//! - a regex `/…/flags`, only right after `~` or `!~`;
+//! - comments `# …` to the end of the line and `/* … */`;
+//! - words: letters, digits and `_.@*?+-/:` (`alice@example.com`, `svc-*`,
+//!   `10.0.0.0/8`, `2026-02-16T08:00:00Z`, `actor:alice`);
+//! - `(`, `)`, `|`, `,`, and runs of operator characters (`=`, `!=`, `~`, `<=`).
+//!
+//! A literal that is never closed is a token too ([`Kind::Str`] with `closed: false`):
+//! the parser turns it into a diagnostic, the REPL waits for the rest of the line.
+
+use super::ast::Span;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Space,
+    Comment,
+    /// A run of word characters.
+    Word,
+    /// `"…"` or `'…'`.
+    Str {
+        quote: char,
+        closed: bool,
+    },
+    /// `` `…` ``: a field name with any characters.
+    Field {
+        closed: bool,
+    },
+    /// `/…/flags` after `~` or `!~`.
+    Regex {
+        closed: bool,
+    },
+    LParen,
+    RParen,
+    Pipe,
+    Comma,
+    /// A run of `=!<>~`.
+    Op,
+    /// Any other character.
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Token {
+    pub kind: Kind,
+    pub span: Span,
+}
+
+impl Token {
+    pub fn text<'a>(&self, src: &'a str) -> &'a str {
+        &src[self.span.start..self.span.end]
+    }
+
+    /// Whether the token is only layout (space or a comment).
+    pub fn is_layout(&self) -> bool {
+        matches!(self.kind, Kind::Space | Kind::Comment)
+    }
+
+    /// The literal that is never closed, if this is one.
+    pub fn unclosed(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Str { closed: false, .. }
+                | Kind::Field { closed: false }
+                | Kind::Regex { closed: false }
+        )
+    }
+}
+
+/// Characters of a word (the grammar's bare values, field paths and keywords).
+pub fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || "_.@*?+-/:".contains(c)
+}
+
+fn is_op_char(c: char) -> bool {
+    "=!<>~".contains(c)
+}
+
+/// The tokens of `src`, covering it from start to end.
+pub fn tokens(src: &str) -> Vec<Token> {
+    let mut out: Vec<Token> = Vec::new();
+    let mut at = 0;
+    // A `/` starts a regex only after a matching operator (layout between).
+    let mut after_match = false;
+    while let Some(c) = src[at..].chars().next() {
+        let rest = &src[at..];
+        let (kind, len) = match c {
+            c if c.is_whitespace() => (
+                Kind::Space,
+                rest.find(|c: char| !c.is_whitespace())
+                    .unwrap_or(rest.len()),
+            ),
+            '#' => (Kind::Comment, rest.find('\n').unwrap_or(rest.len())),
+            '/' if rest.starts_with("/*") && !after_match => (
+                Kind::Comment,
+                rest[2..].find("*/").map_or(rest.len(), |n| n + 4),
+            ),
+            '/' if after_match => {
+                let (end, closed) = closing(rest, '/', true);
+                let flags = if closed {
+                    rest[end..]
+                        .find(|c: char| !"isxm".contains(c))
+                        .unwrap_or(rest.len() - end)
+                } else {
+                    0
+                };
+                (Kind::Regex { closed }, end + flags)
+            }
+            '"' | '\'' => {
+                let (end, closed) = closing(rest, c, c == '"');
+                (Kind::Str { quote: c, closed }, end)
+            }
+            '`' => {
+                let (end, closed) = closing(rest, '`', false);
+                (Kind::Field { closed }, end)
+            }
+            '(' => (Kind::LParen, 1),
+            ')' => (Kind::RParen, 1),
+            '|' => (Kind::Pipe, 1),
+            ',' => (Kind::Comma, 1),
+            c if is_op_char(c) => (
+                Kind::Op,
+                rest.find(|c: char| !is_op_char(c)).unwrap_or(rest.len()),
+            ),
+            c if is_word_char(c) => (
+                Kind::Word,
+                rest.find(|c: char| !is_word_char(c)).unwrap_or(rest.len()),
+            ),
+            c => (Kind::Other, c.len_utf8()),
+        };
+        let token = Token {
+            kind,
+            span: Span::new(at, at + len),
+        };
+        match kind {
+            Kind::Space | Kind::Comment => {}
+            Kind::Op => after_match = token.text(src).ends_with('~'),
+            _ => after_match = false,
+        }
+        out.push(token);
+        at += len;
+    }
+    out
+}
+
+/// The end of the literal that opens at the start of `s` with `quote` (just after
+/// its closing quote), and whether it is closed; `\` escapes the next character when
+/// `escapes`.
+fn closing(s: &str, quote: char, escapes: bool) -> (usize, bool) {
+    let mut chars = s.char_indices().skip(1);
+    while let Some((k, c)) = chars.next() {
+        if escapes && c == '\\' {
+            chars.next();
+        } else if c == quote {
+            return (k + c.len_utf8(), true);
+        }
+    }
+    (s.len(), false)
+}
+
+/// The offset in `s` of the `)` that closes the `(` at its start.
+pub fn matching_paren(s: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for t in tokens(s) {
+        match t.kind {
+            Kind::LParen => depth += 1,
+            Kind::RParen => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(t.span.start);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each token as "kind:text".
+    fn show(src: &str) -> Vec<String> {
+        tokens(src)
+            .iter()
+            .filter(|t| t.kind != Kind::Space)
+            .map(|t| format!("{:?}:{}", t.kind, t.text(src)))
+            .collect()
+    }
+
+    #[test]
+    fn covers_the_text_in_order() {
+        for src in [
+            r#"actor = "x" and event ~ "permission*" since 7d | count by actor"#,
+            "event ~ /^(jira|confluence)_.*/i | timechart 1d",
+            "ip not in (10.0.0.0/8, 172.16.0.0/12) # office\n| top 10 ip",
+            "`odd field` = 'a\\' /* (not a paren */ | head 3",
+            "actor = \"never closed",
+            "ünïcode:wörds | fields *",
+        ] {
+            let ts = tokens(src);
+            let mut at = 0;
+            for t in &ts {
+                assert_eq!(t.span.start, at, "{src}: {ts:?}");
+                assert!(t.span.end > t.span.start, "{src}: {ts:?}");
+                at = t.span.end;
+            }
+            assert_eq!(at, src.len(), "{src}");
+        }
+    }
+
+    #[test]
+    fn reads_literals_as_the_grammar_does() {
+        assert_eq!(
+            show(r#"a = "x\"(" | b"#),
+            [
+                "Word:a",
+                "Op:=",
+                "Str { quote: '\"', closed: true }:\"x\\\"(\"",
+                "Pipe:|",
+                "Word:b"
+            ]
+        );
+        // No escapes in '…': the backslash is a character, the quote closes.
+        assert_eq!(
+            show(r"a = 'x\' )"),
+            [
+                "Word:a",
+                "Op:=",
+                "Str { quote: '\\'', closed: true }:'x\\'",
+                "RParen:)"
+            ]
+        );
+        // A regex only after `~` / `!~`; elsewhere `/` is part of a word.
+        assert_eq!(
+            show(r"event !~ /a\/(b|c)/i ip in 10.0.0.0/8"),
+            [
+                "Word:event",
+                "Op:!~",
+                "Regex { closed: true }:/a\\/(b|c)/i",
+                "Word:ip",
+                "Word:in",
+                "Word:10.0.0.0/8"
+            ]
+        );
+        assert_eq!(
+            show("a # (x\n/* | ) */ b"),
+            ["Word:a", "Comment:# (x", "Comment:/* | ) */", "Word:b"]
+        );
+        assert!(tokens("event ~ /abc").last().unwrap().unclosed());
+        assert!(tokens("`field").last().unwrap().unclosed());
+        assert!(!tokens("'it''s'").iter().any(Token::unclosed));
+    }
+
+    #[test]
+    fn matching_paren_skips_literals_and_comments() {
+        assert_eq!(matching_paren("(a = \")\" or b = 1) | x"), Some(17));
+        assert_eq!(matching_paren("(a ~ /\\)/ # )\n)"), Some(14));
+        assert_eq!(matching_paren("((a)"), None);
+    }
+}
