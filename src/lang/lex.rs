@@ -78,7 +78,7 @@ impl Token {
 }
 
 /// Characters of a word (the grammar's bare values, field paths and keywords).
-pub fn is_word_char(c: char) -> bool {
+pub fn is_bare_char(c: char) -> bool {
     c.is_alphanumeric() || "_.@*?+-/:".contains(c)
 }
 
@@ -132,9 +132,9 @@ pub fn tokens(src: &str) -> Vec<Token> {
                 Kind::Op,
                 rest.find(|c: char| !is_op_char(c)).unwrap_or(rest.len()),
             ),
-            c if is_word_char(c) => (
+            c if is_bare_char(c) => (
                 Kind::Word,
-                rest.find(|c: char| !is_word_char(c)).unwrap_or(rest.len()),
+                rest.find(|c: char| !is_bare_char(c)).unwrap_or(rest.len()),
             ),
             c => (Kind::Other, c.len_utf8()),
         };

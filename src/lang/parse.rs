@@ -17,7 +17,7 @@ use nom::sequence::pair;
 use nom::{IResult, Parser as _};
 
 use super::ast::*;
-use super::lex;
+use super::lex::{self, is_bare_char};
 use crate::diag::{Diagnostic, did_you_mean};
 
 /// Deepest nesting of parentheses and `not` accepted.
@@ -108,14 +108,8 @@ fn is_word_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
-/// Characters of a bare value: `alice@example.com`, `svc-*`, `10.0.0.0/8`,
-/// `2026-02-16T08:00:00Z`.
-fn is_bare_char(c: char) -> bool {
-    c.is_alphanumeric() || "_.@*?+-/:".contains(c)
-}
-
 /// whitespace = { " " | "\t" | "\n" | "\r" | comment } ;
-/// comment = "#" , { any char but newline } | "/*" , { any char } , "*/" ;
+/// comment = "#" , { character - newline } | "/*" , { character } , "*/" ;
 fn ws(mut i: &str) -> &str {
     loop {
         let t = i.trim_start();
@@ -138,7 +132,7 @@ fn ident(i: &str) -> IResult<&str, &str> {
     .parse(i)
 }
 
-/// path = ident , { "." , ident } | "`" , { any char but "`" } , "`" ;
+/// path = ident , { "." , ident } | "`" , { character - "`" } , "`" ;
 fn path(i: &str) -> IResult<&str, &str> {
     alt((
         recognize(pair(ident, nom::multi::many0(pair(char('.'), ident)))),
@@ -147,7 +141,8 @@ fn path(i: &str) -> IResult<&str, &str> {
     .parse(i)
 }
 
-/// duration = duration_part , { duration_part } ; duration_part = digit , { digit } , unit ;
+/// duration = duration_part , { duration_part } ;
+/// duration_part = digit , { digit } , unit ;
 fn duration(i: &str) -> IResult<&str, &str> {
     recognize(many1(pair(
         digit1,
@@ -366,7 +361,8 @@ impl<'a> Parser<'a> {
         Some((filter, time))
     }
 
-    /// filter = or_expr ; or_expr = and_expr , { "or" , and_expr } ;
+    /// filter = or_expr ;
+    /// or_expr = and_expr , { "or" , and_expr } ;
     fn filter(&self, i: &'a str) -> Res<'a, Expr> {
         let start = ws(i);
         let (mut i, first) = self.and_expr(start)?;
@@ -682,7 +678,9 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// operand = regex | scalar ; (a regex only after `~`, `!~` and in `in (…)`)
+    /// operand = regex | scalar ;
+    ///
+    /// A regex only after `~`, `!~` and in `in (…)`.
     fn operand(&self, i: &'a str, regex_ok: bool) -> Res<'a, Value> {
         let t = ws(i);
         if regex_ok && t.starts_with('/') {
@@ -691,7 +689,7 @@ impl<'a> Parser<'a> {
         self.scalar(t)
     }
 
-    /// regex = "/" , { any char but "/" | "\/" } , "/" , { "i" | "s" | "m" | "x" } ;
+    /// regex = "/" , { character - "/" | "\/" } , "/" , { "i" | "s" | "m" | "x" } ;
     fn regex(&self, t: &'a str) -> Res<'a, Value> {
         let body = &t[1..];
         let mut end = None;
@@ -760,7 +758,7 @@ impl<'a> Parser<'a> {
         Ok((rest, Value::Str(w.to_owned(), self.span(t, rest))))
     }
 
-    /// string = '"' , { char | escape } , '"' | "'" , { any char but "'" } , "'" ;
+    /// string = '"' , { character - '"' - "\" | escape } , '"' | "'" , { character - "'" } , "'" ;
     /// escape = "\" , ( '"' | "\" | "n" | "t" ) ;
     fn string(&self, t: &'a str) -> Res<'a, String> {
         let quote = t.chars().next().expect("starts with a quote");
@@ -921,7 +919,7 @@ impl<'a> Parser<'a> {
         Ok((&after[n..], Some(unit.to_owned())))
     }
 
-    /// time_point = "now" , [ snap ] | duration , [ "ago" ] , [ snap ] | snap | timestamp ;
+    /// time_point = "now" , [ snap ] | snap | string | timestamp | duration , [ snap ] , [ "ago" ] ;
     fn time_point(&self, i: &'a str) -> Res<'a, TimePoint> {
         let t = ws(i);
         if at_keyword(t, "now") {
@@ -970,8 +968,16 @@ impl<'a> Parser<'a> {
 
     // ------------------------------------------------------------------- stages
 
-    /// stage = where | fields | sort | head | count | stats | top | rare | distinct
-    ///       | dedup | timechart | bucket ;
+    /// stage = "where" , filter
+    ///       | fields
+    ///       | sort
+    ///       | ( "head" | "limit" ) , number
+    ///       | stats
+    ///       | ( "top" | "rare" ) , [ number ] , path , [ "by" , path_list ]
+    ///       | "distinct" , path_list
+    ///       | "dedup" , path_list , [ "within" , duration ]
+    ///       | "timechart" , duration , [ agg_item ] , [ "by" , path ]
+    ///       | "bucket" , "time" , duration ;
     fn stage(&self, text: &'a str) -> Result<Stage, Diagnostic> {
         let t = ws(text);
         let Some(name) = word(t) else {
@@ -1096,7 +1102,7 @@ impl<'a> Parser<'a> {
         Ok(stage)
     }
 
-    /// fields = "fields" , [ "-" ] , path , { "," , [ "-" ] , path } ;
+    /// fields = "fields" , ( "*" | [ "-" ] , path , { "," , [ "-" ] , path } ) ;
     fn fields(&self, t: &'a str, after: &'a str) -> Result<(&'a str, Stage), Diagnostic> {
         // `fields *`: every column.
         if let Some(r) = ws(after).strip_prefix('*')
@@ -1246,7 +1252,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// stats = [ "stats" ] , agg_item , { "," , agg_item } , [ "by" , path_list ] ;
+    /// stats = [ "stats" ] , agg_item , { "," , agg_item } , [ "by" , path_list ] , [ window ] ;
     fn stats(&self, t: &'a str, from: &'a str) -> Result<(&'a str, Stage), Diagnostic> {
         let mut rest = from;
         let mut aggs = Vec::new();
@@ -1483,6 +1489,80 @@ mod tests {
         ] {
             assert!(parse(q).is_ok(), "{q}: {:?}", parse(q).err());
         }
+    }
+
+    /// The productions `name = … ;` in `text`: (name, body with single spaces). In
+    /// doc comments (`doc`), only those that start a `///` line.
+    fn productions(text: &str, doc: bool) -> Vec<(String, String)> {
+        let mut source = String::new();
+        if doc {
+            // Each doc line, with a marker where a production may start.
+            for line in text.lines() {
+                let Some(l) = line.trim_start().strip_prefix("///") else {
+                    source.push('\u{1}');
+                    continue;
+                };
+                let l = l.trim();
+                let starts = l.split_once(" = ").is_some_and(|(n, _)| {
+                    !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                });
+                source.push_str(if starts { "\u{2}" } else { " " });
+                source.push_str(l);
+            }
+        } else {
+            let mut rest = text;
+            while let Some(open) = rest.find("(*") {
+                source.push_str(&rest[..open]);
+                rest = &rest[rest[open..].find("*)").map_or(rest.len(), |n| open + n + 2)..];
+            }
+            source.push_str(rest);
+            source = source.replace(';', ";\u{2}");
+            source.insert(0, '\u{2}');
+        }
+        let mut out = Vec::new();
+        for piece in source.split('\u{2}').skip(1) {
+            let Some(end) = piece.find(';') else { continue };
+            let piece = &piece[..end];
+            if piece.contains('\u{1}') {
+                continue;
+            }
+            let Some((name, body)) = piece.split_once(" = ").or(piece.split_once('=')) else {
+                continue;
+            };
+            let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
+            out.push((name.trim().to_owned(), body));
+        }
+        out
+    }
+
+    /// Every production quoted above a parser function is the grammar's, word for word.
+    #[test]
+    fn quoted_productions_are_the_grammars() {
+        let grammar: std::collections::HashMap<String, String> =
+            productions(include_str!("../../grammar/auditq.ebnf"), false)
+                .into_iter()
+                .collect();
+        let quoted = productions(include_str!("parse.rs"), true);
+        for (name, body) in &quoted {
+            assert_eq!(
+                grammar.get(name),
+                Some(body),
+                "`{name}` as quoted in parse.rs differs from grammar/auditq.ebnf"
+            );
+        }
+        let names: Vec<&str> = quoted.iter().map(|(n, _)| n.as_str()).collect();
+        for name in [
+            "query",
+            "stage",
+            "time_point",
+            "string",
+            "regex",
+            "path",
+            "fields",
+        ] {
+            assert!(names.contains(&name), "{name} not quoted: {names:?}");
+        }
+        assert!(quoted.len() >= 30, "{names:?}");
     }
 
     #[test]
