@@ -26,7 +26,8 @@ use super::window::{self, Val, Window};
 use crate::diag::Diagnostic;
 use crate::event::{self, col as c};
 use crate::lang::ast::{self, AggFn, Field, Query, Stage};
-use crate::query::compile::{self, Clock, Compiler};
+use crate::lang::time::{self, Clock};
+use crate::query::compile::{self, Compiler};
 use crate::query::output;
 
 /// What a match or an alert becomes, for the sinks.
@@ -116,7 +117,7 @@ impl Engine {
         };
         let clock = Clock {
             now: clock.now,
-            tz: compile::query_tz(q, clock.tz)?,
+            tz: time::query_tz(q, clock.tz)?,
         };
         let cx = Compiler::new(&clock);
         let mut steps = Vec::new();

@@ -19,8 +19,8 @@ use futures_util::StreamExt;
 use crate::archive::summary::{self, Summary};
 use crate::archive::{Archive, read};
 use crate::diag::Diagnostic;
+pub use crate::lang::time::Clock;
 use crate::lang::{self, Query};
-pub use compile::Clock;
 
 type Result<T, E = crate::Error> = std::result::Result<T, E>;
 
@@ -123,7 +123,7 @@ fn no_cluster() -> crate::Error {
 pub struct Planned {
     pub query: Query,
     pub frame: DataFrame,
-    pub range: compile::Range,
+    pub range: crate::lang::time::Range,
 }
 
 /// Parse and plan `src` against the session's `events` table. `clock.tz` is the zone
@@ -148,7 +148,7 @@ async fn plan_with(
     shortcuts: bool,
 ) -> Result<Planned> {
     let query = lang::parse(src).map_err(|d| rejected(src, d))?;
-    let tz = compile::query_tz(&query, clock.tz).map_err(|d| rejected(src, vec![d]))?;
+    let tz = crate::lang::time::query_tz(&query, clock.tz).map_err(|d| rejected(src, vec![d]))?;
     let clock = Clock { now: clock.now, tz };
     let events = ctx.table("events").await.map_err(Error::Table)?;
     let actions: Option<Vec<&str>> =
