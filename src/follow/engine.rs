@@ -241,7 +241,7 @@ impl Engine {
                                     w.span.end,
                                 ));
                             }
-                            Some((*op, n.parse::<f64>().unwrap_or(f64::NAN)))
+                            Some((*op, n.value))
                         }
                     };
                     if every.is_none() && threshold.is_none() {

@@ -131,12 +131,52 @@ impl Expr {
     }
 }
 
+/// A duration as written (`7d`, `1h30m`) and its length in µs, worked out once by the
+/// parser; `None` when it is longer than 64 bits of µs hold (an error where it is used).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dur {
+    pub text: String,
+    pub us: Option<i64>,
+}
+
+impl Dur {
+    /// `text` must be a duration by the grammar (`duration` in grammar/auditq.ebnf).
+    pub fn new(text: &str) -> Dur {
+        let us = super::time::parse_duration(text)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_micros()).ok());
+        Dur {
+            text: text.to_owned(),
+            us,
+        }
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A number as written (`10`, `2.5`) and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Number {
+    pub text: String,
+    pub value: f64,
+}
+
+impl fmt::Display for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// A point in time as written.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TimePoint {
     /// `7d` (ago), optionally snapped: `7d@d`.
     Ago {
-        duration: String,
+        duration: Dur,
         snap: Option<String>,
         span: Span,
     },
@@ -154,7 +194,7 @@ pub enum TimeClause {
     Until(TimePoint, Span),
     Between(TimePoint, TimePoint, Span),
     On(String, Span),
-    Last(String, Span),
+    Last(Dur, Span),
     Today(Span),
     Yesterday(Span),
     Tz(String, Span),
@@ -230,9 +270,9 @@ impl Agg {
 /// threshold compares the first aggregate: `| count by actor over 5m > 10`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Window {
-    pub over: String,
-    pub every: Option<String>,
-    pub threshold: Option<(CmpOp, String)>,
+    pub over: Dur,
+    pub every: Option<Dur>,
+    pub threshold: Option<(CmpOp, Number)>,
     pub span: Span,
 }
 
@@ -281,15 +321,15 @@ pub enum Stage {
     },
     Distinct(Vec<Field>, Span),
     /// `dedup f` or `dedup f within 1h` (the first of each value per hour of event time).
-    Dedup(Vec<Field>, Option<String>, Span),
+    Dedup(Vec<Field>, Option<Dur>, Span),
     Timechart {
-        span_text: String,
+        span_text: Dur,
         agg: Option<Agg>,
         by: Option<Field>,
         span: Span,
     },
     /// `bucket time SPAN`: `time` rounded down to a multiple of the span.
-    Bucket(String, Span),
+    Bucket(Dur, Span),
 }
 
 impl Stage {

@@ -856,9 +856,9 @@ impl<'a> Parser<'a> {
     }
 
     /// A duration, or an error that says what is wrong with it.
-    fn duration(&self, a: &'a str) -> Res<'a, String> {
+    fn duration(&self, a: &'a str) -> Res<'a, Dur> {
         if let Ok((rest, d)) = duration(a) {
-            return Ok((rest, d.to_owned()));
+            return Ok((rest, Dur::new(d)));
         }
         let digits = a.find(|c: char| !c.is_ascii_digit()).unwrap_or(a.len());
         let at = self.at(a);
@@ -1312,7 +1312,14 @@ impl<'a> Parser<'a> {
                     .expected(a, "a number to compare the first aggregate with")
                     .help("e.g. `| count by actor over 5m > 10`"));
             };
-            threshold = Some((*op, n.to_owned()));
+            let value = n.parse().expect("the grammar's number is a float");
+            threshold = Some((
+                *op,
+                Number {
+                    text: n.to_owned(),
+                    value,
+                },
+            ));
             rest = r;
         }
         Ok((
@@ -1563,6 +1570,33 @@ mod tests {
             assert!(names.contains(&name), "{name} not quoted: {names:?}");
         }
         assert!(quoted.len() >= 30, "{names:?}");
+    }
+
+    /// Durations and thresholds reach the compiler as values, with their text.
+    #[test]
+    fn literals_are_typed() {
+        let q = parse("last 1h30m | count by actor over 5m every 1m >= 2.5").unwrap();
+        let TimeClause::Last(d, _) = &q.time[0] else {
+            panic!("{q:?}")
+        };
+        assert_eq!((d.text.as_str(), d.us), ("1h30m", Some(5_400_000_000)));
+        let Stage::Stats {
+            window: Some(w), ..
+        } = &q.stages[0]
+        else {
+            panic!("{q:?}")
+        };
+        assert_eq!(w.over.us, Some(300_000_000));
+        assert_eq!(w.every.as_ref().and_then(|e| e.us), Some(60_000_000));
+        let (op, n) = w.threshold.as_ref().unwrap();
+        assert_eq!((*op, n.value, n.text.as_str()), (CmpOp::Ge, 2.5, "2.5"));
+        // Longer than 64 bits of µs: no value (an error where it is used).
+        let q = parse("since 999999999d").unwrap();
+        let TimeClause::Since(TimePoint::Ago { duration, .. }, _) = &q.time[0] else {
+            panic!("{q:?}")
+        };
+        assert_eq!(duration.us, None);
+        assert_eq!(q.to_string(), "since 999999999d");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
-use super::ast::{self, Query, TimeClause, TimePoint};
+use super::ast::{self, Dur, Query, TimeClause, TimePoint};
 use crate::diag::{Diagnostic, did_you_mean};
 
 type R<T> = Result<T, Diagnostic>;
@@ -120,16 +120,19 @@ impl Clock {
         None
     }
 
-    pub fn duration(text: &str, span: ast::Span) -> R<i64> {
-        let d = parse_duration(text).map_err(|e| err_at("E0203", e, span))?;
-        i64::try_from(d.as_micros()).map_err(|_| too_far(text, span))
+    /// The length of `d` in µs, or why it has none (too long), at `span`.
+    pub fn duration(d: &Dur, span: ast::Span) -> R<i64> {
+        d.us.ok_or_else(|| match parse_duration(&d.text) {
+            Err(e) => err_at("E0203", e, span),
+            Ok(_) => too_far(&d.text, span),
+        })
     }
 
     /// `duration` before `from`, checked: not before the year 1.
-    fn before(from: i64, duration: &str, span: ast::Span) -> R<i64> {
+    fn before(from: i64, duration: &Dur, span: ast::Span) -> R<i64> {
         from.checked_sub(Self::duration(duration, span)?)
             .filter(|&t| t >= YEAR_ONE)
-            .ok_or_else(|| too_far(duration, span))
+            .ok_or_else(|| too_far(&duration.text, span))
     }
 
     /// A time point: (µs, date-only).

@@ -1158,7 +1158,7 @@ fn fill_buckets(
 }
 
 /// `time` rounded down to multiples of a duration since the Unix epoch.
-fn bucket_expr(cx: &Compiler<'_>, span_text: &str, span: ast::Span) -> R<Expr> {
+fn bucket_expr(cx: &Compiler<'_>, span_text: &ast::Dur, span: ast::Span) -> R<Expr> {
     let micros = Clock::duration(span_text, span)?;
     if micros <= 0 {
         return Err(err_at("E0208", "a bucket must be longer than zero", span));
