@@ -287,6 +287,10 @@ pub fn highlight(line: &str) -> String {
                 paint(&mut out, paint::STRING, text)
             }
             Kind::Word => {
+                // A sign is not part of the name: `sort -time`, `-actor:svc-*`.
+                let name = text.trim_start_matches(['-', '+']);
+                out.push_str(&text[..text.len() - name.len()]);
+                let text = name;
                 let lower = text.to_ascii_lowercase();
                 let next = line[t.span.end..].trim_start();
                 let before_op = ["=", "!=", "~", "!~", "<", ">", "in "]
@@ -439,5 +443,22 @@ mod tests {
         let h = highlight("actor = \"x\" | count by actor");
         assert!(h.contains(&format!("{}count", paint::STAGE)), "{h:?}");
         assert!(h.contains(&format!("{}\"x\"", paint::STRING)), "{h:?}");
+        // A sign before a field, a regex, and every character kept.
+        let line = "| sort -time | where event ~ /a(b)/i";
+        let h = highlight(line);
+        assert!(h.contains(&format!("-{}time", paint::FIELD)), "{h:?}");
+        assert!(h.contains(&format!("{}/a(b)/i", paint::STRING)), "{h:?}");
+        let plain: String = h
+            .split('\x1b')
+            .enumerate()
+            .map(|(i, p)| {
+                if i == 0 {
+                    p
+                } else {
+                    p.split_once('m').map_or("", |(_, rest)| rest)
+                }
+            })
+            .collect();
+        assert_eq!(plain, line);
     }
 }
