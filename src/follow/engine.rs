@@ -25,8 +25,9 @@ use serde::{Deserialize, Serialize};
 use super::window::{self, Val, Window};
 use crate::diag::Diagnostic;
 use crate::event::{self, col as c};
-use crate::lang::ast::{self, AggFn, Field, Query, Stage};
+use crate::lang::ast::{self, Field, Query, Stage};
 use crate::lang::time::{self, Clock};
+use crate::query::check;
 use crate::query::compile::{self, Compiler};
 use crate::query::output;
 
@@ -87,11 +88,6 @@ pub struct Engine {
 
 type R<T> = std::result::Result<T, Diagnostic>;
 
-fn refuse(stage: &Stage, why: &str, help: &str) -> Diagnostic {
-    let s = stage.span();
-    Diagnostic::error("E0411", why.to_owned(), s.start, s.end).help(help.to_owned())
-}
-
 fn df_err(e: datafusion::error::DataFusionError) -> Diagnostic {
     Diagnostic::error("E0900", format!("cannot plan this: {e}"), 0, 0)
 }
@@ -99,6 +95,7 @@ fn df_err(e: datafusion::error::DataFusionError) -> Diagnostic {
 impl Engine {
     /// Compile `q` for a stream. `lateness` (µs) is how long windows wait for late events.
     pub fn new(q: &Query, clock: &Clock, lateness: i64) -> R<Engine> {
+        check::check(q, check::Mode::Stream)?;
         let ctx = SessionContext::new();
         let schema = event::schema();
         let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(df_err)?;
@@ -127,15 +124,7 @@ impl Engine {
         let mut out = Out::Events;
         let mut spec = None;
         let mut dedups = 0;
-        let mut done: Option<&Stage> = None;
         for stage in &q.stages {
-            if let Some(last) = done {
-                return Err(refuse(
-                    stage,
-                    &format!("nothing can follow `{last}` in `auditq follow`"),
-                    "`follow` ends a query with `fields …` or a windowed aggregate",
-                ));
-            }
             match stage {
                 Stage::Where(f, _) => steps.push(Step::Filter(phys(cx.filter(f)?)?)),
                 Stage::Dedup(fields, Some(within), span) => {
@@ -149,13 +138,6 @@ impl Engine {
                         slot: dedups,
                     });
                     dedups += 1;
-                }
-                Stage::Dedup(_, None, _) => {
-                    return Err(refuse(
-                        stage,
-                        "`dedup` without `within` remembers every value for ever",
-                        "bound it: `| dedup actor within 1h`",
-                    ));
                 }
                 // `fields *`: the whole event, which is what a match is anyway.
                 Stage::Fields {
@@ -208,7 +190,6 @@ impl Engine {
                         })
                         .collect::<R<Vec<_>>>()?;
                     out = Out::Fields(cols);
-                    done = Some(stage);
                 }
                 Stage::Stats {
                     aggs,
@@ -216,46 +197,14 @@ impl Engine {
                     window: Some(w),
                     ..
                 } => {
+                    // Lengths and threshold as the check accepted them.
                     let over = Clock::duration(&w.over, w.span)?;
                     let every = w
                         .every
                         .as_ref()
                         .map(|e| Clock::duration(e, w.span))
                         .transpose()?;
-                    if over <= 0 || every.is_some_and(|e| e <= 0) {
-                        return Err(Diagnostic::error(
-                            "E0208",
-                            "a window must be longer than zero",
-                            w.span.start,
-                            w.span.end,
-                        ));
-                    }
-                    let threshold = match &w.threshold {
-                        None => None,
-                        Some((op, n)) => {
-                            if !matches!(aggs[0].func, AggFn::Count | AggFn::Dc) {
-                                return Err(Diagnostic::error(
-                                    "E0412",
-                                    "a threshold compares a count: the first aggregate must be `count` or `dc(…)`",
-                                    w.span.start,
-                                    w.span.end,
-                                ));
-                            }
-                            Some((*op, n.value))
-                        }
-                    };
-                    if every.is_none() && threshold.is_none() {
-                        return Err(Diagnostic::error(
-                            "E0412",
-                            "a sliding window needs a threshold to alert on",
-                            w.span.start,
-                            w.span.end,
-                        )
-                        .help(format!(
-                            "alert: `over {} > 10`; one row per key and window: `over {} every {}`",
-                            w.over, w.over, w.over
-                        )));
-                    }
+                    let threshold = w.threshold.as_ref().map(|(op, n)| (*op, n.value));
                     let keys = by.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
                     let vals = aggs
                         .iter()
@@ -280,35 +229,27 @@ impl Engine {
                             .collect::<R<Vec<_>>>()?,
                         vals,
                     };
-                    done = Some(stage);
                 }
-                Stage::Stats { window: None, .. } => {
-                    return Err(refuse(
-                        stage,
-                        "an aggregate without a window needs the whole input, which `follow` never has",
-                        &format!(
-                            "add a window: `| {0} over 5m > 10` (an alert per key) or `| {0} over 5m every 5m` (a row per key and window)",
-                            stage.to_string().trim_start_matches("stats ")
-                        ),
-                    ));
-                }
-                Stage::Sort(..)
+                // Refused by the check above (with its reason).
+                Stage::Dedup(_, None, _)
+                | Stage::Stats { window: None, .. }
+                | Stage::Sort(..)
                 | Stage::Head(..)
                 | Stage::Top { .. }
                 | Stage::Distinct(..)
-                | Stage::Timechart { .. } => {
-                    return Err(refuse(
-                        stage,
-                        &format!("`{stage}` needs the whole input, which `follow` never has"),
-                        "`follow` emits events as they arrive; to aggregate, add a window: `| count by actor over 5m > 10`",
-                    ));
-                }
-                Stage::Bucket(..) => {
-                    return Err(refuse(
-                        stage,
-                        "`bucket` has nothing to feed in `follow`",
-                        "windows bucket by time themselves: `| count by action over 5m every 5m`",
-                    ));
+                | Stage::Timechart { .. }
+                | Stage::Bucket(..) => {
+                    let s = stage.span();
+                    return Err(check::check(q, check::Mode::Stream)
+                        .err()
+                        .unwrap_or_else(|| {
+                            Diagnostic::error(
+                                "E0411",
+                                format!("`{stage}` cannot run in `auditq follow`"),
+                                s.start,
+                                s.end,
+                            )
+                        }));
                 }
             }
         }

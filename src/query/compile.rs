@@ -803,6 +803,7 @@ pub fn compile(
         counts,
         extent,
     } = input;
+    super::check::check(q, super::check::Mode::Batch)?;
     let mut cx = Compiler::new(clock);
     if let Some(actions) = actions {
         cx = cx.with_actions(actions);
@@ -896,24 +897,6 @@ pub fn compile(
                 ordered = true;
             }
             Stage::Head(n, _) => df = df.limit(0, Some(*n as usize)).map_err(e)?,
-            Stage::Stats {
-                window: Some(w), ..
-            } => {
-                return Err(err_at(
-                    "E0410",
-                    "a window (`over …`) is for `auditq follow`",
-                    w.span,
-                )
-                .help(
-                    "over stored events, bucket by time instead: `| timechart 5m count by actor`",
-                ));
-            }
-            Stage::Dedup(_, Some(_), span) => {
-                return Err(
-                    err_at("E0410", "`dedup … within` is for `auditq follow`", *span)
-                        .help("over stored events, `dedup f` keeps the first event of each value"),
-                );
-            }
             Stage::Stats { aggs, by, .. } => {
                 let groups = by.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
                 let aggs = aggs
@@ -977,7 +960,8 @@ pub fn compile(
                 let groups = fields.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
                 df = group(&mut cx, df, groups, vec![], &stage.to_string())?;
             }
-            Stage::Dedup(fields, None, _) => {
+            // `dedup … within` was refused by the check above.
+            Stage::Dedup(fields, _, _) => {
                 let on = fields
                     .iter()
                     .map(|f| Ok(cx.output(f)?.1))

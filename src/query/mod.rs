@@ -3,6 +3,7 @@
 //! through here.
 
 pub mod chart;
+pub mod check;
 pub mod compile;
 pub mod fields;
 pub mod fold;

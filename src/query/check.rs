@@ -1,0 +1,225 @@
+//! Between parsing and compiling: does the query run over stored events (a batch:
+//! `query`, the REPL) or over a stream (`follow`), and can the command asked run it?
+//!
+//! A window on event time (`over 5m`, `dedup … within 1h`) only means something on a
+//! stream; an aggregate without a window, a sort or a `head` need the whole input,
+//! which a stream never has. Both commands used to find this out while compiling, each
+//! in its own words; `check` says it once, before anything is compiled, stage by stage
+//! in the order they are written.
+
+use crate::diag::Diagnostic;
+use crate::lang::ast::{AggFn, Query, Stage};
+use crate::lang::time::Clock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Over stored events, once (`query`, the REPL).
+    Batch,
+    /// Over events as they arrive (`follow`).
+    Stream,
+}
+
+type R<T> = Result<T, Diagnostic>;
+
+/// What `q` needs: a stream when a stage windows on event time.
+pub fn needs(q: &Query) -> Mode {
+    let windowed = q.stages.iter().any(|s| {
+        matches!(
+            s,
+            Stage::Stats {
+                window: Some(_),
+                ..
+            } | Stage::Dedup(_, Some(_), _)
+        )
+    });
+    if windowed { Mode::Stream } else { Mode::Batch }
+}
+
+/// `Ok` when `mode` can run `q`; else the first stage that it cannot, and why.
+pub fn check(q: &Query, mode: Mode) -> R<()> {
+    match mode {
+        Mode::Batch if needs(q) == Mode::Batch => Ok(()),
+        Mode::Batch => q.stages.iter().try_for_each(batch),
+        Mode::Stream => {
+            let mut done: Option<&Stage> = None;
+            for stage in &q.stages {
+                if let Some(last) = done {
+                    return Err(refuse(
+                        stage,
+                        &format!("nothing can follow `{last}` in `auditq follow`"),
+                        "`follow` ends a query with `fields …` or a windowed aggregate",
+                    ));
+                }
+                if stream(stage)? {
+                    done = Some(stage);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Whether stored events can go through `stage`.
+fn batch(stage: &Stage) -> R<()> {
+    match stage {
+        Stage::Stats {
+            window: Some(w), ..
+        } => Err(Diagnostic::error(
+            "E0410",
+            "a window (`over …`) is for `auditq follow`",
+            w.span.start,
+            w.span.end,
+        )
+        .help("over stored events, bucket by time instead: `| timechart 5m count by actor`")),
+        Stage::Dedup(_, Some(_), span) => Err(Diagnostic::error(
+            "E0410",
+            "`dedup … within` is for `auditq follow`",
+            span.start,
+            span.end,
+        )
+        .help("over stored events, `dedup f` keeps the first event of each value")),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a stream can go through `stage`: `Ok(true)` when the stage ends what a
+/// stream can do (its records are the output).
+fn stream(stage: &Stage) -> R<bool> {
+    match stage {
+        Stage::Where(..) | Stage::Dedup(_, Some(_), _) => Ok(false),
+        Stage::Fields { .. } => Ok(true),
+        Stage::Dedup(_, None, _) => Err(refuse(
+            stage,
+            "`dedup` without `within` remembers every value for ever",
+            "bound it: `| dedup actor within 1h`",
+        )),
+        Stage::Stats {
+            aggs,
+            window: Some(w),
+            ..
+        } => {
+            let over = Clock::duration(&w.over, w.span)?;
+            let every = w
+                .every
+                .as_ref()
+                .map(|e| Clock::duration(e, w.span))
+                .transpose()?;
+            let at = |code, message: &str| {
+                Diagnostic::error(code, message.to_owned(), w.span.start, w.span.end)
+            };
+            if over <= 0 || every.is_some_and(|e| e <= 0) {
+                return Err(at("E0208", "a window must be longer than zero"));
+            }
+            if w.threshold.is_some() && !matches!(aggs[0].func, AggFn::Count | AggFn::Dc) {
+                return Err(at(
+                    "E0412",
+                    "a threshold compares a count: the first aggregate must be `count` or `dc(…)`",
+                ));
+            }
+            if every.is_none() && w.threshold.is_none() {
+                return Err(
+                    at("E0412", "a sliding window needs a threshold to alert on").help(format!(
+                        "alert: `over {} > 10`; one row per key and window: `over {} every {}`",
+                        w.over, w.over, w.over
+                    )),
+                );
+            }
+            Ok(true)
+        }
+        Stage::Stats { window: None, .. } => Err(refuse(
+            stage,
+            "an aggregate without a window needs the whole input, which `follow` never has",
+            &format!(
+                "add a window: `| {0} over 5m > 10` (an alert per key) or `| {0} over 5m every 5m` (a row per key and window)",
+                stage.to_string().trim_start_matches("stats ")
+            ),
+        )),
+        Stage::Sort(..)
+        | Stage::Head(..)
+        | Stage::Top { .. }
+        | Stage::Distinct(..)
+        | Stage::Timechart { .. } => Err(refuse(
+            stage,
+            &format!("`{stage}` needs the whole input, which `follow` never has"),
+            "`follow` emits events as they arrive; to aggregate, add a window: `| count by actor over 5m > 10`",
+        )),
+        Stage::Bucket(..) => Err(refuse(
+            stage,
+            "`bucket` has nothing to feed in `follow`",
+            "windows bucket by time themselves: `| count by action over 5m every 5m`",
+        )),
+    }
+}
+
+fn refuse(stage: &Stage, why: &str, help: &str) -> Diagnostic {
+    let s = stage.span();
+    Diagnostic::error("E0411", why.to_owned(), s.start, s.end).help(help.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (query, what it needs, the code `query` gives, the code `follow` gives).
+    const CASES: &[(&str, Mode, Option<&str>, Option<&str>)] = &[
+        ("actor:x | fields time, ip", Mode::Batch, None, None),
+        (
+            "| count by actor over 5m > 10",
+            Mode::Stream,
+            Some("E0410"),
+            None,
+        ),
+        (
+            "| count by action over 5m every 1m",
+            Mode::Stream,
+            Some("E0410"),
+            None,
+        ),
+        (
+            "| dedup actor within 1h | where ip:*",
+            Mode::Stream,
+            Some("E0410"),
+            None,
+        ),
+        ("| count by actor", Mode::Batch, None, Some("E0411")),
+        ("| sort -time | head 3", Mode::Batch, None, Some("E0411")),
+        ("| dedup actor", Mode::Batch, None, Some("E0411")),
+        ("| bucket time 1h", Mode::Batch, None, Some("E0411")),
+        ("| fields ip | where ip:*", Mode::Batch, None, Some("E0411")),
+        (
+            "| count by actor over 5m",
+            Mode::Stream,
+            Some("E0410"),
+            Some("E0412"),
+        ),
+        (
+            "| values(ip) by actor over 5m > 1",
+            Mode::Stream,
+            Some("E0410"),
+            Some("E0412"),
+        ),
+        (
+            "| count by actor over 0s every 0s",
+            Mode::Stream,
+            Some("E0410"),
+            Some("E0208"),
+        ),
+        (
+            "| count by actor over 999999999d > 1",
+            Mode::Stream,
+            Some("E0410"),
+            Some("E0210"),
+        ),
+    ];
+
+    #[test]
+    fn each_command_runs_what_it_can() {
+        for &(q, needs_mode, batch, stream) in CASES {
+            let query = crate::lang::parse(q).unwrap();
+            assert_eq!(needs(&query), needs_mode, "{q}");
+            let code = |m| check(&query, m).err().map(|d| d.code);
+            assert_eq!(code(Mode::Batch), batch, "{q} as a batch");
+            assert_eq!(code(Mode::Stream), stream, "{q} as a stream");
+        }
+    }
+}
