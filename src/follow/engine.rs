@@ -198,12 +198,7 @@ impl Engine {
                     ..
                 } => {
                     // Lengths and threshold as the check accepted them.
-                    let over = Clock::duration(&w.over, w.span)?;
-                    let every = w
-                        .every
-                        .as_ref()
-                        .map(|e| Clock::duration(e, w.span))
-                        .transpose()?;
+                    let (over, every) = check::lengths(w)?;
                     let threshold = w.threshold.as_ref().map(|(op, n)| (*op, n.value));
                     let keys = by.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
                     let vals = aggs

@@ -8,7 +8,7 @@
 //! in the order they are written.
 
 use crate::diag::Diagnostic;
-use crate::lang::ast::{AggFn, Query, Stage};
+use crate::lang::ast::{AggFn, Query, Stage, Window};
 use crate::lang::time::Clock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,12 +98,7 @@ fn stream(stage: &Stage) -> R<bool> {
             window: Some(w),
             ..
         } => {
-            let over = Clock::duration(&w.over, w.span)?;
-            let every = w
-                .every
-                .as_ref()
-                .map(|e| Clock::duration(e, w.span))
-                .transpose()?;
+            let (over, every) = lengths(w)?;
             let at = |code, message: &str| {
                 Diagnostic::error(code, message.to_owned(), w.span.start, w.span.end)
             };
@@ -149,6 +144,17 @@ fn stream(stage: &Stage) -> R<bool> {
             "windows bucket by time themselves: `| count by action over 5m every 5m`",
         )),
     }
+}
+
+/// A window's length and step in µs (E0203/E0210 when one is too long).
+pub fn lengths(w: &Window) -> R<(i64, Option<i64>)> {
+    let over = Clock::duration(&w.over, w.span)?;
+    let every = w
+        .every
+        .as_ref()
+        .map(|e| Clock::duration(e, w.span))
+        .transpose()?;
+    Ok((over, every))
 }
 
 fn refuse(stage: &Stage, why: &str, help: &str) -> Diagnostic {
