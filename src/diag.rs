@@ -5,6 +5,8 @@
 
 use serde::Serialize;
 
+use crate::lang::ast::Span;
+
 /// An error and its chain of causes on one line, each cause once: `a: b: c`.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -52,6 +54,10 @@ impl Diagnostic {
             label: String::new(),
             help: Vec::new(),
         }
+    }
+    /// An error over the query text of `span`.
+    pub fn at(code: &'static str, message: impl Into<String>, span: Span) -> Self {
+        Diagnostic::error(code, message, span.start, span.end)
     }
     pub fn warning(
         code: &'static str,

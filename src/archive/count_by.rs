@@ -429,7 +429,7 @@ pub(super) mod tests {
     use datafusion::arrow::compute::take;
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::arrow::util::pretty::pretty_format_batches;
-    use datafusion::datasource::MemTable;
+    use datafusion::datasource::{MemTable, TableProvider};
     use datafusion::execution::SessionStateBuilder;
     use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -446,7 +446,7 @@ pub(super) mod tests {
     /// Odd batches are taken from one array of the values, as the Parquet reader
     /// gives a dictionary's pages (equal texts share a view); even batches hold a copy
     /// of each row's text (equal texts at different places).
-    pub(in crate::archive) fn table(rows: usize, distinct: usize) -> MemTable {
+    pub(in crate::archive) fn table(rows: usize, distinct: usize) -> Arc<dyn TableProvider> {
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8View, true)]));
         let values = StringViewArray::from_iter_values((0..distinct).map(text));
         let mut partitions = vec![vec![], vec![]];
@@ -470,7 +470,7 @@ pub(super) mod tests {
             let batch = RecordBatch::try_new(Arc::clone(&schema), vec![overlapping()]).unwrap();
             partition.push(batch);
         }
-        MemTable::try_new(schema, partitions).unwrap()
+        Arc::new(MemTable::try_new(schema, partitions).unwrap())
     }
 
     /// Views of one buffer that start within 13 bytes of each other, as a kernel
@@ -503,7 +503,7 @@ pub(super) mod tests {
     /// `rule` added to DataFusion's optimizer rules if given.
     pub(in crate::archive) async fn run(
         rule: Option<Arc<dyn PhysicalOptimizerRule + Send + Sync>>,
-        table: MemTable,
+        table: Arc<dyn TableProvider>,
         sql: &str,
     ) -> (String, String) {
         let mut state = SessionStateBuilder::new()
@@ -513,7 +513,7 @@ pub(super) mod tests {
             state = state.with_physical_optimizer_rule(rule);
         }
         let ctx = SessionContext::new_with_state(state.build());
-        ctx.register_table("t", Arc::new(table)).unwrap();
+        ctx.register_table("t", table).unwrap();
         let df = ctx.sql(sql).await.unwrap();
         let plan = df.clone().create_physical_plan().await.unwrap();
         let plan = datafusion::physical_plan::displayable(plan.as_ref())

@@ -114,9 +114,7 @@ mod tests {
     use datafusion::arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use datafusion::arrow::record_batch::RecordBatch;
-    use datafusion::arrow::util::pretty::pretty_format_batches;
-    use datafusion::execution::SessionStateBuilder;
-    use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+    use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
     /// A Parquet file of 3 row groups: `time` rising, `action` and `ip` varied.
     fn write(path: &std::path::Path) {
@@ -151,27 +149,14 @@ mod tests {
         w.close().unwrap();
     }
 
-    /// The rows and the plan of `sql`, with or without the rule.
+    /// The rows and the plan of `sql` over the file, with or without the rule.
     async fn run(path: &std::path::Path, sql: &str, rule: bool) -> (String, String) {
-        let mut state = SessionStateBuilder::new()
-            .with_config(SessionConfig::new().with_target_partitions(2))
-            .with_default_features();
-        if rule {
-            state = state.with_physical_optimizer_rule(Arc::new(PruneBy));
-        }
-        let ctx = SessionContext::new_with_state(state.build());
-        ctx.register_parquet("t", path.to_str().unwrap(), ParquetReadOptions::default())
+        let file = SessionContext::new()
+            .read_parquet(path.to_str().unwrap(), ParquetReadOptions::default())
             .await
             .unwrap();
-        let df = ctx.sql(sql).await.unwrap();
-        let plan = df.clone().create_physical_plan().await.unwrap();
-        let plan = datafusion::physical_plan::displayable(plan.as_ref())
-            .indent(false)
-            .to_string();
-        let rows = pretty_format_batches(&df.collect().await.unwrap())
-            .unwrap()
-            .to_string();
-        (rows, plan)
+        let rule = rule.then(|| Arc::new(PruneBy) as _);
+        crate::archive::count_by::tests::run(rule, file.into_view(), sql).await
     }
 
     /// The scan's predicate in `plan`.

@@ -234,15 +234,13 @@ impl Engine {
                 | Stage::Distinct(..)
                 | Stage::Timechart { .. }
                 | Stage::Bucket(..) => {
-                    let s = stage.span();
                     return Err(check::check(q, check::Mode::Stream)
                         .err()
                         .unwrap_or_else(|| {
-                            Diagnostic::error(
+                            Diagnostic::at(
                                 "E0411",
                                 format!("`{stage}` cannot run in `auditq follow`"),
-                                s.start,
-                                s.end,
+                                stage.span(),
                             )
                         }));
                 }

@@ -11,10 +11,6 @@ use crate::diag::{Diagnostic, did_you_mean};
 
 type R<T> = Result<T, Diagnostic>;
 
-fn err_at(code: &'static str, msg: impl Into<String>, span: ast::Span) -> Diagnostic {
-    Diagnostic::error(code, msg, span.start, span.end)
-}
-
 /// What "now" is and which zone dates are in.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
@@ -123,7 +119,7 @@ impl Clock {
     /// The length of `d` in µs, or why it has none (too long), at `span`.
     pub fn duration(d: &Dur, span: ast::Span) -> R<i64> {
         d.us.ok_or_else(|| match parse_duration(&d.text) {
-            Err(e) => err_at("E0203", e, span),
+            Err(e) => Diagnostic::at("E0203", e, span),
             Ok(_) => too_far(&d.text, span),
         })
     }
@@ -152,7 +148,7 @@ impl Clock {
                 (snap.as_ref().map_or(t, |u| self.snap(t, u)), false)
             }
             TimePoint::At(text, span) => self.parse_at(text).ok_or_else(|| {
-                err_at("E0206", format!("`{text}` is not a time"), *span)
+                Diagnostic::at("E0206", format!("`{text}` is not a time"), *span)
                     .label("not a time")
                     .help("write 2026-02-16, 2026-02-16T08:00:00Z or \"2026-02-16 08:00+02:00\"")
             })?,
@@ -174,7 +170,7 @@ const YEAR_ONE: i64 = -62_135_596_800_000_000;
 
 /// A duration that reaches before the year 1 (or past what 64 bits of µs hold).
 fn too_far(text: &str, span: ast::Span) -> Diagnostic {
-    err_at("E0210", format!("`{text}` reaches before the year 1"), span)
+    Diagnostic::at("E0210", format!("`{text}` reaches before the year 1"), span)
         .label("too long a duration")
         .help("leave the time clause out to query every event")
 }
@@ -185,7 +181,7 @@ pub fn query_tz(q: &Query, default: Tz) -> R<Tz> {
     for t in &q.time {
         if let TimeClause::Tz(name, span) = t {
             tz = name.parse::<Tz>().map_err(|_| {
-                let mut d = err_at("E0207", format!("unknown time zone `{name}`"), *span)
+                let mut d = Diagnostic::at("E0207", format!("unknown time zone `{name}`"), *span)
                     .label("not an IANA time zone");
                 if let Some(m) = did_you_mean(name, chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()))
                 {
@@ -222,7 +218,7 @@ pub fn time_range(q: &Query, clock: &Clock) -> R<Range> {
                 // A date-only end means the end of that day.
                 let e = if date_only { clock.day_after(e) } else { e };
                 if s >= e {
-                    return Err(err_at(
+                    return Err(Diagnostic::at(
                         "E0230",
                         "time range is empty: start is not before end",
                         *span,
@@ -236,7 +232,7 @@ pub fn time_range(q: &Query, clock: &Clock) -> R<Range> {
                     .parse_at(d)
                     .filter(|(_, date_only)| *date_only)
                     .ok_or_else(|| {
-                        err_at("E0206", format!("`{d}` is not a date (YYYY-MM-DD)"), *span)
+                        Diagnostic::at("E0206", format!("`{d}` is not a date (YYYY-MM-DD)"), *span)
                     })?;
                 narrow(Some(s), Some(clock.day_after(s)));
             }
@@ -257,7 +253,7 @@ pub fn time_range(q: &Query, clock: &Clock) -> R<Range> {
         && let Some(t) = q.time.first()
     {
         let span = t.span().to(q.time.last().expect("one at least").span());
-        return Err(err_at(
+        return Err(Diagnostic::at(
             "E0230",
             "time range is empty: the time clauses do not overlap",
             span,

@@ -64,20 +64,18 @@ fn batch(stage: &Stage) -> R<()> {
     match stage {
         Stage::Stats {
             window: Some(w), ..
-        } => Err(Diagnostic::error(
+        } => Err(Diagnostic::at(
             "E0410",
             "a window (`over …`) is for `auditq follow`",
-            w.span.start,
-            w.span.end,
+            w.span,
         )
         .help("over stored events, bucket by time instead: `| timechart 5m count by actor`")),
-        Stage::Dedup(_, Some(_), span) => Err(Diagnostic::error(
-            "E0410",
-            "`dedup … within` is for `auditq follow`",
-            span.start,
-            span.end,
-        )
-        .help("over stored events, `dedup f` keeps the first event of each value")),
+        Stage::Dedup(_, Some(_), span) => {
+            Err(
+                Diagnostic::at("E0410", "`dedup … within` is for `auditq follow`", *span)
+                    .help("over stored events, `dedup f` keeps the first event of each value"),
+            )
+        }
         _ => Ok(()),
     }
 }
@@ -99,9 +97,7 @@ fn stream(stage: &Stage) -> R<bool> {
             ..
         } => {
             let (over, every) = lengths(w)?;
-            let at = |code, message: &str| {
-                Diagnostic::error(code, message.to_owned(), w.span.start, w.span.end)
-            };
+            let at = |code, message: &str| Diagnostic::at(code, message.to_owned(), w.span);
             if over <= 0 || every.is_some_and(|e| e <= 0) {
                 return Err(at("E0208", "a window must be longer than zero"));
             }
@@ -158,8 +154,7 @@ pub fn lengths(w: &Window) -> R<(i64, Option<i64>)> {
 }
 
 fn refuse(stage: &Stage, why: &str, help: &str) -> Diagnostic {
-    let s = stage.span();
-    Diagnostic::error("E0411", why.to_owned(), s.start, s.end).help(help.to_owned())
+    Diagnostic::at("E0411", why.to_owned(), stage.span()).help(help.to_owned())
 }
 
 #[cfg(test)]

@@ -24,10 +24,6 @@ const COUNT_STAR: i64 = 1;
 
 type R<T> = Result<T, Diagnostic>;
 
-fn err_at(code: &'static str, msg: impl Into<String>, span: ast::Span) -> Diagnostic {
-    Diagnostic::error(code, msg, span.start, span.end)
-}
-
 fn ts(micros: i64) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(
         Some(micros),
@@ -66,7 +62,7 @@ const LONGEST_PATTERN: usize = 64 * 1024;
 fn checked_glob(v: &Value) -> R<regex::Regex> {
     // Longer globs are refused before the regex engine spends memory on them.
     if v.text().len() > LONGEST_PATTERN {
-        return Err(err_at("E0312", "pattern too large", v.span())
+        return Err(Diagnostic::at("E0312", "pattern too large", v.span())
             .label(format!("longer than {} KiB", LONGEST_PATTERN >> 10))
             .help("use fewer wildcards, or several shorter patterns joined with `or`"));
     }
@@ -80,7 +76,7 @@ fn checked_glob(v: &Value) -> R<regex::Regex> {
             }
             other => other.to_string(),
         };
-        err_at("E0312", "pattern too large", v.span())
+        Diagnostic::at("E0312", "pattern too large", v.span())
             .label(why)
             .help("use fewer wildcards, or several shorter patterns joined with `or`")
     })
@@ -222,7 +218,7 @@ impl<'a> Compiler<'a> {
     /// A field of the archive (before any aggregation).
     fn field(&self, f: &Field) -> R<&'static fields::FieldDef> {
         fields::resolve(&f.name).ok_or_else(|| {
-            let mut d = err_at("E0101", format!("unknown field `{}`", f.name), f.span)
+            let mut d = Diagnostic::at("E0101", format!("unknown field `{}`", f.name), f.span)
                 .label("not a field or alias");
             if let Some(m) = did_you_mean(&f.name, fields::all_names()) {
                 d = d.help(format!("did you mean `{m}`?"));
@@ -246,7 +242,7 @@ impl<'a> Compiler<'a> {
             }
             None => {
                 let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
-                let mut d = err_at(
+                let mut d = Diagnostic::at(
                     "E0420",
                     format!("unknown column `{}` after `{after}`", f.name),
                     f.span,
@@ -265,7 +261,7 @@ impl<'a> Compiler<'a> {
         let text = v.text();
         if let Value::Regex(re, flags, span) = v {
             if !matches!(op, CmpOp::Match | CmpOp::NotMatch) {
-                return Err(err_at("E0311", "a regex needs `~` or `!~`", *span));
+                return Err(Diagnostic::at("E0311", "a regex needs `~` or `!~`", *span));
             }
             // Compiled here as the engine will, so that an invalid or too large regex
             // is a caret now, not a failure while running.
@@ -280,8 +276,12 @@ impl<'a> Compiler<'a> {
         match kind {
             Kind::Time => {
                 let Some((t, date_only)) = self.clock.parse_at(text) else {
-                    return Err(err_at("E0206", format!("`{text}` is not a time"), v.span())
-                        .help("write 2026-02-16 or 2026-02-16T08:00:00Z"));
+                    return Err(Diagnostic::at(
+                        "E0206",
+                        format!("`{text}` is not a time"),
+                        v.span(),
+                    )
+                    .help("write 2026-02-16 or 2026-02-16T08:00:00Z"));
                 };
                 let next = if date_only {
                     self.clock.day_after(t)
@@ -298,7 +298,7 @@ impl<'a> Compiler<'a> {
                     CmpOp::Gt => e.gt_eq(ts(next)),
                     CmpOp::Ge => e.gt_eq(ts(t)),
                     CmpOp::Match | CmpOp::NotMatch => {
-                        return Err(err_at(
+                        return Err(Diagnostic::at(
                             "E0104",
                             format!("`~` does not apply to the time field `{}`", field.name),
                             field.span,
@@ -309,7 +309,7 @@ impl<'a> Compiler<'a> {
             }
             Kind::Ip if text.contains('/') && matches!(op, CmpOp::Eq | CmpOp::Ne) => {
                 super::udf::Cidr::parse(text).map_err(|why| {
-                    err_at("E0320", format!("invalid CIDR `{text}`"), v.span()).label(why)
+                    Diagnostic::at("E0320", format!("invalid CIDR `{text}`"), v.span()).label(why)
                 })?;
                 let m = ip_in_cidr(e.clone(), text);
                 Ok(if op == CmpOp::Eq { m } else { or_missing(e, m) })
@@ -318,7 +318,7 @@ impl<'a> Compiler<'a> {
                 let value = match (kind, v) {
                     (Kind::Number, Value::Num(n, _)) => lit(n.parse::<f64>().unwrap_or(0.0)),
                     (Kind::Number, _) => {
-                        return Err(err_at(
+                        return Err(Diagnostic::at(
                             "E0105",
                             format!("`{}` holds numbers", field.name),
                             v.span(),
@@ -355,13 +355,14 @@ impl<'a> Compiler<'a> {
     fn matcher(op: CmpOp, v: &Value) -> R<Matcher> {
         Ok(match (op, v) {
             (_, Value::Regex(re, _, span)) if re.len() > LONGEST_PATTERN => {
-                return Err(err_at("E0312", "pattern too large", *span)
+                return Err(Diagnostic::at("E0312", "pattern too large", *span)
                     .label(format!("longer than {} KiB", LONGEST_PATTERN >> 10))
                     .help("split it into several shorter patterns joined with `or`"));
             }
             (_, Value::Regex(re, flags, span)) => {
                 Matcher::Re(regex::Regex::new(&regex_pattern(re, flags)).map_err(|e| {
-                    err_at("E0310", "invalid regular expression", *span).label(e.to_string())
+                    Diagnostic::at("E0310", "invalid regular expression", *span)
+                        .label(e.to_string())
                 })?)
             }
             (CmpOp::Match | CmpOp::NotMatch, v) => Matcher::Re(checked_glob(v)?),
@@ -407,7 +408,7 @@ impl<'a> Compiler<'a> {
             }
             Target::List { column, type_part } => {
                 if matches!(op, CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge) {
-                    return Err(err_at(
+                    return Err(Diagnostic::at(
                         "E0103",
                         format!("`{}` does not apply to `{}`", op.symbol(), field.name),
                         field.span,
@@ -510,7 +511,7 @@ impl<'a> Compiler<'a> {
                     .build()
                     .map_err(|e| {
                         let (first, last) = (values[0].span(), values[values.len() - 1].span());
-                        err_at(
+                        Diagnostic::at(
                             "E0312",
                             "pattern list too large",
                             ast::Span::new(first.start, last.end),
@@ -530,7 +531,8 @@ impl<'a> Compiler<'a> {
                     let t = v.text();
                     if t.contains('/') {
                         cidrs.push(super::udf::Cidr::parse(t).map_err(|why| {
-                            err_at("E0320", format!("invalid CIDR `{t}`"), v.span()).label(why)
+                            Diagnostic::at("E0320", format!("invalid CIDR `{t}`"), v.span())
+                                .label(why)
                         })?);
                     } else {
                         exact.insert(t.to_owned());
@@ -654,7 +656,7 @@ impl<'a> Compiler<'a> {
             }
             ast::Expr::Text(t, span) => {
                 if self.table.is_some() {
-                    return Err(err_at(
+                    return Err(Diagnostic::at(
                         "E0421",
                         "free text searches events, not an aggregate's rows",
                         *span,
@@ -736,7 +738,7 @@ fn fields_of(names: &[&str]) -> Vec<Field> {
 }
 
 fn df_err(e: datafusion::error::DataFusionError, span: ast::Span) -> Diagnostic {
-    err_at("E0900", format!("cannot plan this: {e}"), span)
+    Diagnostic::at("E0900", format!("cannot plan this: {e}"), span)
 }
 
 /// Events in time order: the order of a query without `sort`. Only `time`: the archive's
@@ -1006,7 +1008,7 @@ pub fn compile(
                     let step = Clock::duration(span_text, *span)?;
                     let grid = super::chart::Grid::covering(start, end, step);
                     if grid.n > super::chart::MAX_BUCKETS {
-                        return Err(err_at(
+                        return Err(Diagnostic::at(
                             "E0209",
                             format!(
                                 "this timechart has {} buckets; at most {} are drawn",
@@ -1145,7 +1147,11 @@ fn fill_buckets(
 fn bucket_expr(cx: &Compiler<'_>, span_text: &ast::Dur, span: ast::Span) -> R<Expr> {
     let micros = Clock::duration(span_text, span)?;
     if micros <= 0 {
-        return Err(err_at("E0208", "a bucket must be longer than zero", span));
+        return Err(Diagnostic::at(
+            "E0208",
+            "a bucket must be longer than zero",
+            span,
+        ));
     }
     let time = if cx.table.is_some() {
         column("time")
@@ -1193,7 +1199,7 @@ fn aggregate(cx: &Compiler<'_>, a: &ast::Agg) -> R<Expr> {
             .build()
             .map_err(|e| df_err(e, a.span))?,
         (func, None) => {
-            return Err(err_at(
+            return Err(Diagnostic::at(
                 "E0406",
                 format!("`{}` needs a field", func.name()),
                 a.span,
@@ -1251,7 +1257,7 @@ fn group(
         .zip(&names)
         .map(|(&c, n)| {
             let column = columns.get(c).ok_or_else(|| {
-                err_at(
+                Diagnostic::at(
                     "E0900",
                     format!("cannot plan this: the column `{n}` of `{stage}` is missing"),
                     whole,
@@ -1283,9 +1289,12 @@ fn named_once(by: &[Field], aggs: &[ast::Agg]) -> R<()> {
     let mut seen: Vec<String> = Vec::new();
     for (name, span, help) in named {
         if seen.contains(&name) {
-            return Err(
-                err_at("E0407", format!("the column `{name}` is named twice"), span).help(help),
-            );
+            return Err(Diagnostic::at(
+                "E0407",
+                format!("the column `{name}` is named twice"),
+                span,
+            )
+            .help(help));
         }
         seen.push(name);
     }
