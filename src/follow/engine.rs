@@ -22,6 +22,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
+use super::sequence;
 use super::window::{self, Val, Window};
 use crate::diag::Diagnostic;
 use crate::event::{self, col as c};
@@ -30,6 +31,7 @@ use crate::lang::time::{self, Clock};
 use crate::query::check;
 use crate::query::compile::{self, Compiler};
 use crate::query::output;
+use crate::query::sequence::{Shape, key_texts};
 
 /// What a match or an alert becomes, for the sinks.
 #[derive(Debug, Clone)]
@@ -64,6 +66,13 @@ enum Out {
         keys: Vec<Phys>,
         vals: Vec<Option<Phys>>,
     },
+    /// `| sequence …`: named keys, a flag per step, the cancelling flag.
+    Sequence {
+        keys: Vec<(String, Phys)>,
+        steps: Vec<Phys>,
+        until: Option<Phys>,
+        shape: Shape,
+    },
 }
 
 /// Everything the engine remembers; saved in the follow checkpoint.
@@ -75,6 +84,9 @@ pub struct State {
     window: Option<window::State>,
     /// The largest event time seen (µs), for pruning dedup keys.
     max_time: Option<i64>,
+    /// A sequence's pending events and sequences.
+    #[serde(default)]
+    sequence: Option<sequence::Stream>,
 }
 
 pub struct Engine {
@@ -225,6 +237,27 @@ impl Engine {
                         vals,
                     };
                 }
+                Stage::Sequence(seq, span) => {
+                    let keys = seq
+                        .by
+                        .iter()
+                        .map(|f| {
+                            let (name, e) = cx.output(f)?;
+                            Ok((name, phys(e)?))
+                        })
+                        .collect::<R<Vec<_>>>()?;
+                    let flag = |s: &ast::SeqStep| phys(cx.filter(&s.filter)?.is_true());
+                    out = Out::Sequence {
+                        keys,
+                        steps: seq.steps.iter().map(flag).collect::<R<Vec<_>>>()?,
+                        until: seq.until.as_ref().map(flag).transpose()?,
+                        shape: Shape {
+                            steps: seq.steps.len(),
+                            within: Clock::duration(&seq.within, *span)?,
+                            text: stage.to_string(),
+                        },
+                    };
+                }
                 // Refused by the check above (with its reason).
                 Stage::Dedup(_, None, _)
                 | Stage::Stats { window: None, .. }
@@ -248,6 +281,7 @@ impl Engine {
         }
         let state = State {
             dedup: vec![BTreeMap::new(); dedups],
+            sequence: matches!(out, Out::Sequence { .. }).then(sequence::Stream::default),
             ..Default::default()
         };
         Ok(Engine {
@@ -270,7 +304,8 @@ impl Engine {
 
     /// Events that arrived after their window had closed.
     pub fn late(&self) -> u64 {
-        self.window.as_ref().map_or(0, |w| w.state.late)
+        let sequence = self.state.sequence.as_ref().map_or(0, |s| s.late);
+        self.window.as_ref().map_or(0, |w| w.state.late) + sequence
     }
 
     /// Continue from a checkpoint's state (of the same query).
@@ -381,6 +416,62 @@ impl Engine {
                 }
                 Ok(alerts(out))
             }
+            Out::Sequence {
+                keys,
+                steps,
+                until,
+                shape,
+            } => {
+                let flags = |p: &Phys| -> Result<BooleanArray, String> {
+                    Ok(eval(p, &batch)?
+                        .as_boolean_opt()
+                        .ok_or("a step gave no boolean")?
+                        .clone())
+                };
+                let steps = steps.iter().map(flags).collect::<Result<Vec<_>, _>>()?;
+                let until = until.as_ref().map(flags).transpose()?;
+                let key_arrays = keys
+                    .iter()
+                    .map(|(_, k)| eval(k, &batch))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let texts = key_texts(&key_arrays, batch.num_rows()).map_err(|e| e.to_string())?;
+                let values: Vec<Vec<Option<Val>>> = key_arrays.iter().map(values).collect();
+                let names: Vec<String> = keys.iter().map(|(n, _)| n.clone()).collect();
+                let (ids, t) = ids_and_times(&batch);
+                let actions = batch
+                    .column_by_name(c::ACTION)
+                    .map(|a| a.as_string::<i32>());
+                let processed = batch.column_by_name(c::PROCESSED_AT).map(|a| {
+                    a.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+                        .clone()
+                });
+                let stream = self.state.sequence.as_mut().expect("a sequence's state");
+                let mut found = Vec::new();
+                for (i, key) in texts.into_iter().enumerate() {
+                    let time = t.value(i);
+                    let progress = processed
+                        .as_ref()
+                        .and_then(|p| p.is_valid(i).then(|| p.value(i)));
+                    let matches: Vec<bool> = steps.iter().map(|s| s.value(i)).collect();
+                    let cancel = until.as_ref().is_some_and(|u| u.value(i));
+                    let Some(key) = key.filter(|_| cancel || matches.contains(&true)) else {
+                        let p = progress.map_or(time, |p| p.min(time));
+                        stream.advance(shape, &names, p, self.lateness, &mut found);
+                        continue;
+                    };
+                    let w = sequence::Waiting {
+                        time,
+                        id: ids.value(i).to_owned(),
+                        key,
+                        values: values.iter().map(|v| v[i].clone()).collect(),
+                        event: actions.and_then(|a| a.is_valid(i).then(|| a.value(i).to_owned())),
+                        matches,
+                        until: cancel,
+                    };
+                    stream.push(shape, &names, self.lateness, w, progress, &mut found);
+                }
+                Ok(sequences(found))
+            }
         }
     }
 
@@ -390,6 +481,14 @@ impl Engine {
         if let Some(w) = &mut self.window {
             w.idle(now, &mut out);
         }
+        if let (Some(stream), Out::Sequence { keys, shape, .. }) =
+            (&mut self.state.sequence, &self.out)
+        {
+            let mut found = Vec::new();
+            let names: Vec<String> = keys.iter().map(|(n, _)| n.clone()).collect();
+            stream.advance(shape, &names, now, self.lateness, &mut found);
+            return sequences(found);
+        }
         alerts(out)
     }
 
@@ -398,6 +497,14 @@ impl Engine {
         let mut out = Vec::new();
         if let Some(w) = &mut self.window {
             w.finish(&mut out);
+        }
+        if let (Some(stream), Out::Sequence { keys, shape, .. }) =
+            (&mut self.state.sequence, &self.out)
+        {
+            let mut found = Vec::new();
+            let names: Vec<String> = keys.iter().map(|(n, _)| n.clone()).collect();
+            stream.finish(shape, &names, &mut found);
+            return sequences(found);
         }
         alerts(out)
     }
@@ -410,6 +517,18 @@ fn alerts(out: Vec<window::Output>) -> Vec<Record> {
             time: o.end,
             alert: true,
             json: o.json,
+        })
+        .collect()
+}
+
+fn sequences(found: Vec<sequence::Found>) -> Vec<Record> {
+    found
+        .into_iter()
+        .map(|f| Record {
+            id: f.id,
+            time: f.time,
+            alert: true,
+            json: f.json,
         })
         .collect()
 }

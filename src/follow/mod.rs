@@ -20,6 +20,7 @@
 pub mod engine;
 pub mod error;
 pub mod prefilter;
+pub mod sequence;
 pub mod sink;
 pub mod source;
 pub mod window;

@@ -295,6 +295,24 @@ pub struct SortKey {
     pub desc: bool,
 }
 
+/// One bracketed filter of a sequence: `[event:user_deleted]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeqStep {
+    pub filter: Expr,
+    pub span: Span,
+}
+
+/// `sequence [by k] within D [a] [b] … [until [c]]`: per key, an event of each step in
+/// order, the first and last within `D` (EQL's sequences; see `query/sequence.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sequence {
+    pub by: Vec<Field>,
+    pub within: Dur,
+    pub steps: Vec<SeqStep>,
+    /// An event matching it cancels the key's pending sequences.
+    pub until: Option<SeqStep>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stage {
     Where(Expr, Span),
@@ -330,6 +348,7 @@ pub enum Stage {
     },
     /// `bucket time SPAN`: `time` rounded down to a multiple of the span.
     Bucket(Dur, Span),
+    Sequence(Sequence, Span),
 }
 
 impl Stage {
@@ -340,7 +359,8 @@ impl Stage {
             | Stage::Head(_, s)
             | Stage::Distinct(_, s)
             | Stage::Dedup(_, _, s)
-            | Stage::Bucket(_, s) => *s,
+            | Stage::Bucket(_, s)
+            | Stage::Sequence(_, s) => *s,
             Stage::Fields { span, .. }
             | Stage::Stats { span, .. }
             | Stage::Top { span, .. }
@@ -562,6 +582,17 @@ impl fmt::Display for Stage {
                 Ok(())
             }
             Stage::Bucket(d, _) => write!(f, "bucket time {d}"),
+            Stage::Sequence(q, _) => {
+                f.write_str("sequence")?;
+                write!(f, "{} within {}", by(&q.by), q.within)?;
+                for s in &q.steps {
+                    write!(f, " [{}]", s.filter)?;
+                }
+                if let Some(u) = &q.until {
+                    write!(f, " until [{}]", u.filter)?;
+                }
+                Ok(())
+            }
             Stage::Timechart {
                 span_text,
                 agg,

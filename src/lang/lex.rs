@@ -14,7 +14,7 @@
 //! - comments `# …` to the end of the line and `/* … */`;
 //! - words: letters, digits and `_.@*?+-/:` (`alice@example.com`, `svc-*`,
 //!   `10.0.0.0/8`, `2026-02-16T08:00:00Z`, `actor:alice`);
-//! - `(`, `)`, `|`, `,`, and runs of operator characters (`=`, `!=`, `~`, `<=`).
+//! - `(`, `)`, `[`, `]`, `|`, `,`, and runs of operator characters (`=`, `!=`, `~`, `<=`).
 //!
 //! A literal that is never closed is a token too ([`Kind::Str`] with `closed: false`):
 //! the parser turns it into a diagnostic, the REPL waits for the rest of the line.
@@ -42,6 +42,9 @@ pub enum Kind {
     },
     LParen,
     RParen,
+    /// `[` and `]`, around the steps of a sequence.
+    LBracket,
+    RBracket,
     Pipe,
     Comma,
     /// A run of `=!<>~`.
@@ -126,6 +129,8 @@ pub fn tokens(src: &str) -> Vec<Token> {
             }
             '(' => (Kind::LParen, 1),
             ')' => (Kind::RParen, 1),
+            '[' => (Kind::LBracket, 1),
+            ']' => (Kind::RBracket, 1),
             '|' => (Kind::Pipe, 1),
             ',' => (Kind::Comma, 1),
             c if is_op_char(c) => (

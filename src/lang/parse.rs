@@ -71,6 +71,7 @@ pub const STAGES: &[&str] = &[
     "dedup",
     "timechart",
     "bucket",
+    "sequence",
 ];
 
 /// Units of a duration; snap units.
@@ -225,6 +226,8 @@ fn structure(src: &str) -> Result<Vec<(usize, u8)>, Diagnostic> {
             }
             lex::Kind::LParen => out.push((start, b'(')),
             lex::Kind::RParen => out.push((start, b')')),
+            lex::Kind::LBracket => out.push((start, b'[')),
+            lex::Kind::RBracket => out.push((start, b']')),
             lex::Kind::Pipe => out.push((start, b'|')),
             _ => {}
         }
@@ -235,16 +238,45 @@ fn structure(src: &str) -> Result<Vec<(usize, u8)>, Diagnostic> {
 /// Check quotes and parentheses before parsing, so the root cause is reported first;
 /// then cut the query at `|` outside parentheses: (start offset, text) of each part.
 fn split_stages(src: &str) -> Result<Vec<(usize, &str)>, Diagnostic> {
-    let mut open: Vec<usize> = Vec::new();
+    // The `(` and `[` open at each point, innermost last.
+    let mut open: Vec<(usize, u8)> = Vec::new();
     let mut parts = Vec::new();
     let mut start = 0;
     for (at, c) in structure(src)? {
         match c {
-            b'(' => open.push(at),
-            b')' if open.pop().is_none() => {
-                return Err(Diagnostic::error("E0005", "unmatched `)`", at, at + 1)
-                    .label("no `(` before it")
-                    .help("remove it, or add the `(` it closes"));
+            b'(' | b'[' => open.push((at, c)),
+            b')' | b']' => {
+                let opener = if c == b')' { b'(' } else { b'[' };
+                match open.pop() {
+                    Some((_, o)) if o == opener => {}
+                    Some((_, o)) => {
+                        let close = if o == b'(' { ')' } else { ']' };
+                        return Err(Diagnostic::error(
+                            "E0005",
+                            format!("`{}` closes a `{}`", c as char, o as char),
+                            at,
+                            at + 1,
+                        )
+                        .label(format!("expected `{close}`"))
+                        .help(format!(
+                            "a `{}` is still open here: close it with `{close}` first",
+                            o as char
+                        )));
+                    }
+                    None => {
+                        return Err(Diagnostic::error(
+                            "E0005",
+                            format!("unmatched `{}`", c as char),
+                            at,
+                            at + 1,
+                        )
+                        .label(format!("no `{}` before it", opener as char))
+                        .help(format!(
+                            "remove it, or add the `{}` it closes",
+                            opener as char
+                        )));
+                    }
+                }
             }
             b'|' if open.is_empty() => {
                 parts.push((start, &src[start..at]));
@@ -253,10 +285,13 @@ fn split_stages(src: &str) -> Result<Vec<(usize, &str)>, Diagnostic> {
             _ => {}
         }
     }
-    if let Some(&at) = open.first() {
-        return Err(Diagnostic::error("E0004", "unclosed `(`", at, at + 1)
-            .label("opened here, never closed")
-            .help("insert the missing `)`"));
+    if let Some(&(at, o)) = open.first() {
+        let close = if o == b'(' { ')' } else { ']' };
+        return Err(
+            Diagnostic::error("E0004", format!("unclosed `{}`", o as char), at, at + 1)
+                .label("opened here, never closed")
+                .help(format!("insert the missing `{close}`")),
+        );
     }
     parts.push((start, &src[start..]));
     Ok(parts)
@@ -386,7 +421,7 @@ impl<'a> Parser<'a> {
     /// Whether a unary can start at `t` (juxtaposition = `and`).
     fn starts_unary(t: &str) -> bool {
         match t.chars().next() {
-            None | Some(')') | Some('|') | Some(',') => false,
+            None | Some(')') | Some(']') | Some('|') | Some(',') => false,
             _ => !["or", "and"]
                 .iter()
                 .chain(TIME_WORDS)
@@ -977,7 +1012,8 @@ impl<'a> Parser<'a> {
     ///       | "distinct" , path_list
     ///       | "dedup" , path_list , [ "within" , duration ]
     ///       | "timechart" , duration , [ agg_item ] , [ "by" , path ]
-    ///       | "bucket" , "time" , duration ;
+    ///       | "bucket" , "time" , duration
+    ///       | sequence ;
     fn stage(&self, text: &'a str) -> Result<Stage, Diagnostic> {
         let t = ws(text);
         let Some(name) = word(t) else {
@@ -1071,6 +1107,7 @@ impl<'a> Parser<'a> {
                     },
                 )
             }
+            "sequence" => self.sequence(t, after)?,
             "bucket" => {
                 let a = ws(after);
                 if !at_keyword(a, "time") {
@@ -1100,6 +1137,72 @@ impl<'a> Parser<'a> {
             return Err(self.expected(rest, "`|` or the end of the query"));
         }
         Ok(stage)
+    }
+
+    /// sequence = "sequence" , [ "by" , path_list ] , "within" , duration , step , step , { step } , [ "until" , step ] ;
+    fn sequence(&self, t: &'a str, after: &'a str) -> Result<(&'a str, Stage), Diagnostic> {
+        let (rest, by) = self.by_clause(after)?;
+        let r = ws(rest);
+        if !at_keyword(r, "within") {
+            return Err(self.expected(r, "`within` and a duration").help(
+                "a sequence is bounded in time: `| sequence by actor within 1h [event:a] [event:b]`",
+            ));
+        }
+        let (mut rest, within) = self.duration(ws(&r[6..]))?;
+        let mut steps = Vec::new();
+        while ws(rest).starts_with('[') {
+            let (r, step) = self.step(ws(rest))?;
+            steps.push(step);
+            rest = r;
+        }
+        if steps.len() < 2 {
+            let r = ws(rest);
+            return Err(self
+                .expected(r, "a step: a filter in brackets")
+                .help("a sequence has two steps or more: `[event:group_user_added] [event ~ \"*delete*\"]`"));
+        }
+        let mut until = None;
+        let r = ws(rest);
+        if at_keyword(r, "until") {
+            let r = ws(&r[5..]);
+            if !r.starts_with('[') {
+                return Err(self.expected(r, "`[`").help(
+                    "`until [filter]`: an event matching it cancels the key's pending sequences",
+                ));
+            }
+            let (r, step) = self.step(r)?;
+            until = Some(step);
+            rest = r;
+        }
+        let q = Sequence {
+            by,
+            within,
+            steps,
+            until,
+        };
+        Ok((rest, Stage::Sequence(q, self.span(t, rest))))
+    }
+
+    /// step = "[" , filter , "]" ;
+    fn step(&self, t: &'a str) -> Res<'a, SeqStep> {
+        let inner = ws(&t[1..]);
+        if inner.starts_with(']') {
+            return Err(self
+                .expected(inner, "a filter")
+                .help("a step is a filter: `[event:user_deleted]`"));
+        }
+        let (rest, filter) = self.filter(inner)?;
+        let r = ws(rest);
+        let Some(rest) = r.strip_prefix(']') else {
+            return Err(self.expected(r, "`]` after the step's filter"));
+        };
+        Ok((
+            rest,
+            SeqStep {
+                filter,
+                span: self.span(t, rest),
+            },
+        ))
     }
 
     /// fields = "fields" , ( "*" | [ "-" ] , path , { "," , [ "-" ] , path } ) ;

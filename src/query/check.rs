@@ -37,6 +37,7 @@ pub fn needs(q: &Query) -> Mode {
 
 /// `Ok` when `mode` can run `q`; else the first stage that it cannot, and why.
 pub fn check(q: &Query, mode: Mode) -> R<()> {
+    sequences(q)?;
     match mode {
         Mode::Batch if needs(q) == Mode::Batch => Ok(()),
         Mode::Batch => q.stages.iter().try_for_each(batch),
@@ -47,7 +48,7 @@ pub fn check(q: &Query, mode: Mode) -> R<()> {
                     return Err(refuse(
                         stage,
                         &format!("nothing can follow `{last}` in `auditq follow`"),
-                        "`follow` ends a query with `fields …` or a windowed aggregate",
+                        "`follow` ends a query with `fields …`, a windowed aggregate or a sequence",
                     ));
                 }
                 if stream(stage)? {
@@ -57,6 +58,35 @@ pub fn check(q: &Query, mode: Mode) -> R<()> {
             Ok(())
         }
     }
+}
+
+/// A sequence reads events (their time, id and fields), so only `where` may come
+/// before it; and its span must be longer than zero. Both commands run it.
+fn sequences(q: &Query) -> R<()> {
+    for (i, stage) in q.stages.iter().enumerate() {
+        let Stage::Sequence(s, span) = stage else {
+            continue;
+        };
+        if let Some(before) = q.stages[..i]
+            .iter()
+            .find(|s| !matches!(s, Stage::Where(..)))
+        {
+            return Err(Diagnostic::at(
+                "E0413",
+                format!("a sequence reads events, and `{before}` came before it"),
+                *span,
+            )
+            .help("only `where` may come before `sequence`; put the other stages after it"));
+        }
+        if Clock::duration(&s.within, *span)? <= 0 {
+            return Err(Diagnostic::at(
+                "E0208",
+                "a sequence's span must be longer than zero",
+                *span,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether stored events can go through `stage`.
@@ -85,7 +115,7 @@ fn batch(stage: &Stage) -> R<()> {
 fn stream(stage: &Stage) -> R<bool> {
     match stage {
         Stage::Where(..) | Stage::Dedup(_, Some(_), _) => Ok(false),
-        Stage::Fields { .. } => Ok(true),
+        Stage::Fields { .. } | Stage::Sequence(..) => Ok(true),
         Stage::Dedup(_, None, _) => Err(refuse(
             stage,
             "`dedup` without `within` remembers every value for ever",
@@ -210,6 +240,30 @@ mod tests {
             Mode::Stream,
             Some("E0410"),
             Some("E0210"),
+        ),
+        (
+            "| sequence by actor within 1h [event:a] [event:b] | count by actor",
+            Mode::Batch,
+            None,
+            Some("E0411"),
+        ),
+        (
+            "| where ip:* | sequence within 1h [event:a] [event:b] until [event:c]",
+            Mode::Batch,
+            None,
+            None,
+        ),
+        (
+            "| fields actor | sequence within 1h [event:a] [event:b]",
+            Mode::Batch,
+            Some("E0413"),
+            Some("E0413"),
+        ),
+        (
+            "| sequence by actor within 0s [event:a] [event:b]",
+            Mode::Batch,
+            Some("E0208"),
+            Some("E0208"),
         ),
     ];
 

@@ -1027,6 +1027,9 @@ pub fn compile(
                 let bucket = bucket_expr(&cx, span_text, *span)?;
                 df = df.with_column(c::TIME, bucket).map_err(e)?;
             }
+            Stage::Sequence(seq, span) => {
+                df = sequence(&mut cx, df, seq, *span, &stage.to_string())?;
+            }
         }
     }
     if cx.table.is_none() {
@@ -1036,6 +1039,56 @@ pub fn compile(
         df = project(&mut cx, df, &view, "fields")?;
     }
     Ok((df, range))
+}
+
+/// The sequences of `df`'s events (see `sequence.rs`): its candidate events — those
+/// matching a step or `until`, with every key — as the keys, `time`, `id`, `action`
+/// and a flag per step, through a [`SequenceNode`](super::sequence::SequenceNode).
+fn sequence(
+    cx: &mut Compiler<'_>,
+    df: DataFrame,
+    q: &ast::Sequence,
+    span: ast::Span,
+    text: &str,
+) -> R<DataFrame> {
+    use super::sequence::{SequenceNode, Shape};
+    use datafusion::logical_expr::{Extension, LogicalPlan};
+    let e = |e| df_err(e, span);
+    named_once(&q.by, &[])?;
+    let keys = q.by.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
+    let flag = |s: &ast::SeqStep| cx.filter(&s.filter).map(Expr::is_true);
+    let steps = q.steps.iter().map(flag).collect::<R<Vec<_>>>()?;
+    let until = q.until.as_ref().map(flag).transpose()?;
+    let mut candidates = balanced(steps.iter().chain(&until).cloned().collect(), Expr::or);
+    for (_, k) in &keys {
+        candidates = candidates.and(k.clone().is_not_null());
+    }
+    let mut select: Vec<Expr> = keys.iter().map(|(n, k)| k.clone().alias(n)).collect();
+    select.extend([col(c::TIME), col(c::ID), col(c::ACTION)]);
+    for (i, s) in steps.into_iter().enumerate() {
+        select.push(s.alias(format!("__step{i}")));
+    }
+    if let Some(u) = &until {
+        select.push(u.clone().alias("__until"));
+    }
+    let shape = Shape {
+        steps: q.steps.len(),
+        within: Clock::duration(&q.within, span)?,
+        text: text.to_owned(),
+    };
+    let (state, plan) = df
+        .filter(candidates)
+        .map_err(e)?
+        .select(select)
+        .map_err(e)?
+        .into_parts();
+    let node = SequenceNode::try_new(plan, shape, keys.len(), until.is_some()).map_err(e)?;
+    let plan = LogicalPlan::Extension(Extension {
+        node: std::sync::Arc::new(node),
+    });
+    let df = DataFrame::new(state, plan);
+    cx.now_table(&df, text);
+    Ok(df)
 }
 
 /// `df` sorted by `sorts`, ties kept in the order `df` already had. A sort over a sort

@@ -8,6 +8,7 @@ pub mod compile;
 pub mod fields;
 pub mod fold;
 pub mod output;
+pub mod sequence;
 pub mod udf;
 
 use datafusion::arrow::array::RecordBatch;
@@ -96,7 +97,14 @@ pub async fn open(archive: &Archive) -> Result<(SessionContext, Option<Summary>)
         (None, None)
     };
     let ctx = match archive.cluster() {
-        None => read::session(archive, &table, aids.as_ref(), summary.is_some()).await?,
+        None => {
+            let ctx = read::session(archive, &table, aids.as_ref(), summary.is_some()).await?;
+            // DataFusion's planner, which also plans `| sequence`.
+            let state = datafusion::execution::SessionStateBuilder::new_from_existing(ctx.state())
+                .with_query_planner(std::sync::Arc::new(sequence::Planner))
+                .build();
+            SessionContext::new_with_state(state)
+        }
         #[cfg(feature = "cluster")]
         Some(scheduler) => {
             crate::cluster::session(scheduler, archive, &table, summary.is_some()).await?
@@ -362,6 +370,23 @@ impl Answer {
     }
 }
 
+/// `sequence` is auditq's own operator, which a Ballista cluster cannot ship to its
+/// executors: such a query is refused there rather than failing half-way.
+fn local_only(archive: &Archive, q: &Query) -> Result<()> {
+    let sequence = q
+        .stages
+        .iter()
+        .any(|s| matches!(s, lang::ast::Stage::Sequence(..)));
+    if archive.cluster().is_some() && sequence {
+        return Err(crate::Error::Usage(
+            "`sequence` does not run on a cluster: it is auditq's own operator, which the \
+             executors do not have; run the query without --cluster"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Start a query; with `warn`, also look for [`warnings`]. Rows come from
 /// [`Answer::next`] as DataFusion produces them: memory does not grow with the result.
 pub async fn run(archive: &Archive, src: &str, clock: Clock, warn: bool) -> Result<Answer> {
@@ -369,6 +394,7 @@ pub async fn run(archive: &Archive, src: &str, clock: Clock, warn: bool) -> Resu
     // A cluster runs plans of the archive's table only, not of rows made here.
     let shortcuts = archive.cluster().is_none();
     let planned = plan_with(&ctx, src, clock, summary.as_ref(), shortcuts).await?;
+    local_only(archive, &planned.query)?;
     tracing::info!(
         target: "auditq::query",
         "query `{}`: logical plan\n{}",
@@ -414,6 +440,7 @@ pub async fn explain(archive: &Archive, src: &str, clock: Clock, analyze: bool) 
     let (ctx, summary) = open(archive).await?;
     let shortcuts = archive.cluster().is_none();
     let planned = plan_with(&ctx, src, clock, summary.as_ref(), shortcuts).await?;
+    local_only(archive, &planned.query)?;
     let rt = Error::Plan;
     let logical = planned.frame.logical_plan().clone();
     let optimized = ctx.state().optimize(&logical).map_err(rt)?;
@@ -474,6 +501,20 @@ pub async fn explain(archive: &Archive, src: &str, clock: Clock, analyze: bool) 
 /// The plan as SQL, with a note when it is not portable as printed: it calls auditq's own
 /// functions. A plan the unparser cannot express says so instead.
 fn sql_of(plan: &datafusion::logical_expr::LogicalPlan) -> String {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut own_operator = false;
+    let _ = plan.apply(|p| {
+        own_operator |= matches!(p, datafusion::logical_expr::LogicalPlan::Extension(_));
+        Ok(if own_operator {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    if own_operator {
+        return "(no SQL form: `sequence` is auditq's own operator; SQL has no equivalent of it)"
+            .to_owned();
+    }
     let sql = match datafusion::sql::unparser::plan_to_sql(plan) {
         Ok(mut s) => {
             unqualify(&mut s);

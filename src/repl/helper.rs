@@ -48,14 +48,17 @@ pub fn incomplete(input: &str) -> Result<Option<&'static str>, &'static str> {
         return Ok(None);
     }
     let tokens = lex::tokens(input);
-    let mut depth = 0usize;
+    // The `(` and `[` still open, innermost last.
+    let mut open: Vec<Kind> = Vec::new();
     for t in &tokens {
         match t.kind {
-            Kind::LParen => depth += 1,
-            Kind::RParen => {
-                depth = depth
-                    .checked_sub(1)
-                    .ok_or("this `)` has no `(` before it")?;
+            Kind::LParen | Kind::LBracket => open.push(t.kind),
+            // A closer takes the innermost opener off (in the guard); the wrong one is an error.
+            Kind::RParen if open.pop() != Some(Kind::LParen) => {
+                return Err("this `)` has no `(` before it");
+            }
+            Kind::RBracket if open.pop() != Some(Kind::LBracket) => {
+                return Err("this `]` has no `[` before it");
             }
             Kind::Str { closed: false, .. } | Kind::Field { closed: false } => {
                 return Ok(Some("a string is still open: close it with its quote"));
@@ -67,8 +70,10 @@ pub fn incomplete(input: &str) -> Result<Option<&'static str>, &'static str> {
         }
     }
     let last = tokens.iter().rev().find(|t| !t.is_layout());
-    Ok(if depth > 0 {
+    Ok(if open.last() == Some(&Kind::LParen) {
         Some("a `(` is still open: close it with `)`")
+    } else if open.last() == Some(&Kind::LBracket) {
+        Some("a `[` is still open: close the step with `]`")
     } else if last.is_some_and(|t| t.kind == Kind::Pipe) {
         Some("a stage follows `|`")
     } else {
@@ -362,6 +367,16 @@ mod tests {
         assert_eq!(incomplete("actor = \"(\""), Ok(None));
         assert_eq!(incomplete("actor = \"a\\\"b\""), Ok(None));
         assert!(incomplete("actor = x)").is_err());
+        assert!(
+            incomplete("| sequence within 1h [event:a] [event:b")
+                .unwrap()
+                .is_some_and(|why| why.contains('['))
+        );
+        assert_eq!(
+            incomplete("| sequence within 1h [event:a] [(event:b)]"),
+            Ok(None)
+        );
+        assert!(incomplete("| sequence within 1h [event:a)").is_err());
         assert_eq!(incomplete(".help |"), Ok(None));
         assert_eq!(incomplete("actor = x # (comment"), Ok(None));
         // As the parser reads them: `'…'` has no escapes, `/* … */` is a comment,

@@ -28,7 +28,7 @@ fn ids_of(ndjson: &str) -> Vec<String> {
 
 /// The binary with no archive (the `--archive` of [`auditq`] would make `follow` archive
 /// what it reads), its data and config under `scratch`.
-fn bare(scratch: &Path) -> Command {
+pub fn bare(scratch: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_auditq"));
     c.env_remove("AUDITQ_ARCHIVE")
         .env("AUDITQ_CONFIG", scratch.with_extension("no-config.toml"))

@@ -12,6 +12,7 @@ mod python_delta;
 mod query;
 mod repl;
 mod s3;
+mod sequence;
 mod sync;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,143 @@
+//! `| sequence …` on a stream: the query's [`Machine`], fed in event-time order.
+//!
+//! Events arrive in processing order. As windows do (see [`super::window`]), each waits
+//! until the watermark — the largest progress seen minus the lateness — passes its time;
+//! then events are released in time order, ties by event id: the order `query` sorts
+//! them in, so a stream finds the sequences `query` finds over the same events, whatever
+//! their arrival order within the lateness. An event whose time the watermark already
+//! passed is late: counted, and not taken.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value as Json, json};
+
+use super::window::{Val, opt_json};
+use crate::event;
+use crate::query::sequence::{Ev, Machine, Shape, sequence_id};
+
+/// One candidate event waiting for the watermark.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Waiting {
+    pub time: i64,
+    pub id: String,
+    pub key: String,
+    /// The key's values, for the output.
+    pub values: Vec<Option<Val>>,
+    pub event: Option<String>,
+    pub matches: Vec<bool>,
+    pub until: bool,
+}
+
+/// A sequence's state on a stream; saved in the follow checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Stream {
+    machine: Machine,
+    progress: Option<i64>,
+    /// Events released up to this time.
+    released: Option<i64>,
+    pending: BinaryHeap<Reverse<Waiting>>,
+    pub late: u64,
+}
+
+/// A completed sequence: its id, its last event's time, and its row as JSON.
+pub struct Found {
+    pub id: String,
+    pub time: i64,
+    pub json: String,
+}
+
+impl Stream {
+    /// Take one candidate event (`progress`: its processedAt, when known).
+    pub fn push(
+        &mut self,
+        shape: &Shape,
+        names: &[String],
+        lateness: i64,
+        w: Waiting,
+        progress: Option<i64>,
+        out: &mut Vec<Found>,
+    ) {
+        let p = progress.map_or(w.time, |p| p.min(w.time));
+        self.advance(shape, names, p, lateness, out);
+        if self.released.is_some_and(|r| w.time <= r) {
+            self.late += 1;
+            return;
+        }
+        self.pending.push(Reverse(w));
+    }
+
+    /// Progress is at least `now` (µs): release what the watermark passed.
+    pub fn advance(
+        &mut self,
+        shape: &Shape,
+        names: &[String],
+        now: i64,
+        lateness: i64,
+        out: &mut Vec<Found>,
+    ) {
+        if self.progress.is_none_or(|q| now > q) {
+            self.progress = Some(now);
+            self.release(shape, names, now.saturating_sub(lateness), out);
+        }
+    }
+
+    /// A finite input ended: every waiting event is taken.
+    pub fn finish(&mut self, shape: &Shape, names: &[String], out: &mut Vec<Found>) {
+        let last = self.pending.iter().map(|w| w.0.time).max();
+        if let Some(t) = last {
+            self.release(shape, names, t, out);
+        }
+    }
+
+    fn release(&mut self, shape: &Shape, names: &[String], wm: i64, out: &mut Vec<Found>) {
+        if self.released.is_some_and(|r| wm <= r) {
+            return;
+        }
+        while self.pending.peek().is_some_and(|w| w.0.time <= wm) {
+            let Reverse(w) = self.pending.pop().expect("peeked");
+            let ev = Ev {
+                time: w.time,
+                id: w.id,
+                event: w.event,
+            };
+            if let Some(done) = self.machine.push(shape, &w.key, ev, &w.matches, w.until) {
+                out.push(found(shape, names, &w.values, &done));
+            }
+        }
+        self.released = Some(wm);
+    }
+}
+
+/// The row `query --format ndjson` writes for the same sequence, its columns in the
+/// same order (written by hand: a JSON map would sort them).
+fn found(shape: &Shape, names: &[String], values: &[Option<Val>], done: &[Ev]) -> Found {
+    let time = |t: i64| json!(event::format_time(t));
+    let id = sequence_id(shape, done);
+    let last = done[done.len() - 1].time;
+    let mut row: Vec<(String, Json)> = names
+        .iter()
+        .cloned()
+        .zip(values.iter().map(opt_json))
+        .collect();
+    row.push(("sequence".into(), json!(id)));
+    row.push(("first".into(), time(done[0].time)));
+    row.push(("last".into(), time(last)));
+    for (i, e) in done.iter().enumerate() {
+        let n = i + 1;
+        row.push((format!("step{n}_time"), time(e.time)));
+        row.push((format!("step{n}_id"), json!(e.id)));
+        let event = e.event.as_ref().map_or(Json::Null, |s| json!(s));
+        row.push((format!("step{n}_event"), event));
+    }
+    let body: Vec<String> = row
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", Json::from(k.as_str())))
+        .collect();
+    Found {
+        id,
+        time: last,
+        json: format!("{{{}}}", body.join(",")),
+    }
+}
