@@ -32,6 +32,7 @@ Environment:
                    AWS_REGION, AWS_ENDPOINT_URL for S3-compatible stores
   AUDITQ_CONFIG    config file (default: $XDG_CONFIG_HOME/auditq/config.toml)
   AUDITQ_NOW       the time that now means in queries (like --now)
+  AUDITQ_MACROS    the macros file (like --macros)
   ATLASSIAN_API_KEY  the organization API key `sync` sends (or --token-file)
   ATLASSIAN_ORG_ID the organization (like --org; also `org = \"…\"` in the config file)
   NO_COLOR         no colour (as --color never)
@@ -68,6 +69,15 @@ pub struct Args {
         value_name = "WHEN"
     )]
     pub color: crate::run::ColorChoice,
+    /// Macros (`let NAME = …;`) for queries [default: $XDG_CONFIG_HOME/auditq/macros.aq]
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITQ_MACROS",
+        value_name = "FILE",
+        hide_env = true
+    )]
+    pub macros: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -217,6 +227,29 @@ pub enum Command {
         #[arg(long, value_name = "HOST:PORT")]
         cluster: Option<String>,
     },
+    /// Backtest a rule pack over the archive in one pass: per rule, its hits, the first
+    /// and last, and the keys that hit most.
+    ///
+    /// Rules are `.aq` files with a header (`# name: …`, `# severity: low|medium|high|
+    /// critical`, `# description: …`, `# tags: a, b`); they run as `follow --rules DIR`
+    /// would have run them on the archived events, in time order. Example:
+    /// auditq detect examples/detections --since 90d
+    Detect {
+        /// The directory of rules
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// How far back (from now)
+        #[arg(long, default_value = "30d", value_name = "DURATION")]
+        since: String,
+        /// How long windows and sequences wait for late events
+        #[arg(long, default_value = "10m", value_name = "DURATION")]
+        lateness: String,
+        /// table on a terminal, csv when piped, or json
+        #[arg(long, value_enum)]
+        format: Option<crate::detect::Format>,
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
     /// Show how a query runs: canonical text, plans (partitions pruned) and equivalent SQL.
     Explain {
         #[arg(value_name = "QUERY", allow_hyphen_values = true)]
@@ -242,10 +275,18 @@ pub enum Command {
     /// file's `org`.
     #[command(group(clap::ArgGroup::new("source").args(["org", "stdin", "file"])))]
     Follow {
-        /// The query: filters, `where`, `dedup … within`, then `fields …` or a windowed
-        /// aggregate (`| count by actor over 5m > 10`)
-        #[arg(value_name = "QUERY", allow_hyphen_values = true)]
-        query: String,
+        /// The query: filters, `where`, `dedup … within`, `first_seen`, then `fields …`, a
+        /// windowed aggregate (`| count by actor over 5m > 10`) or a sequence
+        #[arg(
+            value_name = "QUERY",
+            allow_hyphen_values = true,
+            required_unless_present = "rules"
+        )]
+        query: Option<String>,
+        /// Run every rule (`.aq` file with a `# name:`/`# severity:` header) of DIR
+        /// instead of one query; each alert carries its rule
+        #[arg(long, value_name = "DIR", conflicts_with = "query")]
+        rules: Option<PathBuf>,
         /// Read the organization's audit log from the API
         #[arg(long, value_name = "ORG")]
         org: Option<String>,
@@ -434,6 +475,7 @@ pub fn run(args: Args) -> Result<()> {
         args.allow_http,
     )?;
     crate::log::init(args.verbose, settings.color_err);
+    let macros = args.macros.clone();
     let archive_given = settings.archive_given;
     let command = match args.command {
         Some(c) => c,
@@ -583,9 +625,10 @@ pub fn run(args: Args) -> Result<()> {
                     return Err(Error::Usage("give a query, --file or --saved".into()));
                 }
             };
+            let expanded = crate::run::expand(macros.as_deref(), &text)?;
             run_query(
                 &settings,
-                &text,
+                &expanded,
                 format,
                 output,
                 all,
@@ -594,6 +637,42 @@ pub fn run(args: Args) -> Result<()> {
             )
         }
         // `--errors` is read by `main` (Args::error_style), which renders diagnostics.
+        Command::Detect {
+            dir,
+            since,
+            lateness,
+            format,
+            now,
+        } => {
+            let dur = |flag: &str, v: &str| {
+                parse_duration(v)
+                    .map(|d| d.as_micros() as i64)
+                    .map_err(|e| Error::Usage(format!("--{flag}: {e}")))
+            };
+            let now = crate::query::now(now.as_deref())?;
+            let library = crate::run::macros(macros.as_deref())?;
+            let rules = crate::follow::pack::load(&dir, &library)?;
+            let report = runtime()?.block_on(crate::detect::detect(
+                &settings.archive,
+                rules,
+                crate::query::Clock::utc(now),
+                dur("since", &since)?,
+                dur("lateness", &lateness)?,
+            ))?;
+            let format = format.unwrap_or(if std::io::stdout().is_terminal() {
+                crate::detect::Format::Table
+            } else {
+                crate::detect::Format::Csv
+            });
+            let text = crate::detect::render(&report, format, settings.color_out)?;
+            std::io::stdout()
+                .lock()
+                .write_all(text.as_bytes())
+                .map_err(|source| Error::Io {
+                    what: "writing output".into(),
+                    source,
+                })
+        }
         Command::Explain {
             query,
             now,
@@ -602,12 +681,15 @@ pub fn run(args: Args) -> Result<()> {
             cluster,
         } => {
             let now = crate::query::now(now.as_deref())?;
-            let text = runtime()?.block_on(crate::query::explain(
-                &settings.archive.clone().with_cluster(cluster),
-                &query,
-                crate::query::Clock::utc(now),
-                analyze,
-            ))?;
+            let expanded = crate::run::expand(macros.as_deref(), &query)?;
+            let text = runtime()?
+                .block_on(crate::query::explain(
+                    &settings.archive.clone().with_cluster(cluster),
+                    &expanded.text,
+                    crate::query::Clock::utc(now),
+                    analyze,
+                ))
+                .map_err(|e| crate::run::restore(&expanded, e))?;
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes()).map_err(|source| Error::Io {
                 what: "writing output".into(),
@@ -616,6 +698,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         Command::Follow {
             query,
+            rules,
             org,
             stdin,
             file,
@@ -677,8 +760,18 @@ pub fn run(args: Args) -> Result<()> {
                 .clone()
                 .unwrap_or_else(|| crate::run::data_dir().join("follow"))
                 .join("dead-letter.ndjson");
+            let library = crate::run::macros(macros.as_deref())?;
+            let query = query.unwrap_or_default();
+            let expanded = library
+                .expand(&query)
+                .map_err(|d| Error::rejected(&query, d))?;
+            let rules = match rules {
+                Some(dir) => crate::follow::pack::load(&dir, &library)?,
+                None => Vec::new(),
+            };
             let opts = crate::follow::Options {
-                query,
+                query: expanded.text.clone(),
+                rules,
                 from,
                 sinks,
                 sink: crate::follow::sink::Options {
@@ -702,7 +795,9 @@ pub fn run(args: Args) -> Result<()> {
                 now: crate::query::now(now.as_deref())?,
                 shutdown_grace: std::time::Duration::from_millis(4500),
             };
-            let report = runtime()?.block_on(crate::follow::follow(opts))?;
+            let report = runtime()?
+                .block_on(crate::follow::follow(opts))
+                .map_err(|e| crate::run::restore(&expanded, e))?;
             if !settings.quiet {
                 eprintln!("{}", report.summary());
             }
@@ -719,6 +814,7 @@ pub fn run(args: Args) -> Result<()> {
                 settings.s3.clone(),
                 now.as_deref(),
                 settings.color_out,
+                crate::run::macros(macros.as_deref())?,
             )
         }
         Command::Completions { shell } => {
@@ -787,7 +883,7 @@ fn fields(json: bool) -> Result<()> {
 
 fn run_query(
     settings: &Settings,
-    text: &str,
+    text: &crate::lang::macros::Expanded,
     format: Option<crate::query::output::Format>,
     output: Option<PathBuf>,
     all: bool,

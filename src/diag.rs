@@ -41,6 +41,20 @@ pub struct Diagnostic {
     /// Written after the caret.
     pub label: String,
     pub help: Vec<String>,
+    /// When the span is the use of a macro: where in its definition the problem is.
+    pub site: Option<Box<Site>>,
+}
+
+/// A span of a macro's definition (see `lang/macros.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    /// The macro.
+    pub name: String,
+    /// The file (or "the query") it is defined in, and that text.
+    pub place: String,
+    pub text: String,
+    pub start: usize,
+    pub end: usize,
 }
 
 impl Diagnostic {
@@ -53,6 +67,7 @@ impl Diagnostic {
             end: end.max(start),
             label: String::new(),
             help: Vec::new(),
+            site: None,
         }
     }
     /// An error over the query text of `span`.
@@ -142,6 +157,7 @@ pub fn render_as(src: &str, diags: &[Diagnostic], style: Style, color: bool) -> 
 }
 
 /// ANSI colours of the text style (nothing when colour is off).
+#[derive(Clone, Copy)]
 struct Paint(bool);
 
 impl Paint {
@@ -173,37 +189,10 @@ pub fn render(src: &str, diags: &[Diagnostic], color: bool) -> String {
             p.paint(tone, &format!("{kind}[{}]", d.code)),
             p.paint("1", &format!(": {}", d.message))
         ));
-        let (line_no, col, line) = locate(src, d.start);
-        let gutter = line_no.to_string().len();
+        out.push_str(&snippet(src, d.start, d.end, &d.label, tone, p));
+        let gutter = locate(src, d.start).0.to_string().len();
         let pad = " ".repeat(gutter);
-        // The caret covers the span on its first line (at least one column).
-        let (end_line, _, _) = locate(src, d.end);
-        let span_chars = if end_line == line_no {
-            src[floor_char_boundary(src, d.start.min(src.len()))
-                ..floor_char_boundary(src, d.end.min(src.len()))]
-                .chars()
-                .count()
-        } else {
-            line.chars().count().saturating_sub(col - 1)
-        };
-        // A long line (a query of a hundred thousand values) is shown around the span.
-        let (line, col, span_chars) = window(line, col, span_chars);
         let bar = p.paint("1;34", &format!("{pad} |"));
-        out.push_str(&format!("{bar}\n"));
-        out.push_str(&format!(
-            "{} {line}\n",
-            p.paint("1;34", &format!("{line_no} |"))
-        ));
-        let label = if d.label.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", d.label)
-        };
-        out.push_str(&format!(
-            "{bar} {}{}\n",
-            " ".repeat(col - 1),
-            p.paint(tone, &format!("{}{label}", "^".repeat(span_chars.max(1))))
-        ));
         if !d.help.is_empty() {
             out.push_str(&format!("{bar}\n"));
         }
@@ -213,8 +202,48 @@ pub fn render(src: &str, diags: &[Diagnostic], color: bool) -> String {
                 p.paint("1;36", &format!("{pad} = help:"))
             ));
         }
+        if let Some(site) = &d.site {
+            out.push_str(&format!(
+                "{} in `${}`, defined in {}:\n",
+                p.paint("1;36", &format!("{pad} = note:")),
+                site.name,
+                site.place
+            ));
+            out.push_str(&snippet(&site.text, site.start, site.end, "", tone, p));
+        }
     }
     out
+}
+
+/// The line of `src` holding `start`, with a caret under `start..end` and `label`.
+fn snippet(src: &str, start: usize, end: usize, label: &str, tone: &str, p: Paint) -> String {
+    let (line_no, col, line) = locate(src, start);
+    let gutter = line_no.to_string().len();
+    let pad = " ".repeat(gutter);
+    // The caret covers the span on its first line (at least one column).
+    let (end_line, _, _) = locate(src, end);
+    let span_chars = if end_line == line_no {
+        src[floor_char_boundary(src, start.min(src.len()))
+            ..floor_char_boundary(src, end.min(src.len()))]
+            .chars()
+            .count()
+    } else {
+        line.chars().count().saturating_sub(col - 1)
+    };
+    // A long line (a query of a hundred thousand values) is shown around the span.
+    let (line, col, span_chars) = window(line, col, span_chars);
+    let bar = p.paint("1;34", &format!("{pad} |"));
+    let label = if label.is_empty() {
+        String::new()
+    } else {
+        format!(" {label}")
+    };
+    format!(
+        "{bar}\n{} {line}\n{bar} {}{}\n",
+        p.paint("1;34", &format!("{line_no} |")),
+        " ".repeat(col - 1),
+        p.paint(tone, &format!("{}{label}", "^".repeat(span_chars.max(1))))
+    )
 }
 
 /// The widest source line drawn; a longer one is cut around the span, with `…`.

@@ -42,6 +42,10 @@ pub enum Error {
     /// caller (`main`, the REPL) in the style and colour it chose.
     #[error(transparent)]
     BadQuery(Box<crate::diag::Rejected>),
+    /// A rule pack that cannot be loaded; a refused rule carries its file's text and
+    /// diagnostics, rendered by `main`.
+    #[error(transparent)]
+    Rules(#[from] crate::follow::pack::LoadError),
     #[error(transparent)]
     Query(#[from] crate::query::Error),
     #[cfg(feature = "cluster")]
@@ -80,7 +84,12 @@ impl Error {
         match self {
             _ if self.is_broken_pipe() => 0,
             Error::Clap(e) => e.exit_code().clamp(0, 255) as u8,
-            Error::Usage(_) | Error::Config { .. } | Error::BadQuery(_) => EXIT_USAGE,
+            Error::Usage(_)
+            | Error::Config { .. }
+            | Error::BadQuery(_)
+            | Error::Rules(
+                crate::follow::pack::LoadError::Rule(_) | crate::follow::pack::LoadError::Empty(_),
+            ) => EXIT_USAGE,
             #[cfg(feature = "cluster")]
             Error::Cluster(
                 crate::cluster::Error::LocalArchive(_) | crate::cluster::Error::Address(_),

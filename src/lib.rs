@@ -9,6 +9,7 @@ pub mod cli;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod demo;
+pub mod detect;
 pub mod diag;
 pub mod error;
 pub mod event;

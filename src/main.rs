@@ -33,6 +33,17 @@ fn report(e: auditq::Error, style: auditq::diag::Style, color: bool) -> ExitCode
                 auditq::diag::render_as(&r.src, &r.diags, style, color)
             );
         }
+        auditq::Error::Rules(auditq::follow::pack::LoadError::Rule(r)) => {
+            eprintln!(
+                "{}: the rule `{}` is refused",
+                auditq::diag::error_head(color),
+                r.path.display()
+            );
+            eprint!(
+                "{}",
+                auditq::diag::render_as(&r.text, &r.diags, style, color)
+            );
+        }
         e => eprintln!("{}: {}", auditq::diag::error_head(color), e.render()),
     }
     code

@@ -25,6 +25,7 @@ use serde::Deserialize;
 
 use crate::archive::Archive;
 use crate::error::{Error, Result};
+use crate::lang::macros::{Expanded, Library};
 
 /// What the config file may say.
 #[derive(Debug, Default, Deserialize)]
@@ -228,6 +229,51 @@ pub fn screen_size() -> (usize, usize) {
     (width, height)
 }
 
+/// The macros of `--macros FILE`, else of `$XDG_CONFIG_HOME/auditq/macros.aq` when there
+/// is one.
+pub fn macros(flag: Option<&Path>) -> Result<Library> {
+    let (path, given) = match (flag, config_dir()) {
+        (Some(p), _) => (p.to_path_buf(), true),
+        (None, Some(dir)) => (dir.join("macros.aq"), false),
+        (None, None) => return Ok(Library::default()),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if !given && e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Library::default());
+        }
+        Err(source) => {
+            return Err(Error::Io {
+                what: format!("reading the macros file `{}`", path.display()),
+                source,
+            });
+        }
+    };
+    let mut lib = Library::default();
+    lib.add_file(&path.display().to_string(), &text)
+        .map_err(|d| Error::rejected(&text, d))?;
+    Ok(lib)
+}
+
+/// `text` with the macros of `--macros` (or the default file) and its own expanded.
+pub fn expand(flag: Option<&Path>, text: &str) -> Result<Expanded> {
+    macros(flag)?
+        .expand(text)
+        .map_err(|d| Error::rejected(text, d))
+}
+
+/// An error about an expanded query as one about what the user wrote (see
+/// [`Expanded::restore`]).
+pub fn restore(text: &Expanded, e: Error) -> Error {
+    match e {
+        Error::BadQuery(r) if r.src == text.text => Error::rejected(
+            &text.original,
+            r.diags.into_iter().map(|d| text.restore(d)).collect(),
+        ),
+        e => e,
+    }
+}
+
 /// The saved queries' directory: `$XDG_CONFIG_HOME/auditq/queries`.
 pub fn saved_dir() -> Result<PathBuf> {
     config_dir()
@@ -291,16 +337,24 @@ pub struct Outcome {
 /// draws a bar beside each bucket, and shows every bucket.
 pub async fn run_query(
     archive: &Archive,
-    text: &str,
+    text: &Expanded,
     clock: crate::query::Clock,
     view: &View,
 ) -> Result<Outcome> {
     use crate::query::output::{Dest, Format, Writer};
-    let answer = crate::query::run(archive, text, clock, view.warn).await?;
+    let answer = crate::query::run(archive, &text.text, clock, view.warn)
+        .await
+        .map_err(|e| restore(text, e))?;
     if !answer.warnings.is_empty() {
+        let warnings: Vec<_> = answer
+            .warnings
+            .iter()
+            .cloned()
+            .map(|d| text.restore(d))
+            .collect();
         eprint!(
             "{}",
-            crate::diag::render_as(text, &answer.warnings, view.style, view.color)
+            crate::diag::render_as(&text.original, &warnings, view.style, view.color)
         );
     }
     let mut screen = view.screen;

@@ -8,7 +8,7 @@
 //! without `within`) is refused with a hint. Filters are the compiler's own
 //! ([`Compiler::filter`]), so `follow` and `query` select the same events.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
@@ -43,6 +43,9 @@ pub struct Record {
     pub alert: bool,
     /// One line of JSON.
     pub json: String,
+    /// What the record is about, for a summary (`auditq detect`'s top keys): an event's
+    /// actor, an alert's or a sequence's key values.
+    pub key: String,
 }
 
 type Phys = Arc<dyn PhysicalExpr>;
@@ -53,6 +56,13 @@ enum Step {
         keys: Vec<Phys>,
         within: i64,
         /// Index into `State::dedup`.
+        slot: usize,
+    },
+    /// `first_seen`: the key's and values' expressions, the learning span.
+    FirstSeen {
+        parts: Vec<Phys>,
+        after: Option<i64>,
+        /// Index into `State::seen`.
         slot: usize,
     },
 }
@@ -87,6 +97,13 @@ pub struct State {
     /// A sequence's pending events and sequences.
     #[serde(default)]
     sequence: Option<sequence::Stream>,
+    /// Per `first_seen` stage: every key and value tuple seen (see [`key_texts`]).
+    #[serde(default)]
+    seen: Vec<BTreeSet<String>>,
+    /// Where `first_seen … after` counts from: the archive's first event, else the
+    /// first event read.
+    #[serde(default)]
+    start: Option<i64>,
 }
 
 pub struct Engine {
@@ -136,6 +153,7 @@ impl Engine {
         let mut out = Out::Events;
         let mut spec = None;
         let mut dedups = 0;
+        let mut seen = 0;
         for stage in &q.stages {
             match stage {
                 Stage::Where(f, _) => steps.push(Step::Filter(phys(cx.filter(f)?)?)),
@@ -150,6 +168,28 @@ impl Engine {
                         slot: dedups,
                     });
                     dedups += 1;
+                }
+                Stage::FirstSeen {
+                    fields,
+                    by,
+                    after,
+                    span,
+                } => {
+                    let parts = by
+                        .iter()
+                        .chain(fields)
+                        .map(|f| phys(cx.output(f)?.1))
+                        .collect::<R<Vec<_>>>()?;
+                    let after = after
+                        .as_ref()
+                        .map(|a| Clock::duration(a, *span))
+                        .transpose()?;
+                    steps.push(Step::FirstSeen {
+                        parts,
+                        after,
+                        slot: seen,
+                    });
+                    seen += 1;
                 }
                 // `fields *`: the whole event, which is what a match is anyway.
                 Stage::Fields {
@@ -266,6 +306,7 @@ impl Engine {
                 | Stage::Top { .. }
                 | Stage::Distinct(..)
                 | Stage::Timechart { .. }
+                | Stage::Lookup(..)
                 | Stage::Bucket(..) => {
                     return Err(check::check(q, check::Mode::Stream)
                         .err()
@@ -282,6 +323,7 @@ impl Engine {
         let state = State {
             dedup: vec![BTreeMap::new(); dedups],
             sequence: matches!(out, Out::Sequence { .. }).then(sequence::Stream::default),
+            seen: vec![BTreeSet::new(); seen],
             ..Default::default()
         };
         Ok(Engine {
@@ -308,12 +350,64 @@ impl Engine {
         self.window.as_ref().map_or(0, |w| w.state.late) + sequence
     }
 
+    /// The `first_seen` stages' seeds: for each, the query over stored events (before
+    /// `until`, when given) whose rows are every key and value tuple seen (`where`
+    /// filters included).
+    pub fn seeds(q: &Query, until: Option<i64>) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut head = Query {
+            filter: q.filter.clone(),
+            time: until
+                .map(|t| {
+                    let at = ast::TimePoint::At(event::format_time(t), ast::Span::default());
+                    vec![ast::TimeClause::Until(at, ast::Span::default())]
+                })
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        for stage in &q.stages {
+            match stage {
+                Stage::FirstSeen { fields, by, .. } => {
+                    let mut seed = head.clone();
+                    let all: Vec<Field> = by.iter().chain(fields).cloned().collect();
+                    seed.stages.push(Stage::Distinct(all, ast::Span::default()));
+                    out.push(seed.to_string());
+                }
+                s => head.stages.push(s.clone()),
+            }
+        }
+        out
+    }
+
+    /// Learn the tuples of `first_seen` stage `slot` from stored events (the rows of
+    /// its [`Engine::seeds`] query), and count `after` from `start`, the archive's first
+    /// event.
+    pub fn seed(
+        &mut self,
+        slot: usize,
+        rows: &RecordBatch,
+        start: Option<i64>,
+    ) -> Result<(), String> {
+        let texts = key_texts(rows.columns(), rows.num_rows()).map_err(|e| e.to_string())?;
+        let seen = self
+            .state
+            .seen
+            .get_mut(slot)
+            .ok_or("no such first_seen stage")?;
+        seen.extend(texts.into_iter().flatten());
+        if let Some(s) = start {
+            self.state.start = Some(self.state.start.map_or(s, |t| t.min(s)));
+        }
+        Ok(())
+    }
+
     /// Continue from a checkpoint's state (of the same query).
     pub fn restore(&mut self, mut state: State) {
         if let (Some(w), Some(ws)) = (&mut self.window, state.window.take()) {
             w.state = ws;
         }
-        if state.dedup.len() == self.state.dedup.len() {
+        if state.dedup.len() == self.state.dedup.len() && state.seen.len() == self.state.seen.len()
+        {
             self.state = state;
         }
     }
@@ -372,6 +466,26 @@ impl Engine {
                         let edge = max - within - self.lateness;
                         seen.retain(|_, last| *last >= edge);
                     }
+                    batch = filter_record_batch(&batch, &BooleanArray::from(keep))
+                        .map_err(|e| e.to_string())?;
+                }
+                Step::FirstSeen { parts, after, slot } => {
+                    let arrays = parts
+                        .iter()
+                        .map(|p| eval(p, &batch))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let texts = key_texts(&arrays, batch.num_rows()).map_err(|e| e.to_string())?;
+                    let t = times(&batch).ok_or("no time column")?;
+                    let start = *self.state.start.get_or_insert(t.value(0));
+                    let seen = &mut self.state.seen[*slot];
+                    let keep: Vec<bool> = texts
+                        .into_iter()
+                        .zip(t.values().iter())
+                        .map(|(k, &time)| {
+                            let new = k.is_some_and(|k| seen.insert(k));
+                            new && after.is_none_or(|a| time >= start.saturating_add(a))
+                        })
+                        .collect();
                     batch = filter_record_batch(&batch, &BooleanArray::from(keep))
                         .map_err(|e| e.to_string())?;
                 }
@@ -517,6 +631,7 @@ fn alerts(out: Vec<window::Output>) -> Vec<Record> {
             time: o.end,
             alert: true,
             json: o.json,
+            key: o.key,
         })
         .collect()
 }
@@ -529,6 +644,7 @@ fn sequences(found: Vec<sequence::Found>) -> Vec<Record> {
             time: f.time,
             alert: true,
             json: f.json,
+            key: f.key,
         })
         .collect()
 }
@@ -595,6 +711,20 @@ fn ids_and_times(
     (ids, times)
 }
 
+/// Each event's actor as `actor` shows it: the e-mail, else the name, else the id.
+fn actors(batch: &RecordBatch) -> Vec<String> {
+    let column = |n: &str| batch.column_by_name(n).map(|a| a.as_string::<i32>());
+    let cols = [c::ACTOR_EMAIL, c::ACTOR_NAME, c::ACTOR_ID].map(column);
+    (0..batch.num_rows())
+        .map(|i| {
+            cols.iter()
+                .flatten()
+                .find(|a| a.is_valid(i))
+                .map_or_else(|| "-".to_owned(), |a| a.value(i).to_owned())
+        })
+        .collect()
+}
+
 /// Matching events as their own JSON, on one line each.
 fn events(batch: &RecordBatch) -> Vec<Record> {
     let (ids, times) = ids_and_times(batch);
@@ -602,12 +732,15 @@ fn events(batch: &RecordBatch) -> Vec<Record> {
         .column_by_name(c::RAW)
         .expect("raw")
         .as_string::<i32>();
-    (0..batch.num_rows())
-        .map(|i| Record {
+    actors(batch)
+        .into_iter()
+        .enumerate()
+        .map(|(i, key)| Record {
             id: ids.value(i).to_owned(),
             time: times.value(i),
             alert: false,
             json: event::compact_json(raw.value(i)).into_owned(),
+            key,
         })
         .collect()
 }
@@ -630,12 +763,14 @@ fn fields(batch: &RecordBatch, cols: &[(String, Phys)]) -> Result<Vec<Record>, S
     let (ids, times) = ids_and_times(batch);
     Ok(text
         .lines()
+        .zip(actors(batch))
         .enumerate()
-        .map(|(i, line)| Record {
+        .map(|(i, (line, key))| Record {
             id: ids.value(i).to_owned(),
             time: times.value(i),
             alert: false,
             json: line.to_owned(),
+            key,
         })
         .collect())
 }

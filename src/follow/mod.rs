@@ -19,6 +19,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod pack;
 pub mod prefilter;
 pub mod sequence;
 pub mod sink;
@@ -47,6 +48,7 @@ use crate::event::col as c;
 use crate::pipeline::archive::{ArchiveSink, api_app};
 use crate::query::Clock;
 use engine::Engine;
+use pack::Pack;
 use source::{Msg, Position};
 
 /// Where events come from.
@@ -61,6 +63,8 @@ pub enum From {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub query: String,
+    /// `--rules DIR`: the rules run instead of `query` (when not empty).
+    pub rules: Vec<pack::Rule>,
     pub from: From,
     pub sinks: Vec<sink::Spec>,
     pub sink: sink::Options,
@@ -137,7 +141,10 @@ struct Checkpoint {
     query: String,
     source: String,
     position: Position,
+    /// The first (or only) query's state; the other rules' in `more`.
     engine: engine::State,
+    #[serde(default)]
+    more: Vec<engine::State>,
     /// Ids read with their `processedAt` (ms), within the overlap of the position.
     recent: Vec<(String, i64)>,
     seq: i64,
@@ -250,7 +257,7 @@ async fn unless_signalled<T>(
 /// sent and checkpointed. Each event of the source is one method; a checkpoint waits
 /// for the sinks, commits to the archive, then saves the checkpoint file.
 struct Run {
-    engine: Engine,
+    engine: Pack,
     sinks: sink::Sinks,
     archive: Option<ArchiveSink>,
     state_dir: Option<PathBuf>,
@@ -383,11 +390,13 @@ impl Run {
             self.recent.prune(processed - 2 * self.overlap_ms);
         }
         if let Some(d) = &self.state_dir {
+            let mut states = self.engine.state().into_iter();
             let cp = Checkpoint {
                 query: self.engine.text.clone(),
                 source: self.source_name.clone(),
                 position: self.position.clone(),
-                engine: self.engine.state(),
+                engine: states.next().unwrap_or_default(),
+                more: states.collect(),
                 recent: self
                     .recent
                     .ids
@@ -406,15 +415,51 @@ impl Run {
     }
 }
 
+/// A first run learns the `first_seen` tuples of the events already archived (before
+/// `until`, when given), so that the first event read is judged against history (later
+/// runs have their checkpoint).
+pub async fn seed(pack: &mut Pack, archive: &Archive, now: i64, until: Option<i64>) -> Result<()> {
+    for (query, engine) in pack.members_mut() {
+        let seeds = Engine::seeds(query, until);
+        if seeds.is_empty() {
+            continue;
+        }
+        let summary = match crate::query::open(archive).await {
+            Ok((_, summary)) => summary,
+            // Nothing archived yet: nothing to learn.
+            Err(Error::Archive(crate::archive::Error::Missing { .. })) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let start = summary.and_then(|s| s.first);
+        for (slot, text) in seeds.iter().enumerate() {
+            let mut answer = crate::query::run(archive, text, Clock::utc(now), false).await?;
+            let mut tuples = 0;
+            while let Some(batch) = answer.next().await? {
+                tuples += batch.num_rows();
+                engine
+                    .seed(slot, &batch, start)
+                    .map_err(error::Error::Evaluate)?;
+            }
+            tracing::info!(target: "auditq::follow", "first_seen: {tuples} tuples learnt from the archive (`{text}`)");
+        }
+    }
+    Ok(())
+}
+
 /// Run until the input ends, a signal arrives, or something fails for good.
 pub async fn follow(opts: Options) -> Result<Report> {
-    let query = crate::lang::parse(&opts.query).map_err(|d| Error::rejected(&opts.query, d))?;
-    let mut engine = Engine::new(
-        &query,
-        &Clock::utc(opts.now),
-        opts.lateness.as_micros() as i64,
-    )
-    .map_err(|d| Error::rejected(&opts.query, vec![d]))?;
+    let clock = Clock::utc(opts.now);
+    let lateness = opts.lateness.as_micros() as i64;
+    let (mut engine, query) = if opts.rules.is_empty() {
+        let query = crate::lang::parse(&opts.query).map_err(|d| Error::rejected(&opts.query, d))?;
+        let engine = Engine::new(&query, &clock, lateness)
+            .map_err(|d| Error::rejected(&opts.query, vec![d]))?;
+        (Pack::single(query.clone(), engine), Some(query))
+    } else {
+        let pack = Pack::rules(opts.rules.clone(), &clock, lateness)
+            .map_err(|r| Error::Rules(pack::LoadError::Rule(r)))?;
+        (pack, None)
+    };
     let source_name = opts.from.describe();
     let state_dir = match (&opts.state, &opts.from) {
         (Some(d), _) => Some(d.clone()),
@@ -435,6 +480,7 @@ pub async fn follow(opts: Options) -> Result<Report> {
     let mut recent = Recent::default();
     let mut position = Position::Start;
     let mut seq = 0i64;
+    let restored = checkpoint.is_some();
     if let Some(cp) = checkpoint {
         if cp.query != engine.text || cp.source != source_name {
             return Err(Error::Usage(format!(
@@ -444,10 +490,15 @@ pub async fn follow(opts: Options) -> Result<Report> {
                 cp.source
             )));
         }
-        engine.restore(cp.engine);
+        let mut states = vec![cp.engine];
+        states.extend(cp.more);
+        engine.restore(states);
         recent.ids = cp.recent.into_iter().collect();
         position = cp.position;
         seq = cp.seq;
+    }
+    if !restored && let Some(a) = &opts.archive {
+        seed(&mut engine, a, opts.now, None).await?;
     }
     let quarantine = match (&opts.archive, &state_dir) {
         (Some(a), _) => a.quarantine(),
@@ -465,8 +516,9 @@ pub async fn follow(opts: Options) -> Result<Report> {
     let overlap_ms = opts.overlap.as_millis() as i64;
     // Documents that cannot match are not parsed, and events get no fingerprint (the
     // archive's content hash) — unless every event is archived.
-    let keep: Option<crate::ingest::Keep> = match (&opts.archive, prefilter::Prefilter::of(&query))
-    {
+    // A pack of rules reads every document (each rule needs its own words).
+    let prefilter = query.as_ref().and_then(prefilter::Prefilter::of);
+    let keep: Option<crate::ingest::Keep> = match (&opts.archive, prefilter) {
         (None, Some(p)) => Some(Arc::new(move |doc: &[u8]| p.keep(doc))),
         _ => None,
     };

@@ -46,6 +46,8 @@ pub struct Found {
     pub id: String,
     pub time: i64,
     pub json: String,
+    /// The key's values, for a summary.
+    pub key: String,
 }
 
 impl Stream {
@@ -139,5 +141,6 @@ fn found(shape: &Shape, names: &[String], values: &[Option<Val>], done: &[Ev]) -
         id,
         time: last,
         json: format!("{{{}}}", body.join(",")),
+        key: super::window::shown_key(values),
     }
 }

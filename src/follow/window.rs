@@ -223,6 +223,8 @@ pub struct Output {
     pub end: i64,
     /// One JSON object, its columns in query order.
     pub json: String,
+    /// The key's values, for a summary (`auditq detect`'s top keys).
+    pub key: String,
 }
 
 /// Everything a window remembers; saved in the follow checkpoint.
@@ -242,6 +244,19 @@ pub struct State {
     windows: BTreeMap<i64, BTreeMap<String, Group>>,
     /// Events that came after the watermark passed their time.
     pub late: u64,
+}
+
+/// Key values as a person reads them: `ada@example.com`, `ada@example.com, DE`.
+pub fn shown_key(key: &[Option<Val>]) -> String {
+    key.iter()
+        .map(|v| match v {
+            Some(Val::Str(s)) => s.clone(),
+            Some(Val::Int(n)) => n.to_string(),
+            Some(Val::Time(t)) => event::format_time(*t),
+            None => "-".to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn key_text(key: &[Option<Val>]) -> String {
@@ -466,6 +481,7 @@ fn output(spec: &Spec, start: i64, end: i64, key: &[Option<Val>], accs: &Accs) -
         start,
         end,
         json: format!("{{{}}}", body.join(",")),
+        key: shown_key(key),
     }
 }
 

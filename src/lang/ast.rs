@@ -313,6 +313,20 @@ pub struct Sequence {
     pub until: Option<SeqStep>,
 }
 
+/// `lookup FILE on f [= column | cidr column] [fields a, b]`: a left join of a CSV,
+/// Parquet or NDJSON file; its columns become fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lookup {
+    pub file: String,
+    pub on: Field,
+    /// The file's column to match (else the one named like `on`).
+    pub column: Option<Field>,
+    /// `cidr`: the column holds networks, matched by containment (the longest prefix).
+    pub cidr: bool,
+    /// The file's columns to add (else all but the matched one).
+    pub fields: Vec<Field>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stage {
     Where(Expr, Span),
@@ -349,6 +363,16 @@ pub enum Stage {
     /// `bucket time SPAN`: `time` rounded down to a multiple of the span.
     Bucket(Dur, Span),
     Sequence(Sequence, Span),
+    Lookup(Lookup, Span),
+    /// `first_seen country by actor.id [after 30d]`: the events whose value (tuple) is
+    /// new for their key, against every earlier event; the first `after` of the archive
+    /// only learns.
+    FirstSeen {
+        fields: Vec<Field>,
+        by: Vec<Field>,
+        after: Option<Dur>,
+        span: Span,
+    },
 }
 
 impl Stage {
@@ -360,11 +384,13 @@ impl Stage {
             | Stage::Distinct(_, s)
             | Stage::Dedup(_, _, s)
             | Stage::Bucket(_, s)
-            | Stage::Sequence(_, s) => *s,
+            | Stage::Sequence(_, s)
+            | Stage::Lookup(_, s) => *s,
             Stage::Fields { span, .. }
             | Stage::Stats { span, .. }
             | Stage::Top { span, .. }
-            | Stage::Timechart { span, .. } => *span,
+            | Stage::Timechart { span, .. }
+            | Stage::FirstSeen { span, .. } => *span,
         }
     }
 }
@@ -582,6 +608,30 @@ impl fmt::Display for Stage {
                 Ok(())
             }
             Stage::Bucket(d, _) => write!(f, "bucket time {d}"),
+            Stage::FirstSeen {
+                fields,
+                by: b,
+                after,
+                ..
+            } => {
+                write!(f, "first_seen {}{}", join(fields), by(b))?;
+                if let Some(a) = after {
+                    write!(f, " after {a}")?;
+                }
+                Ok(())
+            }
+            Stage::Lookup(l, _) => {
+                write!(f, "lookup {} on {}", quote(&l.file), l.on)?;
+                match (&l.column, l.cidr) {
+                    (Some(c), true) => write!(f, " cidr {c}")?,
+                    (Some(c), false) => write!(f, " = {c}")?,
+                    (None, _) => {}
+                }
+                if !l.fields.is_empty() {
+                    write!(f, " fields {}", join(&l.fields))?;
+                }
+                Ok(())
+            }
             Stage::Sequence(q, _) => {
                 f.write_str("sequence")?;
                 write!(f, "{} within {}", by(&q.by), q.within)?;

@@ -14,7 +14,7 @@
 //! - comments `# …` to the end of the line and `/* … */`;
 //! - words: letters, digits and `_.@*?+-/:` (`alice@example.com`, `svc-*`,
 //!   `10.0.0.0/8`, `2026-02-16T08:00:00Z`, `actor:alice`);
-//! - `(`, `)`, `[`, `]`, `|`, `,`, and runs of operator characters (`=`, `!=`, `~`, `<=`).
+//! - `$name` (a macro), `(`, `)`, `[`, `]`, `|`, `,`, and runs of operator characters (`=`, `!=`, `~`, `<=`).
 //!
 //! A literal that is never closed is a token too ([`Kind::Str`] with `closed: false`):
 //! the parser turns it into a diagnostic, the REPL waits for the rest of the line.
@@ -49,6 +49,8 @@ pub enum Kind {
     Comma,
     /// A run of `=!<>~`.
     Op,
+    /// `$name`: a macro's use (see `macros.rs`).
+    Var,
     /// Any other character.
     Other,
 }
@@ -127,6 +129,12 @@ pub fn tokens(src: &str) -> Vec<Token> {
                 let (end, closed) = closing(rest, '`', false);
                 (Kind::Field { closed }, end)
             }
+            '$' if rest[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') => (
+                Kind::Var,
+                1 + rest[1..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len() - 1),
+            ),
             '(' => (Kind::LParen, 1),
             ')' => (Kind::RParen, 1),
             '[' => (Kind::LBracket, 1),

@@ -2,6 +2,7 @@
 
 pub mod ast;
 pub mod lex;
+pub mod macros;
 pub mod parse;
 pub mod time;
 

@@ -72,6 +72,8 @@ pub const STAGES: &[&str] = &[
     "timechart",
     "bucket",
     "sequence",
+    "first_seen",
+    "lookup",
 ];
 
 /// Units of a duration; snap units.
@@ -1013,7 +1015,9 @@ impl<'a> Parser<'a> {
     ///       | "dedup" , path_list , [ "within" , duration ]
     ///       | "timechart" , duration , [ agg_item ] , [ "by" , path ]
     ///       | "bucket" , "time" , duration
-    ///       | sequence ;
+    ///       | sequence
+    ///       | lookup
+    ///       | "first_seen" , path_list , [ "by" , path_list ] , [ "after" , duration ] ;
     fn stage(&self, text: &'a str) -> Result<Stage, Diagnostic> {
         let t = ws(text);
         let Some(name) = word(t) else {
@@ -1108,6 +1112,25 @@ impl<'a> Parser<'a> {
                 )
             }
             "sequence" => self.sequence(t, after)?,
+            "lookup" => self.lookup(t, after)?,
+            "first_seen" => {
+                let (rest, fields) = self.field_list(after)?;
+                let (mut rest, by) = self.by_clause(rest)?;
+                let mut learn = None;
+                let r = ws(rest);
+                if at_keyword(r, "after") {
+                    let (r, d) = self.duration(ws(&r[5..]))?;
+                    learn = Some(d);
+                    rest = r;
+                }
+                let stage = Stage::FirstSeen {
+                    fields,
+                    by,
+                    after: learn,
+                    span: self.span(t, rest),
+                };
+                (rest, stage)
+            }
             "bucket" => {
                 let a = ws(after);
                 if !at_keyword(a, "time") {
@@ -1181,6 +1204,64 @@ impl<'a> Parser<'a> {
             until,
         };
         Ok((rest, Stage::Sequence(q, self.span(t, rest))))
+    }
+
+    /// lookup = "lookup" , ( string | bare_word ) , "on" , path , [ "=" , path | "cidr" , path ] , [ "fields" , path_list ] ;
+    fn lookup(&self, t: &'a str, after: &'a str) -> Result<(&'a str, Stage), Diagnostic> {
+        let a = ws(after);
+        let (rest, file) = if a.starts_with('"') || a.starts_with('\'') {
+            self.string(a)?
+        } else {
+            let n = a.find(|c: char| !is_bare_char(c)).unwrap_or(a.len());
+            if n == 0 {
+                return Err(self.expected(a, "a file").help(
+                    "`| lookup hr.csv on actor.email = email`: a .csv, .parquet or .ndjson file",
+                ));
+            }
+            (&a[n..], a[..n].to_owned())
+        };
+        let r = ws(rest);
+        if !at_keyword(r, "on") {
+            return Err(self
+                .expected(r, "`on` and the field to match")
+                .help("`| lookup hr.csv on actor.email = email`"));
+        }
+        let Some((on, mut rest)) = self.field_then(ws(&r[2..])) else {
+            return Err(self.expected(ws(&r[2..]), "a field name"));
+        };
+        let mut column = None;
+        let mut cidr = false;
+        let r = ws(rest);
+        let by = if r.starts_with('=') && !r.starts_with("==") {
+            Some(&r[1..])
+        } else if at_keyword(r, "cidr") {
+            cidr = true;
+            Some(&r[4..])
+        } else {
+            None
+        };
+        if let Some(by) = by {
+            let Some((c, r)) = self.field_then(ws(by)) else {
+                return Err(self.expected(ws(by), "a column of the file"));
+            };
+            column = Some(c);
+            rest = r;
+        }
+        let mut fields = Vec::new();
+        let r = ws(rest);
+        if at_keyword(r, "fields") {
+            let (r, f) = self.field_list(&r[6..])?;
+            fields = f;
+            rest = r;
+        }
+        let l = Lookup {
+            file,
+            on,
+            column,
+            cidr,
+            fields,
+        };
+        Ok((rest, Stage::Lookup(l, self.span(t, rest))))
     }
 
     /// step = "[" , filter , "]" ;

@@ -60,12 +60,15 @@ pub fn check(q: &Query, mode: Mode) -> R<()> {
     }
 }
 
-/// A sequence reads events (their time, id and fields), so only `where` may come
-/// before it; and its span must be longer than zero. Both commands run it.
+/// A sequence and `first_seen` read events (their time, id and fields), so only `where`
+/// may come before them; a sequence's span must be longer than zero. Both commands run
+/// them.
 fn sequences(q: &Query) -> R<()> {
     for (i, stage) in q.stages.iter().enumerate() {
-        let Stage::Sequence(s, span) = stage else {
-            continue;
+        let (name, span) = match stage {
+            Stage::Sequence(_, span) => ("a sequence", *span),
+            Stage::FirstSeen { span, .. } => ("`first_seen`", *span),
+            _ => continue,
         };
         if let Some(before) = q.stages[..i]
             .iter()
@@ -73,16 +76,18 @@ fn sequences(q: &Query) -> R<()> {
         {
             return Err(Diagnostic::at(
                 "E0413",
-                format!("a sequence reads events, and `{before}` came before it"),
-                *span,
+                format!("{name} reads events, and `{before}` came before it"),
+                span,
             )
-            .help("only `where` may come before `sequence`; put the other stages after it"));
+            .help("only `where` may come before it; put the other stages after it"));
         }
-        if Clock::duration(&s.within, *span)? <= 0 {
+        if let Stage::Sequence(s, _) = stage
+            && Clock::duration(&s.within, span)? <= 0
+        {
             return Err(Diagnostic::at(
                 "E0208",
                 "a sequence's span must be longer than zero",
-                *span,
+                span,
             ));
         }
     }
@@ -114,7 +119,7 @@ fn batch(stage: &Stage) -> R<()> {
 /// stream can do (its records are the output).
 fn stream(stage: &Stage) -> R<bool> {
     match stage {
-        Stage::Where(..) | Stage::Dedup(_, Some(_), _) => Ok(false),
+        Stage::Where(..) | Stage::Dedup(_, Some(_), _) | Stage::FirstSeen { .. } => Ok(false),
         Stage::Fields { .. } | Stage::Sequence(..) => Ok(true),
         Stage::Dedup(_, None, _) => Err(refuse(
             stage,
@@ -163,6 +168,11 @@ fn stream(stage: &Stage) -> R<bool> {
             stage,
             &format!("`{stage}` needs the whole input, which `follow` never has"),
             "`follow` emits events as they arrive; to aggregate, add a window: `| count by actor over 5m > 10`",
+        )),
+        Stage::Lookup(..) => Err(refuse(
+            stage,
+            "`lookup` does not run in `auditq follow` yet",
+            "enrich stored events with `auditq query … | lookup …`",
         )),
         Stage::Bucket(..) => Err(refuse(
             stage,
@@ -255,6 +265,24 @@ mod tests {
         ),
         (
             "| fields actor | sequence within 1h [event:a] [event:b]",
+            Mode::Batch,
+            Some("E0413"),
+            Some("E0413"),
+        ),
+        (
+            "event:user_login | first_seen country by actor after 30d | fields time, country",
+            Mode::Batch,
+            None,
+            None,
+        ),
+        (
+            "| lookup hr.csv on actor.email = email | where status = gone",
+            Mode::Batch,
+            None,
+            Some("E0411"),
+        ),
+        (
+            "| count by actor | first_seen country by actor",
             Mode::Batch,
             Some("E0413"),
             Some("E0413"),

@@ -151,6 +151,8 @@ pub struct Compiler<'a> {
     /// Every value of `action` in the data queried, when known (from the archive's
     /// summary): comparisons on `action` then become exact set membership.
     actions: Option<&'a [&'a str]>,
+    /// Columns a `lookup` added to the events.
+    added: Vec<(String, DataType)>,
 }
 
 impl<'a> Compiler<'a> {
@@ -159,6 +161,7 @@ impl<'a> Compiler<'a> {
             clock,
             table: None,
             actions: None,
+            added: Vec::new(),
         }
     }
 
@@ -227,19 +230,29 @@ impl<'a> Compiler<'a> {
         })
     }
 
+    /// A field that is not in the archive's catalogue: a column of an aggregate's
+    /// output (after an aggregating stage), `raw.PATH`, or a column a `lookup` added.
+    /// `None`: a field of the catalogue.
+    fn column_of(&self, f: &Field) -> R<Option<(Expr, Kind)>> {
+        if self.table.is_some() {
+            return self.table_column(f).map(Some);
+        }
+        if let Some(e) = self.raw_path(f) {
+            return Ok(Some((e, Kind::Text)));
+        }
+        Ok(self
+            .added
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&f.name))
+            .map(|(n, ty)| (column(n), kind_of(ty))))
+    }
+
     /// A column of the aggregate output (after an aggregating stage).
     fn table_column(&self, f: &Field) -> R<(Expr, Kind)> {
         let (cols, after) = self.table.as_ref().expect("in table mode");
         let found = cols.iter().find(|(n, _)| n.eq_ignore_ascii_case(&f.name));
         match found {
-            Some((name, ty)) => {
-                let kind = match ty {
-                    DataType::Timestamp(..) => Kind::Time,
-                    DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => Kind::Text,
-                    _ => Kind::Number,
-                };
-                Ok((column(name), kind))
-            }
+            Some((name, ty)) => Ok((column(name), kind_of(ty))),
             None => {
                 let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
                 let mut d = Diagnostic::at(
@@ -378,12 +391,8 @@ impl<'a> Compiler<'a> {
     }
 
     fn cmp(&self, field: &Field, op: CmpOp, v: &Value) -> R<Expr> {
-        if self.table.is_some() {
-            let (e, kind) = self.table_column(field)?;
+        if let Some((e, kind)) = self.column_of(field)? {
             return self.compare(e, kind, op, v, field);
-        }
-        if let Some(e) = self.raw_path(field) {
-            return self.compare(e, Kind::Text, op, v, field);
         }
         match self.field(field)?.target {
             Target::Column(name, kind) => {
@@ -430,7 +439,7 @@ impl<'a> Compiler<'a> {
         let plain = values
             .iter()
             .all(|v| matches!(v, Value::Str(..)) && !v.text().contains(['*', '?']));
-        if !plain || self.table.is_some() || self.raw_path(field).is_some() {
+        if !plain || self.column_of(field)?.is_some() {
             return Ok(None);
         }
         let Target::Column(name, Kind::Text) = self.field(field)?.target else {
@@ -481,8 +490,7 @@ impl<'a> Compiler<'a> {
     fn pattern_set(&self, field: &Field, values: &[&Value], negated: bool) -> R<Option<Expr>> {
         use super::fold::{Patterns, matches_any};
         if values.len() <= SQL_IN_LIST
-            || self.table.is_some()
-            || self.raw_path(field).is_some()
+            || self.column_of(field)?.is_some()
             || values.iter().any(|v| matches!(v, Value::Regex(..)))
         {
             return Ok(None);
@@ -635,11 +643,7 @@ impl<'a> Compiler<'a> {
                 }
             }
             ast::Expr::Has(field, _) => {
-                if self.table.is_some() {
-                    let (e, _) = self.table_column(field)?;
-                    return Ok(e.is_not_null());
-                }
-                if let Some(e) = self.raw_path(field) {
+                if let Some((e, _)) = self.column_of(field)? {
                     return Ok(e.is_not_null());
                 }
                 let present = |n: &str| col(n).is_not_null().and(col(n).not_eq(lit("")));
@@ -695,11 +699,7 @@ impl<'a> Compiler<'a> {
 
     /// A field as an output column: (name, expression).
     pub fn output(&self, f: &Field) -> R<(String, Expr)> {
-        if self.table.is_some() {
-            let (e, _) = self.table_column(f)?;
-            return Ok((f.name.clone(), e));
-        }
-        if let Some(e) = self.raw_path(f) {
+        if let Some((e, _)) = self.column_of(f)? {
             return Ok((f.name.clone(), e));
         }
         let e = match self.field(f)?.target {
@@ -712,6 +712,15 @@ impl<'a> Compiler<'a> {
             Target::List { column, .. } => col(column),
         };
         Ok((f.name.clone(), e))
+    }
+}
+
+/// How a column of `ty` compares.
+fn kind_of(ty: &DataType) -> Kind {
+    match ty {
+        DataType::Timestamp(..) => Kind::Time,
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => Kind::Text,
+        _ => Kind::Number,
     }
 }
 
@@ -818,7 +827,18 @@ pub fn compile(
     }
     let mut df = events;
     let whole = ast::Span::default();
-    if let Some(p) = head_predicate(q, &cx)? {
+    // `first_seen` learns from every earlier event: the time range applies to what it
+    // reports, not to what it reads.
+    let learns = q
+        .stages
+        .iter()
+        .any(|s| matches!(s, Stage::FirstSeen { .. }));
+    let head = if learns {
+        q.filter.as_ref().map(|f| cx.filter(f)).transpose()?
+    } else {
+        head_predicate(q, &cx)?
+    };
+    if let Some(p) = head {
         df = df.filter(p).map_err(|e| df_err(e, whole))?;
     }
     // The event columns shown at the end, while no stage has aggregated.
@@ -1030,6 +1050,33 @@ pub fn compile(
             Stage::Sequence(seq, span) => {
                 df = sequence(&mut cx, df, seq, *span, &stage.to_string())?;
             }
+            Stage::Lookup(l, span) => {
+                let (joined, added) = lookup(&mut cx, df, l, *span, &stage.to_string())?;
+                df = joined;
+                view.extend(added);
+                ordered = false;
+            }
+            Stage::FirstSeen {
+                fields,
+                by,
+                after,
+                span,
+            } => {
+                let mut report = range_predicates(&range);
+                if let Some(after) = after {
+                    let Some((first, _)) = extent else {
+                        return Err(Diagnostic::at(
+                            "E0414",
+                            "`after` counts from the archive's first event, which is unknown here",
+                            *span,
+                        )
+                        .help("the archive's summary is unavailable: `auditq archive verify` says why"));
+                    };
+                    let learn = Clock::duration(after, *span)?;
+                    report.push(col(c::TIME).gt_eq(ts(first.saturating_add(learn))));
+                }
+                df = first_seen(&cx, df, fields, by, report)?;
+            }
         }
     }
     if cx.table.is_none() {
@@ -1039,6 +1086,181 @@ pub fn compile(
         df = project(&mut cx, df, &view, "fields")?;
     }
     Ok((df, range))
+}
+
+/// `df` left-joined with a lookup file's rows (see `lookup.rs`), and the fields it added.
+fn lookup(
+    cx: &mut Compiler<'_>,
+    df: DataFrame,
+    l: &ast::Lookup,
+    span: ast::Span,
+    text: &str,
+) -> R<(DataFrame, Vec<Field>)> {
+    use datafusion::datasource::{MemTable, provider_as_source};
+    use datafusion::logical_expr::LogicalPlanBuilder;
+    let e = |e| df_err(e, span);
+    let table = super::lookup::read(&l.file).map_err(|why| {
+        Diagnostic::at("E0430", why, span)
+            .help("a lookup reads a .csv (with a header), .parquet, .ndjson or .jsonl file")
+    })?;
+    let columns: Vec<&str> = table
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    let find = |f: &Field| {
+        columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(&f.name))
+            .ok_or_else(|| {
+                let mut d = Diagnostic::at(
+                    "E0431",
+                    format!("`{}` has no column `{}`", l.file, f.name),
+                    f.span,
+                )
+                .help(format!("its columns: {}", columns.join(", ")));
+                if let Some(m) = did_you_mean(&f.name, columns.iter().copied()) {
+                    d = d.help(format!("did you mean `{m}`?"));
+                }
+                d
+            })
+    };
+    let key = find(l.column.as_ref().unwrap_or(&l.on))?;
+    let added: Vec<usize> = if l.fields.is_empty() {
+        (0..columns.len()).filter(|&i| i != key).collect()
+    } else {
+        l.fields.iter().map(find).collect::<R<_>>()?
+    };
+    // A column must not take the name of a field or column the rows already have.
+    let taken = |name: &str| match &cx.table {
+        Some((cols, _)) => cols.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)),
+        None => {
+            fields::resolve(name).is_some()
+                || event::schema()
+                    .fields()
+                    .iter()
+                    .any(|f| f.name().eq_ignore_ascii_case(name))
+                || cx.added.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        }
+    };
+    if let Some(&i) = added.iter().find(|&&i| taken(columns[i])) {
+        return Err(Diagnostic::at(
+            "E0407",
+            format!(
+                "the column `{}` of `{}` is named like a field of the rows",
+                columns[i], l.file
+            ),
+            span,
+        )
+        .help("choose the columns to add with `fields`, or rename the file's column"));
+    }
+    let (state, plan) = df.into_parts();
+    let schema = std::sync::Arc::clone(&table.schema);
+    let provider = MemTable::try_new(schema, vec![table.batches.clone()]).map_err(e)?;
+    let scan = LogicalPlanBuilder::scan(
+        "lookup",
+        provider_as_source(std::sync::Arc::new(provider)),
+        None,
+    )
+    .and_then(LogicalPlanBuilder::build)
+    .map_err(e)?;
+    let mut select = vec![column(columns[key]).alias("__lookup_key")];
+    select.extend(added.iter().map(|&i| column(columns[i]).alias(columns[i])));
+    let file = DataFrame::new(state.clone(), scan)
+        .select(select)
+        .map_err(e)?;
+    let df = DataFrame::new(state, plan);
+    let on = cx.output(&l.on)?.1;
+    let text_of = |x: Expr| lower(datafusion::prelude::cast(x, DataType::Utf8));
+    let (left, right) = if l.cidr {
+        let nets = super::lookup::networks(&table, key).map_err(|why| {
+            Diagnostic::at("E0432", format!("`{}`: {why}", l.file), span)
+                .help("a `cidr` column holds networks: 10.20.0.0/16, 2001:db8::/32, or addresses")
+        })?;
+        (super::lookup::network_of(on, &nets), column("__lookup_key"))
+    } else {
+        (text_of(on), text_of(column("__lookup_key")))
+    };
+    let joined = df
+        .join_on(file, datafusion::common::JoinType::Left, [left.eq(right)])
+        .map_err(e)?;
+    let keep: Vec<Expr> = joined
+        .schema()
+        .columns()
+        .into_iter()
+        .filter(|c| c.name != "__lookup_key")
+        .map(Expr::Column)
+        .collect();
+    let joined = joined.select(keep).map_err(e)?;
+    let names: Vec<Field> = added
+        .iter()
+        .map(|&i| Field {
+            name: columns[i].to_owned(),
+            span,
+        })
+        .collect();
+    if cx.table.is_some() {
+        cx.now_table(&joined, text);
+    } else {
+        for &i in &added {
+            let f = table.schema.field(i);
+            cx.added.push((f.name().clone(), f.data_type().clone()));
+        }
+    }
+    Ok((joined, names))
+}
+
+/// The events of `df` whose values of `fields` are new for their values of `by` (the
+/// first of each tuple in time order, ties by id), among those that pass `report`.
+/// Events with any of them missing take no part.
+fn first_seen(
+    cx: &Compiler<'_>,
+    df: DataFrame,
+    fields: &[Field],
+    by: &[Field],
+    report: Vec<Expr>,
+) -> Result<DataFrame, Diagnostic> {
+    let parts = by
+        .iter()
+        .chain(fields)
+        .map(|f| Ok(cx.output(f)?.1))
+        .collect::<R<Vec<Expr>>>()?;
+    let span = fields[0].span;
+    let e = |e| df_err(e, span);
+    let present = balanced(
+        parts.iter().map(|p| p.clone().is_not_null()).collect(),
+        Expr::and,
+    );
+    let first = datafusion::functions_window::expr_fn::row_number()
+        .partition_by(parts)
+        .order_by(vec![
+            col(c::TIME).sort(true, false),
+            col(c::ID).sort(true, false),
+        ])
+        .build()
+        .map_err(e)?;
+    let firsts = df
+        .clone()
+        .filter(present)
+        .map_err(e)?
+        .select(vec![col(c::ID).alias("__first_id"), first.alias("__first")])
+        .map_err(e)?
+        .filter(column("__first").eq(lit(1u64)))
+        .map_err(e)?
+        .select(vec![column("__first_id")])
+        .map_err(e)?;
+    let df = match report.into_iter().reduce(Expr::and) {
+        Some(p) => df.filter(p).map_err(e)?,
+        None => df,
+    };
+    // `id IN (…)`: the optimizer makes it a semi join; the SQL writer keeps it a subquery.
+    let firsts = std::sync::Arc::new(firsts.into_unoptimized_plan());
+    df.filter(datafusion::logical_expr::expr_fn::in_subquery(
+        col(c::ID),
+        firsts,
+    ))
+    .map_err(e)
 }
 
 /// The sequences of `df`'s events (see `sequence.rs`): its candidate events — those
@@ -1374,7 +1596,9 @@ fn all_columns() -> Vec<Expr> {
 /// Select fields as named output columns (`*`: the archive's columns, by their names).
 fn project(cx: &mut Compiler<'_>, df: DataFrame, fields: &[Field], stage: &str) -> R<DataFrame> {
     let exprs = if is_star(fields) && cx.table.is_none() {
-        all_columns()
+        let mut all = all_columns();
+        all.extend(cx.added.iter().map(|(n, _)| column(n)));
+        all
     } else {
         fields
             .iter()

@@ -7,6 +7,7 @@ pub mod check;
 pub mod compile;
 pub mod fields;
 pub mod fold;
+pub mod lookup;
 pub mod output;
 pub mod sequence;
 pub mod udf;
@@ -513,6 +514,15 @@ fn sql_of(plan: &datafusion::logical_expr::LogicalPlan) -> String {
     });
     if own_operator {
         return "(no SQL form: `sequence` is auditq's own operator; SQL has no equivalent of it)"
+            .to_owned();
+    }
+    let mut file = false;
+    let _ = plan.apply(|p| {
+        file |= matches!(p, datafusion::logical_expr::LogicalPlan::TableScan(t) if t.table_name.table() != "events");
+        Ok(TreeNodeRecursion::Continue)
+    });
+    if file {
+        return "(no SQL form: `lookup` joins a file auditq reads into memory, which the SQL would not find)"
             .to_owned();
     }
     let sql = match datafusion::sql::unparser::plan_to_sql(plan) {

@@ -79,8 +79,12 @@ impl Cidr {
     }
 
     /// (IPv6?, prefix length, network bits): the key of a [`NetworkTable`].
-    fn key(&self) -> (bool, u32, u128) {
+    pub(super) fn key(&self) -> (bool, u32, u128) {
         (self.v6, self.mask.count_ones(), self.net)
+    }
+
+    pub(super) fn mask(&self) -> u128 {
+        self.mask
     }
 
     pub fn contains(&self, ip: &str) -> bool {
@@ -414,8 +418,9 @@ pub fn json_get(doc: Expr, path: &str) -> Expr {
 
 /// Every function auditq adds to DataFusion (sessions register them; `explain` notes SQL
 /// that calls them, which other engines cannot run).
-pub fn own_functions() -> [ScalarUDF; 6] {
+pub fn own_functions() -> [ScalarUDF; 7] {
     [
+        super::lookup::network_of_udf(),
         super::fold::eq_fold_udf(),
         ip_in_cidr_udf(),
         list_match_udf(),

@@ -72,6 +72,8 @@ struct Repl {
     color: bool,
     /// How `.archive s3://…` reaches S3.
     s3: crate::archive::store::S3Options,
+    /// The macros file's, then those of `let` lines typed here.
+    macros: crate::lang::macros::Library,
 }
 
 /// Run the prompt until `.quit` or Ctrl-D; `color` for the screen.
@@ -80,6 +82,7 @@ pub fn run(
     s3: crate::archive::store::S3Options,
     now: Option<&str>,
     color: bool,
+    macros: crate::lang::macros::Library,
 ) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -104,6 +107,7 @@ pub fn run(
         values: values.clone(),
         color,
         s3,
+        macros,
     };
     let config = Config::builder()
         .edit_mode(EditMode::Emacs)
@@ -189,6 +193,15 @@ impl Repl {
                 .map_or((meta, ""), |(c, a)| (c, a.trim()));
             return self.meta(cmd, arg);
         }
+        // `let NAME = …;` lines define macros for the rest of the session; a query
+        // may follow them on the same line.
+        let rest = self
+            .macros
+            .add_statements("the REPL", line)
+            .map_err(|d| AnyError::rejected(line, d))?;
+        if line[rest..].trim().is_empty() {
+            return Ok(true);
+        }
         self.query(line)?;
         self.last = Some(line.to_owned());
         Ok(true)
@@ -245,7 +258,11 @@ impl Repl {
         };
         // On a task of its own, so that Ctrl-C returns to the prompt at once even while
         // the query is planning (CPU work that does not yield); the task is aborted.
-        let (archive, owned) = (self.archive.clone(), text.to_owned());
+        let expanded = self
+            .macros
+            .expand(text)
+            .map_err(|d| AnyError::rejected(text, d))?;
+        let (archive, owned) = (self.archive.clone(), expanded);
         let outcome = self.rt.block_on(async move {
             let mut task =
                 tokio::spawn(

@@ -172,6 +172,36 @@ pub(super) const PAIRS: &[(&str, &str, bool)] = &[
         "SELECT count(*) FROM ev WHERE (lower(action) = 'user_login' OR action ILIKE 'group\\_%' ESCAPE '\\') AND (country IS NULL OR lower(country) <> 'germany') AND (country IS NULL OR lower(country) <> 'france')",
         true,
     ),
+    // First-seen values: row_number() = 1 per key and value, in time order.
+    (
+        "event:user_login | first_seen country by actor.id | fields id",
+        "SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY actor_id, country ORDER BY time, id) AS rn FROM ev WHERE lower(action) = 'user_login' AND actor_id IS NOT NULL AND country IS NOT NULL) WHERE rn = 1",
+        false,
+    ),
+    (
+        "event:user_login since 7d | first_seen country by actor.id after 30d | count",
+        "SELECT count(*) FROM (SELECT time, row_number() OVER (PARTITION BY actor_id, country ORDER BY time, id) AS rn FROM ev WHERE lower(action) = 'user_login' AND actor_id IS NOT NULL AND country IS NOT NULL) WHERE rn = 1 AND time >= TIMESTAMPTZ '2026-02-18 12:00:00+00' - INTERVAL 7 DAY AND time >= (SELECT min(time) FROM ev) + INTERVAL 30 DAY",
+        true,
+    ),
+    (
+        "event:user_login | first_seen country by actor.id after 30d | count",
+        "SELECT count(*) FROM (SELECT time, row_number() OVER (PARTITION BY actor_id, country ORDER BY time, id) AS rn FROM ev WHERE lower(action) = 'user_login' AND actor_id IS NOT NULL AND country IS NOT NULL) WHERE rn = 1 AND time >= (SELECT min(time) FROM ev) + INTERVAL 30 DAY",
+        true,
+    ),
+    (
+        "| first_seen ip, country by actor | count by country | sort -count, country | head 5",
+        "SELECT country, count(*) AS c FROM (SELECT country, row_number() OVER (PARTITION BY coalesce(actor_email, actor_name, actor_id), ip, country ORDER BY time, id) AS rn FROM ev WHERE coalesce(actor_email, actor_name, actor_id) IS NOT NULL AND ip IS NOT NULL AND country IS NOT NULL) WHERE rn = 1 GROUP BY country ORDER BY c DESC, country LIMIT 5",
+        true,
+    ),
+    // A sequence, by its definition (see benches/sequence.py).
+    (
+        "| sequence by actor.id within 1h [event:user_granted_role] [event ~ \"*_deleted\"] until [event:user_logout] | count",
+        "WITH c AS (SELECT actor_id AS k, time, id, action = 'user_granted_role' AS s0, action LIKE '%\\_deleted' ESCAPE '\\' AS s1, action = 'user_logout' AS u FROM ev WHERE actor_id IS NOT NULL AND action IN ('user_granted_role', 'user_logout') OR actor_id IS NOT NULL AND action LIKE '%\\_deleted' ESCAPE '\\'), \
+         n AS (SELECT *, s0 AND NOT u AS st, s1 AND NOT u AS en, row_number() OVER w AS rn, sum(CASE WHEN s1 AND NOT u THEN 1 ELSE 0 END) OVER w AS ns1, sum(CASE WHEN u THEN 1 ELSE 0 END) OVER w AS nu FROM c WINDOW w AS (PARTITION BY k ORDER BY time, id ROWS UNBOUNDED PRECEDING)), \
+         m AS (SELECT *, last_value(CASE WHEN st THEN rn END IGNORE NULLS) OVER p AS a_rn, last_value(CASE WHEN st THEN time END IGNORE NULLS) OVER p AS a_time, last_value(CASE WHEN st THEN ns1 END IGNORE NULLS) OVER p AS a_ns1, last_value(CASE WHEN st THEN nu END IGNORE NULLS) OVER p AS a_nu FROM n WINDOW p AS (PARTITION BY k ORDER BY time, id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) \
+         SELECT count(*) FROM m WHERE en AND a_rn IS NOT NULL AND time - a_time <= INTERVAL 1 HOUR AND ns1 - 1 = a_ns1 AND nu = a_nu",
+        true,
+    ),
 ];
 
 /// One CSV line as fields (quotes as auditq writes them).

@@ -4,13 +4,17 @@ mod archive_faults;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod differential;
+mod first_seen;
 mod follow;
 mod import;
 mod kill;
+mod lookup;
+mod macros;
 mod output;
 mod python_delta;
 mod query;
 mod repl;
+mod rules;
 mod s3;
 mod sequence;
 mod sync;
