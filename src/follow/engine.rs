@@ -58,6 +58,8 @@ enum Step {
         /// Index into `State::dedup`.
         slot: usize,
     },
+    /// `lookup`: the file's columns added to each event.
+    Lookup(Box<super::lookup::Lookup>),
     /// `first_seen`: the key's and values' expressions, the learning span.
     FirstSeen {
         parts: Vec<Phys>,
@@ -126,16 +128,17 @@ impl Engine {
     pub fn new(q: &Query, clock: &Clock, lateness: i64) -> R<Engine> {
         check::check(q, check::Mode::Stream)?;
         let ctx = SessionContext::new();
-        let schema = event::schema();
-        let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(df_err)?;
-        // Coerced and simplified as the optimizer would (the physical planner expects
-        // `coalesce` and friends already rewritten).
-        let simplifier = ExprSimplifier::new(
-            SimplifyContext::builder()
-                .with_schema(Arc::new(df_schema.clone()))
-                .build(),
-        );
+        // The events' columns; a lookup adds its own after them.
+        let schema = std::cell::RefCell::new(event::schema());
         let phys = |e: Expr| {
+            let df_schema = DFSchema::try_from(schema.borrow().as_ref().clone()).map_err(df_err)?;
+            // Coerced and simplified as the optimizer would (the physical planner
+            // expects `coalesce` and friends already rewritten).
+            let simplifier = ExprSimplifier::new(
+                SimplifyContext::builder()
+                    .with_schema(Arc::new(df_schema.clone()))
+                    .build(),
+            );
             let e = simplifier.coerce(e, &df_schema).map_err(df_err)?;
             let e = simplifier.simplify(e).map_err(df_err)?;
             let e = crate::query::fold::rewrite(e).map_err(df_err)?.data;
@@ -145,7 +148,7 @@ impl Engine {
             now: clock.now,
             tz: time::query_tz(q, clock.tz)?,
         };
-        let cx = Compiler::new(&clock);
+        let mut cx = Compiler::new(&clock);
         let mut steps = Vec::new();
         if let Some(p) = compile::head_predicate(q, &cx)? {
             steps.push(Step::Filter(phys(p)?));
@@ -168,6 +171,37 @@ impl Engine {
                         slot: dedups,
                     });
                     dedups += 1;
+                }
+                Stage::Lookup(l, span) => {
+                    let spec = cx.resolve_lookup(l, *span)?;
+                    let key = phys(cx.output(&l.on)?.1)?;
+                    let added = spec.columns();
+                    cx.add_columns(added.clone());
+                    let mut fields: Vec<ArrowField> = schema
+                        .borrow()
+                        .fields()
+                        .iter()
+                        .map(|f| f.as_ref().clone())
+                        .collect();
+                    fields.extend(
+                        added
+                            .iter()
+                            .map(|(n, t)| ArrowField::new(n, t.clone(), true)),
+                    );
+                    let extended = Arc::new(Schema::new(fields));
+                    *schema.borrow_mut() = Arc::clone(&extended);
+                    let column = spec.table.schema.field(spec.key).name().clone();
+                    let lookup = super::lookup::Lookup::new(
+                        &l.file,
+                        key,
+                        &column,
+                        l.cidr,
+                        added,
+                        extended,
+                        &spec.table,
+                    )
+                    .map_err(|why| Diagnostic::at("E0430", why, *span))?;
+                    steps.push(Step::Lookup(Box::new(lookup)));
                 }
                 Stage::FirstSeen {
                     fields,
@@ -306,7 +340,6 @@ impl Engine {
                 | Stage::Top { .. }
                 | Stage::Distinct(..)
                 | Stage::Timechart { .. }
-                | Stage::Lookup(..)
                 | Stage::Bucket(..) => {
                     return Err(check::check(q, check::Mode::Stream)
                         .err()
@@ -426,7 +459,7 @@ impl Engine {
         {
             self.state.max_time = Some(self.state.max_time.map_or(m, |x| x.max(m)));
         }
-        for step in &self.steps {
+        for step in &mut self.steps {
             if batch.num_rows() == 0 {
                 return Ok(Vec::new());
             }
@@ -463,12 +496,13 @@ impl Engine {
                     if let Some(max) = self.state.max_time
                         && seen.len() > 10_000
                     {
-                        let edge = max - within - self.lateness;
+                        let edge = max - *within - self.lateness;
                         seen.retain(|_, last| *last >= edge);
                     }
                     batch = filter_record_batch(&batch, &BooleanArray::from(keep))
                         .map_err(|e| e.to_string())?;
                 }
+                Step::Lookup(l) => batch = l.apply(&batch)?,
                 Step::FirstSeen { parts, after, slot } => {
                     let arrays = parts
                         .iter()

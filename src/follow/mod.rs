@@ -19,6 +19,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod lookup;
 pub mod pack;
 pub mod prefilter;
 pub mod sequence;

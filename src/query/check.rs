@@ -119,7 +119,10 @@ fn batch(stage: &Stage) -> R<()> {
 /// stream can do (its records are the output).
 fn stream(stage: &Stage) -> R<bool> {
     match stage {
-        Stage::Where(..) | Stage::Dedup(_, Some(_), _) | Stage::FirstSeen { .. } => Ok(false),
+        Stage::Where(..)
+        | Stage::Dedup(_, Some(_), _)
+        | Stage::FirstSeen { .. }
+        | Stage::Lookup(..) => Ok(false),
         Stage::Fields { .. } | Stage::Sequence(..) => Ok(true),
         Stage::Dedup(_, None, _) => Err(refuse(
             stage,
@@ -168,11 +171,6 @@ fn stream(stage: &Stage) -> R<bool> {
             stage,
             &format!("`{stage}` needs the whole input, which `follow` never has"),
             "`follow` emits events as they arrive; to aggregate, add a window: `| count by actor over 5m > 10`",
-        )),
-        Stage::Lookup(..) => Err(refuse(
-            stage,
-            "`lookup` does not run in `auditq follow` yet",
-            "enrich stored events with `auditq query … | lookup …`",
         )),
         Stage::Bucket(..) => Err(refuse(
             stage,
@@ -279,7 +277,7 @@ mod tests {
             "| lookup hr.csv on actor.email = email | where status = gone",
             Mode::Batch,
             None,
-            Some("E0411"),
+            None,
         ),
         (
             "| count by actor | first_seen country by actor",

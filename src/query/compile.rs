@@ -1088,6 +1088,111 @@ pub fn compile(
     Ok((df, range))
 }
 
+/// A lookup stage resolved against its file: the rows, the matched column, the columns
+/// it adds (by index in the file), and for `cidr` the networks — for `query` (a join)
+/// and `follow` (an index looked up per event) alike.
+pub struct LookupSpec {
+    pub table: super::lookup::Table,
+    pub key: usize,
+    pub added: Vec<usize>,
+    pub networks: Option<Vec<String>>,
+}
+
+impl LookupSpec {
+    /// The added columns' names and types.
+    pub fn columns(&self) -> Vec<(String, DataType)> {
+        self.added
+            .iter()
+            .map(|&i| {
+                let f = self.table.schema.field(i);
+                (f.name().clone(), f.data_type().clone())
+            })
+            .collect()
+    }
+}
+
+impl Compiler<'_> {
+    /// Read and check a lookup's file (E0430 … E0432, E0407).
+    pub fn resolve_lookup(&self, l: &ast::Lookup, span: ast::Span) -> R<LookupSpec> {
+        let table = super::lookup::read(&l.file).map_err(|why| {
+            Diagnostic::at("E0430", why, span)
+                .help("a lookup reads a .csv (with a header), .parquet, .ndjson or .jsonl file")
+        })?;
+        let columns: Vec<&str> = table
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        let find = |f: &Field| {
+            columns
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case(&f.name))
+                .ok_or_else(|| {
+                    let mut d = Diagnostic::at(
+                        "E0431",
+                        format!("`{}` has no column `{}`", l.file, f.name),
+                        f.span,
+                    )
+                    .help(format!("its columns: {}", columns.join(", ")));
+                    if let Some(m) = did_you_mean(&f.name, columns.iter().copied()) {
+                        d = d.help(format!("did you mean `{m}`?"));
+                    }
+                    d
+                })
+        };
+        let key = find(l.column.as_ref().unwrap_or(&l.on))?;
+        let added: Vec<usize> = if l.fields.is_empty() {
+            (0..columns.len()).filter(|&i| i != key).collect()
+        } else {
+            l.fields.iter().map(find).collect::<R<_>>()?
+        };
+        // A column must not take the name of a field or column the rows already have.
+        let taken = |name: &str| match &self.table {
+            Some((cols, _)) => cols.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)),
+            None => {
+                fields::resolve(name).is_some()
+                    || event::schema()
+                        .fields()
+                        .iter()
+                        .any(|f| f.name().eq_ignore_ascii_case(name))
+                    || self.added.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+            }
+        };
+        if let Some(&i) = added.iter().find(|&&i| taken(columns[i])) {
+            return Err(Diagnostic::at(
+                "E0407",
+                format!(
+                    "the column `{}` of `{}` is named like a field of the rows",
+                    columns[i], l.file
+                ),
+                span,
+            )
+            .help("choose the columns to add with `fields`, or rename the file's column"));
+        }
+        let networks = if l.cidr {
+            Some(super::lookup::networks(&table, key).map_err(|why| {
+                Diagnostic::at("E0432", format!("`{}`: {why}", l.file), span).help(
+                    "a `cidr` column holds networks: 10.20.0.0/16, 2001:db8::/32, or addresses",
+                )
+            })?)
+        } else {
+            None
+        };
+        Ok(LookupSpec {
+            table,
+            key,
+            added,
+            networks,
+        })
+    }
+
+    /// From here on, events also have these columns (a lookup's).
+    pub fn add_columns(&mut self, columns: Vec<(String, DataType)>) {
+        self.added.extend(columns);
+    }
+}
+
 /// `df` left-joined with a lookup file's rows (see `lookup.rs`), and the fields it added.
 fn lookup(
     cx: &mut Compiler<'_>,
@@ -1099,62 +1204,20 @@ fn lookup(
     use datafusion::datasource::{MemTable, provider_as_source};
     use datafusion::logical_expr::LogicalPlanBuilder;
     let e = |e| df_err(e, span);
-    let table = super::lookup::read(&l.file).map_err(|why| {
-        Diagnostic::at("E0430", why, span)
-            .help("a lookup reads a .csv (with a header), .parquet, .ndjson or .jsonl file")
-    })?;
+    let spec = cx.resolve_lookup(l, span)?;
+    let LookupSpec {
+        table,
+        key,
+        added,
+        networks,
+    } = &spec;
+    let (key, added) = (*key, added.clone());
     let columns: Vec<&str> = table
         .schema
         .fields()
         .iter()
         .map(|f| f.name().as_str())
         .collect();
-    let find = |f: &Field| {
-        columns
-            .iter()
-            .position(|c| c.eq_ignore_ascii_case(&f.name))
-            .ok_or_else(|| {
-                let mut d = Diagnostic::at(
-                    "E0431",
-                    format!("`{}` has no column `{}`", l.file, f.name),
-                    f.span,
-                )
-                .help(format!("its columns: {}", columns.join(", ")));
-                if let Some(m) = did_you_mean(&f.name, columns.iter().copied()) {
-                    d = d.help(format!("did you mean `{m}`?"));
-                }
-                d
-            })
-    };
-    let key = find(l.column.as_ref().unwrap_or(&l.on))?;
-    let added: Vec<usize> = if l.fields.is_empty() {
-        (0..columns.len()).filter(|&i| i != key).collect()
-    } else {
-        l.fields.iter().map(find).collect::<R<_>>()?
-    };
-    // A column must not take the name of a field or column the rows already have.
-    let taken = |name: &str| match &cx.table {
-        Some((cols, _)) => cols.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)),
-        None => {
-            fields::resolve(name).is_some()
-                || event::schema()
-                    .fields()
-                    .iter()
-                    .any(|f| f.name().eq_ignore_ascii_case(name))
-                || cx.added.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
-        }
-    };
-    if let Some(&i) = added.iter().find(|&&i| taken(columns[i])) {
-        return Err(Diagnostic::at(
-            "E0407",
-            format!(
-                "the column `{}` of `{}` is named like a field of the rows",
-                columns[i], l.file
-            ),
-            span,
-        )
-        .help("choose the columns to add with `fields`, or rename the file's column"));
-    }
     let (state, plan) = df.into_parts();
     let schema = std::sync::Arc::clone(&table.schema);
     let provider = MemTable::try_new(schema, vec![table.batches.clone()]).map_err(e)?;
@@ -1173,12 +1236,8 @@ fn lookup(
     let df = DataFrame::new(state, plan);
     let on = cx.output(&l.on)?.1;
     let text_of = |x: Expr| lower(datafusion::prelude::cast(x, DataType::Utf8));
-    let (left, right) = if l.cidr {
-        let nets = super::lookup::networks(&table, key).map_err(|why| {
-            Diagnostic::at("E0432", format!("`{}`: {why}", l.file), span)
-                .help("a `cidr` column holds networks: 10.20.0.0/16, 2001:db8::/32, or addresses")
-        })?;
-        (super::lookup::network_of(on, &nets), column("__lookup_key"))
+    let (left, right) = if let Some(nets) = networks {
+        (super::lookup::network_of(on, nets), column("__lookup_key"))
     } else {
         (text_of(on), text_of(column("__lookup_key")))
     };
@@ -1203,10 +1262,7 @@ fn lookup(
     if cx.table.is_some() {
         cx.now_table(&joined, text);
     } else {
-        for &i in &added {
-            let f = table.schema.field(i);
-            cx.added.push((f.name().clone(), f.data_type().clone()));
-        }
+        cx.add_columns(spec.columns());
     }
     Ok((joined, names))
 }

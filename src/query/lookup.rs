@@ -106,12 +106,12 @@ pub fn networks(table: &Table, column: usize) -> std::result::Result<Vec<String>
 }
 
 /// Networks by prefix length, longest first: an address is masked once per length.
-struct Networks {
+pub struct Networks {
     by_len: Vec<(bool, u128, HashMap<u128, usize>)>,
 }
 
 impl Networks {
-    fn new(texts: &[&str]) -> std::result::Result<Networks, String> {
+    pub fn new(texts: &[&str]) -> std::result::Result<Networks, String> {
         let mut by: std::collections::BTreeMap<(bool, u32), (u128, HashMap<u128, usize>)> =
             Default::default();
         for (i, t) in texts.iter().enumerate() {
@@ -132,7 +132,7 @@ impl Networks {
     }
 
     /// The most specific network holding `addr`.
-    fn find(&self, addr: &str) -> Option<usize> {
+    pub fn find(&self, addr: &str) -> Option<usize> {
         let (v6, bits) = match addr.parse::<std::net::IpAddr>().ok()? {
             std::net::IpAddr::V4(v4) => (false, u128::from(u32::from(v4))),
             std::net::IpAddr::V6(v6) => (true, u128::from(v6)),

@@ -121,68 +121,74 @@ pub enum Want<'a> {
 }
 
 /// What to complete at the end of `before` (the text before the cursor), and where the
-/// replaced text starts.
+/// replaced text starts. Read from the lexer's tokens, as the parser reads the query: a
+/// string still open is a value being typed, whatever it holds.
 pub fn want(before: &str) -> (usize, Want<'_>) {
     if before.starts_with('.') && !before.contains(char::is_whitespace) {
         return (0, Want::Meta(before));
     }
-    let word_start = before
-        .char_indices()
-        .rev()
-        .find(|&(_, c)| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '@' | '-')))
-        .map_or(0, |(i, c)| i + c.len_utf8());
-    let word = &before[word_start..];
-    // A value: `field OP "pre` or `field OP pre` or `field:pre`.
-    let (head, quoted) = match before[..word_start].strip_suffix(['"', '\'']) {
-        Some(h) => (h, true),
-        None => (&before[..word_start], false),
-    };
-    let head = head.trim_end();
-    for op in ["!=", "==", "!~", "=", "~", ":"] {
-        if let Some(rest) = head.strip_suffix(op) {
-            let rest = rest.trim_end();
-            let field_start = rest
-                .char_indices()
-                .rev()
-                .find(|&(_, c)| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '@')))
-                .map_or(0, |(i, c)| i + c.len_utf8());
-            let field = rest[field_start..].trim_start_matches('-');
-            if !field.is_empty() && (op != ":" || rest.len() == head.len() - 1) {
-                let start = if quoted { word_start - 1 } else { word_start };
-                return (
-                    start,
-                    Want::Value {
-                        field,
-                        prefix: word,
-                        quoted,
-                    },
-                );
-            }
+    let tokens = lex::tokens(before);
+    // The token under the cursor: a word or an open string ending there; after a space
+    // or an operator, a new (empty) word starts at the end.
+    let (start, prefix, quoted, rest) = match tokens.last() {
+        Some(t)
+            if t.span.end == before.len() && matches!(t.kind, Kind::Str { closed: false, .. }) =>
+        {
+            (
+                t.span.start,
+                &before[t.span.start + 1..],
+                true,
+                &tokens[..tokens.len() - 1],
+            )
         }
-    }
-    if quoted {
+        Some(t) if t.span.end == before.len() && t.kind == Kind::Word => (
+            t.span.start,
+            t.text(before),
+            false,
+            &tokens[..tokens.len() - 1],
+        ),
+        _ => (before.len(), "", false, &tokens[..]),
+    };
+    // A qualifier is one word: `actor:svc`, `-actor:svc`.
+    if !quoted
+        && let Some((field, value)) = prefix.split_once(':')
+        && !field.trim_start_matches('-').is_empty()
+    {
         return (
-            word_start,
+            start + prefix.len() - value.len(),
             Want::Value {
-                field: "",
-                prefix: word,
-                quoted,
+                field: field.trim_start_matches('-'),
+                prefix: value,
+                quoted: false,
             },
         );
     }
-    let mut words = before[..word_start].split_whitespace().rev();
-    let previous = words.next();
-    if previous.is_some_and(|p| p.ends_with('|')) || before[..word_start].trim_end().ends_with('|')
-    {
-        return (word_start, Want::Stage(word));
+    let mut previous = rest.iter().rev().filter(|t| !t.is_layout());
+    let (p1, p2) = (previous.next(), previous.next());
+    let text = |t: Option<&lex::Token>| t.map(|t| t.text(before));
+    fn value<'a>(field: &'a str, prefix: &'a str, quoted: bool) -> Want<'a> {
+        Want::Value {
+            field: field.trim_start_matches('-'),
+            prefix,
+            quoted,
+        }
     }
-    if !word.is_empty()
-        && word.chars().all(|c| c.is_ascii_digit())
-        && previous.is_some_and(|p| matches!(p, "since" | "last" | "over" | "within"))
-    {
-        return (word_start, Want::Unit(word));
+    match (p1.map(|t| t.kind), text(p1), p2.map(|t| t.kind), text(p2)) {
+        (Some(Kind::Op), Some("=" | "!=" | "==" | "~" | "!~"), Some(Kind::Word), Some(field)) => {
+            (start, value(field, prefix, quoted))
+        }
+        (Some(Kind::Word), Some(w), ..) if quoted && w.len() > 1 && w.ends_with(':') => {
+            (start, value(&w[..w.len() - 1], prefix, quoted))
+        }
+        _ if quoted => (start, value("", prefix, quoted)),
+        (Some(Kind::Pipe), ..) => (start, Want::Stage(prefix)),
+        (Some(Kind::Word), Some("since" | "last" | "over" | "within"), ..)
+            if !prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_digit()) =>
+        {
+            (start, Want::Unit(prefix))
+        }
+        _ => (start, Want::Word(prefix)),
     }
-    (word_start, Want::Word(word))
 }
 
 fn starts_with_ci(s: &str, prefix: &str) -> bool {
@@ -418,6 +424,41 @@ mod tests {
             )
         );
         assert_eq!(want(".fo"), (0, Want::Meta(".fo")));
+        // Inside a string, spaces and `|` are the value's.
+        assert_eq!(
+            want("actor.name = \"Ada Ng"),
+            (
+                13,
+                Want::Value {
+                    field: "actor.name",
+                    prefix: "Ada Ng",
+                    quoted: true
+                }
+            )
+        );
+        assert_eq!(
+            want("message = \"a | b"),
+            (
+                10,
+                Want::Value {
+                    field: "message",
+                    prefix: "a | b",
+                    quoted: true
+                }
+            )
+        );
+        assert_eq!(
+            want("country:\"Uni"),
+            (
+                8,
+                Want::Value {
+                    field: "country",
+                    prefix: "Uni",
+                    quoted: true
+                }
+            )
+        );
+        assert_eq!(want("actor = x | sequence within 1"), (28, Want::Unit("1")));
     }
 
     #[test]

@@ -172,3 +172,104 @@ fn lookups_equal_duckdb_joins() {
         lacking.stderr
     );
 }
+
+/// `follow` joins as `query` does, and reads the file again when it changes.
+#[test]
+fn follow_looks_up_each_event_and_rereads_a_changed_file() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let roster = dir.path().join("roster.csv");
+    std::fs::write(
+        &roster,
+        "email,status\nADA@example.com,active\nben@example.com,terminated\n",
+    )
+    .unwrap();
+    let event = |id: &str, who: &str, minute: u32| {
+        let t = format!("2026-02-16T10:{minute:02}:00.000Z");
+        serde_json::json!({"id": id, "type": "events", "attributes": {
+            "time": t, "processedAt": t, "action": "user_login",
+            "actor": {"id": format!("id-{who}"), "name": who, "email": format!("{who}@example.com")}}})
+        .to_string()
+    };
+    let log = dir.path().join("audit.ndjson");
+    let first: Vec<String> = (0..6)
+        .map(|i| event(&format!("e{i}"), if i % 2 == 0 { "ada" } else { "ben" }, i))
+        .collect();
+    std::fs::write(&log, first.join("\n") + "\n").unwrap();
+    let q = format!(
+        "| lookup {} on actor.email = email fields status | where status = terminated | fields actor.email, status",
+        roster.display()
+    );
+    // As `query` over the same events.
+    let a = dir.path().join("a");
+    ok(auditq(&a).args(["import", "--quiet"]).arg(&log));
+    let batch = ok(auditq(&a).args(["query", "--format", "ndjson", "--", &q]));
+    assert_eq!(batch.stdout.lines().count(), 3, "{}", batch.stdout);
+
+    let out = dir.path().join("out.ndjson");
+    let mut c = super::follow::bare(&dir.path().join("scratch"));
+    c.args(["follow", "-F", "--file"])
+        .arg(&log)
+        .arg("--sink")
+        .arg(format!("file:{}", out.display()))
+        .args(["--", &q])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let lines = || std::fs::read_to_string(&out).unwrap_or_default();
+    let wait = |n: usize| {
+        let started = Instant::now();
+        while lines().lines().count() < n && started.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait(3);
+    let ids = |s: &str| -> Vec<String> {
+        s.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(ids(&lines()), ["e1", "e3", "e5"]);
+    let live: Vec<String> = lines()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("id");
+            v.to_string()
+        })
+        .collect();
+    let batch: Vec<String> = batch
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(live, batch, "the same columns and values as `query`");
+    // HR terminates ada: her next events match too.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(
+        &roster,
+        "email,status\nada@example.com,terminated\nben@example.com,terminated\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    writeln!(f, "{}\n{}", event("e6", "ada", 6), event("e7", "ben", 7)).unwrap();
+    drop(f);
+    wait(5);
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    assert_eq!(ids(&lines()), ["e1", "e3", "e5", "e6", "e7"]);
+}

@@ -319,3 +319,45 @@ fn a_bad_rule_is_refused_naming_its_file() {
         r.stderr
     );
 }
+
+/// `follow --rules` keeps one checkpoint for every rule: a run that stops half-way and
+/// a second run on the rest send what one run over everything sends, nothing twice.
+#[test]
+fn a_rule_pack_continues_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = clean();
+    for (_, l) in injections() {
+        lines.extend(l);
+    }
+    lines.sort_by_key(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        v["attributes"]["time"].as_str().unwrap().to_owned()
+    });
+    let ids = |out: &str| -> Vec<String> { out.lines().map(str::to_owned).collect() };
+    let file = dir.path().join("audit.ndjson");
+    let follow = |state: &str| {
+        let mut c = super::follow::bare(&dir.path().join("scratch"));
+        c.args(["follow", "--now", NOW, "--file"])
+            .arg(&file)
+            .arg("--state")
+            .arg(dir.path().join(state))
+            .arg("--rules")
+            .arg(rules_dir());
+        ok(&mut c).stdout
+    };
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let whole = ids(&follow("whole"));
+    // The injections sit on days 35 to 37: stop in the middle of them.
+    let cut = lines.iter().position(|l| l.contains("\"i-fail-5\"")).unwrap();
+    std::fs::write(&file, lines[..cut].join("\n") + "\n").unwrap();
+    let mut parts = ids(&follow("parts"));
+    let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+    std::io::Write::write_all(&mut f, (lines[cut..].join("\n") + "\n").as_bytes()).unwrap();
+    drop(f);
+    parts.extend(ids(&follow("parts")));
+    let (mut a, mut b) = (whole.clone(), parts.clone());
+    a.sort();
+    b.sort();
+    assert!(whole.len() >= 14, "{whole:?}");
+    assert_eq!(a, b);
+}
