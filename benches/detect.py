@@ -82,9 +82,9 @@ def main():
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory() as tmp:
                 env = {"XDG_DATA_HOME": tmp, "PATH": "/usr/bin:/bin"}
-                for into, rules in [(live_all, RULES), (live_pack, one_dir)]:
+                for into, pack in [(live_all, RULES), (live_pack, one_dir)]:
                     with open(stream) as f:
-                        t, _ = timed([BIN, "--quiet", "follow", "--stdin", "--now", NOW, "--rules", rules],
+                        t, _ = timed([BIN, "--quiet", "follow", "--stdin", "--now", NOW, "--rules", pack],
                                      stdin=f, env=env)
                     into.append(t)
                 with open(stream) as f:
@@ -99,7 +99,7 @@ def main():
         "hits_one_pass": hits_all, "hits_one_by_one": hits_sum,
     }
     print(json.dumps({
-        "events": args.events, "rules": len(rules), "runs": args.runs,
+        "events": args.events, "rules": [r.stem for r in rules], "runs": args.runs,
         **detect_figures,
         "follow_rules_all_s": round(med(live_all), 2),
         "follow_rules_all_events_per_s": round(args.events / med(live_all)),

@@ -71,8 +71,25 @@ pub async fn detect(
     let (ctx, summary) = crate::query::open(archive).await?;
     let range = format!("since \"{}\" | fields *", crate::event::format_time(start));
     let planned = crate::query::plan(&ctx, &range, clock, summary.as_ref()).await?;
-    let mut stream = planned
-        .frame
+    // A summary needs no event's JSON: `raw` (most of the bytes) is read only for the
+    // rules that look inside it.
+    let frame = if pack.reads_raw() {
+        planned.frame
+    } else {
+        let keep: Vec<datafusion::prelude::Expr> = planned
+            .frame
+            .schema()
+            .columns()
+            .into_iter()
+            .filter(|c| c.name != crate::event::col::RAW)
+            .map(datafusion::prelude::Expr::Column)
+            .collect();
+        planned
+            .frame
+            .select(keep)
+            .map_err(crate::query::Error::Execute)?
+    };
+    let mut stream = frame
         .execute_stream()
         .await
         .map_err(crate::query::Error::Execute)?;

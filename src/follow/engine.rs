@@ -578,11 +578,24 @@ impl Engine {
                 };
                 let steps = steps.iter().map(flags).collect::<Result<Vec<_>, _>>()?;
                 let until = until.as_ref().map(flags).transpose()?;
+                // Keys are worked out for the candidates only (an event matching a step
+                // or `until`): a key may be costly (`raw.PATH` parses the event's JSON).
+                let candidate: Vec<bool> = (0..batch.num_rows())
+                    .map(|i| {
+                        until.as_ref().is_some_and(|u| u.value(i))
+                            || steps.iter().any(|s| s.value(i))
+                    })
+                    .collect();
+                let candidates =
+                    filter_record_batch(&batch, &BooleanArray::from(candidate.clone()))
+                        .map_err(|e| e.to_string())?;
                 let key_arrays = keys
                     .iter()
-                    .map(|(_, k)| eval(k, &batch))
+                    .map(|(_, k)| eval(k, &candidates))
                     .collect::<Result<Vec<_>, _>>()?;
-                let texts = key_texts(&key_arrays, batch.num_rows()).map_err(|e| e.to_string())?;
+                let mut texts = key_texts(&key_arrays, candidates.num_rows())
+                    .map_err(|e| e.to_string())?
+                    .into_iter();
                 let values: Vec<Vec<Option<Val>>> = key_arrays.iter().map(values).collect();
                 let names: Vec<String> = keys.iter().map(|(n, _)| n.clone()).collect();
                 let (ids, t) = ids_and_times(&batch);
@@ -595,14 +608,19 @@ impl Engine {
                 });
                 let stream = self.state.sequence.as_mut().expect("a sequence's state");
                 let mut found = Vec::new();
-                for (i, key) in texts.into_iter().enumerate() {
+                let mut j = 0;
+                for (i, &is_candidate) in candidate.iter().enumerate() {
                     let time = t.value(i);
                     let progress = processed
                         .as_ref()
                         .and_then(|p| p.is_valid(i).then(|| p.value(i)));
-                    let matches: Vec<bool> = steps.iter().map(|s| s.value(i)).collect();
-                    let cancel = until.as_ref().is_some_and(|u| u.value(i));
-                    let Some(key) = key.filter(|_| cancel || matches.contains(&true)) else {
+                    let key = if is_candidate {
+                        j += 1;
+                        texts.next().flatten()
+                    } else {
+                        None
+                    };
+                    let Some(key) = key else {
                         let p = progress.map_or(time, |p| p.min(time));
                         stream.advance(shape, &names, p, self.lateness, &mut found);
                         continue;
@@ -611,10 +629,10 @@ impl Engine {
                         time,
                         id: ids.value(i).to_owned(),
                         key,
-                        values: values.iter().map(|v| v[i].clone()).collect(),
+                        values: values.iter().map(|v| v[j - 1].clone()).collect(),
                         event: actions.and_then(|a| a.is_valid(i).then(|| a.value(i).to_owned())),
-                        matches,
-                        until: cancel,
+                        matches: steps.iter().map(|s| s.value(i)).collect(),
+                        until: until.as_ref().is_some_and(|u| u.value(i)),
                     };
                     stream.push(shape, &names, self.lateness, w, progress, &mut found);
                 }

@@ -255,6 +255,22 @@ impl Pack {
         Ok(Pack { text, members })
     }
 
+    /// Whether a member may read `raw` in its logic (a `raw.PATH` field, `fields *`):
+    /// a word `raw…` or `*` in its text. Without one, `detect` (which keeps no event's
+    /// JSON) need not read the widest column.
+    pub fn reads_raw(&self) -> bool {
+        self.members.iter().any(|m| {
+            let text = m.query.to_string();
+            crate::lang::lex::tokens(&text).iter().any(|t| {
+                let w = t.text(&text).trim_matches('`').to_ascii_lowercase();
+                matches!(
+                    t.kind,
+                    crate::lang::lex::Kind::Word | crate::lang::lex::Kind::Field { .. }
+                ) && (w == "raw" || w.starts_with("raw.") || w == "*")
+            })
+        })
+    }
+
     /// The rules (none for a single query).
     pub fn rule_list(&self) -> Vec<&Rule> {
         self.members

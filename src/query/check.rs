@@ -8,7 +8,7 @@
 //! in the order they are written.
 
 use crate::diag::Diagnostic;
-use crate::lang::ast::{AggFn, Query, Stage, Window};
+use crate::lang::ast::{AggFn, Expr, Field, Query, Stage, Window};
 use crate::lang::time::Clock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,7 @@ pub fn needs(q: &Query) -> Mode {
 /// `Ok` when `mode` can run `q`; else the first stage that it cannot, and why.
 pub fn check(q: &Query, mode: Mode) -> R<()> {
     sequences(q)?;
+    event_fields(q)?;
     match mode {
         Mode::Batch if needs(q) == Mode::Batch => Ok(()),
         Mode::Batch => q.stages.iter().try_for_each(batch),
@@ -92,6 +93,80 @@ fn sequences(q: &Query) -> R<()> {
         }
     }
     Ok(())
+}
+
+/// Every field events are read by must be one of the catalogue's (or `raw.PATH`): the
+/// fields of the filters and stages, in the order written, up to the first stage whose
+/// output names are an aggregate's columns or a lookup's (known only when compiling).
+/// An unknown one is E0101, for `query` and `follow` alike, before anything is compiled.
+fn event_fields(q: &Query) -> R<()> {
+    let mut fields: Vec<&Field> = Vec::new();
+    if let Some(f) = &q.filter {
+        expr_fields(f, &mut fields);
+    }
+    for stage in &q.stages {
+        match stage {
+            Stage::Where(e, _) => expr_fields(e, &mut fields),
+            Stage::Fields { fields: fs, .. } => fields.extend(fs.iter().filter(|f| f.name != "*")),
+            Stage::Sort(keys, _) => fields.extend(keys.iter().map(|k| &k.field)),
+            Stage::Head(..) | Stage::Bucket(..) => {}
+            Stage::Dedup(fs, _, _) => fields.extend(fs),
+            Stage::FirstSeen { fields: fs, by, .. } => {
+                fields.extend(by);
+                fields.extend(fs);
+            }
+            Stage::Stats { aggs, by, .. } => {
+                fields.extend(by);
+                fields.extend(aggs.iter().filter_map(|a| a.field.as_ref()));
+                break;
+            }
+            Stage::Top { field, by, .. } => {
+                fields.extend(by);
+                fields.push(field);
+                break;
+            }
+            Stage::Distinct(fs, _) => {
+                fields.extend(fs);
+                break;
+            }
+            Stage::Timechart { agg, by, .. } => {
+                fields.extend(agg.iter().filter_map(|a| a.field.as_ref()));
+                fields.extend(by);
+                break;
+            }
+            Stage::Sequence(s, _) => {
+                fields.extend(&s.by);
+                for step in s.steps.iter().chain(&s.until) {
+                    expr_fields(&step.filter, &mut fields);
+                }
+                break;
+            }
+            Stage::Lookup(l, _) => {
+                fields.push(&l.on);
+                break;
+            }
+        }
+    }
+    match fields.into_iter().find(|f| {
+        super::fields::resolve(&f.name).is_none() && super::fields::raw_path(&f.name).is_none()
+    }) {
+        Some(f) => Err(super::fields::unknown(f)),
+        None => Ok(()),
+    }
+}
+
+/// The fields a filter compares, in the order written.
+fn expr_fields<'a>(e: &'a Expr, out: &mut Vec<&'a Field>) {
+    match e {
+        Expr::Or(items, _) | Expr::And(items, _) => {
+            for i in items {
+                expr_fields(i, out);
+            }
+        }
+        Expr::Not(inner, _) => expr_fields(inner, out),
+        Expr::Cmp { field, .. } | Expr::In { field, .. } | Expr::Has(field, _) => out.push(field),
+        Expr::Text(..) => {}
+    }
 }
 
 /// Whether stored events can go through `stage`.
@@ -284,6 +359,13 @@ mod tests {
             Mode::Batch,
             Some("E0413"),
             Some("E0413"),
+        ),
+        ("actr:x | count", Mode::Batch, Some("E0101"), Some("E0101")),
+        (
+            "| count by actor | where actr > 3",
+            Mode::Batch,
+            None,
+            Some("E0411"),
         ),
         (
             "| sequence by actor within 0s [event:a] [event:b]",

@@ -220,14 +220,7 @@ impl<'a> Compiler<'a> {
 
     /// A field of the archive (before any aggregation).
     fn field(&self, f: &Field) -> R<&'static fields::FieldDef> {
-        fields::resolve(&f.name).ok_or_else(|| {
-            let mut d = Diagnostic::at("E0101", format!("unknown field `{}`", f.name), f.span)
-                .label("not a field or alias");
-            if let Some(m) = did_you_mean(&f.name, fields::all_names()) {
-                d = d.help(format!("did you mean `{m}`?"));
-            }
-            d.help("`auditq fields` lists fields and aliases")
-        })
+        fields::resolve(&f.name).ok_or_else(|| fields::unknown(f))
     }
 
     /// A field that is not in the archive's catalogue: a column of an aggregate's
@@ -1118,12 +1111,7 @@ impl Compiler<'_> {
             Diagnostic::at("E0430", why, span)
                 .help("a lookup reads a .csv (with a header), .parquet, .ndjson or .jsonl file")
         })?;
-        let columns: Vec<&str> = table
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect();
+        let columns = table.names();
         let find = |f: &Field| {
             columns
                 .iter()
@@ -1212,12 +1200,7 @@ fn lookup(
         networks,
     } = &spec;
     let (key, added) = (*key, added.clone());
-    let columns: Vec<&str> = table
-        .schema
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect();
+    let columns = table.names();
     let (state, plan) = df.into_parts();
     let schema = std::sync::Arc::clone(&table.schema);
     let provider = MemTable::try_new(schema, vec![table.batches.clone()]).map_err(e)?;

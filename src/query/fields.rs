@@ -221,6 +221,16 @@ pub fn resolve(name: &str) -> Option<&'static FieldDef> {
 }
 
 /// Every name and alias, for suggestions.
+/// The error of a field that is none of the catalogue's (E0101), with the nearest name.
+pub fn unknown(f: &crate::lang::ast::Field) -> crate::diag::Diagnostic {
+    let mut d = crate::diag::Diagnostic::at("E0101", format!("unknown field `{}`", f.name), f.span)
+        .label("not a field or alias");
+    if let Some(m) = crate::diag::did_you_mean(&f.name, all_names()) {
+        d = d.help(format!("did you mean `{m}`?"));
+    }
+    d.help("`auditq fields` lists fields and aliases")
+}
+
 pub fn all_names() -> impl Iterator<Item = &'static str> {
     FIELDS
         .iter()

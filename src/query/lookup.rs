@@ -29,6 +29,17 @@ pub struct Table {
     pub batches: Vec<RecordBatch>,
 }
 
+impl Table {
+    /// The file's column names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect()
+    }
+}
+
 /// The file's rows, by its extension; an error says why in words.
 pub fn read(path: &str) -> std::result::Result<Table, String> {
     let ext = Path::new(path)

@@ -348,10 +348,16 @@ fn a_rule_pack_continues_from_its_checkpoint() {
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
     let whole = ids(&follow("whole"));
     // The injections sit on days 35 to 37: stop in the middle of them.
-    let cut = lines.iter().position(|l| l.contains("\"i-fail-5\"")).unwrap();
+    let cut = lines
+        .iter()
+        .position(|l| l.contains("\"i-fail-5\""))
+        .unwrap();
     std::fs::write(&file, lines[..cut].join("\n") + "\n").unwrap();
     let mut parts = ids(&follow("parts"));
-    let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
     std::io::Write::write_all(&mut f, (lines[cut..].join("\n") + "\n").as_bytes()).unwrap();
     drop(f);
     parts.extend(ids(&follow("parts")));
