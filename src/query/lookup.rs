@@ -194,7 +194,7 @@ pub fn network_of_udf() -> ScalarUDF {
     })
 }
 
-/// The expression [`NetworkOf`] computes for `ip` over `nets`.
+/// `network_of(ip, nets)`: the most specific of `nets` holding `ip` (see `NetworkOf`).
 pub fn network_of(ip: Expr, nets: &[String]) -> Expr {
     network_of_udf().call(vec![ip, lit(nets.join("\n"))])
 }
