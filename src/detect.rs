@@ -141,11 +141,10 @@ struct Tally {
 
 fn count(tally: &mut HashMap<String, Tally>, records: Vec<Record>) {
     for r in records {
-        // A pack's record ids are `RULE:ID`.
-        let Some((rule, _)) = r.id.split_once(':') else {
+        let Some(rule) = &r.rule else {
             continue;
         };
-        let t = tally.entry(rule.to_owned()).or_default();
+        let t = tally.entry(rule.to_string()).or_default();
         t.hits += 1;
         t.first = Some(t.first.map_or(r.time, |f| f.min(r.time)));
         t.last = Some(t.last.map_or(r.time, |l| l.max(r.time)));

@@ -46,6 +46,8 @@ pub struct Record {
     /// What the record is about, for a summary (`auditq detect`'s top keys): an event's
     /// actor, an alert's or a sequence's key values.
     pub key: String,
+    /// The id of the rule of a pack that made it.
+    pub rule: Option<Arc<str>>,
 }
 
 type Phys = Arc<dyn PhysicalExpr>;
@@ -78,9 +80,10 @@ enum Out {
         keys: Vec<Phys>,
         vals: Vec<Option<Phys>>,
     },
-    /// `| sequence …`: named keys, a flag per step, the cancelling flag.
+    /// `| sequence …`: the keys and their names, a flag per step, the cancelling flag.
     Sequence {
-        keys: Vec<(String, Phys)>,
+        keys: Vec<Phys>,
+        names: Vec<String>,
         steps: Vec<Phys>,
         until: Option<Phys>,
         shape: Shape,
@@ -312,17 +315,17 @@ impl Engine {
                     };
                 }
                 Stage::Sequence(seq, span) => {
-                    let keys = seq
+                    let (names, keys): (Vec<String>, Vec<Expr>) = seq
                         .by
                         .iter()
-                        .map(|f| {
-                            let (name, e) = cx.output(f)?;
-                            Ok((name, phys(e)?))
-                        })
-                        .collect::<R<Vec<_>>>()?;
+                        .map(|f| cx.output(f))
+                        .collect::<R<Vec<_>>>()?
+                        .into_iter()
+                        .unzip();
                     let flag = |s: &ast::SeqStep| phys(cx.filter(&s.filter)?.is_true());
                     out = Out::Sequence {
-                        keys,
+                        keys: keys.into_iter().map(&phys).collect::<R<Vec<_>>>()?,
+                        names,
                         steps: seq.steps.iter().map(flag).collect::<R<Vec<_>>>()?,
                         until: seq.until.as_ref().map(flag).transpose()?,
                         shape: Shape {
@@ -566,6 +569,7 @@ impl Engine {
             }
             Out::Sequence {
                 keys,
+                names,
                 steps,
                 until,
                 shape,
@@ -591,13 +595,12 @@ impl Engine {
                         .map_err(|e| e.to_string())?;
                 let key_arrays = keys
                     .iter()
-                    .map(|(_, k)| eval(k, &candidates))
+                    .map(|k| eval(k, &candidates))
                     .collect::<Result<Vec<_>, _>>()?;
                 let mut texts = key_texts(&key_arrays, candidates.num_rows())
                     .map_err(|e| e.to_string())?
                     .into_iter();
                 let values: Vec<Vec<Option<Val>>> = key_arrays.iter().map(values).collect();
-                let names: Vec<String> = keys.iter().map(|(n, _)| n.clone()).collect();
                 let (ids, t) = ids_and_times(&batch);
                 let actions = batch
                     .column_by_name(c::ACTION)
@@ -622,7 +625,7 @@ impl Engine {
                     };
                     let Some(key) = key else {
                         let p = progress.map_or(time, |p| p.min(time));
-                        stream.advance(shape, &names, p, self.lateness, &mut found);
+                        stream.advance(shape, names, p, self.lateness, &mut found);
                         continue;
                     };
                     let w = sequence::Waiting {
@@ -634,7 +637,7 @@ impl Engine {
                         matches: steps.iter().map(|s| s.value(i)).collect(),
                         until: until.as_ref().is_some_and(|u| u.value(i)),
                     };
-                    stream.push(shape, &names, self.lateness, w, progress, &mut found);
+                    stream.push(shape, names, self.lateness, w, progress, &mut found);
                 }
                 Ok(sequences(found))
             }
@@ -647,12 +650,11 @@ impl Engine {
         if let Some(w) = &mut self.window {
             w.idle(now, &mut out);
         }
-        if let (Some(stream), Out::Sequence { keys, shape, .. }) =
+        if let (Some(stream), Out::Sequence { names, shape, .. }) =
             (&mut self.state.sequence, &self.out)
         {
             let mut found = Vec::new();
-            let names: Vec<String> = keys.iter().map(|(n, _)| n.clone()).collect();
-            stream.advance(shape, &names, now, self.lateness, &mut found);
+            stream.advance(shape, names, now, self.lateness, &mut found);
             return sequences(found);
         }
         alerts(out)
@@ -664,12 +666,11 @@ impl Engine {
         if let Some(w) = &mut self.window {
             w.finish(&mut out);
         }
-        if let (Some(stream), Out::Sequence { keys, shape, .. }) =
+        if let (Some(stream), Out::Sequence { names, shape, .. }) =
             (&mut self.state.sequence, &self.out)
         {
             let mut found = Vec::new();
-            let names: Vec<String> = keys.iter().map(|(n, _)| n.clone()).collect();
-            stream.finish(shape, &names, &mut found);
+            stream.finish(shape, names, &mut found);
             return sequences(found);
         }
         alerts(out)
@@ -684,6 +685,7 @@ fn alerts(out: Vec<window::Output>) -> Vec<Record> {
             alert: true,
             json: o.json,
             key: o.key,
+            rule: None,
         })
         .collect()
 }
@@ -697,6 +699,7 @@ fn sequences(found: Vec<sequence::Found>) -> Vec<Record> {
             alert: true,
             json: f.json,
             key: f.key,
+            rule: None,
         })
         .collect()
 }
@@ -793,6 +796,7 @@ fn events(batch: &RecordBatch) -> Vec<Record> {
             alert: false,
             json: event::compact_json(raw.value(i)).into_owned(),
             key,
+            rule: None,
         })
         .collect()
 }
@@ -823,6 +827,7 @@ fn fields(batch: &RecordBatch, cols: &[(String, Phys)]) -> Result<Vec<Record>, S
             alert: false,
             json: line.to_owned(),
             key,
+            rule: None,
         })
         .collect())
 }

@@ -420,18 +420,22 @@ impl Run {
 /// `until`, when given), so that the first event read is judged against history (later
 /// runs have their checkpoint).
 pub async fn seed(pack: &mut Pack, archive: &Archive, now: i64, until: Option<i64>) -> Result<()> {
+    // The archive's first event, looked up once, and only if some rule learns.
+    let mut start: Option<Option<i64>> = None;
     for (query, engine) in pack.members_mut() {
         let seeds = Engine::seeds(query, until);
         if seeds.is_empty() {
             continue;
         }
-        let summary = match crate::query::open(archive).await {
-            Ok((_, summary)) => summary,
-            // Nothing archived yet: nothing to learn.
-            Err(Error::Archive(crate::archive::Error::Missing { .. })) => return Ok(()),
-            Err(e) => return Err(e),
+        let start = match start {
+            Some(s) => s,
+            None => match crate::query::open(archive).await {
+                Ok((_, summary)) => *start.insert(summary.and_then(|s| s.first)),
+                // Nothing archived yet: nothing to learn.
+                Err(Error::Archive(crate::archive::Error::Missing { .. })) => return Ok(()),
+                Err(e) => return Err(e),
+            },
         };
-        let start = summary.and_then(|s| s.first);
         for (slot, text) in seeds.iter().enumerate() {
             let mut answer = crate::query::run(archive, text, Clock::utc(now), false).await?;
             let mut tuples = 0;

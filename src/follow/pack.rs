@@ -343,10 +343,12 @@ fn mark(rule: Option<&Rule>, records: Vec<Record>) -> Vec<Record> {
         serde_json::Value::from(rule.name.as_str()),
         serde_json::Value::from(rule.severity.name())
     );
+    let id: std::sync::Arc<str> = rule.id.as_str().into();
     records
         .into_iter()
         .map(|mut r| {
             r.id = format!("{}:{}", rule.id, r.id);
+            r.rule = Some(std::sync::Arc::clone(&id));
             r.json = match r.json.strip_prefix('{') {
                 Some("}") => format!("{{{head}}}"),
                 Some(rest) => format!("{{{head},{rest}"),

@@ -503,27 +503,27 @@ pub async fn explain(archive: &Archive, src: &str, clock: Clock, analyze: bool) 
 /// functions. A plan the unparser cannot express says so instead.
 fn sql_of(plan: &datafusion::logical_expr::LogicalPlan) -> String {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    let mut own_operator = false;
+    use datafusion::logical_expr::LogicalPlan;
+    // A node SQL cannot name: auditq's own operator, or a table other than the archive's.
+    let mut unnamed = None;
     let _ = plan.apply(|p| {
-        own_operator |= matches!(p, datafusion::logical_expr::LogicalPlan::Extension(_));
-        Ok(if own_operator {
+        unnamed = match p {
+            LogicalPlan::Extension(_) => {
+                Some("`sequence` is auditq's own operator; SQL has no equivalent of it")
+            }
+            LogicalPlan::TableScan(t) if t.table_name.table() != "events" => {
+                Some("`lookup` joins a file auditq reads into memory, which the SQL would not find")
+            }
+            _ => None,
+        };
+        Ok(if unnamed.is_some() {
             TreeNodeRecursion::Stop
         } else {
             TreeNodeRecursion::Continue
         })
     });
-    if own_operator {
-        return "(no SQL form: `sequence` is auditq's own operator; SQL has no equivalent of it)"
-            .to_owned();
-    }
-    let mut file = false;
-    let _ = plan.apply(|p| {
-        file |= matches!(p, datafusion::logical_expr::LogicalPlan::TableScan(t) if t.table_name.table() != "events");
-        Ok(TreeNodeRecursion::Continue)
-    });
-    if file {
-        return "(no SQL form: `lookup` joins a file auditq reads into memory, which the SQL would not find)"
-            .to_owned();
+    if let Some(why) = unnamed {
+        return format!("(no SQL form: {why})");
     }
     let sql = match datafusion::sql::unparser::plan_to_sql(plan) {
         Ok(mut s) => {
