@@ -15,16 +15,69 @@ pub mod api;
 pub mod archive;
 
 /// Which signal stopped us (2: SIGINT, 15: SIGTERM), once one arrives.
-pub(crate) async fn signalled() -> i32 {
+pub(crate) fn signalled() -> impl std::future::Future<Output = i32> + Send + 'static {
+    watch(&[2, 15])
+}
+
+/// Ctrl-C (SIGINT), once it arrives.
+pub(crate) fn interrupted() -> impl std::future::Future<Output = i32> + Send + 'static {
+    watch(&[2])
+}
+
+/// The first of `signals` to arrive, watched on a thread of its own.
+///
+/// A runtime polls its signal driver only when a worker runs out of tasks or between
+/// task polls, and a query over files in the page cache never waits for I/O: one poll
+/// of a scan can decode every batch of a partition. A signal waited for on the query's
+/// own runtime could then wait as long as the query. The handlers are installed before
+/// this returns, so a signal that comes before the first poll is not missed (nor does it
+/// kill the process). The thread ends when the future is dropped.
+fn watch(signals: &'static [i32]) -> impl std::future::Future<Output = i32> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => 2,
-        _ = term.recv() => 15,
+    let (tx, rx) = tokio::sync::oneshot::channel::<i32>();
+    let watcher = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .ok()
+        .and_then(|rt| {
+            let streams = {
+                let _in = rt.enter();
+                signals
+                    .iter()
+                    .map(|&n| signal(SignalKind::from_raw(n)).map(|s| (n, s)))
+                    .collect::<std::io::Result<Vec<_>>>()
+                    .ok()?
+            };
+            Some((rt, streams))
+        });
+    if let Some((rt, streams)) = watcher {
+        let spawned = std::thread::Builder::new()
+            .name("auditq-signals".into())
+            .spawn(move || {
+                let mut tx = tx;
+                rt.block_on(async move {
+                    let first =
+                        futures_util::future::select_all(streams.into_iter().map(|(n, mut s)| {
+                            Box::pin(async move {
+                                s.recv().await;
+                                n
+                            })
+                        }));
+                    tokio::select! {
+                        (n, _, _) = first => { let _ = tx.send(n); }
+                        _ = tx.closed() => {}
+                    }
+                });
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("signals will not be caught: no thread to watch them ({e})");
+        }
+    }
+    async move {
+        match rx.await {
+            Ok(n) => n,
+            // No watcher: the signal's default action (the process ends) stands.
+            Err(_) => std::future::pending().await,
+        }
     }
 }

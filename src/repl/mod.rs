@@ -263,6 +263,7 @@ impl Repl {
             .expand(text)
             .map_err(|d| AnyError::rejected(text, d))?;
         let (archive, owned) = (self.archive.clone(), expanded);
+        let interrupted = crate::pipeline::interrupted();
         let outcome = self.rt.block_on(async move {
             let mut task =
                 tokio::spawn(
@@ -270,7 +271,7 @@ impl Repl {
                 );
             tokio::select! {
                 outcome = &mut task => Some(outcome),
-                _ = tokio::signal::ctrl_c() => {
+                _ = interrupted => {
                     task.abort();
                     None
                 }
