@@ -12,6 +12,11 @@
 //! Its output is the partial aggregate's own (the key, then a count per aggregate), so
 //! the repartition and the final aggregate above it are DataFusion's.
 //!
+//! When the key comes straight from the archive's files (through filters that do not
+//! read it), the scan reads it as a dictionary instead, as the file stores it: a batch
+//! is then an array of small integers into the page's dictionary, counted per integer,
+//! and each dictionary text is looked up once per dictionary (see [`dictionary_input`]).
+//!
 //! Keys with many distinct values (an event id) gain nothing from counting: after
 //! [`PROBE_ROWS`] rows with more than half of them distinct, each batch passes on as
 //! it is, each row a count of 1, as DataFusion's own partial aggregate does.
@@ -19,19 +24,30 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array, StringViewArray, StringViewBuilder};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, DictionaryArray, Int64Array, StringViewArray, StringViewBuilder,
+};
 use datafusion::arrow::buffer::Buffer;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result, config::ConfigOptions};
+use datafusion::datasource::physical_plan::{
+    FileScanConfig, FileScanConfigBuilder, FileSource, ParquetSource,
+};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, replace_children_if_necessary,
+};
 use futures_util::StreamExt;
 
 /// Buffers of views up to this size are mapped directly (see [`ViewTable`]).
@@ -101,7 +117,7 @@ impl ExecutionPlan for CountByExec {
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context)?;
         let (key, schema) = (self.key, Arc::clone(&self.schema));
-        let state = State::Counting(input, Counts::default());
+        let state = State::Counting(input, Box::default());
         let batches = futures_util::stream::unfold(Some(state), move |state| {
             let schema = Arc::clone(&schema);
             async move { step(state?, key, &schema).await }
@@ -114,7 +130,7 @@ impl ExecutionPlan for CountByExec {
 }
 
 enum State {
-    Counting(SendableRecordBatchStream, Counts),
+    Counting(SendableRecordBatchStream, Box<Counts>),
     /// Too many distinct keys: batches pass on, a count of 1 per row.
     Passing(SendableRecordBatchStream),
 }
@@ -145,7 +161,11 @@ async fn step(
             let batch = input.next().await?;
             let out = batch.and_then(|b| {
                 let ones: ArrayRef = Arc::new(Int64Array::from_value(1, b.num_rows()));
-                let mut columns = vec![Arc::clone(b.column(key))];
+                let keys = match b.column(key).data_type() {
+                    DataType::Utf8View => Arc::clone(b.column(key)),
+                    _ => datafusion::arrow::compute::cast(b.column(key), &DataType::Utf8View)?,
+                };
+                let mut columns = vec![keys];
                 columns.resize(schema.fields().len(), ones);
                 Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
             });
@@ -165,10 +185,18 @@ struct Counts {
     counts: Vec<i64>,
     /// This batch's distinct views and their groups (see [`ViewTable`]).
     views: ViewTable,
+    /// The dictionary of the last dictionary-encoded batch, and the group of each of its
+    /// values once seen (`u32::MAX`: not yet).
+    dictionary: Option<(ArrayRef, Vec<u32>)>,
+    /// Rows of one batch per dictionary value.
+    per_value: Vec<i64>,
 }
 
 impl Counts {
     fn add(&mut self, column: &ArrayRef) -> Result<()> {
+        if let Some(keys) = column.as_dictionary_opt::<Int32Type>() {
+            return self.add_dictionary(keys);
+        }
         let keys = column
             .as_any()
             .downcast_ref::<StringViewArray>()
@@ -178,32 +206,100 @@ impl Counts {
         let views = keys.views();
         for i in 0..keys.len() {
             let group = if keys.is_null(i) {
-                let next = self.counts.len() as u32;
-                *self.null.get_or_insert(next)
+                self.group_of(None)
             } else {
                 match self.views.get(views[i]) {
                     Some(group) => group,
                     None => {
-                        let text = keys.value(i);
-                        let next = self.counts.len() as u32;
-                        let group = match self.groups.get(text) {
-                            Some(&group) => group,
-                            None => {
-                                self.groups.insert(text.into(), next);
-                                next
-                            }
-                        };
+                        let group = self.group_of(Some(keys.value(i)));
                         self.views.insert(views[i], group);
                         group
                     }
                 }
             };
-            match self.counts.get_mut(group as usize) {
-                Some(count) => *count += 1,
-                None => self.counts.push(1),
-            }
+            self.bump(group, 1);
         }
         Ok(())
+    }
+
+    /// Counts a batch of dictionary keys: rows per key first, then each key's rows
+    /// added to its text's group, the text looked up once per dictionary.
+    fn add_dictionary(&mut self, keys: &DictionaryArray<Int32Type>) -> Result<()> {
+        let bad = || DataFusionError::Internal("CountByExec: dictionary key out of range".into());
+        self.rows += keys.len();
+        let values = keys.values();
+        let same = self
+            .dictionary
+            .as_ref()
+            .is_some_and(|(v, _)| same_values(v, values));
+        if !same {
+            self.dictionary = Some((Arc::clone(values), vec![u32::MAX; values.len()]));
+        }
+        self.per_value.clear();
+        self.per_value.resize(values.len(), 0);
+        let codes = keys.keys().values();
+        match keys.nulls() {
+            None => {
+                for &k in codes.iter() {
+                    *self.per_value.get_mut(k as usize).ok_or_else(bad)? += 1;
+                }
+            }
+            Some(nulls) => {
+                for i in nulls.valid_indices() {
+                    *self.per_value.get_mut(codes[i] as usize).ok_or_else(bad)? += 1;
+                }
+                if nulls.null_count() > 0 {
+                    let group = self.group_of(None);
+                    self.bump(group, nulls.null_count() as i64);
+                }
+            }
+        }
+        let per_value = std::mem::take(&mut self.per_value);
+        for (value, &rows) in per_value.iter().enumerate() {
+            if rows == 0 {
+                continue;
+            }
+            let known = self.dictionary.as_ref().map_or(u32::MAX, |(_, g)| g[value]);
+            let group = if known != u32::MAX {
+                known
+            } else {
+                let group = self.group_of(text_at(values, value)?);
+                if let Some((_, groups)) = &mut self.dictionary {
+                    groups[value] = group;
+                }
+                group
+            };
+            self.bump(group, rows);
+        }
+        self.per_value = per_value;
+        Ok(())
+    }
+
+    /// The group of a key's text (`None`: the null key), a new one if unseen.
+    fn group_of(&mut self, text: Option<&str>) -> u32 {
+        let next = self.counts.len() as u32;
+        let group = match text {
+            None => *self.null.get_or_insert(next),
+            Some(text) => match self.groups.get(text) {
+                Some(&group) => group,
+                None => {
+                    self.groups.insert(text.into(), next);
+                    next
+                }
+            },
+        };
+        if group == next {
+            self.counts.push(0);
+        }
+        group
+    }
+
+    /// Adds `rows` to a group's count (made by [`Counts::group_of`]).
+    #[inline]
+    fn bump(&mut self, group: u32, rows: i64) {
+        if let Some(count) = self.counts.get_mut(group as usize) {
+            *count += rows;
+        }
     }
 
     /// The partial aggregate's rows: each key and its count (once per aggregate).
@@ -218,10 +314,45 @@ impl Counts {
         let counts: ArrayRef = Arc::new(Int64Array::from(std::mem::take(&mut self.counts)));
         self.groups.clear();
         self.null = None;
+        self.dictionary = None;
         let mut columns = vec![keys];
         columns.resize(schema.fields().len(), counts);
         Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
     }
+}
+
+/// Whether two dictionaries are the same values: the reader makes a new array for each
+/// batch of a column chunk, over the same buffers (held by the first array, so that
+/// their memory cannot be reused meanwhile).
+fn same_values(a: &ArrayRef, b: &ArrayRef) -> bool {
+    let (a, b) = (a.to_data(), b.to_data());
+    a.len() == b.len()
+        && a.offset() == b.offset()
+        && a.buffers().len() == b.buffers().len()
+        && a.buffers()
+            .iter()
+            .zip(b.buffers())
+            .all(|(x, y)| x.ptr_eq(y))
+        && a.child_data().is_empty()
+        && b.child_data().is_empty()
+}
+
+/// The text of a dictionary's value `i` (`None`: null).
+fn text_at(values: &ArrayRef, i: usize) -> Result<Option<&str>> {
+    if values.is_null(i) {
+        return Ok(None);
+    }
+    let text = match values.data_type() {
+        DataType::Utf8 => values.as_string::<i32>().value(i),
+        DataType::LargeUtf8 => values.as_string::<i64>().value(i),
+        DataType::Utf8View => values.as_string_view().value(i),
+        other => {
+            return Err(DataFusionError::Internal(format!(
+                "CountByExec: dictionary of {other}"
+            )));
+        }
+    };
+    Ok(Some(text))
 }
 
 /// An open-addressing table from 16-byte views to groups, cleared by a generation
@@ -386,6 +517,82 @@ fn key_of(agg: &AggregateExec) -> Option<usize> {
     fits.then_some(column.index())
 }
 
+/// `plan` (the input of a count by its column `key`) with the key read as a dictionary,
+/// `Dictionary(Int32, Utf8)`, when it can be: the key is a column of the archive's
+/// Parquet files written with a dictionary, passed up unchanged, and nothing between
+/// the scan and the count reads it (a filter on the key, or a pruning predicate,
+/// keeps the plan as it is). Every file is then given the table's file schema, with
+/// that one column as a dictionary, as the schema to read it by.
+fn dictionary_input(plan: &Arc<dyn ExecutionPlan>, key: usize) -> Option<Arc<dyn ExecutionPlan>> {
+    if let Some(filter) = plan.downcast_ref::<FilterExec>() {
+        let inner = match filter.projection() {
+            Some(p) => *p.get(key)?,
+            None => key,
+        };
+        if collect_columns(filter.predicate())
+            .iter()
+            .any(|c| c.index() == inner)
+        {
+            return None;
+        }
+        let input = dictionary_input(filter.input(), inner)?;
+        return replace_children_if_necessary(Arc::clone(plan), vec![input]).ok();
+    }
+    let scan = plan.downcast_ref::<DataSourceExec>()?;
+    let config = scan.data_source().downcast_ref::<FileScanConfig>()?;
+    let parquet = config.file_source().downcast_ref::<ParquetSource>()?;
+    let columns: Vec<usize> = parquet
+        .projection()?
+        .iter()
+        .map(|p| p.expr.downcast_ref::<Column>().map(Column::index))
+        .collect::<Option<_>>()?;
+    let table = parquet.table_schema();
+    let file_schema = table.file_schema();
+    let column = *columns.get(key)?;
+    let field = file_schema.fields().get(column)?;
+    if field.data_type() != &DataType::Utf8View
+        || super::write::NO_DICTIONARY.contains(&field.name().as_str())
+        || parquet
+            .filter()
+            .is_some_and(|p| collect_columns(&p).iter().any(|c| c.name() == field.name()))
+    {
+        return None;
+    }
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let mut fields = file_schema.fields().to_vec();
+    fields[column] = Arc::new(Field::clone(field).with_data_type(dictionary));
+    let file_schema = Arc::new(Schema::new_with_metadata(
+        fields,
+        file_schema.metadata().clone(),
+    ));
+    let table = TableSchema::builder(Arc::clone(&file_schema))
+        .with_table_partition_cols(table.table_partition_cols().to_vec())
+        .build();
+    let mut source = ParquetSource::new(table)
+        .with_table_parquet_options(parquet.table_parquet_options().clone());
+    if let Some(predicate) = parquet.filter() {
+        source = source.with_predicate(predicate);
+    }
+    let file_groups = config
+        .file_groups
+        .iter()
+        .map(|group| {
+            group
+                .iter()
+                .map(|f| f.clone().with_arrow_schema(Arc::clone(&file_schema)))
+                .collect::<Vec<_>>()
+                .into()
+        })
+        .collect();
+    let config = FileScanConfigBuilder::from(config.clone())
+        .with_source(Arc::new(source))
+        .with_file_groups(file_groups)
+        .with_projection_indices(Some(columns))
+        .ok()?
+        .build();
+    Some(DataSourceExec::from_data_source(config))
+}
+
 /// Replaces each partial aggregate that [`CountByExec`] computes the same.
 #[derive(Debug, Default)]
 pub struct CountBy;
@@ -403,8 +610,10 @@ impl PhysicalOptimizerRule for CountBy {
             let Some(key) = key_of(agg) else {
                 return Ok(Transformed::no(node));
             };
+            let input =
+                dictionary_input(agg.input(), key).unwrap_or_else(|| Arc::clone(agg.input()));
             Ok(Transformed::yes(Arc::new(CountByExec {
-                input: Arc::clone(agg.input()),
+                input,
                 key,
                 schema: agg.schema(),
                 properties: Arc::clone(agg.properties()),
@@ -517,7 +726,8 @@ pub(super) mod tests {
         let df = ctx.sql(sql).await.unwrap();
         let plan = df.clone().create_physical_plan().await.unwrap();
         let plan = datafusion::physical_plan::displayable(plan.as_ref())
-            .indent(false)
+            .set_show_schema(true)
+            .indent(true)
             .to_string();
         let rows = pretty_format_batches(&df.collect().await.unwrap())
             .unwrap()
@@ -549,5 +759,84 @@ pub(super) mod tests {
         let count_k = "SELECT k, count(k) FROM t GROUP BY k";
         let (_, plan) = run(Some(Arc::new(CountBy) as _), table(1000, 10), count_k).await;
         assert!(!plan.contains("CountByExec"), "{plan}");
+    }
+
+    /// Parquet files of `k` (text, a null in 11) and `o`, some with a dictionary
+    /// throughout, one whose dictionary outgrows its limit (later pages plain), one
+    /// written without a dictionary.
+    async fn parquet_table(dir: &std::path::Path) -> Arc<dyn TableProvider> {
+        use datafusion::parquet::arrow::ArrowWriter;
+        use datafusion::parquet::file::properties::WriterProperties;
+        use datafusion::prelude::ParquetReadOptions;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("o", DataType::Utf8, true),
+        ]));
+        let props = [
+            WriterProperties::builder().build(),
+            WriterProperties::builder()
+                .set_dictionary_page_size_limit(256)
+                .set_data_page_row_count_limit(500)
+                .set_write_batch_size(500)
+                .build(),
+            WriterProperties::builder()
+                .set_dictionary_enabled(false)
+                .build(),
+            WriterProperties::builder().build(),
+        ];
+        for (f, props) in props.into_iter().enumerate() {
+            let rows = 20_000;
+            let k: datafusion::arrow::array::StringArray = (0..rows)
+                .map(|i| (i % 11 != 3).then(|| text((i * 31 + f * 7) % (40 + 100 * f))))
+                .collect();
+            let o: datafusion::arrow::array::StringArray = (0..rows)
+                .map(|i| Some(if i % 3 == 0 { "x" } else { "y" }))
+                .collect();
+            let batch =
+                RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(k), Arc::new(o)]).unwrap();
+            let file = std::fs::File::create(dir.join(format!("part-{f}.parquet"))).unwrap();
+            let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props)).unwrap();
+            writer.write(&batch).unwrap();
+            writer.close().unwrap();
+        }
+        let ctx = SessionContext::new();
+        ctx.register_parquet("t", dir.to_str().unwrap(), ParquetReadOptions::default())
+            .await
+            .unwrap();
+        ctx.table_provider("t").await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn counts_dictionaries_as_datafusion_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let dictionary = "k:Dictionary(Int32, Utf8)";
+        // (query, whether the scan reads the key as a dictionary)
+        let queries = [
+            (
+                "SELECT k, count(*) AS n FROM t GROUP BY k ORDER BY k NULLS FIRST",
+                true,
+            ),
+            (
+                "SELECT k, count(*) AS n, count(1) AS m FROM t WHERE o = 'x' GROUP BY k ORDER BY k NULLS FIRST",
+                true,
+            ),
+            // The filter reads the key: it stays text.
+            (
+                "SELECT k, count(*) AS n FROM t WHERE k <> 'c0' GROUP BY k ORDER BY k NULLS FIRST",
+                false,
+            ),
+            (
+                "SELECT s, count(*) AS n FROM (SELECT substr(k, 3) AS s FROM t) GROUP BY s ORDER BY s NULLS FIRST",
+                false,
+            ),
+        ];
+        for (sql, as_dictionary) in queries {
+            let table = parquet_table(dir.path()).await;
+            let (ours, plan) = run(Some(Arc::new(CountBy) as _), Arc::clone(&table), sql).await;
+            let (theirs, _) = run(None, table, sql).await;
+            assert!(plan.contains("CountByExec"), "{sql}: {plan}");
+            assert_eq!(plan.contains(dictionary), as_dictionary, "{sql}: {plan}");
+            assert_eq!(ours, theirs, "{sql}");
+        }
     }
 }

@@ -159,11 +159,17 @@ mod tests {
         crate::archive::count_by::tests::run(rule, file.into_view(), sql).await
     }
 
-    /// The scan's predicate in `plan`.
+    /// The scan's predicate in `plan` (its line, up to what the scan says after it).
     fn predicate(plan: &str) -> &str {
-        plan.split("predicate=")
-            .nth(1)
-            .map_or("", |p| p.split(", pruning").next().unwrap_or(p))
+        let Some(p) = plan.split("predicate=").nth(1) else {
+            return "";
+        };
+        let p = p.lines().next().unwrap_or(p);
+        [", pruning", ", dynamic_rg_pruning", ", schema="]
+            .iter()
+            .filter_map(|end| p.find(end))
+            .min()
+            .map_or(p, |end| &p[..end])
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,6 +96,17 @@ impl std::ops::AddAssign for CommitStats {
     }
 }
 
+/// Columns written without a dictionary: unique per event, where a dictionary never
+/// pays off and costs a hash per value.
+pub(super) const NO_DICTIONARY: [&str; 6] = [
+    col::ID,
+    col::RAW,
+    col::RAW_HASH,
+    col::MESSAGE,
+    col::TIME,
+    col::PROCESSED_AT,
+];
+
 /// Parquet settings of every data file: ZSTD, page statistics, bloom filters on the
 /// columns looked up by value, rows sorted by time, the schema version in the metadata.
 pub fn writer_properties() -> WriterProperties {
@@ -125,15 +136,7 @@ pub fn writer_properties() -> WriterProperties {
             // Sized for a commit's rows of one day; parquet folds it down to fit.
             .set_column_bloom_filter_max_ndv(ColumnPath::from(c), 50_000);
     }
-    // Unique per event: a dictionary never pays off and costs a hash per value.
-    for c in [
-        col::ID,
-        col::RAW,
-        col::RAW_HASH,
-        col::MESSAGE,
-        col::TIME,
-        col::PROCESSED_AT,
-    ] {
+    for c in NO_DICTIONARY {
         b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
     }
     // Large and never filtered by range: no min/max statistics (comparing every value
