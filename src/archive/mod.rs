@@ -20,6 +20,7 @@
 pub mod checksum;
 mod count_by;
 pub mod ids;
+mod local_reads;
 pub mod lock;
 pub mod maintain;
 mod newest_first;

@@ -340,8 +340,17 @@ pub async fn session(
         .with_physical_optimizer_rule(std::sync::Arc::new(super::prune_by::PruneBy))
         .build();
     let ctx = SessionContext::new_with_state(state);
-    if let Some(r) = archive.remote() {
-        ctx.register_object_store(&r.bucket_url(), r.store.clone());
+    match archive.remote() {
+        Some(r) => {
+            ctx.register_object_store(&r.bucket_url(), r.store.clone());
+        }
+        None => {
+            let url = url::Url::parse("file://").expect("a valid URL");
+            ctx.register_object_store(
+                &url,
+                std::sync::Arc::new(super::local_reads::LocalReads::new()),
+            );
+        }
     }
     let provider: std::sync::Arc<dyn datafusion::datasource::TableProvider> =
         match super::provider::ArchiveTable::try_new(table, archive, aids, trust_stats) {
