@@ -76,7 +76,8 @@ fn watch(signals: &'static [i32]) -> impl std::future::Future<Output = i32> + Se
     async move {
         match rx.await {
             Ok(n) => n,
-            // No watcher: the signal's default action (the process ends) stands.
+            // No watcher (no runtime or handler for it: the signal's default action
+            // stands; no thread: the warning above says signals go unanswered).
             Err(_) => std::future::pending().await,
         }
     }
