@@ -70,6 +70,9 @@ pub struct ArchiveTable {
     version: i64,
     /// Whether the files' row counts in the log are claimed as exact.
     trust_stats: bool,
+    /// The schema each file is read with, when the table is auditq's own (see
+    /// [`nested_views`]): `file_schema`, strings in lists and structs as views too.
+    read_hint: Option<SchemaRef>,
 }
 
 impl ArchiveTable {
@@ -104,11 +107,12 @@ impl ArchiveTable {
         if date.data_type() != &DataType::Utf8 {
             return None;
         }
+        let nested = nested_views(&arrow);
         let file_fields: Vec<Field> = arrow
             .fields()
             .iter()
             .filter(|f| f.name() != col::DATE)
-            .map(|f| read_type(f.as_ref()))
+            .map(|f| read_field(f.as_ref(), nested))
             .collect();
         let mut all = file_fields.clone();
         all.push(Field::new(col::DATE, DataType::Utf8, false));
@@ -145,9 +149,11 @@ impl ArchiveTable {
             });
         }
         files.sort_by(|a, b| a.location.cmp(&b.location));
+        let file_schema = Arc::new(Schema::new(file_fields));
         Some(Self {
             schema: Arc::new(Schema::new(all)),
-            file_schema: Arc::new(Schema::new(file_fields)),
+            read_hint: nested.then(|| file_schema.clone()),
+            file_schema,
             files,
             archive: archive.clone(),
             store_url,
@@ -207,13 +213,37 @@ impl ArchiveTable {
     }
 }
 
-/// The type a column is read as: top-level strings as views, which the Parquet reader
-/// fills without copying each value out of the decoded pages.
-fn read_type(f: &Field) -> Field {
-    match f.data_type() {
-        DataType::Utf8 | DataType::LargeUtf8 => f.clone().with_data_type(DataType::Utf8View),
-        _ => f.clone(),
-    }
+/// The type a column is read as: strings as views, which the Parquet reader fills
+/// without copying each value out of the decoded pages. Inside lists and structs only
+/// with `nested`: DataFusion's Parquet source makes top-level strings views by itself,
+/// nested ones only when the file's read schema says so (see [`nested_views`]).
+fn read_field(f: &Field, nested: bool) -> Field {
+    let t = match f.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8View,
+        DataType::List(item) if nested => DataType::List(Arc::new(read_field(item, true))),
+        DataType::Struct(fields) if nested => {
+            DataType::Struct(fields.iter().map(|f| read_field(f, true)).collect())
+        }
+        other => other.clone(),
+    };
+    f.clone().with_data_type(t)
+}
+
+/// Whether the table's stored columns are exactly those auditq writes (names, types,
+/// nullability, list items' names). Each file is then read with the one schema that
+/// has every string as a view, the strings of `context` and `container` too: the
+/// Parquet reader checks a given schema against each file's own and fails the read on
+/// any difference, so a table whose files another writer may have shaped otherwise
+/// keeps the reader's own choice (nested strings copied out as `Utf8`).
+fn nested_views(arrow: &Schema) -> bool {
+    let stored = |s: &Schema| -> Vec<Field> {
+        s.fields()
+            .iter()
+            .filter(|f| f.name() != col::DATE)
+            .map(|f| f.as_ref().clone().with_metadata(Default::default()))
+            .collect()
+    };
+    stored(arrow) == stored(&crate::event::schema())
 }
 
 /// Whether any of the filters reads one of `columns`.
@@ -434,7 +464,7 @@ impl TableProvider for ArchiveTable {
                     members
                         .into_iter()
                         .map(|f| {
-                            PartitionedFile::new_from_meta(ObjectMeta {
+                            let file = PartitionedFile::new_from_meta(ObjectMeta {
                                 location: f.location.clone(),
                                 last_modified: chrono::DateTime::UNIX_EPOCH,
                                 size: f.size,
@@ -442,7 +472,11 @@ impl TableProvider for ArchiveTable {
                                 version: None,
                             })
                             .with_partition_values(vec![ScalarValue::Utf8(Some(f.date.clone()))])
-                            .with_statistics(file_stats(f))
+                            .with_statistics(file_stats(f));
+                            match &self.read_hint {
+                                Some(schema) => file.with_arrow_schema(schema.clone()),
+                                None => file,
+                            }
                         })
                         .collect(),
                 )
@@ -486,5 +520,92 @@ impl TableProvider for ArchiveTable {
             .with_limit(limit)
             .build();
         Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::DataType;
+
+    use super::ArchiveTable;
+    use crate::archive::{Archive, read, write};
+    use crate::event::{BatchBuilder, col};
+
+    /// The strings in `context` are read as views, and read right: the same values as
+    /// the events that were archived.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nested_strings_are_read_as_views() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::at(dir.path().join("archive"));
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/events.ndjson"),
+        )
+        .unwrap();
+        let mut b = BatchBuilder::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            b.push_event(line).unwrap();
+        }
+        let written = b.finish();
+        let mut w = write::Writer::open(&archive).await.unwrap();
+        w.commit(std::slice::from_ref(&written), "test")
+            .await
+            .unwrap();
+        drop(w);
+        let table = archive.open_table().await.unwrap();
+
+        let scan = ArchiveTable::try_new(&table, &archive, None, true).unwrap();
+        let context = scan.file_schema.field_with_name(col::CONTEXT).unwrap();
+        let DataType::List(item) = context.data_type() else {
+            panic!("context is {}", context.data_type());
+        };
+        let DataType::Struct(parts) = item.data_type() else {
+            panic!("an element of context is {}", item.data_type());
+        };
+        assert!(parts.iter().all(|p| p.data_type() == &DataType::Utf8View));
+        assert!(scan.read_hint.is_some());
+
+        let ctx = read::session(&archive, &table, None, true).await.unwrap();
+        let batches = ctx
+            .sql("SELECT id, context FROM events")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let names = |ids: Vec<String>, lists: &dyn Array| -> Vec<(String, Vec<Option<String>>)> {
+            let lists = lists.as_list::<i32>();
+            ids.into_iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    let items = lists.value(i);
+                    let items = items.as_struct();
+                    let name = items.column_by_name("name").unwrap();
+                    let name = datafusion::arrow::compute::cast(name, &DataType::Utf8).unwrap();
+                    let name = name.as_string::<i32>();
+                    (id, name.iter().map(|s| s.map(str::to_owned)).collect())
+                })
+                .collect()
+        };
+        let ids = |a: &dyn Array| -> Vec<String> {
+            let a = datafusion::arrow::compute::cast(a, &DataType::Utf8).unwrap();
+            a.as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap().to_owned())
+                .collect()
+        };
+        let mut read_back = Vec::new();
+        for batch in &batches {
+            assert_eq!(batch.column(1).data_type(), context.data_type());
+            read_back.extend(names(ids(batch.column(0)), batch.column(1)));
+        }
+        let mut expected = names(
+            ids(written.column_by_name(col::ID).unwrap()),
+            written.column_by_name(col::CONTEXT).unwrap(),
+        );
+        read_back.sort();
+        expected.sort();
+        assert_eq!(read_back, expected);
+        assert!(expected.iter().any(|(_, names)| !names.is_empty()));
     }
 }

@@ -411,21 +411,28 @@ fn parquet_schema(schema: &SchemaRef) -> SchemaRef {
     ))
 }
 
+/// The batch as the Parquet writer's schema declares it. A top-level view goes to the
+/// writer as it is (the writer takes a view for a string column, and stores the same
+/// bytes); timestamps and nested columns are cast, as the writer wants those exactly.
 fn to_parquet_types(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let cols = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| {
-            if c.data_type() == f.data_type() {
-                Ok(c.clone())
-            } else {
-                datafusion::arrow::compute::cast(c, f.data_type())
-            }
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Encode(e.into()))?;
-    RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::Encode(e.into()))
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut cols = Vec::with_capacity(batch.num_columns());
+    for (c, f) in batch.columns().iter().zip(schema.fields()) {
+        let as_is = c.data_type() == f.data_type()
+            || matches!(
+                (c.data_type(), f.data_type()),
+                (DataType::Utf8View, DataType::Utf8) | (DataType::BinaryView, DataType::Binary)
+            );
+        let c = if as_is {
+            c.clone()
+        } else {
+            datafusion::arrow::compute::cast(c, f.data_type())
+                .map_err(|e| Error::Encode(e.into()))?
+        };
+        fields.push(f.as_ref().clone().with_data_type(c.data_type().clone()));
+        cols.push(c);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| Error::Encode(e.into()))
 }
 
 fn csv_field(s: &str) -> String {

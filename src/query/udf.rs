@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, StringArray, StringViewArray,
+};
 use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
@@ -321,9 +323,10 @@ impl ScalarUDFImpl for ListMatch {
             return exec_err!("list_match: expects a list column");
         };
         let items = lists.values().as_struct();
-        let child = |name: &str| -> Result<Option<StringArray>> {
+        // Views, as the archive is read (a no-op there; other strings are viewed, not copied).
+        let child = |name: &str| -> Result<Option<StringViewArray>> {
             Ok(match items.column_by_name(name) {
-                Some(c) => Some(cast(c, &DataType::Utf8)?.as_string::<i32>().clone()),
+                Some(c) => Some(cast(c, &DataType::Utf8View)?.as_string_view().clone()),
                 None => None,
             })
         };
