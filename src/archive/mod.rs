@@ -173,7 +173,9 @@ impl Archive {
         match &self.remote {
             None => {
                 let dir = self.events_dir();
-                let read = |(rel, ranges): (&str, Vec<std::ops::Range<u64>>)| {
+                // A point lookup reads a bloom filter of each of hundreds of files: open,
+                // read, close, mostly time in the kernel.
+                on_two_threads(wanted, 16, |(rel, ranges)| {
                     let f = std::fs::File::open(dir.join(rel))?;
                     ranges
                         .iter()
@@ -183,23 +185,6 @@ impl Archive {
                             Ok(bytes::Bytes::from(buf))
                         })
                         .collect()
-                };
-                // A point lookup reads a bloom filter of each of hundreds of files: open,
-                // read, close, mostly time in the kernel. Two threads halve the wait.
-                if wanted.len() < 16 {
-                    return wanted.into_iter().map(read).collect();
-                }
-                let mut first = wanted;
-                let second = first.split_off(first.len() / 2);
-                std::thread::scope(|s| {
-                    let other = s.spawn(|| second.into_iter().map(read).collect::<Vec<_>>());
-                    let mut out: Vec<_> = first.into_iter().map(read).collect();
-                    out.extend(
-                        other
-                            .join()
-                            .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                    );
-                    out
                 })
             }
             Some(r) => r.get_ranges_of(
@@ -451,6 +436,30 @@ impl Archive {
             .await
             .map_err(self.delta_err())
     }
+}
+
+/// `f` of each item, in order: on the calling thread and one other when there are at
+/// least `min` items (reading many files is mostly waiting on the kernel or the disk).
+pub(crate) fn on_two_threads<T: Send, R: Send>(
+    items: Vec<T>,
+    min: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    if items.len() < min {
+        return items.into_iter().map(f).collect();
+    }
+    let mut first = items;
+    let second = first.split_off(first.len().div_ceil(2));
+    std::thread::scope(|s| {
+        let other = s.spawn(|| second.into_iter().map(&f).collect::<Vec<_>>());
+        let mut out: Vec<R> = first.into_iter().map(&f).collect();
+        out.extend(
+            other
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        );
+        out
+    })
 }
 
 /// The one child of a single-input operator rebuilt by `with_new_children`.

@@ -70,9 +70,10 @@ pub struct ArchiveTable {
     version: i64,
     /// Whether the files' row counts in the log are claimed as exact.
     trust_stats: bool,
-    /// The schema each file is read with, when the table is auditq's own (see
-    /// [`nested_views`]): `file_schema`, strings in lists and structs as views too.
-    read_hint: Option<SchemaRef>,
+    /// Whether `file_schema` has the strings in lists and structs as views too, and is
+    /// given to the reader as each file's schema (the table is auditq's own, see
+    /// [`nested_views`]).
+    nested_views: bool,
 }
 
 impl ArchiveTable {
@@ -149,11 +150,10 @@ impl ArchiveTable {
             });
         }
         files.sort_by(|a, b| a.location.cmp(&b.location));
-        let file_schema = Arc::new(Schema::new(file_fields));
         Some(Self {
             schema: Arc::new(Schema::new(all)),
-            read_hint: nested.then(|| file_schema.clone()),
-            file_schema,
+            file_schema: Arc::new(Schema::new(file_fields)),
+            nested_views: nested,
             files,
             archive: archive.clone(),
             store_url,
@@ -473,9 +473,10 @@ impl TableProvider for ArchiveTable {
                             })
                             .with_partition_values(vec![ScalarValue::Utf8(Some(f.date.clone()))])
                             .with_statistics(file_stats(f));
-                            match &self.read_hint {
-                                Some(schema) => file.with_arrow_schema(schema.clone()),
-                                None => file,
+                            if self.nested_views {
+                                file.with_arrow_schema(self.file_schema.clone())
+                            } else {
+                                file
                             }
                         })
                         .collect(),
@@ -563,7 +564,7 @@ mod tests {
             panic!("an element of context is {}", item.data_type());
         };
         assert!(parts.iter().all(|p| p.data_type() == &DataType::Utf8View));
-        assert!(scan.read_hint.is_some());
+        assert!(scan.nested_views);
 
         let ctx = read::session(&archive, &table, None, true).await.unwrap();
         let batches = ctx

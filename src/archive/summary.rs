@@ -237,26 +237,9 @@ pub(super) fn write_atomic(dir: &std::path::Path, name: &str, bytes: &[u8]) {
 
 /// Summaries of files not in the cache, read on up to two threads.
 fn summarize_files(files: &[&LiveFile]) -> Result<Vec<FileSummary>> {
-    if files.len() < 4 {
-        return files.iter().map(|f| summarize_file(f)).collect();
-    }
-    let half = files.len().div_ceil(2);
-    let (a, b) = files.split_at(half);
-    let (ra, rb) = std::thread::scope(|s| {
-        let h = s.spawn(|| {
-            a.iter()
-                .map(|f| summarize_file(f))
-                .collect::<Result<Vec<_>>>()
-        });
-        let rb = b
-            .iter()
-            .map(|f| summarize_file(f))
-            .collect::<Result<Vec<_>>>();
-        (h.join(), rb)
-    });
-    let mut out = ra.unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-    out.extend(rb?);
-    Ok(out)
+    super::on_two_threads(files.to_vec(), 4, summarize_file)
+        .into_iter()
+        .collect()
 }
 
 /// One file's summary: rows and time range from the footer, actions from the column.
