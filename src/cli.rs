@@ -451,12 +451,18 @@ pub enum ArchiveCommand {
     },
     /// Delete data files no live version references (never live data)
     Vacuum {
-        /// Keep files removed or orphaned less than this long ago
+        /// Keep files removed or orphaned less than this long ago (at least 1h without
+        /// --force)
         #[arg(long, default_value = "7d", value_name = "DURATION")]
         older_than: String,
         /// Only list what would be deleted
         #[arg(long)]
         dry_run: bool,
+        /// Take an --older-than under 1h for files removed from the table (old versions'
+        /// readers may fail); unreferenced files are still kept 1h, and any written since
+        /// a writer in flight began
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -1135,16 +1141,29 @@ fn archive(settings: &Settings, action: ArchiveCommand) -> Result<()> {
         ArchiveCommand::Vacuum {
             older_than,
             dry_run,
+            force,
         } => {
             let age = parse_duration(&older_than)
                 .map_err(|e| Error::Usage(format!("--older-than: {e}")))?;
-            let r = rt.block_on(maintain::vacuum(archive, age, dry_run))?;
+            let r = rt.block_on(maintain::vacuum(archive, age, dry_run, force))?;
             if !settings.quiet {
                 let verb = if dry_run { "would delete" } else { "deleted" };
                 let mut lines = vec![format!(
                     "{verb} {} unreferenced files",
                     r.files_deleted.len()
                 )];
+                if !r.writers_in_flight.is_empty() {
+                    let who: Vec<String> = r
+                        .writers_in_flight
+                        .iter()
+                        .map(|w| format!("{} (pid {})", w.what, w.pid))
+                        .collect();
+                    lines.push(format!(
+                        "kept every file written since the oldest of {} writers in flight began: {}",
+                        who.len(),
+                        who.join(", ")
+                    ));
+                }
                 if settings.verbose > 0 || dry_run {
                     lines.extend(r.files_deleted.iter().map(|f| format!("  {f}")));
                 }

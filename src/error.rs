@@ -85,11 +85,21 @@ impl Error {
             _ if self.is_broken_pipe() => 0,
             Error::Clap(e) => e.exit_code().clamp(0, 255) as u8,
             Error::Usage(_)
+            | Error::Archive(archive::Error::RetentionTooShort { .. })
             | Error::Config { .. }
             | Error::BadQuery(_)
             | Error::Rules(
                 crate::follow::pack::LoadError::Rule(_) | crate::follow::pack::LoadError::Empty(_),
             ) => EXIT_USAGE,
+            // A rule file that is no file of text (a FIFO, a device, too large).
+            Error::Rules(crate::follow::pack::LoadError::Io { source, .. })
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+                ) =>
+            {
+                EXIT_USAGE
+            }
             #[cfg(feature = "cluster")]
             Error::Cluster(
                 crate::cluster::Error::LocalArchive(_) | crate::cluster::Error::Address(_),

@@ -9,6 +9,7 @@ use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::vacuum::VacuumMode;
 use serde::Serialize;
 
+use super::commit::{Lease, Marker};
 use super::quarantine::Kind;
 use super::read::{
     LiveFile, changed_files, live_files, open_parquet, plain_session, read_columns, read_projected,
@@ -326,22 +327,51 @@ pub async fn compact(archive: &Archive) -> Result<CompactReport> {
         });
     }
     let filters = [(col::DATE, FilterOp::In, FilterValue::Set(days.clone()))];
-    let (table, metrics) = table
+    // Vacuum keeps what compaction writes while the lease is held; the marker tells
+    // a commit whose reply was lost from one that did not happen.
+    let marker = Marker::new();
+    let _lease = Lease::take(archive, &marker, "compact").map_err(|source| Error::Io {
+        action: "writing the writer lease in",
+        path: archive.root().to_owned(),
+        source,
+    })?;
+    let read = table.version();
+    let optimized = table
         .optimize()
         .with_type(OptimizeType::ZOrder(vec![col::TIME.to_owned()]))
         .with_filters(&filters)
         .with_writer_properties(writer_properties())
         .with_session_state(std::sync::Arc::new(plain_session().state()))
         .with_target_size(std::num::NonZeroU64::new(512 * 1024 * 1024).expect("non-zero"))
-        .await
-        .map_err(|e| Error::Delta {
-            path: archive.events_dir(),
-            source: Box::new(e),
-        })?;
+        .with_commit_properties(marker.on(Default::default()))
+        .await;
+    let table = match optimized {
+        Ok((table, _)) => table,
+        Err(e) => match marker.find(archive, read) {
+            Ok(Some(version)) => {
+                tracing::warn!(
+                    target: "auditq::archive",
+                    "version {version} holds this compaction though the store answered `{e}` (a lost reply)"
+                );
+                archive.open_table().await?
+            }
+            _ => {
+                return Err(Error::Delta {
+                    path: archive.events_dir(),
+                    source: Box::new(e),
+                });
+            }
+        },
+    };
     // Delta writes the new files and commits them in one call: their checksums are
     // recorded right after (a crash in between records them when first read).
     let before: HashSet<&str> = files.iter().map(|f| f.rel.as_str()).collect();
-    let added: Vec<String> = live_files(archive, &table)?
+    let after = live_files(archive, &table)?;
+    let kept = after
+        .iter()
+        .filter(|f| before.contains(f.rel.as_str()))
+        .count();
+    let added: Vec<String> = after
         .into_iter()
         .filter(|f| !before.contains(f.rel.as_str()))
         .map(|f| f.rel)
@@ -350,8 +380,8 @@ pub async fn compact(archive: &Archive) -> Result<CompactReport> {
     checkpoint(archive, &table).await?;
     Ok(CompactReport {
         days_compacted: days.len(),
-        files_removed: metrics.num_files_removed,
-        files_added: metrics.num_files_added,
+        files_removed: (files.len() - kept) as u64,
+        files_added: added.len() as u64,
         version: table.version().map_or(-1, |v| v as i64),
     })
 }
@@ -361,52 +391,104 @@ pub async fn compact(archive: &Archive) -> Result<CompactReport> {
 pub struct VacuumReport {
     pub dry_run: bool,
     pub files_deleted: Vec<String>,
+    /// Writers that may still commit (their leases): files written since the oldest
+    /// began were kept.
+    pub writers_in_flight: Vec<super::commit::Holder>,
 }
 
-/// Delete data files that no version younger than `older_than` references, and files no
-/// version references at all (left by a writer that died before its commit) once they
-/// are older than `older_than`. Live data is never touched.
+/// The shortest `--older-than` vacuum takes without `force`: Delta's rule is that the
+/// retention must outlast the longest write (and the longest query on old versions).
+pub const MIN_RETENTION: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Files no version references are kept at least this long, whatever `--older-than`
+/// and `--force` say: a writer that holds no lease (another tool, an older auditq) may
+/// still commit them, and the store's clock may differ from this machine's.
+pub const ORPHAN_AGE: std::time::Duration = MIN_RETENTION;
+
+/// Delete the data files removed from the table (by compaction, repair) more than
+/// `older_than` ago, and files no version references at all (left by a writer that died
+/// before its commit) once they are older than `older_than` and [`ORPHAN_AGE`] and were
+/// written before any writer still in flight began. Live data is never touched, nor a
+/// file holding the only copy of an event. `older_than` under [`MIN_RETENTION`] needs
+/// `force`.
 pub async fn vacuum(
     archive: &Archive,
     older_than: std::time::Duration,
     dry_run: bool,
+    force: bool,
 ) -> Result<VacuumReport> {
+    if older_than < MIN_RETENTION && !force {
+        return Err(Error::RetentionTooShort {
+            given: older_than,
+            min: MIN_RETENTION,
+        });
+    }
     let _lock = archive.lock_for_writing()?;
     let table = archive.open_table().await?;
-    let retention = chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
-    let (_, plan) = table
+    let writers = super::commit::in_flight(archive).map_err(|source| Error::Io {
+        action: "reading the writer leases of",
+        path: archive.root().to_owned(),
+        source,
+    })?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let since_oldest = writers
+        .iter()
+        .map(|w| std::time::Duration::from_millis((now - w.started_ms).max(0) as u64))
+        .max()
+        .map_or(std::time::Duration::ZERO, |d| d + ORPHAN_AGE);
+    let orphan_age = older_than.max(ORPHAN_AGE).max(since_oldest);
+    let delta = |e| Error::Delta {
+        path: archive.events_dir(),
+        source: Box::new(e),
+    };
+    let retention =
+        |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    // What each rule would delete, planned (Delta's dry run) and checked before anything
+    // goes; then exactly that is deleted.
+    let (_, removed) = table
         .clone()
         .vacuum()
-        .with_retention_period(retention)
+        .with_retention_period(retention(older_than))
+        .with_enforce_retention_duration(false)
+        .with_mode(VacuumMode::Lite)
+        .with_dry_run(true)
+        .await
+        .map_err(delta)?;
+    let (_, orphans) = table
+        .clone()
+        .vacuum()
+        .with_retention_period(retention(orphan_age))
         .with_enforce_retention_duration(false)
         .with_mode(VacuumMode::Full)
         .with_dry_run(true)
         .await
-        .map_err(|e| Error::Delta {
-            path: archive.events_dir(),
-            source: Box::new(e),
-        })?;
-    refuse_to_lose_events(archive, &table, &plan.files_deleted)?;
-    if dry_run {
-        return Ok(VacuumReport {
-            dry_run,
-            files_deleted: plan.files_deleted,
-        });
+        .map_err(delta)?;
+    let mut doomed: Vec<String> = removed.files_deleted;
+    doomed.extend(orphans.files_deleted);
+    doomed.sort_unstable();
+    doomed.dedup();
+    refuse_to_lose_events(archive, &table, &doomed)?;
+    if !dry_run {
+        use futures_util::StreamExt;
+        let paths = doomed
+            .iter()
+            .map(|p| Ok(deltalake::Path::from(p.as_str())))
+            .collect::<Vec<_>>();
+        let deleted = table
+            .object_store()
+            .delete_stream(futures_util::stream::iter(paths).boxed())
+            .collect::<Vec<_>>()
+            .await;
+        for e in deleted.into_iter().filter_map(|r| r.err()) {
+            if !matches!(e, datafusion::object_store::Error::NotFound { .. }) {
+                return Err(delta(deltalake::DeltaTableError::ObjectStore { source: e }));
+            }
+        }
     }
-    let (_, metrics) = table
-        .vacuum()
-        .with_retention_period(retention)
-        .with_enforce_retention_duration(false)
-        .with_mode(VacuumMode::Full)
-        .with_dry_run(dry_run)
-        .await
-        .map_err(|e| Error::Delta {
-            path: archive.events_dir(),
-            source: Box::new(e),
-        })?;
     Ok(VacuumReport {
         dry_run,
-        files_deleted: metrics.files_deleted,
+        files_deleted: doomed,
+        writers_in_flight: writers,
     })
 }
 

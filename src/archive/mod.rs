@@ -10,6 +10,7 @@
 //!     conflict/        events whose id is archived with other content: newcomer's raw JSON
 //!   cache/             per data file and in total: rows, time range, action counts
 //!                      (a cache: rebuilt from the data files when missing or stale)
+//!   writers/           a lease per commit in flight (see [`commit`]): what vacuum must not delete
 //!   LOCK               held (flock) by the one writer; the kernel frees it if the holder dies
 //! ```
 //!
@@ -18,6 +19,7 @@
 //! and with `cache/` on the local disk; its checksums are objects under `checksums/`.
 
 pub mod checksum;
+pub mod commit;
 mod count_by;
 pub mod ids;
 mod local_reads;
@@ -84,6 +86,11 @@ pub enum Error {
     DamagedLog { path: PathBuf, reason: String },
     #[error("vacuum deleted nothing: {} unreferenced files hold events the table does not have ({}); they are the only copies. Re-archive them from their `raw` column, e.g. `duckdb -noheader -list -c \"SELECT raw FROM 'FILE'\" > lost.ndjson && auditq import lost.ndjson`, then vacuum again", .files.len(), .files.iter().take(3).map(|(f, n)| format!("{f}: {n} events")).collect::<Vec<_>>().join(", "))]
     WouldLoseEvents { files: Vec<(String, u64)> },
+    #[error("--older-than {}: vacuum keeps removed files at least {} (the longest write or query that may still need them); pass --force to go below it", short_duration(*.given), short_duration(*.min))]
+    RetentionTooShort {
+        given: std::time::Duration,
+        min: std::time::Duration,
+    },
     #[error("archive `{}` changed under {attempts} commits in a row (other writers); nothing of this batch was committed, run it again", .path.display())]
     Contended { path: PathBuf, attempts: u32 },
     #[error("{0}")]
@@ -91,6 +98,18 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `90s`, `15m`, `1h`, `7d`: the largest unit that divides the duration.
+fn short_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".to_owned(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
 
 /// An archive: a local directory, or a prefix on object storage.
 #[derive(Debug, Clone)]

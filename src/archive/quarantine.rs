@@ -77,18 +77,7 @@ impl Quarantine {
         let dir = self.dir.join(kind.dir());
         let name = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(raw));
         let path = dir.join(format!("{name}.json"));
-        let meta = || {
-            let meta = Meta {
-                kind,
-                reason,
-                source,
-                id,
-                quarantined_at: chrono::Utc::now()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                bytes: raw.len(),
-            };
-            serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)
-        };
+        let meta = || meta_bytes(kind, reason, source, id, raw.len());
         if let Some(remote) = &self.remote {
             // Objects appear whole; the raw copy goes last, as on disk.
             let rel = format!("quarantine/{}/{name}", kind.dir());
@@ -104,6 +93,59 @@ impl Quarantine {
             write_atomic(&path, raw)?;
         }
         Ok(path)
+    }
+
+    /// Keep many items of one kind and source aside: `(id, raw, reason)` each. On object
+    /// storage, 32 at a time (one at a time, 200,000 conflicts took 13 minutes).
+    pub fn put_all(
+        &self,
+        kind: Kind,
+        source: &str,
+        items: &[(String, &str, String)],
+    ) -> std::io::Result<()> {
+        let Some(remote) = &self.remote else {
+            for (id, raw, reason) in items {
+                self.put(kind, raw.as_bytes(), reason, source, Some(id))?;
+            }
+            return Ok(());
+        };
+        use datafusion::object_store::ObjectStoreExt;
+        use futures_util::{StreamExt, TryStreamExt};
+        let mut jobs = Vec::with_capacity(items.len());
+        for (id, raw, reason) in items {
+            let name = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(raw.as_bytes()));
+            let rel = format!("quarantine/{}/{name}", kind.dir());
+            let meta = meta_bytes(kind, reason, source, Some(id), raw.len())?;
+            jobs.push((
+                remote.path(&format!("{rel}.meta.json")),
+                remote.path(&format!("{rel}.json")),
+                bytes::Bytes::from(meta),
+                bytes::Bytes::copy_from_slice(raw.as_bytes()),
+            ));
+        }
+        let store = remote.store.clone();
+        super::store::wait(async move {
+            futures_util::stream::iter(jobs)
+                .map(|(meta_at, raw_at, meta, raw)| {
+                    let store = store.clone();
+                    async move {
+                        use datafusion::object_store::Error::NotFound;
+                        match store.head(&raw_at).await {
+                            Ok(_) => return Ok(()),
+                            Err(NotFound { .. }) => {}
+                            Err(e) => return Err(e),
+                        }
+                        // Objects appear whole; the raw copy goes last, as on disk.
+                        store.put(&meta_at, meta.into()).await?;
+                        store.put(&raw_at, raw.into()).await.map(|_| ())
+                    }
+                })
+                .buffer_unordered(32)
+                .try_collect::<Vec<()>>()
+                .await
+        })
+        .map(|_| ())
+        .map_err(std::io::Error::other)
     }
 
     /// Number of items of a kind.
@@ -123,6 +165,25 @@ impl Quarantine {
             })
             .unwrap_or(0)
     }
+}
+
+/// An item's `.meta.json`.
+fn meta_bytes(
+    kind: Kind,
+    reason: &str,
+    source: &str,
+    id: Option<&str>,
+    bytes: usize,
+) -> std::io::Result<Vec<u8>> {
+    let meta = Meta {
+        kind,
+        reason,
+        source,
+        id,
+        quarantined_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        bytes,
+    };
+    serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)
 }
 
 /// Write a file so that it either exists whole or not at all.

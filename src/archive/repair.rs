@@ -97,6 +97,15 @@ pub async fn repair(archive: &Archive) -> Result<RepairReport> {
     }
 
     // Rewrite each file that holds removed copies, without them; quarantine the copies.
+    // The lease keeps vacuum from the new files until the commit; the marker finds the
+    // commit should its reply be lost.
+    let marker = super::commit::Marker::new();
+    let _lease =
+        super::commit::Lease::take(archive, &marker, "repair").map_err(|source| Error::Io {
+            action: "writing the writer lease in",
+            path: archive.root().to_owned(),
+            source,
+        })?;
     let mut actions = Vec::new();
     // (id, raw, reason) of each removed copy, quarantined once the commit succeeded.
     let mut copies: Vec<(String, String, String)> = Vec::new();
@@ -184,7 +193,7 @@ pub async fn repair(archive: &Archive) -> Result<RepairReport> {
     }
     let files_rewritten = remove.len();
     super::checksum::record(archive, &super::checksum::added(&actions))?;
-    let commit = CommitBuilder::default()
+    let committed = CommitBuilder::from(marker.on(Default::default()))
         .with_max_retries(0)
         .with_actions(actions)
         .build(
@@ -197,11 +206,25 @@ pub async fn repair(archive: &Archive) -> Result<RepairReport> {
                 predicate: Some("ids archived more than once: later copies".into()),
             },
         )
-        .await
-        .map_err(|e| Error::Delta {
-            path: archive.events_dir(),
-            source: Box::new(e),
-        })?;
+        .await;
+    let version = match committed {
+        Ok(commit) => commit.version() as i64,
+        Err(e) => match marker.find(archive, table.version()) {
+            Ok(Some(version)) => {
+                tracing::warn!(
+                    target: "auditq::archive",
+                    "version {version} holds this repair though the store answered `{e}` (a lost reply)"
+                );
+                version as i64
+            }
+            _ => {
+                return Err(Error::Delta {
+                    path: archive.events_dir(),
+                    source: Box::new(e),
+                });
+            }
+        },
+    };
     let quarantine = archive.quarantine();
     for (id, raw, reason) in &copies {
         quarantine
@@ -222,6 +245,6 @@ pub async fn repair(archive: &Archive) -> Result<RepairReport> {
         ids: twice.len(),
         copies_removed: copies.len() as u64,
         files_rewritten,
-        version: commit.version() as i64,
+        version,
     })
 }

@@ -46,6 +46,24 @@ pub enum OpenError {
     PlainHttp { endpoint: String },
     #[error("the archive `{url}`: {message}")]
     Store { url: String, message: String },
+    #[error(
+        "the archive `{url}` has credentials in its URL; they are not read from there (URLs end up in shell history, logs and process lists): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use a profile"
+    )]
+    Credentials { url: String },
+}
+
+/// `text` (a URL) with whatever stands between `://` and an `@` before the path
+/// replaced by `***`: what is shown of an archive URL in messages.
+pub fn redact_url(text: &str) -> String {
+    let Some(scheme_end) = text.find("://").map(|i| i + 3) else {
+        return text.to_owned();
+    };
+    let rest = &text[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &text[..scheme_end], &rest[at..]),
+        None => text.to_owned(),
+    }
 }
 
 /// An archive under `s3://bucket/prefix/`.
@@ -76,7 +94,10 @@ impl Remote {
     /// chain (environment, `~/.aws` profile, web identity, container and instance
     /// metadata) plus `options`.
     pub fn open(url: &url::Url, options: &S3Options) -> Result<Remote, OpenError> {
-        let text = url.as_str().to_owned();
+        let text = redact_url(url.as_str());
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(OpenError::Credentials { url: text });
+        }
         let bucket = url
             .host_str()
             .filter(|b| !b.is_empty())
@@ -163,6 +184,15 @@ impl Remote {
         }) {
             Ok(_) => Ok(true),
             Err(datafusion::object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    /// Remove the object `rel` (no error when there is none).
+    pub fn delete(&self, rel: &str) -> std::io::Result<()> {
+        let (store, path) = (self.store.clone(), self.path(rel));
+        match wait(async move { store.delete(&path).await }) {
+            Ok(()) | Err(datafusion::object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(io_error(e)),
         }
     }
@@ -608,6 +638,32 @@ mod tests {
             "aws_secret_access_key"
         );
         assert!(profile::section(text, "missing").is_empty());
+    }
+
+    /// Issue 27, item 7: `s3://KEY:SECRET@bucket` echoed the secret, and its
+    /// credentials were silently ignored.
+    #[test]
+    fn credentials_in_an_archive_url_are_refused_without_being_shown() {
+        for text in [
+            "s3://AKIAKEY:s3cr3t@bucket/p",
+            "s3://s3cr3t@bucket",
+            "s3a://k:s3cr3t@b/x",
+        ] {
+            let url = url::Url::parse(text).unwrap();
+            let e = Remote::open(&url, &S3Options::default()).unwrap_err();
+            let shown = e.to_string();
+            assert!(
+                matches!(e, OpenError::Credentials { .. }),
+                "{text}: {shown}"
+            );
+            assert!(
+                !shown.contains("s3cr3t") && shown.contains("***@b"),
+                "{shown}"
+            );
+        }
+        assert_eq!(redact_url("s3://a:b@c/d@e"), "s3://***@c/d@e");
+        assert_eq!(redact_url("s3://bucket/p@q"), "s3://bucket/p@q");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 
     #[test]

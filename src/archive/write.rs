@@ -21,6 +21,12 @@
 //! the race deletes the files it wrote, learns the ids of the files committed since its
 //! version, decides its batch again and retries. Two writers (the lock file removed, or
 //! no lock at all) therefore never archive an id twice.
+//!
+//! "Lost the race" is never taken on the store's word alone: a commit whose reply was
+//! lost is retried by the store's client and refused as if another writer had won. Each
+//! attempt carries a marker in its `commitInfo` and, after any commit error, the writer
+//! looks for it in the log before deleting anything (see [`super::commit`]). While
+//! files are being written, a lease keeps `archive vacuum` from deleting them.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -46,6 +52,7 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use indexmap::IndexMap;
 
+use super::commit::{Lease, Marker};
 use super::ids::{DayCache, IdSet};
 use super::quarantine::Kind;
 use super::read::{live_files, read_columns};
@@ -179,6 +186,9 @@ const ENCODERS: usize = 2;
 #[derive(Debug, PartialEq, Eq)]
 enum Attempt {
     Committed,
+    /// Committed, but the reply was lost: the commit was found in the log by its
+    /// [`Marker`]; the table has not been loaded at it.
+    CommittedUnseen,
     /// Another writer committed since the table was read: nothing was committed and the
     /// files written for it are deleted.
     Overtaken,
@@ -234,6 +244,10 @@ async fn write_days(
             Err(e) => return Err(e),
         }
     }
+    // Vacuum keeps every file written while this lease is held.
+    let marker = Marker::new();
+    let _lease = Lease::take(archive, &marker, "append")
+        .map_err(|e| DeltaTableError::Generic(format!("writing the writer lease: {e}")))?;
     let groups = split_days(batches, ENCODERS);
     let day_dirs: Vec<std::path::PathBuf> = groups
         .iter()
@@ -292,11 +306,11 @@ async fn write_days(
     // The files' checksums are on disk before the commit that makes them live.
     super::checksum::record(archive, &written)
         .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
-    let commit = CommitBuilder::from(commit_props.with_max_retries(0))
+    let commit = CommitBuilder::from(marker.on(commit_props).with_max_retries(0))
         .with_actions(actions)
         .build(Some(table.snapshot()?), table.log_store(), operation)
         .await;
-    match commit {
+    let e = match commit {
         Ok(commit) => {
             tracing::info!(
                 target: "auditq::archive",
@@ -304,9 +318,21 @@ async fn write_days(
                 commit.version()
             );
             table.state = Some(commit.snapshot());
-            Ok(Attempt::Committed)
+            return Ok(Attempt::Committed);
         }
-        Err(e) if overtaken(&e) => {
+        Err(e) => e,
+    };
+    // Any error may hide a commit that happened (a lost reply, retried, reads as a lost
+    // race): the log says whether this attempt's marker is in it.
+    match marker.find(archive, table.version()) {
+        Ok(Some(version)) => {
+            tracing::warn!(
+                target: "auditq::archive",
+                "version {version} holds this commit though the store answered `{e}` (a lost reply)"
+            );
+            Ok(Attempt::CommittedUnseen)
+        }
+        Ok(None) if overtaken(&e) => {
             use futures_util::StreamExt;
             let paths = written.into_iter().map(|p| Ok(deltalake::Path::from(p)));
             let deleted = table
@@ -325,7 +351,13 @@ async fn write_days(
             );
             Ok(Attempt::Overtaken)
         }
-        Err(e) => Err(e),
+        // Not committed (as far as the log shows now): the files stay, unreferenced,
+        // until `archive vacuum`; a copy of the put still on its way can only land at
+        // the version it names, where the next attempt finds it by the marker.
+        Ok(None) => Err(e),
+        Err(read) => Err(DeltaTableError::Generic(format!(
+            "the commit's outcome is unknown ({e}), and the log cannot be read to find out ({read}); no file was deleted: run the command again"
+        ))),
     }
 }
 
@@ -508,6 +540,12 @@ impl Writer {
                     self.quarantine_conflicts(&conflicts, source)?;
                     return Ok(stats);
                 }
+                Ok(Attempt::CommittedUnseen) => {
+                    // Load the table and learn the ids of what the commit added.
+                    self.catch_up(&before).await?;
+                    self.quarantine_conflicts(&conflicts, source)?;
+                    return Ok(stats);
+                }
                 Ok(Attempt::Overtaken) => {
                     attempts += 1;
                     self.catch_up(&before).await?;
@@ -519,8 +557,10 @@ impl Writer {
                     }
                 }
                 Err(e) => {
-                    // Reload so that the writer stays usable after a failed commit.
-                    self.table = Some(self.archive.open_or_prepare_table().await?);
+                    // Reload so that the writer stays usable after a failed commit, and
+                    // learn the ids of whatever was committed meanwhile (this batch
+                    // too, should a put whose reply never came land after all).
+                    self.catch_up(&before).await?;
                     return Err(write_error(&self.archive, e));
                 }
             }
@@ -560,10 +600,31 @@ impl Writer {
     }
 
     fn quarantine_conflicts(&self, conflicts: &[(String, String)], source: &str) -> Result<()> {
-        for (id, raw) in conflicts {
-            self.quarantine_conflict(id, raw, source)?;
+        if conflicts.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let quarantine = self.archive.quarantine();
+        tracing::info!(
+            target: "auditq::archive",
+            "quarantining {} events whose ids are archived with other content",
+            conflicts.len()
+        );
+        let items: Vec<(String, &str, String)> = conflicts
+            .iter()
+            .map(|(id, raw)| {
+                let reason = format!(
+                    "id `{id}` is already archived with different content; the archived event is kept"
+                );
+                (id.clone(), raw.as_str(), reason)
+            })
+            .collect();
+        quarantine
+            .put_all(Kind::Conflict, source, &items)
+            .map_err(|e| Error::Io {
+                action: "writing quarantine",
+                path: quarantine.dir().to_owned(),
+                source: e,
+            })
     }
 
     /// Decide row by row: new (keep), already present, or conflict (quarantined).
@@ -623,21 +684,6 @@ impl Writer {
         }
         debug_assert!(ids.null_count() == 0);
         Ok((BooleanArray::from(keep), stats))
-    }
-
-    fn quarantine_conflict(&self, id: &str, raw: &str, source: &str) -> Result<()> {
-        let quarantine = self.archive.quarantine();
-        let reason = format!(
-            "id `{id}` is already archived with different content; the archived event is kept"
-        );
-        quarantine
-            .put(Kind::Conflict, raw.as_bytes(), &reason, source, Some(id))
-            .map_err(|e| Error::Io {
-                action: "writing quarantine",
-                path: quarantine.dir().to_owned(),
-                source: e,
-            })?;
-        Ok(())
     }
 
     /// The fingerprints of the ids archived in `day`, from the cache or that day's files.

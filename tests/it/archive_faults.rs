@@ -399,7 +399,7 @@ fn a_damaged_log_is_named_and_nothing_is_answered_or_deleted() {
             &["query", "| count"][..],
             &["archive", "verify"],
             &["archive", "stats"],
-            &["archive", "vacuum", "--older-than", "0s"],
+            &["archive", "vacuum", "--older-than", "0s", "--force"],
             &["archive", "compact"],
         ] {
             let r = run(auditq(a).args(cmd));
@@ -455,7 +455,26 @@ fn vacuum_never_deletes_the_only_copy_of_an_event() {
     let own = walk_parquet(&a.join("events")).remove(0);
     let copy = own.with_file_name("part-leftover.zstd.parquet");
     std::fs::copy(&own, &copy).unwrap();
-    let r = ok(auditq(&a).args(["archive", "vacuum", "--older-than", "0s"]));
+    // A leftover younger than an hour is kept whatever --older-than says (a writer may
+    // still commit it); then it is an hour old.
+    let r = ok(auditq(&a).args(["archive", "vacuum", "--older-than", "0s", "--force"]));
+    assert!(
+        r.stdout.contains("deleted 0 unreferenced files"),
+        "{}",
+        r.stdout
+    );
+    assert!(copy.exists());
+    let hour_ago = |p: &Path| {
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(3700);
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+    };
+    hour_ago(&copy);
+    let r = ok(auditq(&a).args(["archive", "vacuum", "--older-than", "0s", "--force"]));
     assert!(
         r.stdout.contains("deleted 1 unreferenced files"),
         "{}",
@@ -472,7 +491,9 @@ fn vacuum_never_deletes_the_only_copy_of_an_event() {
     std::fs::copy(&foreign, &stray).unwrap();
     let also = own.with_file_name("part-leftover-2.zstd.parquet");
     std::fs::copy(&own, &also).unwrap();
-    let r = run(auditq(&a).args(["archive", "vacuum", "--older-than", "0s"]));
+    hour_ago(&stray);
+    hour_ago(&also);
+    let r = run(auditq(&a).args(["archive", "vacuum", "--older-than", "0s", "--force"]));
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(
         r.stderr.contains("part-lost-commit.zstd.parquet")
@@ -482,7 +503,14 @@ fn vacuum_never_deletes_the_only_copy_of_an_event() {
         r.stderr
     );
     assert!(stray.exists() && also.exists());
-    let r = run(auditq(&a).args(["archive", "vacuum", "--dry-run", "--older-than", "0s"]));
+    let r = run(auditq(&a).args([
+        "archive",
+        "vacuum",
+        "--dry-run",
+        "--older-than",
+        "0s",
+        "--force",
+    ]));
     assert_eq!(r.code, 1, "{}", r.stdout);
 }
 
