@@ -24,5 +24,6 @@ pub mod query;
 pub mod repl;
 pub mod run;
 pub mod sync;
+pub mod userfile;
 
 pub use error::Error;

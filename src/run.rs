@@ -129,7 +129,11 @@ pub fn archive_location(given: PathBuf, s3: &crate::archive::store::S3Options) -
     let Some(text) = given.to_str().filter(|t| t.contains("://")) else {
         return Ok(Archive::at(given));
     };
-    let url = url::Url::parse(text)
+    // Never shown whole: a URL may carry credentials (refused, see `Remote::open`).
+    let shown = crate::archive::store::redact_url(text);
+    let text = shown.as_str();
+    let given_url = given.to_str().unwrap_or_default();
+    let url = url::Url::parse(given_url)
         .map_err(|e| Error::Usage(format!("the archive `{text}` is not a valid URL: {e}")))?;
     match url.scheme() {
         "file" => url.to_file_path().map(Archive::at).map_err(|()| {
@@ -229,6 +233,9 @@ pub fn screen_size() -> (usize, usize) {
     (width, height)
 }
 
+/// The most a macros file may hold.
+pub const MAX_MACROS_BYTES: u64 = 1 << 20;
+
 /// The macros of `--macros FILE`, else of `$XDG_CONFIG_HOME/auditq/macros.aq` when there
 /// is one.
 pub fn macros(flag: Option<&Path>) -> Result<Library> {
@@ -237,10 +244,22 @@ pub fn macros(flag: Option<&Path>) -> Result<Library> {
         (None, Some(dir)) => (dir.join("macros.aq"), false),
         (None, None) => return Ok(Library::default()),
     };
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::userfile::read_text(&path, MAX_MACROS_BYTES) {
         Ok(t) => t,
         Err(e) if !given && e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Library::default());
+        }
+        // Not a file of text at all (a device, a FIFO, too large): a usage error.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            ) =>
+        {
+            return Err(Error::Usage(format!(
+                "the macros file `{}` is refused: {e}",
+                path.display()
+            )));
         }
         Err(source) => {
             return Err(Error::Io {
@@ -386,7 +405,7 @@ pub fn api_token(file: Option<&Path>) -> Result<crate::api::client::Secret> {
                     path.display()
                 )));
             }
-            std::fs::read_to_string(path).map_err(io)?
+            crate::userfile::read_text(path, 64 << 10).map_err(io)?
         }
         None => std::env::var("ATLASSIAN_API_KEY").map_err(|_| {
             Error::Usage(

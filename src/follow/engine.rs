@@ -111,6 +111,21 @@ pub struct State {
     start: Option<i64>,
 }
 
+/// The longest tuple text `first_seen` keeps as it is; a longer one is kept as its
+/// fingerprint (see [`seen_key`]).
+const SEEN_TEXT: usize = 64;
+
+/// How `first_seen` remembers a tuple: its text when short and not starting with a NUL,
+/// else a NUL, `h` and 32 hex digits of its 128-bit xxh3 (`first_seen raw` kept every
+/// event's JSON). The two forms never meet.
+fn seen_key(text: String) -> String {
+    if text.len() <= SEEN_TEXT && !text.starts_with('\0') {
+        text
+    } else {
+        format!("\0h{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+    }
+}
+
 pub struct Engine {
     pub text: String,
     steps: Vec<Step>,
@@ -430,7 +445,7 @@ impl Engine {
             .seen
             .get_mut(slot)
             .ok_or("no such first_seen stage")?;
-        seen.extend(texts.into_iter().flatten());
+        seen.extend(texts.into_iter().flatten().map(seen_key));
         if let Some(s) = start {
             self.state.start = Some(self.state.start.map_or(s, |t| t.min(s)));
         }
@@ -444,6 +459,12 @@ impl Engine {
         }
         if state.dedup.len() == self.state.dedup.len() && state.seen.len() == self.state.seen.len()
         {
+            // A checkpoint of an earlier version kept long tuples whole.
+            for seen in &mut state.seen {
+                if seen.iter().any(|k| k.len() > SEEN_TEXT) {
+                    *seen = std::mem::take(seen).into_iter().map(seen_key).collect();
+                }
+            }
             self.state = state;
         }
     }
@@ -519,7 +540,7 @@ impl Engine {
                         .into_iter()
                         .zip(t.values().iter())
                         .map(|(k, &time)| {
-                            let new = k.is_some_and(|k| seen.insert(k));
+                            let new = k.is_some_and(|k| seen.insert(seen_key(k)));
                             new && after.is_none_or(|a| time >= start.saturating_add(a))
                         })
                         .collect();

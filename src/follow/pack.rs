@@ -110,7 +110,9 @@ pub fn load(dir: &Path, macros: &Library) -> Result<Vec<Rule>, LoadError> {
     let mut paths: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "aq") && p.is_file())
+        // Anything named `.aq` but a directory is a rule, and refused when it is not a
+        // regular file (a FIFO, a device) rather than passed over in silence.
+        .filter(|p| p.extension().is_some_and(|x| x == "aq") && !p.is_dir())
         .collect();
     paths.sort();
     if paths.is_empty() {
@@ -133,11 +135,15 @@ pub enum LoadError {
     Rule(Box<Refused>),
 }
 
+/// The most a rule file may hold.
+pub const MAX_RULE_BYTES: u64 = 1 << 20;
+
 fn rule(path: &Path, macros: &Library) -> Result<Rule, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text =
+        crate::userfile::read_text(path, MAX_RULE_BYTES).map_err(|source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let refuse = |diags: Vec<Diagnostic>| {
         LoadError::Rule(Box::new(Refused {
             path: path.to_path_buf(),

@@ -48,6 +48,11 @@ pub struct Library {
 /// How deep macros may use macros.
 const MAX_DEPTH: usize = 16;
 
+/// How many tokens a query may hold once its macros are expanded: lists of thousands of
+/// values fit; a macro that uses another ten times, nested, is stopped before it can
+/// grow past what the parser and planner answer in a second or two.
+pub const MAX_TOKENS: usize = 20_000;
+
 impl Library {
     /// Add the `let` statements of a macros file; only statements (and comments) may be
     /// in it.
@@ -213,6 +218,7 @@ impl Library {
             original: src.to_owned(),
             text: String::new(),
             pieces: Vec::new(),
+            tokens: 0,
         };
         lib.put(&mut out, src, from, src.len(), None, 0)
             .map_err(|d| vec![d])?;
@@ -232,17 +238,35 @@ impl Library {
     ) -> Result<(), Diagnostic> {
         let mut at = from;
         for t in lex::tokens(&text[..to]) {
-            if t.span.start < from || t.kind != Kind::Var {
+            if t.span.start < from {
+                continue;
+            }
+            // The span of the outermost use, in the query the user typed.
+            let (use_start, use_end) = match inside {
+                Some((s, e, _)) => (s, e),
+                None => (t.span.start, t.span.end),
+            };
+            // Tokens put in by macros are counted (the query's own are what was typed).
+            if inside.is_some() && !matches!(t.kind, Kind::Space | Kind::Comment) {
+                out.tokens += 1;
+            }
+            if out.tokens > MAX_TOKENS {
+                let outer = &out.original[use_start..use_end];
+                return Err(Diagnostic::error(
+                    "E0444",
+                    format!("`{outer}` expands to more than {MAX_TOKENS} tokens"),
+                    use_start,
+                    use_end,
+                )
+                .label("expands too far")
+                .help("a macro that uses another several times, nested, grows as a power of that count: use each once, or list the values in one macro"));
+            }
+            if t.kind != Kind::Var {
                 continue;
             }
             out.copy(text, at, t.span.start, inside);
             at = t.span.end;
             let name = &text[t.span.start + 1..t.span.end];
-            // The span of the use, in the query the user typed.
-            let (use_start, use_end) = match inside {
-                Some((s, e, _)) => (s, e),
-                None => (t.span.start, t.span.end),
-            };
             let Some(m) = self.get(name) else {
                 let mut d = Diagnostic::error(
                     "E0442",
@@ -325,6 +349,8 @@ pub struct Expanded {
     pub text: String,
     /// Pieces of `text` copied from elsewhere: (start in `text`, length, origin).
     pieces: Vec<(usize, usize, Origin)>,
+    /// Tokens put in by macros so far (see [`MAX_TOKENS`]).
+    tokens: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -349,6 +375,7 @@ impl Expanded {
             original: src.to_owned(),
             text: src.to_owned(),
             pieces: vec![(0, src.len(), Origin::Query(0))],
+            tokens: 0,
         }
     }
 
@@ -453,6 +480,26 @@ mod tests {
             .expand("let admins = actor:root;\n$admins | count")
             .unwrap();
         assert_eq!(e.text, "(actor:root) | count");
+    }
+
+    /// Issue 27, item 3: ten uses a level, seven levels deep, was 10^7 copies of the
+    /// first body (an abort on a 2.4 GB allocation); it stops at the cap, at the use.
+    #[test]
+    fn an_expansion_that_grows_as_a_power_is_stopped_at_its_use() {
+        let mut text = String::from("let a0 = actor = \"x\";\n");
+        for i in 1..=7 {
+            let uses = vec![format!("$a{}", i - 1); 10].join(" or ");
+            text.push_str(&format!("let a{i} = {uses};\n"));
+        }
+        let query = format!("{text}$a7 | count");
+        let d = Library::default().expand(&query).unwrap_err();
+        assert_eq!(d[0].code, "E0444");
+        assert_eq!(&query[d[0].start..d[0].end], "$a7");
+        assert!(d[0].message.contains("20000 tokens"), "{}", d[0].message);
+        // Three levels (a thousand copies) expand as before.
+        let ok = format!("{text}$a3 | count");
+        let e = Library::default().expand(&ok).unwrap();
+        assert_eq!(e.text.matches("actor").count(), 1000);
     }
 
     #[test]

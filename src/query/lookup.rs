@@ -7,8 +7,7 @@
 //! network holding it, and the join is then an equality on that text.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufReader, Seek};
+use std::io::{BufReader, Cursor, Seek};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -40,21 +39,43 @@ impl Table {
     }
 }
 
-/// The file's rows, by its extension; an error says why in words.
+/// The most a lookup file may hold: it is read whole into memory.
+pub const MAX_BYTES: u64 = 256 << 20;
+
+/// The file's rows, by its extension; an error says why in words, never quoting what the
+/// file holds (a rule pack may name any file: `/proc/self/environ` as a `.csv`).
 pub fn read(path: &str) -> std::result::Result<Table, String> {
     let ext = Path::new(path)
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
         .unwrap_or_default();
-    let open = || File::open(path).map_err(|e| format!("cannot open `{path}`: {e}"));
-    let bad = |e: &dyn std::fmt::Display| format!("cannot read `{path}`: {e}");
+    let open = || {
+        crate::userfile::read(Path::new(path), MAX_BYTES)
+            .map(Cursor::new)
+            .map_err(|e| format!("cannot read `{path}`: {e}"))
+    };
+    let bad = |e: &dyn std::fmt::Display| {
+        format!(
+            "cannot read `{path}`: {}",
+            crate::userfile::redact(&e.to_string())
+        )
+    };
     let (schema, batches): (SchemaRef, Vec<RecordBatch>) = match ext.as_str() {
         "csv" => {
             use datafusion::arrow::csv::{ReaderBuilder, reader::Format};
             let mut f = open()?;
             let format = Format::default().with_header(true);
             let (schema, _) = format.infer_schema(&mut f, None).map_err(|e| bad(&e))?;
+            if schema
+                .fields()
+                .iter()
+                .any(|c| c.name().chars().any(char::is_control) || c.name().len() > 1024)
+            {
+                return Err(format!(
+                    "cannot read `{path}`: its first line is not a CSV header (control characters or over-long names)"
+                ));
+            }
             f.rewind().map_err(|e| bad(&e))?;
             let schema = Arc::new(schema);
             let reader = ReaderBuilder::new(Arc::clone(&schema))
@@ -66,7 +87,8 @@ pub fn read(path: &str) -> std::result::Result<Table, String> {
         }
         "parquet" => {
             use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(|e| bad(&e))?;
+            let bytes = bytes::Bytes::from(open()?.into_inner());
+            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| bad(&e))?;
             let schema = Arc::clone(builder.schema());
             let reader = builder.build().map_err(|e| bad(&e))?;
             let batches = reader.collect::<Result<_, _>>().map_err(|e| bad(&e))?;
@@ -98,17 +120,27 @@ pub fn read(path: &str) -> std::result::Result<Table, String> {
     Ok(Table { schema, batches })
 }
 
-/// The networks of a column (its text, once each), or the first that is not one.
+/// The networks of a column (its text, once each, in file order), or the first that is
+/// not one.
 pub fn networks(table: &Table, column: usize) -> std::result::Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashSet<String> = Default::default();
     let mut row = 0;
     for b in &table.batches {
         let texts = cast(b.column(column), &DataType::Utf8).map_err(|e| e.to_string())?;
         for t in texts.as_string::<i32>() {
             row += 1;
             let Some(t) = t else { continue };
-            Cidr::parse(t).map_err(|e| format!("row {row}: `{t}` is not a network ({e})"))?;
-            if !out.iter().any(|o| o == t) {
+            Cidr::parse(t).map_err(|_| {
+                // A value is shown only when it looks like an address: the file may be
+                // anything a rule pack named.
+                let ip_like = t.len() <= 43
+                    && t.chars()
+                        .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.' | '/'));
+                let shown = if ip_like { t } else { "…" };
+                format!("row {row}: `{shown}` is not a network (`10.0.0.0/8`, `2001:db8::/32`)")
+            })?;
+            if seen.insert(t.to_owned()) {
                 out.push(t.to_owned());
             }
         }
@@ -117,6 +149,7 @@ pub fn networks(table: &Table, column: usize) -> std::result::Result<Vec<String>
 }
 
 /// Networks by prefix length, longest first: an address is masked once per length.
+#[derive(Debug)]
 pub struct Networks {
     by_len: Vec<(bool, u128, HashMap<u128, usize>)>,
 }
@@ -156,10 +189,42 @@ impl Networks {
 }
 
 /// `network_of(ip, 'net\nnet…')`: the text of the most specific network holding the
-/// address, null when none does (or the address is null or not one).
-#[derive(Debug, PartialEq, Eq, Hash)]
+/// address, null when none does (or the address is null or not one). The networks are
+/// indexed once per plan (kept with the hash of their text), not once per batch.
+#[derive(Debug)]
 struct NetworkOf {
     signature: Signature,
+    built: std::sync::Mutex<Option<(u64, Arc<Networks>)>>,
+}
+
+impl PartialEq for NetworkOf {
+    fn eq(&self, other: &Self) -> bool {
+        self.signature == other.signature
+    }
+}
+
+impl Eq for NetworkOf {}
+
+impl std::hash::Hash for NetworkOf {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.signature.hash(state);
+    }
+}
+
+impl NetworkOf {
+    /// The index of `list` (networks one a line), built when the list is new.
+    fn index(&self, list: &str, texts: &[&str]) -> std::result::Result<Arc<Networks>, String> {
+        let hash = xxhash_rust::xxh3::xxh3_64(list.as_bytes());
+        let mut built = self.built.lock().expect("not poisoned");
+        if let Some((h, nets)) = built.as_ref()
+            && *h == hash
+        {
+            return Ok(Arc::clone(nets));
+        }
+        let nets = Arc::new(Networks::new(texts)?);
+        *built = Some((hash, Arc::clone(&nets)));
+        Ok(nets)
+    }
 }
 
 impl ScalarUDFImpl for NetworkOf {
@@ -175,7 +240,7 @@ impl ScalarUDFImpl for NetworkOf {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let list = constant(&args.args[1], self.name())?;
         let texts: Vec<&str> = list.split('\n').collect();
-        let nets = match Networks::new(&texts) {
+        let nets = match self.index(&list, &texts) {
             Ok(n) => n,
             Err(e) => return exec_err!("{e}"),
         };
@@ -191,6 +256,7 @@ impl ScalarUDFImpl for NetworkOf {
 pub fn network_of_udf() -> ScalarUDF {
     ScalarUDF::new_from_impl(NetworkOf {
         signature: Signature::any(2, Volatility::Immutable),
+        built: Default::default(),
     })
 }
 

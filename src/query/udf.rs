@@ -362,26 +362,109 @@ struct JsonGet {
 }
 
 /// The value at `path` (dot-separated keys; numbers index lists) in `doc`.
+///
+/// The path is walked over slices of the text: each step reads one object or list,
+/// taking its members as raw text (serde_json skips over a raw value without its
+/// nesting limit), so a value nested at any depth — or beside one — is found. Only the
+/// value found is parsed whole; one too deep for that is returned as its text, without
+/// the spaces between tokens.
 pub fn json_at(doc: &str, path: &[&str]) -> Option<String> {
-    let mut v: serde_json::Value = serde_json::from_str(doc).ok()?;
+    use serde_json::value::RawValue;
+    let mut at: &str = doc;
     for key in path {
-        v = match v {
-            serde_json::Value::Object(mut m) => m.remove(*key)?,
-            serde_json::Value::Array(mut a) => {
-                let i: usize = key.parse().ok()?;
-                if i >= a.len() {
-                    return None;
-                }
-                a.swap_remove(i)
-            }
-            _ => return None,
+        let text = at.trim_start();
+        at = if text.starts_with('{') {
+            member(text, key)?
+        } else if text.starts_with('[') {
+            let i: usize = key.parse().ok()?;
+            let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+            items.get(i)?.get()
+        } else {
+            return None;
         };
     }
-    match v {
-        serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(s),
-        other => Some(other.to_string()),
+    match serde_json::from_str::<serde_json::Value>(at) {
+        Ok(serde_json::Value::Null) => None,
+        Ok(serde_json::Value::String(s)) => Some(s),
+        Ok(other) => Some(other.to_string()),
+        // Deeper than serde_json's nesting limit: still a value (checked), as text.
+        Err(_) => serde_json::from_str::<&RawValue>(at)
+            .ok()
+            .map(|raw| compact(raw.get())),
     }
+}
+
+/// The raw text of member `key` of the object `text` (the last, when it is repeated).
+fn member<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+    /// A key, borrowed when it has no escapes.
+    struct Key<'a>(std::borrow::Cow<'a, str>);
+    impl<'de> serde::Deserialize<'de> for Key<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Key<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a key")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Key<'de>, E> {
+                    Ok(Key(std::borrow::Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> std::result::Result<Key<'de>, E> {
+                    Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+    struct Find<'k>(&'k str);
+    impl<'de> Visitor<'de> for Find<'_> {
+        type Value = Option<&'de RawValue>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<M: MapAccess<'de>>(
+            self,
+            mut m: M,
+        ) -> std::result::Result<Self::Value, M::Error> {
+            let mut found = None;
+            while let Some(k) = m.next_key::<Key<'de>>()? {
+                let v: &'de RawValue = m.next_value()?;
+                if k.0 == self.0 {
+                    found = Some(v);
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let found = de.deserialize_map(Find(key)).ok()?;
+    de.end().ok()?;
+    Some(found?.get())
+}
+
+/// JSON text without the whitespace between its tokens.
+fn compact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_ascii_whitespace() {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl ScalarUDFImpl for JsonGet {
@@ -419,10 +502,58 @@ pub fn json_get(doc: Expr, path: &str) -> Expr {
     json_get_udf().call(vec![doc, lit(path)])
 }
 
+/// `fingerprint(text)`: 128 bits of xxh3 of a text (null for null), so that grouping or
+/// partitioning by a long text (`first_seen raw`) holds 16 bytes a row, not the text.
+/// Two texts share one with a chance of about n²/2¹²⁹.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Fingerprint {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Fingerprint {
+    fn name(&self) -> &str {
+        "fingerprint"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::FixedSizeBinary(16))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::FixedSizeBinaryBuilder;
+        let texts = args.args[0].to_array(args.number_rows)?;
+        let mut out = FixedSizeBinaryBuilder::with_capacity(texts.len(), 16);
+        let mut put = |t: Option<&str>| match t {
+            Some(t) => out.append_value(xxhash_rust::xxh3::xxh3_128(t.as_bytes()).to_le_bytes()),
+            None => {
+                out.append_null();
+                Ok(())
+            }
+        };
+        match texts.data_type() {
+            DataType::Utf8View => texts.as_string_view().iter().try_for_each(&mut put)?,
+            DataType::LargeUtf8 => texts.as_string::<i64>().iter().try_for_each(&mut put)?,
+            _ => cast(&texts, &DataType::Utf8)?
+                .as_string::<i32>()
+                .iter()
+                .try_for_each(&mut put)?,
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+pub fn fingerprint_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(Fingerprint {
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+}
+
 /// Every function auditq adds to DataFusion (sessions register them; `explain` notes SQL
 /// that calls them, which other engines cannot run).
-pub fn own_functions() -> [ScalarUDF; 7] {
+pub fn own_functions() -> [ScalarUDF; 8] {
     [
+        fingerprint_udf(),
         super::lookup::network_of_udf(),
         super::fold::eq_fold_udf(),
         ip_in_cidr_udf(),
@@ -514,6 +645,47 @@ mod tests {
         assert_eq!(json_at(doc, &["a", "z"]), None);
         assert_eq!(json_at(doc, &["a", "l", "1"]), None);
         assert_eq!(json_at("not json", &["a"]), None);
+        assert_eq!(json_at(r#"{"a":1} trailing"#, &["a"]), None);
+        assert_eq!(
+            json_at(r#"{"a\u0062":"esc","a":1,"a":2}"#, &["ab"]),
+            Some("esc".into())
+        );
+        assert_eq!(
+            json_at(r#"{"a":1,"a":2}"#, &["a"]),
+            Some("2".into()),
+            "the last wins"
+        );
+        assert_eq!(
+            json_at(r#"{"s":"a \"q\" b"}"#, &["s"]),
+            Some("a \"q\" b".into())
+        );
+    }
+
+    /// Issue 27, item 5: a field nested 127 levels or more (serde_json's limit for a whole
+    /// document is 128) hid every `raw.PATH` of its event.
+    #[test]
+    fn a_deeply_nested_field_hides_no_other_field_and_is_itself_read() {
+        let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+        let doc = format!(
+            r#"{{"id":"e1","deep": {deep},"attributes":{{"action":"user_login","n":[ 1, {{"x" : 2}} ]}}}}"#
+        );
+        assert_eq!(
+            json_at(&doc, &["attributes", "action"]),
+            Some("user_login".into())
+        );
+        assert_eq!(
+            json_at(&doc, &["attributes", "n", "1", "x"]),
+            Some("2".into())
+        );
+        assert_eq!(
+            json_at(&doc, &["deep", "0", "0", "0"]).map(|t| t.len()),
+            Some(2 * 4997 + 1)
+        );
+        assert_eq!(json_at(&doc, &["deep"]).unwrap()[..3].to_owned(), "[[[");
+        assert_eq!(
+            compact(r#"[ 1 , {"a b" : " c "} ]"#),
+            r#"[1,{"a b":" c "}]"#
+        );
     }
 
     #[test]
