@@ -468,22 +468,13 @@ pub async fn vacuum(
     doomed.sort_unstable();
     doomed.dedup();
     refuse_to_lose_events(archive, &table, &doomed)?;
-    if !dry_run {
-        use futures_util::StreamExt;
-        let paths = doomed
-            .iter()
-            .map(|p| Ok(deltalake::Path::from(p.as_str())))
-            .collect::<Vec<_>>();
-        let deleted = table
-            .object_store()
-            .delete_stream(futures_util::stream::iter(paths).boxed())
-            .collect::<Vec<_>>()
-            .await;
-        for e in deleted.into_iter().filter_map(|r| r.err()) {
-            if !matches!(e, datafusion::object_store::Error::NotFound { .. }) {
-                return Err(delta(deltalake::DeltaTableError::ObjectStore { source: e }));
-            }
-        }
+    if !dry_run
+        && let Some(e) = super::delete_files(&table, doomed.iter().cloned())
+            .await
+            .into_iter()
+            .next()
+    {
+        return Err(delta(deltalake::DeltaTableError::ObjectStore { source: e }));
     }
     Ok(VacuumReport {
         dry_run,

@@ -457,6 +457,30 @@ impl Archive {
     }
 }
 
+/// Delete files of `table` (paths relative to it); a file already gone is no error. The
+/// errors of the others, one each.
+pub(crate) async fn delete_files(
+    table: &DeltaTable,
+    paths: impl IntoIterator<Item = String>,
+) -> Vec<datafusion::object_store::Error> {
+    use futures_util::StreamExt;
+    let paths: Vec<_> = paths
+        .into_iter()
+        .map(|p| Ok(deltalake::Path::from(p)))
+        .collect();
+    table
+        .object_store()
+        .delete_stream(futures_util::stream::iter(paths).boxed())
+        .filter_map(|r| async move {
+            match r {
+                Err(datafusion::object_store::Error::NotFound { .. }) | Ok(_) => None,
+                Err(e) => Some(e),
+            }
+        })
+        .collect()
+        .await
+}
+
 /// `f` of each item, in order: on the calling thread and one other when there are at
 /// least `min` items (reading many files is mostly waiting on the kernel or the disk).
 pub(crate) fn on_two_threads<T: Send, R: Send>(

@@ -333,14 +333,7 @@ async fn write_days(
             Ok(Attempt::CommittedUnseen)
         }
         Ok(None) if overtaken(&e) => {
-            use futures_util::StreamExt;
-            let paths = written.into_iter().map(|p| Ok(deltalake::Path::from(p)));
-            let deleted = table
-                .object_store()
-                .delete_stream(futures_util::stream::iter(paths).boxed())
-                .collect::<Vec<_>>()
-                .await;
-            for e in deleted.into_iter().filter_map(|r| r.err()) {
+            for e in super::delete_files(table, written).await {
                 // Unreferenced: `archive vacuum` removes it.
                 tracing::warn!(target: "auditq::archive", "removing a file of a lost commit: {e}");
             }

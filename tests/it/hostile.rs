@@ -4,7 +4,6 @@
 //! [`super::auditq`] planted, and [`super::run`] fails any that prints one.
 
 use std::path::Path;
-use std::process::Stdio;
 
 use super::{CANARY, auditq, fixture, ok, run};
 
@@ -153,36 +152,14 @@ fn an_event_nested_deeper_than_json_parsers_like_is_still_read_whole() {
         "{inner}"
     );
     // follow evaluates the same expression on the stream.
-    let mut follow = auditq(&dir.path().join("unused"))
-        .args([
-            "--quiet",
-            "follow",
-            "--stdin",
-            "raw.attributes.action = \"user_login\" | fields id",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    follow
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{event}\n").as_bytes())
-        .unwrap();
-    let out = follow.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = super::follow_stdin(
+        &mut auditq(&dir.path().join("unused")),
+        "raw.attributes.action = \"user_login\" | fields id",
+        &[format!("{event}\n").as_bytes()],
+        std::time::Duration::ZERO,
     );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("deep-1"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("deep-1"), "{}", out.stdout);
 }
 
 /// `network_of` compared each network with every one before it (30k networks: 1.25 s,
@@ -251,4 +228,32 @@ fn an_s3_url_with_credentials_is_refused_without_echoing_them() {
         );
     }
     let _ = dir;
+}
+
+/// `first_seen raw` sorted every event's whole JSON (5 GB at 1.5M events): the window
+/// now reads the text's fingerprint, worked out before it.
+#[test]
+fn first_seen_of_a_long_text_partitions_by_its_fingerprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    ok(auditq(&a).arg("import").arg(fixture("events.ndjson")));
+    let r = ok(auditq(&a).args(["explain", "| first_seen raw | count"]));
+    let window = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("WindowAggr"))
+        .unwrap_or_else(|| panic!("no window in the plan:\n{}", r.stdout));
+    assert!(
+        window.contains("__part0") && !window.contains("raw"),
+        "{window}"
+    );
+    assert!(r.stdout.contains("fingerprint("), "{}", r.stdout);
+    // The same answer as counting distinct raws.
+    let q = |t: &str| ok(auditq(&a).args(["query", "--format", "csv", "--", t])).stdout;
+    let both = q("| count, dc(raw) as raws");
+    let distinct = both.lines().nth(1).unwrap().split(',').nth(1).unwrap();
+    assert_eq!(
+        q("| first_seen raw | count"),
+        format!("count\n{distinct}\n")
+    );
 }

@@ -52,11 +52,42 @@ pub struct Run {
 }
 
 pub fn run(cmd: &mut Command) -> Run {
+    finished(cmd.output().expect("auditq runs"))
+}
+
+/// `cmd follow --stdin QUERY` (quiet), fed `parts` with `pause` between them, to its end.
+pub fn follow_stdin(
+    cmd: &mut Command,
+    query: &str,
+    parts: &[&[u8]],
+    pause: std::time::Duration,
+) -> Run {
+    use std::io::Write;
+    let mut child = cmd
+        .args(["--quiet", "follow", "--stdin", query])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("auditq runs");
+    let mut stdin = child.stdin.take().expect("piped");
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(pause);
+        }
+        stdin.write_all(part).expect("follow reads its input");
+    }
+    drop(stdin);
+    finished(child.wait_with_output().expect("auditq runs"))
+}
+
+/// A finished command's output, checked for panics and the planted secrets.
+fn finished(output: Output) -> Run {
     let Output {
         status,
         stdout,
         stderr,
-    } = cmd.output().expect("auditq runs");
+    } = output;
     let r = Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),

@@ -471,32 +471,14 @@ fn follow_archives_to_s3_and_the_repl_and_demo_open_it() {
     let cache = dir.path().join("cache");
     let input = generate(dir.path(), 3_000, 4);
     let url = "s3://audit/followed";
-    let mut follow = server
-        .auditq(url, &cache)
-        .args([
-            "--quiet",
-            "follow",
-            "--stdin",
-            "event:user_login | fields id",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    follow
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&std::fs::read(&input).unwrap())
-        .unwrap();
-    let out = follow.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = super::follow_stdin(
+        &mut server.auditq(url, &cache),
+        "event:user_login | fields id",
+        &[&std::fs::read(&input).unwrap()],
+        Duration::ZERO,
     );
-    let matches = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let matches = out.stdout.lines().count();
     assert!(matches > 0);
     assert_eq!(stats(&server, url, &cache)["events"], 3_000);
     // The REPL switches to it by URL.
@@ -528,4 +510,42 @@ fn follow_archives_to_s3_and_the_repl_and_demo_open_it() {
         r.stdout
     );
     assert!(stats(&server, "s3://audit/demo", &cache)["events"].as_u64() > Some(1_900));
+}
+
+/// Issue 27, item 7: 200,000 conflicting duplicates went to the quarantine on S3 one
+/// object at a time (about 266 a second), with nothing said even at `-vv`.
+#[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
+fn conflicting_duplicates_on_s3_are_quarantined_together_and_said() {
+    let server = S3Server::start();
+    server.bucket("audit");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let url = "s3://audit/conflicts";
+    let input = generate(dir.path(), 5_000, 31);
+    ok(server.auditq(url, &cache).arg("import").arg(&input));
+    // The same ids with other content.
+    let text = std::fs::read_to_string(&input).unwrap();
+    let changed: String = text
+        .lines()
+        .take(3_000)
+        .map(|l| format!("{},\"x\":1}}\n", &l[..l.len() - 1]))
+        .collect();
+    let again = dir.path().join("changed.ndjson");
+    std::fs::write(&again, changed).unwrap();
+    let r = ok(server
+        .auditq(url, &cache)
+        .args(["-v", "import"])
+        .arg(&again));
+    assert!(
+        r.stdout.contains("conflicting duplicates 3000"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains("quarantining 3000 events"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(stats(&server, url, &cache)["quarantined_conflicts"], 3000);
 }

@@ -226,32 +226,15 @@ fn a_lost_reply_to_an_import_or_sync_or_follow_commit_loses_nothing() {
     let url = "s3://audit/followed";
     proxy.arm(drop_reply("PUT", COMMIT, 1));
     let small = generate(dir.path(), 3_000, 72);
-    let mut follow = proxy
-        .auditq(&server, url, &cache)
-        .args([
-            "--quiet",
-            "follow",
-            "--stdin",
-            "event:user_login | fields id",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let text = std::fs::read(&small).unwrap();
-    let mut stdin = follow.stdin.take().unwrap();
-    for part in text.chunks(text.len() / 3 + 1) {
-        stdin.write_all(part).unwrap();
-        std::thread::sleep(Duration::from_millis(1500));
-    }
-    drop(stdin);
-    let out = follow.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let parts: Vec<&[u8]> = text.chunks(text.len() / 3 + 1).collect();
+    let out = super::follow_stdin(
+        &mut proxy.auditq(&server, url, &cache),
+        "event:user_login | fields id",
+        &parts,
+        Duration::from_millis(1500),
     );
+    assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(proxy.injected().len(), 1);
     exact(&server, url, &cache, 3_000, "follow --archive");
 }
@@ -328,7 +311,7 @@ fn a_lost_reply_to_a_compaction_or_repair_commit_or_a_vacuum_delete_loses_nothin
 /// not committed them (its commit held back by the proxy), deleted those files (they
 /// hold only ids the table has); the compaction then committed and every day pointed at
 /// deleted objects. Now the compaction's lease keeps them, and unreferenced files are
-/// kept an hour whatever `--older-than` says.
+/// kept an hour whatever `--older-than` says. The commit's reply is lost too.
 #[test]
 #[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
 fn vacuum_racing_a_compaction_on_s3_deletes_nothing_the_compaction_commits() {
@@ -350,7 +333,7 @@ fn vacuum_racing_a_compaction_on_s3_deletes_nothing_the_compaction_commits() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--force"), "{}", r.stderr);
     proxy.arm(serde_json::json!({"rules": [
-        {"method": "PUT", "path": COMMIT, "action": "stall", "seconds": 6, "times": 1}
+        {"method": "PUT", "path": COMMIT, "action": "stall_drop", "seconds": 6, "times": 1}
     ]}));
     let compact = proxy
         .auditq(&server, url, &cache)

@@ -21,6 +21,7 @@ ACTION is one of
     reset        close the connection without forwarding
     stall        wait `seconds`, then forward
     stall_reply  forward, wait `seconds`, then reply
+    stall_drop   wait `seconds`, forward, then close without replying
     error500     reply 500 InternalError without forwarding
     slowdown503  reply 503 SlowDown without forwarding
 
@@ -148,10 +149,10 @@ async def handle(reader, writer):
         if action == "slowdown503":
             writer.write(s3_error(503, "Slow Down", "SlowDown"))
             return
-        if action == "stall":
+        if action in ("stall", "stall_drop"):
             await asyncio.sleep(seconds)
         answer = await forward(lines, body)
-        if action == "drop_reply":
+        if action in ("drop_reply", "stall_drop"):
             return
         if action == "stall_reply":
             await asyncio.sleep(seconds)
