@@ -4,6 +4,11 @@
 #
 #   scripts/faults.sh [ROUNDS] [EVENTS]      # default 20 rounds of 300,000 events
 #
+# Sections: 1. two writers without the lock; 2. damaged data files; 3. S3 through a
+# fault-injecting proxy (issue 27: 50 rounds of lost replies, stalls, resets, 500s and
+# 503s during imports, syncs, compactions, and compaction beside vacuum). Section 3 needs
+# the test virtualenv (scripts/test makes it; AUDITQ_VENV names it).
+#
 # 1. Two writers after `LOCK` is removed. Each round imports the same
 # events twice at once (the lock file removed under the first writer) and checks that
 # the archive holds every id exactly once and `archive verify` passes. Uses the release
@@ -46,3 +51,7 @@ echo "all $rounds rounds: exactly $events ids, none twice"
 
 # 2. Damaged data files: 100 random 4 KiB overwrites, every query named or right.
 AUDITQ_BIN="$bin" python3 "$root/scripts/corrupt.py" --rounds 100 --events 200000 --bin "$bin"
+
+# 3. S3 through a fault-injecting proxy: 50 rounds, each checked by delta-rs from Python.
+venv="${AUDITQ_VENV:-$HOME/.cache/auditq-venv}"
+"$venv/bin/python" "$root/scripts/s3_faults.py" --bin "$bin" --rounds "${S3_ROUNDS:-50}"
