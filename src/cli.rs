@@ -1152,6 +1152,13 @@ fn archive(settings: &Settings, action: ArchiveCommand) -> Result<()> {
                     "{verb} {} unreferenced files",
                     r.files_deleted.len()
                 )];
+                if r.stale_leases > 0 {
+                    let verb = if dry_run { "would remove" } else { "removed" };
+                    lines.push(format!(
+                        "{verb} {} leases of writers that died over 24 hours ago",
+                        r.stale_leases
+                    ));
+                }
                 if !r.writers_in_flight.is_empty() {
                     let who: Vec<String> = r
                         .writers_in_flight

@@ -105,7 +105,7 @@ fn holds(entry: &[u8], marker: &str) -> bool {
 }
 
 /// What a lease records.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Holder {
     /// When the writer began, in milliseconds since the epoch.
     pub started_ms: i64,
@@ -166,9 +166,10 @@ fn remove(archive: &Archive, rel: &str) -> std::io::Result<()> {
     }
 }
 
-/// The leases of writers that may still commit (younger than [`LEASE_LIFE`]); older
-/// ones are removed. An unreadable lease counts as live, begun now.
-pub fn in_flight(archive: &Archive) -> std::io::Result<Vec<Holder>> {
+/// The leases of writers that may still commit (younger than [`LEASE_LIFE`]), and how
+/// many older ones there were (removed when `prune`). An unreadable lease counts as
+/// live, begun now.
+pub fn in_flight(archive: &Archive, prune: bool) -> std::io::Result<(Vec<Holder>, usize)> {
     let now = chrono::Utc::now().timestamp_millis();
     let names: Vec<String> = match archive.remote() {
         Some(r) => r.list(WRITERS)?.into_iter().map(|(rel, _)| rel).collect(),
@@ -181,7 +182,7 @@ pub fn in_flight(archive: &Archive) -> std::io::Result<Vec<Holder>> {
             Err(e) => return Err(e),
         },
     };
-    let mut live = Vec::new();
+    let (mut live, mut stale) = (Vec::new(), 0);
     for name in names.into_iter().filter(|n| n.ends_with(".json")) {
         let rel = format!("{WRITERS}/{name}");
         let bytes = match archive.remote() {
@@ -195,12 +196,15 @@ pub fn in_flight(archive: &Archive) -> std::io::Result<Vec<Holder>> {
             what: format!("an unreadable lease `{rel}`"),
         });
         if now - holder.started_ms > LEASE_LIFE.as_millis() as i64 {
-            remove(archive, &rel)?;
+            stale += 1;
+            if prune {
+                remove(archive, &rel)?;
+            }
         } else {
             live.push(holder);
         }
     }
-    Ok(live)
+    Ok((live, stale))
 }
 
 #[cfg(test)]
@@ -228,11 +232,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let archive = Archive::at(dir.path());
         let lease = Lease::take(&archive, &Marker::new(), "import").unwrap();
-        let live = in_flight(&archive).unwrap();
+        let (live, _) = in_flight(&archive, true).unwrap();
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].what, "import");
         drop(lease);
-        assert!(in_flight(&archive).unwrap().is_empty());
+        assert!(in_flight(&archive, true).unwrap().0.is_empty());
         let stale = Holder {
             started_ms: chrono::Utc::now().timestamp_millis()
                 - LEASE_LIFE.as_millis() as i64
@@ -242,7 +246,9 @@ mod tests {
         };
         let path = dir.path().join(WRITERS).join("old.json");
         std::fs::write(&path, serde_json::to_vec(&stale).unwrap()).unwrap();
-        assert!(in_flight(&archive).unwrap().is_empty());
+        assert_eq!(in_flight(&archive, false).unwrap(), (vec![], 1));
+        assert!(path.exists(), "a dry run removes nothing");
+        assert_eq!(in_flight(&archive, true).unwrap(), (vec![], 1));
         assert!(!path.exists(), "a stale lease is removed");
     }
 }

@@ -345,15 +345,17 @@ pub async fn compact(archive: &Archive) -> Result<CompactReport> {
         .with_target_size(std::num::NonZeroU64::new(512 * 1024 * 1024).expect("non-zero"))
         .with_commit_properties(marker.on(Default::default()))
         .await;
-    let table = match optimized {
-        Ok((table, _)) => table,
+    // Delta's counts; when the reply was lost, the files of before that are gone and
+    // the new ones (another writer's, committed since, counted among them).
+    let (table, metrics) = match optimized {
+        Ok((table, m)) => (table, Some((m.num_files_removed, m.num_files_added))),
         Err(e) => match marker.find(archive, read) {
             Ok(Some(version)) => {
                 tracing::warn!(
                     target: "auditq::archive",
                     "version {version} holds this compaction though the store answered `{e}` (a lost reply)"
                 );
-                archive.open_table().await?
+                (archive.open_table().await?, None)
             }
             _ => {
                 return Err(Error::Delta {
@@ -380,8 +382,8 @@ pub async fn compact(archive: &Archive) -> Result<CompactReport> {
     checkpoint(archive, &table).await?;
     Ok(CompactReport {
         days_compacted: days.len(),
-        files_removed: (files.len() - kept) as u64,
-        files_added: added.len() as u64,
+        files_removed: metrics.map_or((files.len() - kept) as u64, |m| m.0),
+        files_added: metrics.map_or(added.len() as u64, |m| m.1),
         version: table.version().map_or(-1, |v| v as i64),
     })
 }
@@ -394,6 +396,9 @@ pub struct VacuumReport {
     /// Writers that may still commit (their leases): files written since the oldest
     /// began were kept.
     pub writers_in_flight: Vec<super::commit::Holder>,
+    /// Leases older than [`super::commit::LEASE_LIFE`]: writers that died (removed
+    /// unless a dry run).
+    pub stale_leases: usize,
 }
 
 /// The shortest `--older-than` vacuum takes without `force`: Delta's rule is that the
@@ -425,11 +430,12 @@ pub async fn vacuum(
     }
     let _lock = archive.lock_for_writing()?;
     let table = archive.open_table().await?;
-    let writers = super::commit::in_flight(archive).map_err(|source| Error::Io {
-        action: "reading the writer leases of",
-        path: archive.root().to_owned(),
-        source,
-    })?;
+    let (writers, stale) =
+        super::commit::in_flight(archive, !dry_run).map_err(|source| Error::Io {
+            action: "reading the writer leases of",
+            path: archive.root().to_owned(),
+            source,
+        })?;
     let now = chrono::Utc::now().timestamp_millis();
     let since_oldest = writers
         .iter()
@@ -480,6 +486,7 @@ pub async fn vacuum(
         dry_run,
         files_deleted: doomed,
         writers_in_flight: writers,
+        stale_leases: stale,
     })
 }
 

@@ -474,13 +474,24 @@ fn vacuum_never_deletes_the_only_copy_of_an_event() {
             .unwrap();
     };
     hour_ago(&copy);
+    // The lease of a writer that died two days ago: vacuum removes it, and says so.
+    std::fs::create_dir_all(a.join("writers")).unwrap();
+    let two_days_ago = chrono::Utc::now().timestamp_millis() - 2 * 86_400_000;
+    std::fs::write(
+        a.join("writers/dead.json"),
+        format!(r#"{{"started_ms":{two_days_ago},"pid":1,"what":"append"}}"#),
+    )
+    .unwrap();
+    let r = ok(auditq(&a).args(["archive", "vacuum", "--dry-run", "--older-than", "1h"]));
+    assert!(r.stdout.contains("would remove 1 leases"), "{}", r.stdout);
+    assert!(a.join("writers/dead.json").exists());
     let r = ok(auditq(&a).args(["archive", "vacuum", "--older-than", "0s", "--force"]));
     assert!(
-        r.stdout.contains("deleted 1 unreferenced files"),
+        r.stdout.contains("deleted 1 unreferenced files") && r.stdout.contains("removed 1 leases"),
         "{}",
         r.stdout
     );
-    assert!(!copy.exists());
+    assert!(!copy.exists() && !a.join("writers/dead.json").exists());
     // Events the table lacks (a lost commit's file): kept, and nothing is deleted.
     let foreign = walk_parquet(&b.join("events")).remove(0);
     let day = a
