@@ -144,7 +144,8 @@ def until_done(world, url, args, faulty_first=True):
     again = world.auditq(url, args)
     if again.returncode != 0:
         raise SystemExit(f"{args[0]} failed even without faults: {again.stderr}")
-    return again, first.returncode
+    why = (first.stderr.strip().splitlines() or ["(nothing said)"])[-1][:300]
+    return again, f"{first.returncode} ({why})"
 
 
 def main():
@@ -213,9 +214,10 @@ def main():
                     v = world.auditq(url, ["archive", "vacuum", "--older-than", "0d", "--force"])
                     if v.returncode != 0:
                         raise SystemExit(f"round {rnd}: vacuum failed: {v.stderr}")
-                    compact.wait(timeout=600)
+                    _, err = compact.communicate(timeout=600)
                     if compact.returncode != 0:
-                        retried = compact.returncode
+                        why = (err.strip().splitlines() or ["(nothing said)"])[-1][:300]
+                        retried = f"{compact.returncode} ({why})"
                         r = world.auditq(url, ["archive", "compact"])
                         if r.returncode != 0:
                             raise SystemExit(f"round {rnd}: compact failed again: {r.stderr}")
@@ -233,9 +235,11 @@ def main():
             actions["on commits"] = on_commits
             commit_faults += on_commits
             print(f"round {rnd:2} {kind:15} faults {json.dumps(actions, sort_keys=True):70} "
-                  f"{'retried after exit ' + str(retried) if retried else 'first try':22} "
+                  f"{'retried' if retried else 'first try':10} "
                   f"delta-rs {py} auditq {ours} verify {'ok' if verify.returncode == 0 else 'FAILED'} "
                   f"{time.time() - started:.1f}s", flush=True)
+            if retried:
+                print(f"         the first try: exit {retried}", flush=True)
             if not good:
                 failures += 1
                 print(verify.stdout, verify.stderr, file=sys.stderr)

@@ -241,7 +241,20 @@ async fn write_days(
             {
                 return Ok(Attempt::Overtaken);
             }
-            Err(e) => return Err(e),
+            // Any other error may hide a creation that happened: a lost reply, retried
+            // by delta-rs, meets version 0 (its own) as a conflicting commit ("protocol
+            // changed"). Whoever made version 0, the table is there: read it and go on.
+            // A creation writes no data file, so nothing is left behind either way.
+            Err(e) => {
+                if !archive.log_has(&format!("{:020}.json", 0)) {
+                    return Err(e);
+                }
+                tracing::warn!(
+                    target: "auditq::archive",
+                    "the table was created though the store answered `{e}`"
+                );
+                return Ok(Attempt::Overtaken);
+            }
         }
     }
     // Vacuum keeps every file written while this lease is held.
