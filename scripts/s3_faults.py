@@ -101,10 +101,11 @@ class World:
         """(rows, distinct ids) by delta-rs, and auditq's `| count, dc(id)`."""
         code = ("import json,sys; import pyarrow.compute as pc; from deltalake import DeltaTable;"
                 "t=DeltaTable(sys.argv[1]).to_pyarrow_table(columns=['id']);"
-                "print(json.dumps([t.num_rows, len(pc.unique(t['id']))]))")
-        # The reader itself sometimes aborts on its way out ("terminate called without an
-        # active exception", from the Python package, the archive untouched): a reader
-        # that fails is asked again, three times at most.
+                "print(json.dumps([t.num_rows, len(pc.unique(t['id']))]), flush=True);"
+                "import os; os._exit(0)")
+        # The reader sometimes aborts in its teardown ("terminate called without an active
+        # exception"): it leaves by os._exit once it has answered, and one that failed
+        # anyway is asked again, three times at most.
         for _ in range(3):
             out = subprocess.run([sys.executable, "-c", code, f"{url}/events"],
                                  capture_output=True, text=True, env=self.env(self.direct),

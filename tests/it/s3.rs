@@ -74,6 +74,53 @@ impl S3Server {
             .env("XDG_CACHE_HOME", cache);
     }
 
+    /// `tests/python/SCRIPT ARGS…` with delta-rs reaching this server.
+    fn python_output(&self, script: &str, args: &[&str], cache: &Path) -> std::process::Output {
+        let python = std::env::var_os("AUDITQ_PYTHON").expect("AUDITQ_PYTHON");
+        let mut py = Command::new(python);
+        py.arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/python")
+                .join(script),
+        )
+        .args(args)
+        .env("AWS_ALLOW_HTTP", "true");
+        self.env(&mut py, cache);
+        py.output().unwrap()
+    }
+
+    /// [`S3Server::python_output`]'s stdout; it must succeed.
+    pub fn python(&self, script: &str, args: &[&str], cache: &Path) -> Vec<u8> {
+        let out = self.python_output(script, args, cache);
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// The table at `url` read by delta-rs from Python: `{rows, distinct_ids, days, version}`.
+    /// A read that aborts in delta-rs's own runtime ("terminate called without an active
+    /// exception", seen on S3 about once in a hundred reads) is tried again, three times
+    /// at most: it only reads.
+    pub fn delta_check(&self, url: &str, cache: &Path) -> serde_json::Value {
+        let table = format!("{url}/events");
+        for _ in 0..2 {
+            let out = self.python_output("delta_check.py", &[&table], cache);
+            if out.status.success() {
+                return serde_json::from_slice(&out.stdout).expect("delta_check.py prints JSON");
+            }
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("terminate called"),
+                "delta_check.py: {stderr}"
+            );
+        }
+        let out = self.python("delta_check.py", &[&table], cache);
+        serde_json::from_slice(&out).expect("delta_check.py prints JSON")
+    }
+
     /// `auditq --archive URL` against this server, caching under `cache`.
     pub fn auditq(&self, url: &str, cache: &Path) -> Command {
         let mut c = super::auditq(Path::new(url));
@@ -232,19 +279,7 @@ fn an_archive_on_s3_takes_every_archive_command_and_python_deltalake_reads_it() 
         .args(["explain", "event:user_login | count"]));
     assert!(r.stdout.contains("DataSourceExec"), "{}", r.stdout);
     // An independent reader: delta-rs through Python, given the server's endpoint.
-    let python = std::env::var_os("AUDITQ_PYTHON").expect("AUDITQ_PYTHON");
-    let mut py = Command::new(python);
-    py.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/delta_check.py"))
-        .arg(format!("{url}/events"))
-        .env("AWS_ALLOW_HTTP", "true");
-    server.env(&mut py, &cache);
-    let out = py.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let py: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let py = server.delta_check(url, &cache);
     assert_eq!(py["rows"], 200_000, "{py}");
     assert_eq!(py["distinct_ids"], 200_000, "{py}");
     assert_eq!(py["version"], s["version"], "{py}");

@@ -106,19 +106,7 @@ pub fn drop_reply(method: &str, path: &str, skip: u32) -> serde_json::Value {
 
 /// Rows and distinct ids by delta-rs through Python (the server reached directly).
 pub fn python_counts(server: &S3Server, url: &str, cache: &Path) -> (u64, u64) {
-    let python = std::env::var_os("AUDITQ_PYTHON").expect("AUDITQ_PYTHON");
-    let mut py = Command::new(python);
-    py.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/delta_check.py"))
-        .arg(format!("{url}/events"))
-        .env("AWS_ALLOW_HTTP", "true");
-    server.env(&mut py, cache);
-    let out = py.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = server.delta_check(url, cache);
     (
         v["rows"].as_u64().unwrap(),
         v["distinct_ids"].as_u64().unwrap(),
@@ -271,17 +259,10 @@ fn a_lost_reply_to_a_compaction_or_repair_commit_or_a_vacuum_delete_loses_nothin
     .unwrap();
     assert_eq!(s["files"], s["days"], "{s}");
     // repair: 300 ids archived twice by a writer without checks (delta-rs from Python).
-    let mut py = Command::new(std::env::var_os("AUDITQ_PYTHON").unwrap());
-    py.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/plant_duplicates.py"))
-        .arg(format!("{url}/events"))
-        .arg("300")
-        .env("AWS_ALLOW_HTTP", "true");
-    server.env(&mut py, &cache);
-    let out = py.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    server.python(
+        "plant_duplicates.py",
+        &[&format!("{url}/events"), "300"],
+        &cache,
     );
     proxy.arm(drop_reply("PUT", COMMIT, 0));
     let r = ok(proxy
