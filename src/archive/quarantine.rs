@@ -96,7 +96,7 @@ impl Quarantine {
     }
 
     /// Keep many items of one kind and source aside: `(id, raw, reason)` each. On object
-    /// storage, [`QUARANTINE_WRITES`] at a time (one at a time, 200,000 conflicts took 13
+    /// storage, 16 at a time (one at a time, 200,000 conflicts took 13
     /// minutes).
     pub fn put_all(
         &self,
