@@ -225,32 +225,44 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
         readable.push(fi);
     }
     if !clashes.is_empty() {
-        // Second pass for exact ids: which files hold each clashing id?
-        let mut holders: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for &fi in &readable {
-            read_columns(&files[fi], &[col::ID], |b| {
-                let ids = b.column(0).as_string::<i32>();
-                for id in ids.iter().flatten() {
-                    if clashes.contains(&event::id_hash(id)) {
-                        holders.entry(id.to_owned()).or_default().push(fi);
-                    }
-                }
-                Ok(())
-            })?;
-        }
-        for (id, at) in holders.into_iter().filter(|(_, at)| at.len() > 1) {
-            let names: Vec<&str> = at.iter().map(|&fi| files[fi].rel.as_str()).collect();
-            report.problem(
-                Some(&files[at[0]]),
-                format!(
-                    "id `{id}` is stored {} times: in {}",
-                    at.len(),
-                    names.join(", ")
-                ),
-            );
-        }
+        name_clashes(&files, &readable, &clashes, &mut report)?;
     }
     Ok(report)
+}
+
+/// Second pass of `verify` for exact ids: each id of `clashes` (hashes seen in more than
+/// one place) held by more than one of the `readable` files is a problem.
+fn name_clashes(
+    files: &[LiveFile],
+    readable: &[usize],
+    clashes: &HashSet<u64>,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    // Second pass for exact ids: which files hold each clashing id?
+    let mut holders: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for &fi in readable {
+        read_columns(&files[fi], &[col::ID], |b| {
+            let ids = b.column(0).as_string::<i32>();
+            for id in ids.iter().flatten() {
+                if clashes.contains(&event::id_hash(id)) {
+                    holders.entry(id.to_owned()).or_default().push(fi);
+                }
+            }
+            Ok(())
+        })?;
+    }
+    for (id, at) in holders.into_iter().filter(|(_, at)| at.len() > 1) {
+        let names: Vec<&str> = at.iter().map(|&fi| files[fi].rel.as_str()).collect();
+        report.problem(
+            Some(&files[at[0]]),
+            format!(
+                "id `{id}` is stored {} times: in {}",
+                at.len(),
+                names.join(", ")
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// How a data file's columns differ from the archive schema (`date` lives in the path).

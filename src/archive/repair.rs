@@ -113,118 +113,23 @@ pub async fn repair(archive: &Archive) -> Result<RepairReport> {
     targets.sort_unstable();
     let now = chrono::Utc::now().timestamp_millis();
     for fi in targets {
-        let file = &files[fi];
-        let rows = &remove[&fi];
-        let mut kept: Vec<RecordBatch> = Vec::new();
-        let mut row = 0usize;
-        let reader = open_parquet(file)?.build().map_err(|e| Error::Parquet {
-            path: file.path.clone(),
-            source: Box::new(e),
-        })?;
-        for batch in reader {
-            let batch = batch?;
-            let ids = batch
-                .column_by_name(col::ID)
-                .expect("an archive file has ids")
-                .as_string::<i32>()
-                .clone();
-            let raws = batch
-                .column_by_name(col::RAW)
-                .expect("an archive file has raw")
-                .as_string::<i32>()
-                .clone();
-            let keep: BooleanArray = (0..batch.num_rows())
-                .map(|i| Some(!rows.contains(&(row + i))))
-                .collect();
-            for i in (0..batch.num_rows()).filter(|i| rows.contains(&(row + i))) {
-                let id = ids.value(i);
-                let reason = format!(
-                    "id `{id}` was archived more than once; `archive repair` removed this copy from {} and kept the one in {}",
-                    file.rel, files[keeper[id]].rel
-                );
-                copies.push((id.to_owned(), raws.value(i).to_owned(), reason));
-            }
-            row += batch.num_rows();
-            let batch = filter_record_batch(&batch, &keep)?;
-            if batch.num_rows() > 0 {
-                kept.push(batch);
-            }
-        }
-        if !kept.is_empty() {
-            let delta = |e| Error::Delta {
-                path: archive.events_dir(),
-                source: Box::new(e),
-            };
-            let mut writer = RecordBatchWriter::for_table(&table)
-                .map_err(delta)?
-                .with_writer_properties(writer_properties());
-            let values =
-                IndexMap::from([(col::DATE.to_owned(), Scalar::String(file.date.clone()))]);
-            for b in kept {
-                writer
-                    .write_partition(b, &values, WriteMode::Default)
-                    .await
-                    .map_err(delta)?;
-            }
-            actions.extend(
-                writer
-                    .flush()
-                    .await
-                    .map_err(delta)?
-                    .into_iter()
-                    .map(Action::Add),
-            );
-        }
-        actions.push(Action::Remove(Remove {
-            path: file.rel.clone(),
-            deletion_timestamp: Some(now),
-            data_change: true,
-            extended_file_metadata: Some(false),
-            partition_values: Some(HashMap::from([(
-                col::DATE.to_owned(),
-                Some(file.date.clone()),
-            )])),
-            size: Some(file.size as i64),
-            tags: None,
-            deletion_vector: None,
-            base_row_id: None,
-            default_row_commit_version: None,
-        }));
+        actions.extend(
+            rewrite_without(
+                archive,
+                &table,
+                &files,
+                fi,
+                &remove[&fi],
+                &keeper,
+                now,
+                &mut copies,
+            )
+            .await?,
+        );
     }
     let files_rewritten = remove.len();
     super::checksum::record(archive, &super::checksum::added(&actions))?;
-    let committed = CommitBuilder::from(marker.on(Default::default()))
-        .with_max_retries(0)
-        .with_actions(actions)
-        .build(
-            Some(table.snapshot().map_err(|e| Error::Delta {
-                path: archive.events_dir(),
-                source: Box::new(e),
-            })?),
-            table.log_store(),
-            DeltaOperation::Delete {
-                predicate: Some("ids archived more than once: later copies".into()),
-            },
-        )
-        .await;
-    let version = match committed {
-        Ok(commit) => commit.version() as i64,
-        Err(e) => match marker.find(archive, table.version()) {
-            Ok(Some(version)) => {
-                tracing::warn!(
-                    target: "auditq::archive",
-                    "version {version} holds this repair though the store answered `{e}` (a lost reply)"
-                );
-                version as i64
-            }
-            _ => {
-                return Err(Error::Delta {
-                    path: archive.events_dir(),
-                    source: Box::new(e),
-                });
-            }
-        },
-    };
+    let version = commit_repair(archive, &table, &marker, actions).await?;
     let quarantine = archive.quarantine();
     for (id, raw, reason) in &copies {
         quarantine
@@ -247,4 +152,137 @@ pub async fn repair(archive: &Archive) -> Result<RepairReport> {
         files_rewritten,
         version,
     })
+}
+
+/// Commit the repair's `actions` as one version (no retry: a moved table is repaired
+/// again by the next run); a commit whose reply was lost is found by its `marker`.
+async fn commit_repair(
+    archive: &Archive,
+    table: &deltalake::DeltaTable,
+    marker: &super::commit::Marker,
+    actions: Vec<Action>,
+) -> Result<i64> {
+    let committed = CommitBuilder::from(marker.on(Default::default()))
+        .with_max_retries(0)
+        .with_actions(actions)
+        .build(
+            Some(table.snapshot().map_err(|e| Error::Delta {
+                path: archive.events_dir(),
+                source: Box::new(e),
+            })?),
+            table.log_store(),
+            DeltaOperation::Delete {
+                predicate: Some("ids archived more than once: later copies".into()),
+            },
+        )
+        .await;
+    match committed {
+        Ok(commit) => Ok(commit.version() as i64),
+        Err(e) => match marker.find(archive, table.version()) {
+            Ok(Some(version)) => {
+                tracing::warn!(
+                    target: "auditq::archive",
+                    "version {version} holds this repair though the store answered `{e}` (a lost reply)"
+                );
+                Ok(version as i64)
+            }
+            _ => Err(Error::Delta {
+                path: archive.events_dir(),
+                source: Box::new(e),
+            }),
+        },
+    }
+}
+
+/// The actions that rewrite file `fi` of `files` without its rows `rows` (the file's
+/// remove, and the add of what is left, if anything); each removed copy joins `copies`
+/// as (id, raw, reason), the copy kept named from `keeper`.
+#[allow(clippy::too_many_arguments)]
+async fn rewrite_without(
+    archive: &Archive,
+    table: &deltalake::DeltaTable,
+    files: &[super::read::LiveFile],
+    fi: usize,
+    rows: &HashSet<usize>,
+    keeper: &HashMap<String, usize>,
+    now: i64,
+    copies: &mut Vec<(String, String, String)>,
+) -> Result<Vec<Action>> {
+    let file = &files[fi];
+    let mut actions = Vec::new();
+    let mut kept: Vec<RecordBatch> = Vec::new();
+    let mut row = 0usize;
+    let reader = open_parquet(file)?.build().map_err(|e| Error::Parquet {
+        path: file.path.clone(),
+        source: Box::new(e),
+    })?;
+    for batch in reader {
+        let batch = batch?;
+        let ids = batch
+            .column_by_name(col::ID)
+            .expect("an archive file has ids")
+            .as_string::<i32>()
+            .clone();
+        let raws = batch
+            .column_by_name(col::RAW)
+            .expect("an archive file has raw")
+            .as_string::<i32>()
+            .clone();
+        let keep: BooleanArray = (0..batch.num_rows())
+            .map(|i| Some(!rows.contains(&(row + i))))
+            .collect();
+        for i in (0..batch.num_rows()).filter(|i| rows.contains(&(row + i))) {
+            let id = ids.value(i);
+            let reason = format!(
+                "id `{id}` was archived more than once; `archive repair` removed this copy from {} and kept the one in {}",
+                file.rel, files[keeper[id]].rel
+            );
+            copies.push((id.to_owned(), raws.value(i).to_owned(), reason));
+        }
+        row += batch.num_rows();
+        let batch = filter_record_batch(&batch, &keep)?;
+        if batch.num_rows() > 0 {
+            kept.push(batch);
+        }
+    }
+    if !kept.is_empty() {
+        let delta = |e| Error::Delta {
+            path: archive.events_dir(),
+            source: Box::new(e),
+        };
+        let mut writer = RecordBatchWriter::for_table(table)
+            .map_err(delta)?
+            .with_writer_properties(writer_properties());
+        let values = IndexMap::from([(col::DATE.to_owned(), Scalar::String(file.date.clone()))]);
+        for b in kept {
+            writer
+                .write_partition(b, &values, WriteMode::Default)
+                .await
+                .map_err(delta)?;
+        }
+        actions.extend(
+            writer
+                .flush()
+                .await
+                .map_err(delta)?
+                .into_iter()
+                .map(Action::Add),
+        );
+    }
+    actions.push(Action::Remove(Remove {
+        path: file.rel.clone(),
+        deletion_timestamp: Some(now),
+        data_change: true,
+        extended_file_metadata: Some(false),
+        partition_values: Some(HashMap::from([(
+            col::DATE.to_owned(),
+            Some(file.date.clone()),
+        )])),
+        size: Some(file.size as i64),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+    }));
+    Ok(actions)
 }

@@ -219,43 +219,10 @@ async fn write_days(
     writer_props: &WriterProperties,
     commit_props: CommitProperties,
 ) -> std::result::Result<Attempt, DeltaTableError> {
-    if table.version().is_none() {
-        // A new archive: create the table (version 0) with the event schema.
-        let schema: StructType = event::schema().as_ref().try_into_kernel()?;
-        let created = table
-            .clone()
-            .create()
-            .with_columns(schema.fields().cloned())
-            .with_partition_columns([col::DATE])
-            .await;
-        match created {
-            Ok(t) => *table = t,
-            // Another writer created it first: its commit of version 0 won, or the
-            // table was there when this create looked (delta-rs's private
-            // `CreateError::TableAlreadyExists`, known only by its message).
-            Err(e)
-                if overtaken(&e)
-                    || matches!(&e, DeltaTableError::Generic(m) if m.contains("already exists"))
-                    || matches!(&e, DeltaTableError::GenericError { source }
-                        if source.to_string().contains("table already exists")) =>
-            {
-                return Ok(Attempt::Overtaken);
-            }
-            // Any other error may hide a creation that happened: a lost reply, retried
-            // by delta-rs, meets version 0 (its own) as a conflicting commit ("protocol
-            // changed"). Whoever made version 0, the table is there: read it and go on.
-            // A creation writes no data file, so nothing is left behind either way.
-            Err(e) => {
-                if !archive.log_has(&format!("{:020}.json", 0)) {
-                    return Err(e);
-                }
-                tracing::warn!(
-                    target: "auditq::archive",
-                    "the table was created though the store answered `{e}`"
-                );
-                return Ok(Attempt::Overtaken);
-            }
-        }
+    if table.version().is_none()
+        && let Some(attempt) = create_table(archive, table).await?
+    {
+        return Ok(attempt);
     }
     // Vacuum keeps every file written while this lease is held.
     let marker = Marker::new();
@@ -335,6 +302,66 @@ async fn write_days(
         }
         Err(e) => e,
     };
+    settle(archive, table, &marker, e, written).await
+}
+
+/// Create the table (version 0) with the event schema: `None` when this writer made it,
+/// `Some(Overtaken)` when it is there anyway (another writer's, or a creation whose
+/// reply was lost).
+async fn create_table(
+    archive: &Archive,
+    table: &mut DeltaTable,
+) -> std::result::Result<Option<Attempt>, DeltaTableError> {
+    // A new archive: create the table (version 0) with the event schema.
+    let schema: StructType = event::schema().as_ref().try_into_kernel()?;
+    let created = table
+        .clone()
+        .create()
+        .with_columns(schema.fields().cloned())
+        .with_partition_columns([col::DATE])
+        .await;
+    match created {
+        Ok(t) => {
+            *table = t;
+            Ok(None)
+        }
+        // Another writer created it first: its commit of version 0 won, or the
+        // table was there when this create looked (delta-rs's private
+        // `CreateError::TableAlreadyExists`, known only by its message).
+        Err(e)
+            if overtaken(&e)
+                || matches!(&e, DeltaTableError::Generic(m) if m.contains("already exists"))
+                || matches!(&e, DeltaTableError::GenericError { source }
+                    if source.to_string().contains("table already exists")) =>
+        {
+            Ok(Some(Attempt::Overtaken))
+        }
+        // Any other error may hide a creation that happened: a lost reply, retried
+        // by delta-rs, meets version 0 (its own) as a conflicting commit ("protocol
+        // changed"). Whoever made version 0, the table is there: read it and go on.
+        // A creation writes no data file, so nothing is left behind either way.
+        Err(e) => {
+            if !archive.log_has(&format!("{:020}.json", 0)) {
+                return Err(e);
+            }
+            tracing::warn!(
+                target: "auditq::archive",
+                "the table was created though the store answered `{e}`"
+            );
+            Ok(Some(Attempt::Overtaken))
+        }
+    }
+}
+
+/// After the commit of `marker`'s attempt failed with `e`: what happened, read from the
+/// log. `written`: the attempt's files, deleted only when another writer took the version.
+async fn settle(
+    archive: &Archive,
+    table: &DeltaTable,
+    marker: &Marker,
+    e: DeltaTableError,
+    written: Vec<String>,
+) -> std::result::Result<Attempt, DeltaTableError> {
     // Any error may hide a commit that happened (a lost reply, retried, reads as a lost
     // race): the log says whether this attempt's marker is in it.
     match marker.find(archive, table.version()) {
