@@ -1147,38 +1147,43 @@ fn archive(settings: &Settings, action: ArchiveCommand) -> Result<()> {
                 .map_err(|e| Error::Usage(format!("--older-than: {e}")))?;
             let r = rt.block_on(maintain::vacuum(archive, age, dry_run, force))?;
             if !settings.quiet {
-                let verb = if dry_run { "would delete" } else { "deleted" };
-                let mut lines = vec![format!(
-                    "{verb} {} unreferenced files",
-                    r.files_deleted.len()
-                )];
-                if r.stale_leases > 0 {
-                    let verb = if dry_run { "would remove" } else { "removed" };
-                    lines.push(format!(
-                        "{verb} {} leases of writers that died over 24 hours ago",
-                        r.stale_leases
-                    ));
-                }
-                if !r.writers_in_flight.is_empty() {
-                    let who: Vec<String> = r
-                        .writers_in_flight
-                        .iter()
-                        .map(|w| format!("{} (pid {})", w.what, w.pid))
-                        .collect();
-                    lines.push(format!(
-                        "kept every file written since the oldest of {} writers in flight began: {}",
-                        who.len(),
-                        who.join(", ")
-                    ));
-                }
-                if settings.verbose > 0 || dry_run {
-                    lines.extend(r.files_deleted.iter().map(|f| format!("  {f}")));
-                }
-                say(&lines.join("\n"))?;
+                say(&vacuum_summary(&r, dry_run, settings.verbose > 0))?;
             }
             Ok(())
         }
     }
+}
+
+/// What `archive vacuum` says it did (or would do, in a dry run).
+fn vacuum_summary(r: &maintain::VacuumReport, dry_run: bool, verbose: bool) -> String {
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    let mut lines = vec![format!(
+        "{verb} {} unreferenced files",
+        r.files_deleted.len()
+    )];
+    if r.stale_leases > 0 {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        lines.push(format!(
+            "{verb} {} leases of writers that died over 24 hours ago",
+            r.stale_leases
+        ));
+    }
+    if !r.writers_in_flight.is_empty() {
+        let who: Vec<String> = r
+            .writers_in_flight
+            .iter()
+            .map(|w| format!("{} (pid {})", w.what, w.pid))
+            .collect();
+        lines.push(format!(
+            "kept every file written since the oldest of {} writers in flight began: {}",
+            who.len(),
+            who.join(", ")
+        ));
+    }
+    if verbose || dry_run {
+        lines.extend(r.files_deleted.iter().map(|f| format!("  {f}")));
+    }
+    lines.join("\n")
 }
 
 /// Print a report as pretty JSON.
