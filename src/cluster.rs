@@ -28,6 +28,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{FunctionRegistry, SessionState, SessionStateBuilder, TaskContext};
+use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::object_store::ObjectStore;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::archive::provider::ArchiveTable;
 use crate::archive::store::{Remote, S3Options};
 use crate::archive::{self, Archive};
+use crate::query::remote::BoxError;
 
 /// Why the cluster could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -219,14 +221,14 @@ fn config() -> SessionConfig {
 }
 
 /// A session of the cluster (scheduler or executor): auditq's functions and stores.
-fn state(config: SessionConfig) -> DfResult<SessionState> {
+fn state(config: SessionConfig, functions: &[ScalarUDF]) -> DfResult<SessionState> {
     let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime_env()?)
         .with_default_features()
         .build();
-    for f in crate::query::udf::own_functions() {
-        state.register_udf(Arc::new(f))?;
+    for f in functions {
+        state.register_udf(Arc::new(f.clone()))?;
     }
     Ok(state)
 }
@@ -239,8 +241,9 @@ fn address(text: &str) -> Result<SocketAddr, Error> {
         .ok_or_else(|| Error::Address(text.to_owned()))
 }
 
-/// Run a scheduler on `bind` until the process is stopped.
-pub async fn scheduler(bind: &str, s3: S3Options) -> Result<(), Error> {
+/// Run a scheduler on `bind` until the process is stopped; its sessions know
+/// `functions` (auditq's, from `query`).
+pub async fn scheduler(bind: &str, s3: S3Options, functions: Vec<ScalarUDF>) -> Result<(), Error> {
     let _ = S3.set(s3);
     let addr = address(bind)?;
     let config = ballista_scheduler::config::SchedulerConfig {
@@ -248,7 +251,7 @@ pub async fn scheduler(bind: &str, s3: S3Options) -> Result<(), Error> {
         bind_port: addr.port(),
         external_host: addr.ip().to_string(),
         override_config_producer: Some(Arc::new(config)),
-        override_session_builder: Some(Arc::new(state)),
+        override_session_builder: Some(Arc::new(move |c| state(c, &functions))),
         override_logical_codec: Some(Arc::new(Codec::default())),
         ..Default::default()
     };
@@ -260,20 +263,32 @@ pub async fn scheduler(bind: &str, s3: S3Options) -> Result<(), Error> {
         .map_err(|e| Error::Ballista(e.to_string()))
 }
 
-/// Run an executor for the scheduler at `scheduler` until the process is stopped.
-pub async fn executor(
-    scheduler: &str,
-    bind: &str,
-    port: u16,
-    grpc_port: u16,
-    vcores: Option<usize>,
-    s3: S3Options,
-) -> Result<(), Error> {
+/// Where an executor listens and works.
+pub struct Executor {
+    /// The scheduler to work for (HOST:PORT).
+    pub scheduler: String,
+    pub bind: String,
+    pub port: u16,
+    pub grpc_port: u16,
+    pub vcores: Option<usize>,
+}
+
+/// Run an executor until the process is stopped; its tasks know `functions` (auditq's,
+/// from `query`).
+pub async fn executor(e: Executor, s3: S3Options, functions: Vec<ScalarUDF>) -> Result<(), Error> {
+    let Executor {
+        scheduler,
+        bind,
+        port,
+        grpc_port,
+        vcores,
+    } = e;
+    let scheduler = scheduler.as_str();
     let _ = S3.set(s3);
     let at = address(scheduler)?;
-    let mut functions = BallistaFunctionRegistry::default();
-    for f in crate::query::udf::own_functions() {
-        functions
+    let mut registry = BallistaFunctionRegistry::default();
+    for f in functions {
+        registry
             .scalar_functions
             .insert(f.name().to_owned(), Arc::new(f));
     }
@@ -285,7 +300,7 @@ pub async fn executor(
         scheduler_host: at.ip().to_string(),
         scheduler_port: at.port(),
         print_thread_info: false,
-        override_function_registry: Some(Arc::new(functions)),
+        override_function_registry: Some(Arc::new(registry)),
         override_runtime_producer: Some(Arc::new(|_: &SessionConfig| runtime_env())),
         override_config_producer: Some(Arc::new(config)),
         override_logical_codec: Some(Arc::new(Codec::default())),
@@ -299,13 +314,39 @@ pub async fn executor(
         .map_err(|e| Error::Ballista(e.to_string()))
 }
 
+/// Ballista as `query`'s engine for archives that name a cluster.
+pub struct Ballista;
+
+#[async_trait::async_trait]
+impl crate::query::remote::Engine for Ballista {
+    async fn session(
+        &self,
+        scheduler: &str,
+        archive: &Archive,
+        table: &deltalake::DeltaTable,
+        trust_stats: bool,
+        functions: Vec<ScalarUDF>,
+    ) -> Result<SessionContext, BoxError> {
+        Ok(session(scheduler, archive, table, trust_stats, functions).await?)
+    }
+
+    async fn stages(
+        &self,
+        plan: &LogicalPlan,
+        functions: Vec<ScalarUDF>,
+    ) -> Result<String, BoxError> {
+        Ok(stages(plan, &functions).await?)
+    }
+}
+
 /// A session whose queries run on the cluster at `scheduler`, with the archive's
 /// `events` table at `table`'s version.
-pub async fn session(
+async fn session(
     scheduler: &str,
     archive: &Archive,
     table: &deltalake::DeltaTable,
     trust_stats: bool,
+    functions: Vec<ScalarUDF>,
 ) -> Result<SessionContext, Error> {
     if archive.remote().is_none() {
         return Err(Error::LocalArchive(archive.root().to_owned()));
@@ -323,7 +364,7 @@ pub async fn session(
         ArchiveTable::try_new(table, archive, None, trust_stats).ok_or(Error::NotScannable)?;
     ctx.register_table("events", Arc::new(scan))
         .map_err(|e| Error::Ballista(e.to_string()))?;
-    for f in crate::query::udf::own_functions() {
+    for f in functions {
         ctx.register_udf(f);
     }
     Ok(ctx)
@@ -332,10 +373,10 @@ pub async fn session(
 /// The stages the scheduler makes of `plan` (an optimized logical plan over the
 /// archive's `events`): the physical plan its session makes, split where data moves
 /// between executors. For `explain --cluster`.
-pub async fn stages(plan: &datafusion::logical_expr::LogicalPlan) -> Result<String, Error> {
+async fn stages(plan: &LogicalPlan, functions: &[ScalarUDF]) -> Result<String, Error> {
     use ballista_scheduler::planner::{DefaultDistributedPlanner, DistributedPlanner};
     let ballista = |e: DataFusionError| Error::Ballista(e.to_string());
-    let state = state(config()).map_err(ballista)?;
+    let state = state(config(), functions).map_err(ballista)?;
     let physical = state.create_physical_plan(plan).await.map_err(ballista)?;
     let job = ballista_core::JobId::new("explain");
     let stages = DefaultDistributedPlanner::new()

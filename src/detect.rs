@@ -16,8 +16,8 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::archive::Archive;
-use crate::error::{Error, Result};
 use crate::follow::engine::Record;
+use crate::follow::error::{Error, Result};
 use crate::follow::pack::{self, Pack, Rule};
 use crate::lang::time::Clock;
 
@@ -99,9 +99,7 @@ pub async fn detect(
         let batch = batch.map_err(crate::query::Error::Execute)?;
         events += batch.num_rows() as u64;
         let batch = conform(&batch, &schema).map_err(crate::query::Error::Execute)?;
-        let records = pack
-            .push(&batch)
-            .map_err(crate::follow::error::Error::Evaluate)?;
+        let records = pack.push(&batch).map_err(Error::Evaluate)?;
         count(&mut tally, records);
     }
     count(&mut tally, pack.finish());

@@ -1,11 +1,35 @@
-//! Diagnostics: how errors read. Depends on nothing.
+//! Diagnostics: how errors read, and the spans they point at. Depends on nothing.
 //!
 //! One renderer for every query diagnostic: the headline, the query line, a caret under
 //! the span with a label, and `= help:` lines; or, for scripts, one JSON object each.
 
 use serde::Serialize;
 
-use crate::lang::ast::Span;
+/// Byte offsets `start..end` into the query text.
+///
+/// Spans never take part in equality: two trees are equal when they mean the same text,
+/// wherever it was written (this is what makes the display round trip testable).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Span {
+        Span { start, end }
+    }
+    /// The smallest span covering both.
+    pub fn to(self, other: Span) -> Span {
+        Span::new(self.start.min(other.start), self.end.max(other.end))
+    }
+}
+
+impl PartialEq for Span {
+    fn eq(&self, _: &Span) -> bool {
+        true
+    }
+}
 
 /// An error and its chain of causes on one line, each cause once: `a: b: c`.
 pub fn chain(e: &dyn std::error::Error) -> String {

@@ -47,14 +47,14 @@ pub enum Error {
     #[error(transparent)]
     Rules(#[from] crate::follow::pack::LoadError),
     #[error(transparent)]
-    Query(#[from] crate::query::Error),
+    Query(crate::query::Error),
     #[cfg(feature = "cluster")]
     #[error(transparent)]
     Cluster(#[from] crate::cluster::Error),
     #[error(transparent)]
-    Follow(#[from] crate::follow::error::Error),
+    Follow(crate::follow::error::Error),
     #[error(transparent)]
-    Prompt(#[from] crate::repl::Error),
+    Prompt(#[from] Prompt),
     #[error("encoding {what} as JSON")]
     Encode {
         what: &'static str,
@@ -70,6 +70,70 @@ pub enum Error {
     /// batch in flight.
     #[error("interrupted by signal {0}; the archive holds every commit made before it")]
     Interrupted(i32),
+}
+
+/// What can stop the REPL's prompt itself.
+#[derive(Debug, thiserror::Error)]
+pub enum Prompt {
+    #[error("setting up the prompt")]
+    Setup(#[source] rustyline::error::ReadlineError),
+    #[error("reading input")]
+    Read(#[source] rustyline::error::ReadlineError),
+    #[error("the query stopped")]
+    Stopped(#[source] tokio::task::JoinError),
+}
+
+/// Each layer's error as the one exit codes are decided on: its variants are lifted to
+/// this level, and what a layer says in its own terms is worded here in the command
+/// line's (`--cluster`, `--state`).
+impl From<crate::pipeline::Error> for Error {
+    fn from(e: crate::pipeline::Error) -> Self {
+        use crate::pipeline::Error as P;
+        match e {
+            P::Archive(e) => Error::Archive(e),
+            P::Input(e) => Error::Input(e),
+            P::Api(e) => Error::Api(e),
+            P::Poison { message, path } => Error::Poison { message, path },
+            P::Interrupted(sig) => Error::Interrupted(sig),
+            e @ P::NotAFile(_) => Error::Usage(e.to_string()),
+            P::Io { what, source } => Error::Io { what, source },
+        }
+    }
+}
+
+impl From<crate::query::Error> for Error {
+    fn from(e: crate::query::Error) -> Self {
+        use crate::query::Error as Q;
+        match e {
+            Q::Rejected(r) => Error::BadQuery(r),
+            Q::Archive(e) => Error::Archive(e),
+            e @ Q::NoCluster => Error::Usage(format!("--cluster: {e}")),
+            e @ Q::SequenceOnCluster => {
+                Error::Usage(format!("{e}; run the query without --cluster"))
+            }
+            #[cfg(feature = "cluster")]
+            Q::Cluster(e) => match e.downcast::<crate::cluster::Error>() {
+                Ok(e) => Error::Cluster(*e),
+                Err(e) => Error::Query(Q::Cluster(e)),
+            },
+            e => Error::Query(e),
+        }
+    }
+}
+
+impl From<crate::follow::error::Error> for Error {
+    fn from(e: crate::follow::error::Error) -> Self {
+        use crate::follow::error::Error as F;
+        match e {
+            F::Pipeline(e) => e.into(),
+            F::Query(e) => e.into(),
+            F::Rules(e) => Error::Rules(e),
+            F::Io { what, source } => Error::Io { what, source },
+            F::Encode { what, source } => Error::Encode { what, source },
+            e @ (F::OtherCheckpoint { .. } | F::NoHecToken) => Error::Usage(e.to_string()),
+            e => Error::Follow(e),
+        }
+    }
 }
 
 pub const EXIT_RUNTIME: u8 = 1;
@@ -136,7 +200,7 @@ impl Error {
 
     /// A refused query, from its diagnostics.
     pub fn rejected(src: &str, diags: Vec<crate::diag::Diagnostic>) -> Error {
-        Error::BadQuery(Box::new(crate::diag::Rejected::new(src, diags)))
+        crate::query::rejected(src, diags).into()
     }
 
     /// The message with its chain of causes, on one line.

@@ -12,38 +12,7 @@
 
 use std::io::{self, Write};
 
-/// A small, fast, seedable PRNG (SplitMix64). Its output is part of the generator's
-/// contract: the same seed gives the same events on every platform and version.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-}
+pub use crate::rng::Rng;
 
 /// Sample an index with weights 1/(k+1)^s: Zipf-like popularity.
 struct Zipf {
@@ -724,6 +693,21 @@ mod tests {
             push_time(&mut out, parse_time(t).unwrap());
             assert_eq!(std::str::from_utf8(&out).unwrap(), t);
             assert_eq!(format_time(parse_time(t).unwrap()), t);
+        }
+    }
+
+    /// Generated events are compact JSON: archived as they are, with no rewriting.
+    #[test]
+    fn generated_events_are_compact() {
+        let mut g = Generator::new(Config::new(200, 3, 0, 1));
+        let mut buf = Vec::new();
+        while g.write_next(&mut buf) {
+            let text = std::str::from_utf8(&buf).unwrap().trim_end();
+            assert!(matches!(
+                crate::event::compact_json(text),
+                std::borrow::Cow::Borrowed(_)
+            ));
+            buf.clear();
         }
     }
 

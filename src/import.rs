@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use crate::archive::Archive;
 use crate::archive::write::CommitStats;
-use crate::error::{Error, Result};
 use crate::ingest::{Chunk, Input, spawn_reader};
 use crate::pipeline::archive::ArchiveSink;
+use crate::pipeline::{Error, Result};
 
 /// What an import did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -83,10 +83,7 @@ pub async fn import(archive: &Archive, inputs: &[Input], opts: &Options) -> Resu
         if let Input::File(p) = input
             && !p.is_file()
         {
-            return Err(Error::Usage(format!(
-                "`{}` is not a readable file",
-                p.display()
-            )));
+            return Err(Error::NotAFile(p.clone()));
         }
     }
     let mut sink = ArchiveSink::open(archive, None, "import".into()).await?;

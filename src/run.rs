@@ -43,7 +43,7 @@ impl ConfigFile {
         if let Some(p) = std::env::var_os("AUDITQ_CONFIG") {
             return Some(PathBuf::from(p));
         }
-        Some(config_dir()?.join("config.toml"))
+        Some(crate::paths::config_dir()?.join("config.toml"))
     }
 
     pub fn load(path: &Path) -> Result<ConfigFile> {
@@ -67,36 +67,6 @@ impl ConfigFile {
             }),
         }
     }
-}
-
-fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-}
-
-/// The default archive: `$XDG_DATA_HOME/auditq/archive` (or `~/.local/share/auditq/archive`).
-pub fn default_archive() -> PathBuf {
-    data_dir().join("archive")
-}
-
-/// auditq's data directory: `$XDG_DATA_HOME/auditq` (or `~/.local/share/auditq`).
-pub fn data_dir() -> PathBuf {
-    std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| home().map(|h| h.join(".local").join("share")))
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("auditq")
-}
-
-/// auditq's config directory: `$XDG_CONFIG_HOME/auditq` (or `~/.config/auditq`).
-pub fn config_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| home().map(|h| h.join(".config")))
-        .map(|p| p.join("auditq"))
 }
 
 /// `--color`: colour on a terminal (unless `NO_COLOR` is set), always, or never.
@@ -172,39 +142,48 @@ pub struct Settings {
     pub color_out: bool,
     /// How to reach archives on S3 (the config file's `[s3]`, `--allow-http`).
     pub s3: crate::archive::store::S3Options,
+    /// `--macros` (or `AUDITQ_MACROS`); see [`macros`].
+    pub macros: Option<PathBuf>,
+}
+
+/// What the command line gives every command.
+#[derive(Debug, Default)]
+pub struct Given {
+    /// `--archive`, which already folds in `AUDITQ_ARCHIVE` (clap reads the env).
+    pub archive: Option<PathBuf>,
+    pub quiet: bool,
+    pub verbose: u8,
+    pub color: ColorChoice,
+    pub allow_http: bool,
+    pub macros: Option<PathBuf>,
 }
 
 impl Settings {
-    /// Resolve. `archive_flag` already folds in `AUDITQ_ARCHIVE` (clap reads the env).
-    pub fn resolve(
-        archive_flag: Option<PathBuf>,
-        quiet: bool,
-        verbose: u8,
-        color: ColorChoice,
-        allow_http: bool,
-    ) -> Result<Settings> {
+    /// Resolve: the command line, the environment, the config file, the defaults.
+    pub fn resolve(given: Given) -> Result<Settings> {
         let config = match ConfigFile::path() {
             Some(path) => ConfigFile::load(&path)?,
             None => ConfigFile::default(),
         };
         let mut s3 = config.s3.unwrap_or_default();
-        s3.allow_http |= allow_http;
-        let archive_given = archive_flag.is_some();
-        let archive = match archive_flag.or(config.archive) {
+        s3.allow_http |= given.allow_http;
+        let archive_given = given.archive.is_some();
+        let archive = match given.archive.or(config.archive) {
             Some(given) => archive_location(given, &s3)?,
-            None => Archive::at(default_archive()),
+            None => Archive::at(crate::paths::default_archive()),
         };
         let terminal = std::io::stderr().is_terminal();
         Ok(Settings {
             archive,
             archive_given,
             org: config.org.filter(|o| !o.trim().is_empty()),
-            quiet,
-            verbose,
-            progress: terminal && !quiet,
-            color_err: color.on(terminal),
-            color_out: color.on(std::io::stdout().is_terminal()),
+            quiet: given.quiet,
+            verbose: given.verbose,
+            progress: terminal && !given.quiet,
+            color_err: given.color.on(terminal),
+            color_out: given.color.on(std::io::stdout().is_terminal()),
             s3,
+            macros: given.macros,
         })
     }
 
@@ -217,6 +196,21 @@ impl Settings {
                     "no organization: pass --org ORG, set ATLASSIAN_ORG_ID, or put `org = \"…\"` in the config file".into(),
                 )
             })
+    }
+}
+
+/// "Now" for relative times: `--now`, else `AUDITQ_NOW`, else the clock.
+pub fn now(flag: Option<&str>) -> Result<i64> {
+    let text = flag
+        .map(str::to_owned)
+        .or_else(|| std::env::var("AUDITQ_NOW").ok().filter(|s| !s.is_empty()));
+    match text {
+        None => Ok(chrono::Utc::now().timestamp_micros()),
+        Some(t) => crate::event::parse_time(&t).ok_or_else(|| {
+            Error::Usage(format!(
+                "`{t}` is not a time for --now / AUDITQ_NOW (expected e.g. 2026-02-16T12:00:00Z)"
+            ))
+        }),
     }
 }
 
@@ -239,7 +233,7 @@ pub const MAX_MACROS_BYTES: u64 = 1 << 20;
 /// The macros of `--macros FILE`, else of `$XDG_CONFIG_HOME/auditq/macros.aq` when there
 /// is one.
 pub fn macros(flag: Option<&Path>) -> Result<Library> {
-    let (path, given) = match (flag, config_dir()) {
+    let (path, given) = match (flag, crate::paths::config_dir()) {
         (Some(p), _) => (p.to_path_buf(), true),
         (None, Some(dir)) => (dir.join("macros.aq"), false),
         (None, None) => return Ok(Library::default()),
@@ -283,8 +277,8 @@ pub fn expand(flag: Option<&Path>, text: &str) -> Result<Expanded> {
 
 /// An error about an expanded query as one about what the user wrote (see
 /// [`Expanded::restore`]).
-pub fn restore(text: &Expanded, e: Error) -> Error {
-    match e {
+pub fn restore(text: &Expanded, e: impl Into<Error>) -> Error {
+    match e.into() {
         Error::BadQuery(r) if r.src == text.text => Error::rejected(
             &text.original,
             r.diags.into_iter().map(|d| text.restore(d)).collect(),
@@ -295,7 +289,7 @@ pub fn restore(text: &Expanded, e: Error) -> Error {
 
 /// The saved queries' directory: `$XDG_CONFIG_HOME/auditq/queries`.
 pub fn saved_dir() -> Result<PathBuf> {
-    config_dir()
+    crate::paths::config_dir()
         .map(|d| d.join("queries"))
         .ok_or_else(|| Error::Usage("no config directory: set HOME or XDG_CONFIG_HOME".into()))
 }

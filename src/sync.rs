@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use crate::api::client::{Limits, Secret};
 use crate::archive::Archive;
-use crate::error::{Error, Result};
 use crate::event;
 use crate::pipeline::api::{Api, ApiSource, Patience, Start};
 use crate::pipeline::archive::{ArchiveSink, api_app};
 use crate::pipeline::signalled;
+use crate::pipeline::{Error, Result};
 
 /// How to sync.
 #[derive(Debug, Clone)]

@@ -153,7 +153,7 @@ pub struct Client {
     org: String,
     token: Secret,
     limits: Limits,
-    rng: crate::generate::Rng,
+    rng: crate::rng::Rng,
     /// Not before this instant (a rate-limit reset announced by the server).
     not_before: Option<tokio::time::Instant>,
     rate_waited: Duration,
@@ -192,7 +192,7 @@ impl Client {
             org: org.to_owned(),
             token,
             limits,
-            rng: crate::generate::Rng::new(seed),
+            rng: crate::rng::Rng::new(seed),
             not_before: None,
             rate_waited: Duration::ZERO,
             status: Default::default(),

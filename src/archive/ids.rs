@@ -13,9 +13,32 @@
 //! same content means the same `time`, hence the same day.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasherDefault;
+use std::hash::{BuildHasherDefault, Hasher};
 
-use super::write::{IdIndex, PassThrough};
+/// A pass-through hasher: the keys are already xxh3 hashes.
+#[derive(Default)]
+pub struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Id hash -> content fingerprint (`raw_hash`).
+///
+/// Two different ids share a 64-bit hash with probability about n²/2⁶⁵ (≈3·10⁻⁶ at 10M
+/// events); the newcomer would then be reported as a conflict and kept in the
+/// quarantine, never lost (see docs/decisions.md).
+pub type IdIndex = HashMap<u64, i64, BuildHasherDefault<PassThrough>>;
 
 /// Merge the recent ids into the sorted vector when there are this many.
 const MERGE_AT: usize = 1 << 20;

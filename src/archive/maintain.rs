@@ -10,12 +10,14 @@ use deltalake::operations::vacuum::VacuumMode;
 use serde::Serialize;
 
 use super::commit::{Lease, Marker};
+use super::ids::IdIndex;
 use super::quarantine::Kind;
 use super::read::{
     LiveFile, changed_files, live_files, open_parquet, plain_session, read_columns, read_projected,
-    same_kind, session, sql, stored_sizes,
+    same_kind, sql, stored_sizes,
 };
-use super::write::{IdIndex, writer_properties};
+use super::session::session;
+use super::write::writer_properties;
 use super::{Archive, Error, Result};
 use crate::event::{self, col};
 

@@ -33,6 +33,7 @@ pub mod quarantine;
 pub mod read;
 mod read_ahead;
 pub mod repair;
+pub mod session;
 pub mod store;
 pub mod summary;
 pub mod write;

@@ -7,7 +7,7 @@
 //! live; the rest is a plain partitioned Parquet scan, which DataFusion plans itself:
 //! row-group statistics, bloom filters and page indexes prune, and filters on `date` drop
 //! whole files before anything is opened. Tables outside that shape keep delta-rs's
-//! provider (see [`super::read::session`]).
+//! provider (see [`super::session::session`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -530,7 +530,7 @@ mod tests {
     use datafusion::arrow::datatypes::DataType;
 
     use super::ArchiveTable;
-    use crate::archive::{Archive, read, write};
+    use crate::archive::{Archive, write};
     use crate::event::{BatchBuilder, col};
 
     /// The strings in `context` are read as views, and read right: the same values as
@@ -566,7 +566,9 @@ mod tests {
         assert!(parts.iter().all(|p| p.data_type() == &DataType::Utf8View));
         assert!(scan.nested_views);
 
-        let ctx = read::session(&archive, &table, None, true).await.unwrap();
+        let ctx = super::super::session::session(&archive, &table, None, true)
+            .await
+            .unwrap();
         let batches = ctx
             .sql("SELECT id, context FROM events")
             .await

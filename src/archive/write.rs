@@ -29,7 +29,6 @@
 //! files are being written, a lease keeps `archive vacuum` from deleting them.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::{
@@ -53,36 +52,11 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use indexmap::IndexMap;
 
 use super::commit::{Lease, Marker};
-use super::ids::{DayCache, IdSet};
+use super::ids::{DayCache, IdIndex, IdSet};
 use super::quarantine::Kind;
 use super::read::{live_files, read_columns};
 use super::{Archive, Error, Lock, Result};
 use crate::event::{self, col};
-
-/// A pass-through hasher: the keys are already xxh3 hashes.
-#[derive(Default)]
-pub struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// Id hash -> content fingerprint (`raw_hash`).
-///
-/// Two different ids share a 64-bit hash with probability about n²/2⁶⁵ (≈3·10⁻⁶ at 10M
-/// events); the newcomer would then be reported as a conflict and kept in the
-/// quarantine, never lost (see docs/decisions.md).
-pub type IdIndex = HashMap<u64, i64, BuildHasherDefault<PassThrough>>;
 
 /// What one commit did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

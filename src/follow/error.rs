@@ -1,9 +1,41 @@
-//! What stops `follow` besides the archive, the API and I/O.
+//! What stops `follow` (and `detect`, which runs its engine over the archive).
 
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Reading events, or archiving them.
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::Error),
+    /// Refused query text, or a query over the archive that failed.
+    #[error(transparent)]
+    Query(#[from] crate::query::Error),
+    #[error(transparent)]
+    Rules(#[from] super::pack::LoadError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("encoding {what} as JSON")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The state directory holds the checkpoint of another query or source.
+    #[error(
+        "the checkpoint in `{}` is for `{query}` on {source_name}; give another --state for this query",
+        .dir.display()
+    )]
+    OtherCheckpoint {
+        dir: PathBuf,
+        query: String,
+        source_name: String,
+    },
+    #[error("a splunk-hec sink needs SPLUNK_HEC_TOKEN in the environment")]
+    NoHecToken,
     #[error("the follow checkpoint `{}` is unreadable; move it away to start afresh", .path.display())]
     Checkpoint {
         path: PathBuf,
@@ -38,3 +70,23 @@ pub enum Error {
     )]
     Undelivered,
 }
+
+impl From<crate::archive::Error> for Error {
+    fn from(e: crate::archive::Error) -> Self {
+        Error::Pipeline(e.into())
+    }
+}
+
+impl From<crate::ingest::Error> for Error {
+    fn from(e: crate::ingest::Error) -> Self {
+        Error::Pipeline(e.into())
+    }
+}
+
+impl From<crate::api::client::ApiError> for Error {
+    fn from(e: crate::api::client::ApiError) -> Self {
+        Error::Pipeline(e.into())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

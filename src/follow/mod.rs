@@ -44,11 +44,11 @@ use tokio::sync::mpsc;
 use crate::archive::Archive;
 use crate::archive::lock::Lock;
 use crate::archive::quarantine::Quarantine;
-use crate::error::{Error, Result};
 use crate::event::col as c;
 use crate::pipeline::archive::{ArchiveSink, api_app};
 use crate::query::Clock;
 use engine::Engine;
+use error::{Error, Result};
 use pack::Pack;
 use source::{Msg, Position};
 
@@ -82,6 +82,27 @@ pub struct Options {
     pub now: i64,
     /// Longest wait for the sinks when stopping on a signal.
     pub shutdown_grace: Duration,
+}
+
+impl Default for Options {
+    /// Standard input to standard output, checkpoints unkept, now by the clock.
+    fn default() -> Self {
+        Options {
+            query: String::new(),
+            rules: Vec::new(),
+            from: From::Stdin,
+            sinks: vec![sink::Spec::Stdout],
+            sink: sink::Options::default(),
+            archive: None,
+            state: None,
+            lateness: Duration::from_secs(600),
+            since: Duration::from_secs(600),
+            overlap: Duration::from_secs(600),
+            checkpoint_every: Duration::from_secs(1),
+            now: chrono::Utc::now().timestamp_micros(),
+            shutdown_grace: Duration::from_millis(4500),
+        }
+    }
 }
 
 /// What a follow did.
@@ -163,7 +184,7 @@ fn load(dir: &Path) -> Result<Option<Checkpoint>> {
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|source| error::Error::Checkpoint { path, source }.into()),
+            .map_err(|source| Error::Checkpoint { path, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(format!("reading `{}`", path.display()))(e)),
     }
@@ -171,7 +192,7 @@ fn load(dir: &Path) -> Result<Option<Checkpoint>> {
 
 fn save(dir: &Path, cp: &Checkpoint) -> Result<()> {
     let path = dir.join(CHECKPOINT);
-    let bytes = serde_json::to_vec(cp).map_err(error::Error::EncodeCheckpoint)?;
+    let bytes = serde_json::to_vec(cp).map_err(Error::EncodeCheckpoint)?;
     crate::archive::quarantine::write_atomic(&path, &bytes)
         .map_err(io(format!("writing `{}`", path.display())))
 }
@@ -179,7 +200,7 @@ fn save(dir: &Path, cp: &Checkpoint) -> Result<()> {
 /// The default checkpoint directory of a query on a source.
 pub fn default_state_dir(query: &str, source: &str) -> PathBuf {
     let h = xxhash_rust::xxh3::xxh3_64(format!("{query}\u{1f}{source}").as_bytes());
-    crate::run::data_dir()
+    crate::paths::data_dir()
         .join("follow")
         .join(format!("{h:016x}"))
 }
@@ -288,7 +309,7 @@ impl Run {
         };
         self.report.repeated += repeated;
         self.report.read += batch.num_rows() as u64;
-        let records = self.engine.push(&batch).map_err(error::Error::Evaluate)?;
+        let records = self.engine.push(&batch).map_err(Error::Evaluate)?;
         if self.send(records).await? == Flow::Stop {
             return Ok(Flow::Stop);
         }
@@ -432,8 +453,10 @@ pub async fn seed(pack: &mut Pack, archive: &Archive, now: i64, until: Option<i6
             None => match crate::query::open(archive).await {
                 Ok((_, summary)) => *start.insert(summary.and_then(|s| s.first)),
                 // Nothing archived yet: nothing to learn.
-                Err(Error::Archive(crate::archive::Error::Missing { .. })) => return Ok(()),
-                Err(e) => return Err(e),
+                Err(crate::query::Error::Archive(crate::archive::Error::Missing { .. })) => {
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
             },
         };
         for (slot, text) in seeds.iter().enumerate() {
@@ -441,9 +464,7 @@ pub async fn seed(pack: &mut Pack, archive: &Archive, now: i64, until: Option<i6
             let mut tuples = 0;
             while let Some(batch) = answer.next().await? {
                 tuples += batch.num_rows();
-                engine
-                    .seed(slot, &batch, start)
-                    .map_err(error::Error::Evaluate)?;
+                engine.seed(slot, &batch, start).map_err(Error::Evaluate)?;
             }
             tracing::info!(target: "auditq::follow", "first_seen: {tuples} tuples learnt from the archive (`{text}`)");
         }
@@ -456,9 +477,10 @@ pub async fn follow(opts: Options) -> Result<Report> {
     let clock = Clock::utc(opts.now);
     let lateness = opts.lateness.as_micros() as i64;
     let (mut engine, query) = if opts.rules.is_empty() {
-        let query = crate::lang::parse(&opts.query).map_err(|d| Error::rejected(&opts.query, d))?;
+        let query =
+            crate::lang::parse(&opts.query).map_err(|d| crate::query::rejected(&opts.query, d))?;
         let engine = Engine::new(&query, &clock, lateness)
-            .map_err(|d| Error::rejected(&opts.query, vec![d]))?;
+            .map_err(|d| crate::query::rejected(&opts.query, vec![d]))?;
         (Pack::single(query.clone(), engine), Some(query))
     } else {
         let pack = Pack::rules(opts.rules.clone(), &clock, lateness)
@@ -488,12 +510,11 @@ pub async fn follow(opts: Options) -> Result<Report> {
     let restored = checkpoint.is_some();
     if let Some(cp) = checkpoint {
         if cp.query != engine.text || cp.source != source_name {
-            return Err(Error::Usage(format!(
-                "the checkpoint in `{}` is for `{}` on {}; give another --state for this query",
-                state_dir.as_deref().unwrap_or(Path::new("?")).display(),
-                cp.query,
-                cp.source
-            )));
+            return Err(Error::OtherCheckpoint {
+                dir: state_dir.clone().unwrap_or_else(|| PathBuf::from("?")),
+                query: cp.query,
+                source_name: cp.source,
+            });
         }
         let mut states = vec![cp.engine];
         states.extend(cp.more);
@@ -508,7 +529,7 @@ pub async fn follow(opts: Options) -> Result<Report> {
     let quarantine = match (&opts.archive, &state_dir) {
         (Some(a), _) => a.quarantine(),
         (None, Some(d)) => Quarantine::new(d.join("quarantine")),
-        (None, None) => Quarantine::new(crate::run::data_dir().join("follow").join("quarantine")),
+        (None, None) => Quarantine::new(crate::paths::data_dir().join("follow").join("quarantine")),
     };
     let app = match &opts.from {
         From::Api(a) => api_app(&a.api.org),
@@ -605,11 +626,10 @@ pub async fn follow(opts: Options) -> Result<Report> {
                     // The source stopped: its error, or the end of its input.
                     return match (&mut source_task).await {
                         Ok(r) => r,
-                        Err(source) => Err(error::Error::Task {
+                        Err(source) => Err(Error::Task {
                             what: "source".into(),
                             source,
-                        }
-                        .into()),
+                        }),
                     };
                 }
             };

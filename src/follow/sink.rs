@@ -22,8 +22,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::engine::Record;
+use super::error::{Error, Result};
 use crate::api::client::Secret;
-use crate::error::{Error, Result};
 
 /// A sink as given on the command line.
 #[derive(Debug, Clone)]
@@ -123,6 +123,24 @@ pub struct Options {
     pub backoff_cap: Duration,
 }
 
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            queue: 16,
+            http_batch: 500,
+            rotate_bytes: 100 << 20,
+            keep: 5,
+            hec_token: None,
+            compact: false,
+            dead_letter: crate::paths::data_dir()
+                .join("follow")
+                .join("dead-letter.ndjson"),
+            backoff_base: Duration::from_millis(500),
+            backoff_cap: Duration::from_secs(30),
+        }
+    }
+}
+
 enum Msg {
     Records(Arc<Vec<Record>>),
     Barrier(oneshot::Sender<()>),
@@ -168,9 +186,7 @@ impl Sinks {
                 Spec::Webhook(url) | Spec::Hec(url) => {
                     let hec = matches!(spec, Spec::Hec(_));
                     if hec && opts.hec_token.is_none() {
-                        return Err(Error::Usage(
-                            "a splunk-hec sink needs SPLUNK_HEC_TOKEN in the environment".into(),
-                        ));
+                        return Err(Error::NoHecToken);
                     }
                     let http = Http::new(url.clone(), hec, opts, name.clone())?;
                     tokio::spawn(http.run(rx))
@@ -223,15 +239,13 @@ impl Sinks {
         let r = &mut self.running[i];
         match (&mut r.task).await {
             Ok(Err(e)) => e,
-            Ok(Ok(_)) => super::error::Error::SinkStopped {
+            Ok(Ok(_)) => Error::SinkStopped {
                 name: r.name.clone(),
-            }
-            .into(),
-            Err(source) => super::error::Error::Task {
+            },
+            Err(source) => Error::Task {
                 what: format!("sink {}", r.name),
                 source,
-            }
-            .into(),
+            },
         }
     }
 
@@ -240,7 +254,7 @@ impl Sinks {
         let mut out = Vec::new();
         for r in self.running {
             drop(r.tx);
-            let counts = r.task.await.map_err(|source| super::error::Error::Task {
+            let counts = r.task.await.map_err(|source| Error::Task {
                 what: format!("sink {}", r.name),
                 source,
             })??;
@@ -471,7 +485,7 @@ impl Http {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .build()
-            .map_err(|source| super::error::Error::SinkClient {
+            .map_err(|source| Error::SinkClient {
                 name: name.clone(),
                 source,
             })?;
@@ -593,11 +607,10 @@ impl Http {
                     match status {
                         200..=299 => return Ok(Sent::Ok),
                         401 | 403 if self.hec => {
-                            return Err(super::error::Error::HecRefused {
+                            return Err(Error::HecRefused {
                                 name: self.name.clone(),
                                 status,
-                            }
-                            .into());
+                            });
                         }
                         408 | 429 | 500..=599 => {
                             if let Some(s) = retry_after {

@@ -13,8 +13,8 @@ use datafusion::arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::error::{Error, Result};
 use crate::archive::quarantine::Quarantine;
-use crate::error::{Error, Result};
 use crate::ingest::{self, Chunk, Input, Parser};
 use crate::pipeline::api::{ApiSource, Patience, Start};
 
@@ -119,11 +119,11 @@ pub async fn stdin(
     }
     let stats = tokio::task::spawn_blocking(move || handle.join())
         .await
-        .map_err(|source| super::error::Error::Task {
+        .map_err(|source| Error::Task {
             what: "stdin".into(),
             source,
         })?
-        .map_err(|_| super::error::Error::StdinReader)??;
+        .map_err(|_| Error::StdinReader)??;
     let _ = tx
         .send(Msg::End {
             skipped: stats.skipped,

@@ -3,31 +3,7 @@
 
 use std::fmt;
 
-/// Byte offsets `start..end` into the query text.
-///
-/// Spans never take part in equality: two trees are equal when they mean the same text,
-/// wherever it was written (this is what makes the display round trip testable).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Span {
-    pub start: usize,
-    pub end: usize,
-}
-
-impl Span {
-    pub fn new(start: usize, end: usize) -> Span {
-        Span { start, end }
-    }
-    /// The smallest span covering both.
-    pub fn to(self, other: Span) -> Span {
-        Span::new(self.start.min(other.start), self.end.max(other.end))
-    }
-}
-
-impl PartialEq for Span {
-    fn eq(&self, _: &Span) -> bool {
-        true
-    }
-}
+pub use crate::diag::Span;
 
 /// A field as written (`event`, `actor.email`); resolved against the catalogue later.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,7 +118,7 @@ pub struct Dur {
 impl Dur {
     /// `text` must be a duration by the grammar (`duration` in grammar/auditq.ebnf).
     pub fn new(text: &str) -> Dur {
-        let us = super::time::parse_duration(text)
+        let us = super::duration::parse_duration(text)
             .ok()
             .and_then(|d| i64::try_from(d.as_micros()).ok());
         Dur {

@@ -1,6 +1,7 @@
 //! The query language: tokens, syntax tree, parser, time arithmetic. Knows nothing of DataFusion.
 
 pub mod ast;
+pub mod duration;
 pub mod lex;
 pub mod macros;
 pub mod parse;

@@ -1785,7 +1785,7 @@ mod tests {
 
     #[test]
     fn random_bytes_never_panic() {
-        let mut rng = crate::generate::Rng::new(11);
+        let mut rng = crate::rng::Rng::new(11);
         let pieces = [
             "a",
             ":",
@@ -1862,7 +1862,7 @@ mod grammar_examples {
 
 #[cfg(test)]
 mod round_trip_property {
-    use crate::generate::Rng;
+    use crate::rng::Rng;
 
     fn pick<'a>(rng: &mut Rng, xs: &[&'a str]) -> &'a str {
         xs[rng.below(xs.len() as u64) as usize]

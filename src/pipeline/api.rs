@@ -15,9 +15,9 @@ use std::time::Duration;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
 
+use super::{Error, Result};
 use crate::api::client::{ApiError, Client, Limits, Page, Secret, Status};
 use crate::archive::quarantine::{Kind, Quarantine};
-use crate::error::{Error, Result};
 use crate::event::{BatchBuilder, col};
 
 /// Where and how to read.

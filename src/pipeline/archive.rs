@@ -6,9 +6,9 @@
 
 use datafusion::arrow::array::RecordBatch;
 
+use super::Result;
 use crate::archive::Archive;
 use crate::archive::write::{CommitStats, Writer};
-use crate::error::Result;
 
 /// The application-transaction id of an organization's API checkpoint (shared by
 /// `sync` and `follow` of the same organization).

@@ -14,6 +14,37 @@
 pub mod api;
 pub mod archive;
 
+use std::path::PathBuf;
+
+/// What stops ingestion (`sync`, `import`, `follow`'s reading and archiving).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Archive(#[from] crate::archive::Error),
+    #[error(transparent)]
+    Input(#[from] crate::ingest::Error),
+    #[error(transparent)]
+    Api(#[from] crate::api::client::ApiError),
+    /// An API page that stayed unreadable; its bytes are in the quarantine.
+    #[error("{message}; the page's bytes are in `{}`, and the checkpoint did not move", .path.display())]
+    Poison { message: String, path: PathBuf },
+    /// Stopped by a signal (SIGINT = 2, SIGTERM = 15) after finishing or abandoning the
+    /// batch in flight.
+    #[error("interrupted by signal {0}; the archive holds every commit made before it")]
+    Interrupted(i32),
+    /// An input named on the command line that is no readable file.
+    #[error("`{}` is not a readable file", .0.display())]
+    NotAFile(PathBuf),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// Which signal stopped us (2: SIGINT, 15: SIGTERM), once one arrives.
 pub(crate) fn signalled() -> impl std::future::Future<Output = i32> + Send + 'static {
     watch(&[2, 15])

@@ -21,14 +21,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
-/// Whether `value` lower-cases to `lowered` (itself lower case).
-pub fn folds_to(value: &str, lowered: &str) -> bool {
-    if value.is_ascii() {
-        value.len() == lowered.len() && value.eq_ignore_ascii_case(lowered)
-    } else {
-        value.to_lowercase() == lowered
-    }
-}
+use super::udf::folds_to;
 
 /// `eq_fold(s, 'x')` = `lower(s) = 'x'` for a lower-case constant `x`; null for null.
 #[derive(Debug, PartialEq, Eq, Hash)]

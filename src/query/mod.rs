@@ -9,6 +9,7 @@ pub mod fields;
 pub mod fold;
 pub mod lookup;
 pub mod output;
+pub mod remote;
 pub mod sequence;
 pub mod udf;
 
@@ -25,7 +26,7 @@ use crate::diag::Diagnostic;
 pub use crate::lang::time::Clock;
 use crate::lang::{self, Query};
 
-type Result<T, E = crate::Error> = std::result::Result<T, E>;
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What can go wrong running a query once it has compiled.
 #[derive(Debug, thiserror::Error)]
@@ -46,26 +47,45 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A query that does not parse or compile: its text and diagnostics, rendered by the
+    /// caller in the style and colour it chose.
+    #[error(transparent)]
+    Rejected(Box<crate::diag::Rejected>),
+    #[error(transparent)]
+    Archive(#[from] crate::archive::Error),
+    /// The archive names a cluster, and no engine for clusters is installed
+    /// ([`remote::install`]).
+    #[error("this auditq was built without the `cluster` feature (cargo build --features cluster)")]
+    NoCluster,
+    /// `sequence` is auditq's own operator, which a cluster's executors do not have.
+    #[error(
+        "`sequence` does not run on a cluster: it is auditq's own operator, which the executors do not have"
+    )]
+    SequenceOnCluster,
+    /// The cluster engine's own error.
+    #[error(transparent)]
+    Cluster(remote::BoxError),
 }
 
 /// A refused query.
-fn rejected(src: &str, diags: Vec<Diagnostic>) -> crate::Error {
-    crate::Error::rejected(src, diags)
+pub fn rejected(src: &str, diags: Vec<Diagnostic>) -> Error {
+    Error::Rejected(Box::new(crate::diag::Rejected::new(src, diags)))
 }
 
-/// "Now" for relative times: `--now`, else `AUDITQ_NOW`, else the clock.
-pub fn now(flag: Option<&str>) -> Result<i64> {
-    let text = flag
-        .map(str::to_owned)
-        .or_else(|| std::env::var("AUDITQ_NOW").ok().filter(|s| !s.is_empty()));
-    match text {
-        None => Ok(chrono::Utc::now().timestamp_micros()),
-        Some(t) => crate::event::parse_time(&t).ok_or_else(|| {
-            crate::Error::Usage(format!(
-                "`{t}` is not a time for --now / AUDITQ_NOW (expected e.g. 2026-02-16T12:00:00Z)"
-            ))
-        }),
-    }
+/// Every function auditq adds to DataFusion, the one registry of them (sessions and the
+/// cluster engine register them; `explain` notes SQL
+/// that calls them, which other engines cannot run).
+pub fn own_functions() -> Vec<datafusion::logical_expr::ScalarUDF> {
+    vec![
+        udf::fingerprint_udf(),
+        lookup::network_of_udf(),
+        fold::eq_fold_udf(),
+        udf::ip_in_cidr_udf(),
+        udf::list_match_udf(),
+        udf::json_get_udf(),
+        chart::bucket_times_udf(),
+        chart::bucket_values_udf(),
+    ]
 }
 
 /// A session over the archive's current version, with auditq's functions registered.
@@ -77,10 +97,10 @@ pub async fn session(archive: &Archive) -> Result<SessionContext> {
 /// The summary is `None` when a live file is missing or changed since it was committed:
 /// then nothing is answered from metadata (see [`read::changed_files`]).
 pub async fn open(archive: &Archive) -> Result<(SessionContext, Option<Summary>)> {
-    #[cfg(not(feature = "cluster"))]
-    if archive.cluster().is_some() {
-        return Err(no_cluster());
-    }
+    let engine = match archive.cluster() {
+        Some(scheduler) => Some((scheduler, remote::installed().ok_or(Error::NoCluster)?)),
+        None => None,
+    };
     let table = archive.open_table().await?;
     let files = read::live_files(archive, &table)?;
     let changed = read::changed_files(archive, &files);
@@ -97,36 +117,31 @@ pub async fn open(archive: &Archive) -> Result<(SessionContext, Option<Summary>)
         );
         (None, None)
     };
-    let ctx = match archive.cluster() {
+    let ctx = match engine {
         None => {
-            let ctx = read::session(archive, &table, aids.as_ref(), summary.is_some()).await?;
+            let ctx =
+                crate::archive::session::session(archive, &table, aids.as_ref(), summary.is_some())
+                    .await?;
             // DataFusion's planner, which also plans `| sequence`.
             let state = datafusion::execution::SessionStateBuilder::new_from_existing(ctx.state())
                 .with_query_planner(std::sync::Arc::new(sequence::Planner))
                 .build();
             SessionContext::new_with_state(state)
         }
-        #[cfg(feature = "cluster")]
-        Some(scheduler) => {
-            crate::cluster::session(scheduler, archive, &table, summary.is_some()).await?
+        Some((scheduler, engine)) => {
+            let functions = own_functions();
+            let trust = summary.is_some();
+            (engine
+                .session(scheduler, archive, &table, trust, functions)
+                .await)
+                .map_err(Error::Cluster)?
         }
-        #[cfg(not(feature = "cluster"))]
-        Some(_) => return Err(no_cluster()),
     };
-    for f in udf::own_functions() {
+    for f in own_functions() {
         ctx.register_udf(f);
     }
     ctx.add_optimizer_rule(std::sync::Arc::new(fold::FoldEq));
     Ok((ctx, summary))
-}
-
-#[cfg(not(feature = "cluster"))]
-fn no_cluster() -> crate::Error {
-    crate::Error::Usage(
-        "--cluster: this auditq was built without the `cluster` feature \
-         (cargo build --features cluster)"
-            .into(),
-    )
 }
 
 /// A parsed and planned query.
@@ -208,7 +223,7 @@ fn action_counts(ctx: &SessionContext, s: &Summary) -> Result<DataFrame> {
         ],
     )
     .map_err(|e| Error::Plan(e.into()))?;
-    Ok(ctx.read_batch(batch).map_err(Error::Plan)?)
+    ctx.read_batch(batch).map_err(Error::Plan)
 }
 
 /// Warnings about a query: a time range starting before the archive's first event;
@@ -367,7 +382,7 @@ impl Answer {
         while let Some(b) = self.next().await? {
             w.write(&b)?;
         }
-        Ok(w.finish()?)
+        w.finish()
     }
 }
 
@@ -379,11 +394,7 @@ fn local_only(archive: &Archive, q: &Query) -> Result<()> {
         .iter()
         .any(|s| matches!(s, lang::ast::Stage::Sequence(..)));
     if archive.cluster().is_some() && sequence {
-        return Err(crate::Error::Usage(
-            "`sequence` does not run on a cluster: it is auditq's own operator, which the \
-             executors do not have; run the query without --cluster"
-                .into(),
-        ));
+        return Err(Error::SequenceOnCluster);
     }
     Ok(())
 }
@@ -470,10 +481,10 @@ pub async fn explain(archive: &Archive, src: &str, clock: Clock, analyze: bool) 
         indent(&optimized.display_indent().to_string()),
         indent(&physical.to_string()),
     );
-    #[cfg(feature = "cluster")]
-    if archive.cluster().is_some() {
+    if let (Some(_), Some(engine)) = (archive.cluster(), remote::installed()) {
+        let stages = (engine.stages(&optimized, own_functions()).await).map_err(Error::Cluster)?;
         text.push_str("\nstages on the cluster (as its scheduler plans them):\n");
-        text.push_str(&indent(&crate::cluster::stages(&optimized).await?));
+        text.push_str(&indent(&stages));
     }
     if analyze {
         let run = planned.frame.clone().explain(false, true).map_err(rt)?;
@@ -545,7 +556,7 @@ fn sql_of(plan: &datafusion::logical_expr::LogicalPlan) -> String {
     }
     // SQL that calls auditq's own functions runs in auditq's session (and
     // `explained_sql_runs_and_agrees` checks that it agrees), but not in other engines.
-    let own: Vec<String> = udf::own_functions()
+    let own: Vec<String> = own_functions()
         .iter()
         .map(|f| f.name().to_owned())
         .chain(["matches_any".to_owned()])

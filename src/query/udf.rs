@@ -241,7 +241,7 @@ pub enum Matcher {
 impl Matcher {
     pub fn is_match(&self, s: &str) -> bool {
         match self {
-            Matcher::Eq(v) => super::fold::folds_to(s, v),
+            Matcher::Eq(v) => folds_to(s, v),
             Matcher::Exact(v) => s == v,
             Matcher::Re(re) => re.is_match(s),
             Matcher::Contains(v) => s.to_lowercase().contains(v.as_str()),
@@ -549,19 +549,13 @@ pub fn fingerprint_udf() -> ScalarUDF {
     })
 }
 
-/// Every function auditq adds to DataFusion (sessions register them; `explain` notes SQL
-/// that calls them, which other engines cannot run).
-pub fn own_functions() -> [ScalarUDF; 8] {
-    [
-        fingerprint_udf(),
-        super::lookup::network_of_udf(),
-        super::fold::eq_fold_udf(),
-        ip_in_cidr_udf(),
-        list_match_udf(),
-        json_get_udf(),
-        super::chart::bucket_times_udf(),
-        super::chart::bucket_values_udf(),
-    ]
+/// Whether `value` lower-cases to `lowered` (itself lower case).
+pub fn folds_to(value: &str, lowered: &str) -> bool {
+    if value.is_ascii() {
+        value.len() == lowered.len() && value.eq_ignore_ascii_case(lowered)
+    } else {
+        value.to_lowercase() == lowered
+    }
 }
 
 pub fn ip_in_cidr_udf() -> ScalarUDF {

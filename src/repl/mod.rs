@@ -16,6 +16,7 @@ use rustyline::{CompletionType, Config, EditMode, Editor};
 
 use crate::Error as AnyError;
 use crate::archive::Archive;
+use crate::error::Prompt as Error;
 use crate::error::Result;
 use crate::query::output::{Dest, Format, Screen};
 use crate::query::{self, Clock};
@@ -46,17 +47,6 @@ Ctrl-C cancels a running query or clears the line; Ctrl-D quits.
   .save NAME [QUERY]      save QUERY (default: the last one) as NAME
   .run NAME | .run        run a saved query / list them
   .quit                   leave (also .exit, Ctrl-D)";
-
-/// What can stop the prompt itself.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("setting up the prompt")]
-    Setup(#[source] ReadlineError),
-    #[error("reading input")]
-    Read(#[source] ReadlineError),
-    #[error("the query stopped")]
-    Stopped(#[source] tokio::task::JoinError),
-}
 
 /// The REPL's state between lines.
 struct Repl {
@@ -100,7 +90,7 @@ pub fn run(
         format: Format::Table,
         output: None,
         timing: true,
-        now: now.map(|t| query::now(Some(t))).transpose()?,
+        now: now.map(|t| crate::run::now(Some(t))).transpose()?,
         tz: Tz::UTC,
         last: None,
         rt,
@@ -177,7 +167,7 @@ fn is_secret(line: &str) -> bool {
 
 /// `$XDG_DATA_HOME/auditq/history`.
 fn history_path() -> PathBuf {
-    crate::run::data_dir().join("history")
+    crate::paths::data_dir().join("history")
 }
 
 fn io_err(what: String) -> impl FnOnce(std::io::Error) -> AnyError {
@@ -394,7 +384,7 @@ impl Repl {
                 self.now = if arg.is_empty() {
                     None
                 } else {
-                    Some(query::now(Some(arg))?)
+                    Some(crate::run::now(Some(arg))?)
                 };
                 println!(
                     "now: {}",

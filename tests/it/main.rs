@@ -9,6 +9,7 @@ mod follow;
 mod hostile;
 mod import;
 mod kill;
+mod layers;
 mod lookup;
 mod macros;
 mod output;
