@@ -397,8 +397,8 @@ impl Engine {
 
     /// Events that arrived after their window had closed.
     pub fn late(&self) -> u64 {
-        let sequence = self.state.sequence.as_ref().map_or(0, |s| s.late);
-        self.window.as_ref().map_or(0, |w| w.state.late) + sequence
+        let sequence = self.state.sequence.as_ref().map_or(0, |s| s.late());
+        self.window.as_ref().map_or(0, |w| w.state.late()) + sequence
     }
 
     /// The `first_seen` stages' seeds: for each, the query over stored events (before

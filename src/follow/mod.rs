@@ -22,6 +22,7 @@ pub mod error;
 pub mod lookup;
 pub mod pack;
 pub mod prefilter;
+pub mod reorder;
 pub mod sequence;
 pub mod sink;
 pub mod source;

@@ -1,18 +1,14 @@
 //! `| sequence …` on a stream: the query's [`Machine`], fed in event-time order.
 //!
-//! Events arrive in processing order. As windows do (see [`super::window`]), each waits
-//! until the watermark — the largest progress seen minus the lateness — passes its time;
-//! then events are released in time order, ties by event id: the order `query` sorts
-//! them in, so a stream finds the sequences `query` finds over the same events, whatever
-//! their arrival order within the lateness. An event whose time the watermark already
-//! passed is late: counted, and not taken.
-
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+//! Events arrive in processing order. As windows do, they wait in a [`Reorder`] buffer
+//! for the watermark and are released in time order, ties by event id: the order
+//! `query` sorts them in, so a stream finds the sequences `query` finds over the same
+//! events, whatever their arrival order within the lateness.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
+use super::reorder::{Reorder, Timed};
 use super::window::{Val, opt_json};
 use crate::event;
 use crate::query::sequence::{Ev, Machine, Shape, sequence_id};
@@ -30,15 +26,19 @@ pub struct Waiting {
     pub until: bool,
 }
 
+impl Timed for Waiting {
+    fn time(&self) -> i64 {
+        self.time
+    }
+}
+
 /// A sequence's state on a stream; saved in the follow checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stream {
     machine: Machine,
-    progress: Option<i64>,
-    /// Events released up to this time.
-    released: Option<i64>,
-    pending: BinaryHeap<Reverse<Waiting>>,
-    pub late: u64,
+    /// Events waiting for the watermark; progress, what was released, the late.
+    #[serde(flatten)]
+    order: Reorder<Waiting>,
 }
 
 /// A completed sequence: its id, its last event's time, and its row as JSON.
@@ -63,11 +63,12 @@ impl Stream {
     ) {
         let p = progress.map_or(w.time, |p| p.min(w.time));
         self.advance(shape, names, p, lateness, out);
-        if self.released.is_some_and(|r| w.time <= r) {
-            self.late += 1;
-            return;
-        }
-        self.pending.push(Reverse(w));
+        self.order.offer(w);
+    }
+
+    /// Events that came after the watermark passed their time.
+    pub fn late(&self) -> u64 {
+        self.order.late
     }
 
     /// Progress is at least `now` (µs): release what the watermark passed.
@@ -79,26 +80,23 @@ impl Stream {
         lateness: i64,
         out: &mut Vec<Found>,
     ) {
-        if self.progress.is_none_or(|q| now > q) {
-            self.progress = Some(now);
+        if self.order.advance(now) {
             self.release(shape, names, now.saturating_sub(lateness), out);
         }
     }
 
     /// A finite input ended: every waiting event is taken.
     pub fn finish(&mut self, shape: &Shape, names: &[String], out: &mut Vec<Found>) {
-        let last = self.pending.iter().map(|w| w.0.time).max();
-        if let Some(t) = last {
+        if let Some(t) = self.order.last_waiting() {
             self.release(shape, names, t, out);
         }
     }
 
     fn release(&mut self, shape: &Shape, names: &[String], wm: i64, out: &mut Vec<Found>) {
-        if self.released.is_some_and(|r| wm <= r) {
+        if !self.order.moves(wm) {
             return;
         }
-        while self.pending.peek().is_some_and(|w| w.0.time <= wm) {
-            let Reverse(w) = self.pending.pop().expect("peeked");
+        while let Some(w) = self.order.pop_until(wm) {
             let ev = Ev {
                 time: w.time,
                 id: w.id,
@@ -108,7 +106,7 @@ impl Stream {
                 out.push(found(shape, names, &w.values, &done));
             }
         }
-        self.released = Some(wm);
+        self.order.released_to(wm);
     }
 }
 

@@ -20,11 +20,12 @@
 //! All state is serializable: the follow checkpoint stores it, so a restart neither
 //! forgets open windows nor repeats an alert.
 
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
+use super::reorder::{Reorder, Timed};
 use crate::event;
 use crate::lang::ast::{AggFn, CmpOp};
 
@@ -61,10 +62,15 @@ pub struct Row {
     pub vals: Vec<Option<Val>>,
 }
 
-/// Reversed order on (time, seq): `BinaryHeap<Row>` pops the earliest.
+/// Order on (time, seq): released earliest first, ties in arrival order.
 impl Ord for Row {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (other.time, other.seq).cmp(&(self.time, self.seq))
+        (self.time, self.seq).cmp(&(other.time, other.seq))
+    }
+}
+impl Timed for Row {
+    fn time(&self) -> i64 {
+        self.time
     }
 }
 impl PartialOrd for Row {
@@ -230,20 +236,23 @@ pub struct Output {
 /// Everything a window remembers; saved in the follow checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
-    /// The largest progress seen (µs).
-    progress: Option<i64>,
-    /// Events released up to this time (the watermark at the last release).
-    released: Option<i64>,
+    /// Events waiting for the watermark; progress, what was released, the late.
+    #[serde(flatten)]
+    order: Reorder<Row>,
     seq: u64,
-    pending: BinaryHeap<Row>,
     /// Sliding: per key (its JSON).
     slides: BTreeMap<String, Slide>,
     /// When idle sliding keys were last swept.
     swept: Option<i64>,
     /// Hopping: per window start, per key.
     windows: BTreeMap<i64, BTreeMap<String, Group>>,
+}
+
+impl State {
     /// Events that came after the watermark passed their time.
-    pub late: u64,
+    pub fn late(&self) -> u64 {
+        self.order.late
+    }
 }
 
 /// Key values as a person reads them: `ada@example.com`, `ada@example.com, DE`.
@@ -285,34 +294,32 @@ impl Window {
         out: &mut Vec<Output>,
     ) -> bool {
         let p = progress.map_or(time, |p| p.min(time));
-        if self.state.progress.is_none_or(|q| p > q) {
-            self.state.progress = Some(p);
+        if self.state.order.advance(p) {
             self.release(out);
         }
-        if self.state.released.is_some_and(|r| time <= r) {
-            self.state.late += 1;
-            return false;
-        }
-        self.state.seq += 1;
-        self.state.pending.push(Row {
+        let row = Row {
             time,
-            seq: self.state.seq,
+            seq: self.state.seq + 1,
             key,
             vals,
-        });
-        true
+        };
+        let taken = self.state.order.offer(row);
+        if taken {
+            self.state.seq += 1;
+        }
+        taken
     }
 
     /// Move progress to at least `now` (µs): a source that is caught up knows that no
     /// event processed before `now` is still to come.
     pub fn idle(&mut self, now: i64, out: &mut Vec<Output>) {
-        self.state.progress = Some(self.state.progress.map_or(now, |q| q.max(now)));
+        self.state.order.advance(now);
         self.release(out);
     }
 
     /// Release every event the watermark has passed, and close finished windows.
     pub fn release(&mut self, out: &mut Vec<Output>) {
-        if let Some(p) = self.state.progress {
+        if let Some(p) = self.state.order.progress() {
             self.release_to(p.saturating_sub(self.spec.lateness), out);
         }
     }
@@ -321,8 +328,8 @@ impl Window {
     /// closed. Events that come later (a restart on a grown file) are late if their
     /// time is at or before the last event released or in a window already closed.
     pub fn finish(&mut self, out: &mut Vec<Output>) {
-        let last = self.state.pending.iter().map(|r| r.time).max();
-        if let Some(t) = last.or(self.state.released) {
+        let last = self.state.order.last_waiting();
+        if let Some(t) = last.or(self.state.order.released()) {
             self.release_to(t, out);
         }
         let closed = self
@@ -332,31 +339,27 @@ impl Window {
             .map(|(s, _)| s + self.spec.over - 1);
         self.close(i64::MAX - 1, out);
         if let Some(c) = closed {
-            self.state.released = Some(self.state.released.map_or(c, |r| r.max(c)));
+            let r = self.state.order.released().map_or(c, |r| r.max(c));
+            self.state.order.released_to(r);
         }
     }
 
     fn release_to(&mut self, wm: i64, out: &mut Vec<Output>) {
-        if self.state.released.is_some_and(|r| wm <= r) {
+        if !self.state.order.moves(wm) {
             return;
         }
-        while self.state.pending.peek().is_some_and(|r| r.time <= wm) {
-            let first = self.state.pending.pop().expect("peeked");
+        while let Some(first) = self.state.order.pop_until(wm) {
+            let time = first.time;
             let mut group = vec![first];
-            while self
-                .state
-                .pending
-                .peek()
-                .is_some_and(|r| r.time == group[0].time)
-            {
-                group.push(self.state.pending.pop().expect("peeked"));
+            while let Some(next) = self.state.order.pop_until(time) {
+                group.push(next);
             }
             match self.spec.every {
                 Some(every) => self.hop(group, every),
                 None => self.slide(group, out),
             }
         }
-        self.state.released = Some(wm);
+        self.state.order.released_to(wm);
         if self.spec.every.is_some() {
             self.close(wm, out);
         } else if self
@@ -548,7 +551,7 @@ mod tests {
         assert!(rows[0].contains("\"actor\":\"ada\"") && rows[0].contains("\"count\":1"));
         // A late event for a closed window is counted as late, not aggregated.
         assert!(!push(&mut w, 3.0, "ada", &mut out));
-        assert_eq!(w.state.late, 1);
+        assert_eq!(w.state.late(), 1);
         out.clear();
         w.finish(&mut out);
         assert_eq!(out.len(), 2, "[5, 10) ada and [15, 20) cy");
