@@ -40,6 +40,50 @@ pub const EXTENSIONS: &[(&str, Format)] = &[
 ];
 
 impl Format {
+    /// Every format auditq writes, the one list of them (`--format`, the REPL's
+    /// `.format`, `-o`'s extensions below).
+    pub const ALL: [Format; 5] = [
+        Format::Table,
+        Format::Csv,
+        Format::Json,
+        Format::Ndjson,
+        Format::Parquet,
+    ];
+
+    /// Its name, as `--format` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Ndjson => "ndjson",
+            Format::Parquet => "parquet",
+        }
+    }
+
+    /// The format of a name (`csv`), as `--format` takes it.
+    pub fn named(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Whether it is text a terminal can show (not Parquet).
+    pub fn is_text(self) -> bool {
+        self != Format::Parquet
+    }
+
+    /// The names of the text formats, as a sentence lists them: "table, csv, json or
+    /// ndjson".
+    pub fn text_names() -> String {
+        let names: Vec<&str> = (Format::ALL.into_iter())
+            .filter(|f| f.is_text())
+            .map(Format::name)
+            .collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.join(""),
+        }
+    }
+
     /// The format a file name implies (`x.parquet`, `x.csv`, `x.json`, `x.ndjson`,
     /// `x.jsonl`, `x.txt`); an error naming the known ones for any other name.
     pub fn from_path(path: &Path) -> std::result::Result<Format, String> {
@@ -54,13 +98,14 @@ impl Format {
         }
         let known: Vec<String> = EXTENSIONS.iter().map(|(e, _)| format!(".{e}")).collect();
         Err(format!(
-            "cannot tell the output format of `{}` ({}); name the file {} or give --format table|csv|json|ndjson|parquet",
+            "cannot tell the output format of `{}` ({}); name the file {} or give --format {}",
             path.display(),
             match &ext {
                 Some(e) => format!("`.{e}` is not a format auditq writes"),
                 None => "it has no extension".to_owned(),
             },
-            known.join(", ")
+            known.join(", "),
+            Format::ALL.map(Format::name).join("|")
         ))
     }
 }
@@ -719,6 +764,23 @@ pub fn ndjson_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Int64Array, StringArray};
+
+    /// The one list of formats is the one `--format` takes, and `-o`'s extensions
+    /// name only formats in it.
+    #[test]
+    fn one_list_of_formats() {
+        use clap::ValueEnum;
+        let clap_names: Vec<String> = (Format::value_variants().iter())
+            .map(|f| f.to_possible_value().unwrap().get_name().to_owned())
+            .collect();
+        assert_eq!(clap_names, Format::ALL.map(Format::name));
+        for f in Format::ALL {
+            assert_eq!(Format::named(f.name()), Some(f));
+        }
+        assert_eq!(Format::named("xml"), None);
+        assert!(EXTENSIONS.iter().all(|(_, f)| Format::ALL.contains(f)));
+        assert_eq!(Format::text_names(), "table, csv, json or ndjson");
+    }
 
     #[test]
     fn csv_quotes_what_needs_it() {

@@ -310,22 +310,12 @@ impl Repl {
             "help" | "h" | "?" => println!("{HELP}"),
             "fields" => self.fields()?,
             "actions" => self.actions(arg)?,
+            "format" if arg.is_empty() => println!("format: {:?}", self.format),
             "format" => {
-                self.format = match arg {
-                    "table" => Format::Table,
-                    "csv" => Format::Csv,
-                    "json" => Format::Json,
-                    "ndjson" => Format::Ndjson,
-                    "" => {
-                        println!("format: {:?}", self.format);
-                        return Ok(true);
-                    }
-                    other => {
-                        return Err(AnyError::Usage(format!(
-                            "`{other}` is not a format: table, csv, json or ndjson"
-                        )));
-                    }
-                };
+                self.format = Format::named(arg).filter(|f| f.is_text()).ok_or_else(|| {
+                    let names = Format::text_names();
+                    AnyError::Usage(format!("`{arg}` is not a format: {names}"))
+                })?;
                 println!("format: {arg}");
             }
             "output" | "o" => {
@@ -588,6 +578,16 @@ fn example(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `.help` names the formats `.format` takes.
+    #[test]
+    fn help_lists_the_text_formats() {
+        let names: Vec<&str> = (Format::ALL.into_iter())
+            .filter(|f| f.is_text())
+            .map(Format::name)
+            .collect();
+        assert!(HELP.contains(&format!(".format {}\n", names.join("|"))));
+    }
 
     #[test]
     fn secrets_are_recognised() {
