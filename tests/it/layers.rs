@@ -227,3 +227,58 @@ fn a_planted_upward_import_is_named() {
     assert!(upward(&order, &down).is_empty());
 }
 
+/// README's "Layout" is a map of the tree: every path it names exists (a file named in
+/// a directory's row, in that directory), and every module of `src/lib.rs` is on it.
+#[test]
+fn the_readme_map_matches_the_tree() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let layout = &readme[readme.find("\n## Layout\n").expect("a Layout section")..];
+    let layout = match layout[1..].find("\n## ") {
+        Some(end) => &layout[..end + 1],
+        None => layout,
+    };
+    let ticked = |text: &str| -> Vec<String> {
+        text.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut missing = Vec::new();
+    for line in layout.lines() {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        // A directory's row: the files it names after it are in that directory.
+        let dir = match cells.first().map(|c| ticked(c)) {
+            Some(first) if first.len() == 1 && first[0].ends_with('/') => Some(first[0].clone()),
+            _ => None,
+        };
+        for path in ticked(line) {
+            let full = if path.contains('/') {
+                root.join(&path)
+            } else if let (Some(d), true) = (&dir, path.ends_with(".rs")) {
+                root.join(d).join(&path)
+            } else {
+                continue;
+            };
+            if !full.exists() {
+                missing.push(path);
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README's Layout names paths that do not exist: {missing:?}"
+    );
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    for line in lib.lines() {
+        if let Some(name) = line.trim().strip_prefix("pub mod ") {
+            let name = name.trim_end_matches(';');
+            let (file, dir) = (format!("`src/{name}.rs`"), format!("`src/{name}/`"));
+            assert!(
+                layout.contains(&file) || layout.contains(&dir),
+                "README's Layout does not name the module `{name}`"
+            );
+        }
+    }
+}
