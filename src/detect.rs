@@ -12,7 +12,6 @@ use std::time::Instant;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use datafusion::arrow::compute::cast;
 use datafusion::common::ScalarValue;
-use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::archive::Archive;
@@ -20,6 +19,7 @@ use crate::follow::engine::Record;
 use crate::follow::error::{Error, Result};
 use crate::follow::pack::{self, Pack, Rule};
 use crate::lang::time::Clock;
+use crate::pipeline::source::{FromArchive, Msg, Source};
 
 /// How the summary is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -89,19 +89,28 @@ pub async fn detect(
             .select(keep)
             .map_err(crate::query::Error::Execute)?
     };
-    let mut stream = frame
+    let stream = frame
         .execute_stream()
         .await
         .map_err(crate::query::Error::Execute)?;
+    // The archive's events, replayed as a source, as `follow` would have read them.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(4);
+    let replay = tokio::spawn(Box::new(FromArchive { stream }).run(tx));
     let mut events = 0;
     let schema = crate::event::schema();
-    while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(crate::query::Error::Execute)?;
+    while let Some(msg) = rx.recv().await {
+        let Msg::Batch { batch, .. } = msg else {
+            continue;
+        };
         events += batch.num_rows() as u64;
         let batch = conform(&batch, &schema).map_err(crate::query::Error::Execute)?;
         let records = pack.push(&batch).map_err(Error::Evaluate)?;
         count(&mut tally, records);
     }
+    (replay.await).map_err(|source| Error::Task {
+        what: "archive replay".into(),
+        source,
+    })??;
     count(&mut tally, pack.finish());
     let rules = pack
         .rule_list()

@@ -53,6 +53,9 @@ pub enum Error {
     Cluster(#[from] crate::cluster::Error),
     #[error(transparent)]
     Follow(crate::follow::error::Error),
+    /// A source's reader that stopped (a task that failed).
+    #[error(transparent)]
+    Source(crate::pipeline::Error),
     #[error(transparent)]
     Prompt(#[from] Prompt),
     #[error("encoding {what} as JSON")]
@@ -97,6 +100,8 @@ impl From<crate::pipeline::Error> for Error {
             P::Interrupted(sig) => Error::Interrupted(sig),
             e @ P::NotAFile(_) => Error::Usage(e.to_string()),
             P::Io { what, source } => Error::Io { what, source },
+            P::Query(e) => e.into(),
+            e @ (P::Task { .. } | P::StdinReader) => Error::Source(e),
         }
     }
 }

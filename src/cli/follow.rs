@@ -84,7 +84,7 @@ fn source(settings: &Settings, args: &Args) -> Result<From> {
         (org, _, _) => org.clone(),
     };
     Ok(match (org, args.stdin, &args.file) {
-        (Some(org), _, _) => From::Api(crate::follow::source::Api {
+        (Some(org), _, _) => From::Api(crate::pipeline::source::Poll {
             api: crate::pipeline::api::Api {
                 org,
                 api_url: args.api_url.clone(),
@@ -92,7 +92,7 @@ fn source(settings: &Settings, args: &Args) -> Result<From> {
                 page_size: args.page_size.clamp(1, 500),
                 limits: crate::api::client::Limits::default(),
             },
-            poll: super::duration("poll", &args.poll)?,
+            every: super::duration("poll", &args.poll)?,
         }),
         (None, true, _) => From::Stdin,
         (None, false, Some(path)) => From::File {

@@ -53,8 +53,6 @@ pub enum Error {
     /// Evaluating filters or windows on a batch failed (an Arrow kernel's message).
     #[error("evaluating the query on new events: {0}")]
     Evaluate(String),
-    #[error("the stdin reader failed")]
-    StdinReader,
     #[error("sink {name} stopped")]
     SinkStopped { name: String },
     #[error("sink {name}: setting up its HTTP client")]

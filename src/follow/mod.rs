@@ -25,7 +25,6 @@ pub mod prefilter;
 pub mod reorder;
 pub mod sequence;
 pub mod sink;
-pub mod source;
 pub mod window;
 
 use std::collections::HashMap;
@@ -47,16 +46,16 @@ use crate::archive::lock::Lock;
 use crate::archive::quarantine::Quarantine;
 use crate::event::col as c;
 use crate::pipeline::archive::{ArchiveSink, api_app};
+use crate::pipeline::source::{self, Msg, Position, Source};
 use crate::query::Clock;
 use engine::Engine;
 use error::{Error, Result};
 use pack::Pack;
-use source::{Msg, Position};
 
 /// Where events come from.
 #[derive(Debug, Clone)]
 pub enum From {
-    Api(source::Api),
+    Api(source::Poll),
     Stdin,
     File { path: PathBuf, follow: bool },
 }
@@ -555,8 +554,8 @@ pub async fn follow(opts: Options) -> Result<Report> {
     };
     let (tx, mut rx) = mpsc::channel::<Msg>(4);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut source_task: tokio::task::JoinHandle<Result<()>> = match &opts.from {
-        From::Api(api) => {
+    let source: Box<dyn Source> = match &opts.from {
+        From::Api(poll) => {
             let from = match &position {
                 Position::Api { processed } => *processed,
                 _ => {
@@ -570,24 +569,27 @@ pub async fn follow(opts: Options) -> Result<Report> {
             if let Position::Start = position {
                 position = Position::Api { processed: from };
             }
-            tokio::spawn(source::api(
-                api.clone(),
-                from,
-                overlap_ms,
-                quarantine.clone(),
-                tx,
-            ))
-        }
-        From::Stdin => tokio::spawn(source::stdin(quarantine.clone(), parsing, tx)),
-        From::File { path, follow } => {
-            let (path, follow, start, stop) =
-                (path.clone(), *follow, position.clone(), stop.clone());
-            let q = quarantine.clone();
-            tokio::task::spawn_blocking(move || {
-                source::file(path, follow, start, q, parsing, stop, tx)
+            Box::new(source::FromApi {
+                poll: poll.clone(),
+                processed: from,
+                overlap: overlap_ms,
+                quarantine: quarantine.clone(),
             })
         }
+        From::Stdin => Box::new(source::FromStdin {
+            quarantine: quarantine.clone(),
+            parsing,
+        }),
+        From::File { path, follow } => Box::new(source::FromFile {
+            path: path.clone(),
+            follow: *follow,
+            start: position.clone(),
+            quarantine: quarantine.clone(),
+            parsing,
+            stop: stop.clone(),
+        }),
     };
+    let mut source_task = tokio::spawn(source.run(tx));
     let mut run = Run {
         engine,
         sinks: sink::Sinks::start(&opts.sinks, &opts.sink)?,
@@ -626,7 +628,7 @@ pub async fn follow(opts: Options) -> Result<Report> {
                 Some(None) => {
                     // The source stopped: its error, or the end of its input.
                     return match (&mut source_task).await {
-                        Ok(r) => r,
+                        Ok(r) => Ok(r?),
                         Err(source) => Err(Error::Task {
                             what: "source".into(),
                             source,

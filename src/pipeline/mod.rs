@@ -3,7 +3,8 @@
 //! - Sources: [`api::ApiSource`] (the Admin API's `/events-stream`: cursor, overlap,
 //!   page → batch, quarantine of unreadable pages and invalid events), and the file
 //!   and standard-input readers of [`crate::ingest`] (formats detected as `import`
-//!   does), which `follow` also tails (`follow::source`).
+//!   does). `follow` and `detect` read through one trait, [`source::Source`]: the API
+//!   polled, standard input, a file followed like `tail -F`, the archive replayed.
 //! - Sinks: [`archive::ArchiveSink`] (the archive: batches gathered, then committed
 //!   with the source's checkpoint in one Delta commit, ids already archived dropped),
 //!   and `follow`'s engine and outputs.
@@ -13,6 +14,7 @@
 
 pub mod api;
 pub mod archive;
+pub mod source;
 
 use std::path::PathBuf;
 
@@ -41,6 +43,17 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The archive's events replayed by a query (`detect`).
+    #[error(transparent)]
+    Query(#[from] crate::query::Error),
+    #[error("the {what} task failed")]
+    Task {
+        what: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    #[error("the stdin reader failed")]
+    StdinReader,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,6 +1,8 @@
-//! Where `follow` reads events: the API's `/events-stream`, standard input, or a file
-//! followed like `tail -F`. Each source sends batches with the position after them;
-//! the follow loop checkpoints that position once the batch is delivered.
+//! Where events come from, for `follow` and `detect`: one trait, [`Source`], for the
+//! API's `/events-stream` ([`FromApi`]), standard input ([`FromStdin`]), a file followed
+//! like `tail -F` ([`FromFile`]) and the archive's events replayed in time order
+//! ([`FromArchive`]). Each sends batches with the position after them; `follow`
+//! checkpoints that position once the batch is delivered.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -13,10 +15,18 @@ use datafusion::arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::error::{Error, Result};
+use super::api::{ApiSource, Patience, Start};
+use super::{Error, Result};
 use crate::archive::quarantine::Quarantine;
 use crate::ingest::{self, Chunk, Input, Parser};
-use crate::pipeline::api::{ApiSource, Patience, Start};
+
+/// A source of events: it sends batches, each with the position after it, says when it
+/// is caught up ([`Msg::Idle`]) and when a finite input ended ([`Msg::End`]); it stops
+/// when the receiver is gone.
+#[async_trait::async_trait]
+pub trait Source: Send {
+    async fn run(self: Box<Self>, tx: mpsc::Sender<Msg>) -> Result<()>;
+}
 
 /// Where a source stands, saved in the checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -45,97 +55,157 @@ pub enum Msg {
     },
 }
 
-/// The API source's settings.
+/// The API polled for new events: where, and how often.
 #[derive(Debug, Clone)]
-pub struct Api {
-    pub api: crate::pipeline::api::Api,
-    pub poll: Duration,
+pub struct Poll {
+    pub api: super::api::Api,
+    pub every: Duration,
 }
 
-/// Poll `/events-stream` from the position `processed` (epoch ms) for ever, starting
-/// `overlap` before it: page through what is there, then ask again every `poll` with
-/// the last cursor (see [`ApiSource`]).
-pub async fn api(
-    opts: Api,
-    processed: i64,
-    overlap: i64,
-    quarantine: Quarantine,
-    tx: mpsc::Sender<Msg>,
-) -> Result<()> {
-    let start = Start {
-        from: (processed - overlap).max(0),
-        processed,
-        overlap,
-    };
-    let patience = Patience::Forever { poll: opts.poll };
-    let mut source = ApiSource::new(&opts.api, "follow", start, patience, quarantine)?;
-    loop {
-        let read = source.next().await?;
-        if let Some(batch) = read.batch {
-            let pos = Position::Api {
-                processed: source.processed(),
-            };
+/// `/events-stream` polled for ever from `processed` (epoch ms), starting `overlap`
+/// before it: page through what is there, then ask again every `poll.every` with the
+/// last cursor (see [`ApiSource`]).
+pub struct FromApi {
+    pub poll: Poll,
+    pub processed: i64,
+    pub overlap: i64,
+    pub quarantine: Quarantine,
+}
+
+#[async_trait::async_trait]
+impl Source for FromApi {
+    async fn run(self: Box<Self>, tx: mpsc::Sender<Msg>) -> Result<()> {
+        let FromApi {
+            poll,
+            processed,
+            overlap,
+            quarantine,
+        } = *self;
+        let start = Start {
+            from: (processed - overlap).max(0),
+            processed,
+            overlap,
+        };
+        let patience = Patience::Forever { poll: poll.every };
+        let mut source = ApiSource::new(&poll.api, "follow", start, patience, quarantine)?;
+        loop {
+            let read = source.next().await?;
+            if let Some(batch) = read.batch {
+                let pos = Position::Api {
+                    processed: source.processed(),
+                };
+                if tx.send(Msg::Batch { batch, pos }).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if read.caught_up {
+                let idle = Msg::Idle {
+                    now: Some(read.asked),
+                };
+                if tx.send(idle).await.is_err() {
+                    return Ok(());
+                }
+                tokio::time::sleep(poll.every).await;
+            }
+        }
+    }
+}
+
+/// Standard input (NDJSON of events, API pages, arrays), until it closes.
+pub struct FromStdin {
+    pub quarantine: Quarantine,
+    pub parsing: ingest::Parsing,
+}
+
+#[async_trait::async_trait]
+impl Source for FromStdin {
+    async fn run(self: Box<Self>, tx: mpsc::Sender<Msg>) -> Result<()> {
+        let (mut rx, handle) =
+            ingest::spawn_live_reader(Input::Stdin, self.quarantine, 8192, self.parsing);
+        while let Some(chunk) = rx.recv().await {
+            if let Chunk::Batch(batches) = chunk {
+                for batch in batches {
+                    let pos = Position::Start;
+                    if tx.send(Msg::Batch { batch, pos }).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let stats = tokio::task::spawn_blocking(move || handle.join())
+            .await
+            .map_err(|source| Error::Task {
+                what: "stdin".into(),
+                source,
+            })?
+            .map_err(|_| Error::StdinReader)??;
+        let _ = tx
+            .send(Msg::End {
+                skipped: stats.skipped,
+            })
+            .await;
+        Ok(())
+    }
+}
+
+/// A file of NDJSON (or pages, one per line) from `start`; with `follow`, read as it
+/// grows, across rotation and truncation (see [`file`]). Reading stops once `stop` is set.
+pub struct FromFile {
+    pub path: PathBuf,
+    pub follow: bool,
+    pub start: Position,
+    pub quarantine: Quarantine,
+    pub parsing: ingest::Parsing,
+    pub stop: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl Source for FromFile {
+    async fn run(self: Box<Self>, tx: mpsc::Sender<Msg>) -> Result<()> {
+        let f = *self;
+        let read = move || {
+            file(
+                f.path,
+                f.follow,
+                f.start,
+                f.quarantine,
+                f.parsing,
+                f.stop,
+                tx,
+            )
+        };
+        (tokio::task::spawn_blocking(read).await).map_err(|source| Error::Task {
+            what: "file reader".into(),
+            source,
+        })?
+    }
+}
+
+/// The archive's events as a query streams them (in time order), for `detect`.
+pub struct FromArchive {
+    pub stream: datafusion::execution::SendableRecordBatchStream,
+}
+
+#[async_trait::async_trait]
+impl Source for FromArchive {
+    async fn run(mut self: Box<Self>, tx: mpsc::Sender<Msg>) -> Result<()> {
+        use futures_util::StreamExt;
+        while let Some(batch) = self.stream.next().await {
+            let batch = batch.map_err(crate::query::Error::Execute)?;
+            let pos = Position::Start;
             if tx.send(Msg::Batch { batch, pos }).await.is_err() {
                 return Ok(());
             }
         }
-        if read.caught_up {
-            if tx
-                .send(Msg::Idle {
-                    now: Some(read.asked),
-                })
-                .await
-                .is_err()
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(opts.poll).await;
-        }
+        let _ = tx.send(Msg::End { skipped: 0 }).await;
+        Ok(())
     }
-}
-
-/// Read standard input (NDJSON of events, API pages, arrays) until it closes.
-pub async fn stdin(
-    quarantine: Quarantine,
-    parsing: ingest::Parsing,
-    tx: mpsc::Sender<Msg>,
-) -> Result<()> {
-    let (mut rx, handle) = ingest::spawn_live_reader(Input::Stdin, quarantine, 8192, parsing);
-    while let Some(chunk) = rx.recv().await {
-        if let Chunk::Batch(batches) = chunk {
-            for batch in batches {
-                if tx
-                    .send(Msg::Batch {
-                        batch,
-                        pos: Position::Start,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return Ok(());
-                }
-            }
-        }
-    }
-    let stats = tokio::task::spawn_blocking(move || handle.join())
-        .await
-        .map_err(|source| Error::Task {
-            what: "stdin".into(),
-            source,
-        })?
-        .map_err(|_| Error::StdinReader)??;
-    let _ = tx
-        .send(Msg::End {
-            skipped: stats.skipped,
-        })
-        .await;
-    Ok(())
 }
 
 /// Read a file of NDJSON (or pages, one per line) from `start`; with `follow`, keep
 /// reading as it grows, and when it is replaced (rotation: another file at the path) or
 /// truncated, go on with the new content. Without `follow`, stop at its end.
-pub fn file(
+fn file(
     path: PathBuf,
     follow: bool,
     start: Position,
