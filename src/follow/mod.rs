@@ -472,94 +472,89 @@ pub async fn seed(pack: &mut Pack, archive: &Archive, now: i64, until: Option<i6
     Ok(())
 }
 
-/// Run until the input ends, a signal arrives, or something fails for good.
-pub async fn follow(opts: Options) -> Result<Report> {
+/// The engine of the query, or of the rules; and the query (a pack of rules has none).
+fn engine(opts: &Options) -> Result<(Pack, Option<crate::lang::Query>)> {
     let clock = Clock::utc(opts.now);
     let lateness = opts.lateness.as_micros() as i64;
-    let (mut engine, query) = if opts.rules.is_empty() {
+    if opts.rules.is_empty() {
         let query =
             crate::lang::parse(&opts.query).map_err(|d| crate::query::rejected(&opts.query, d))?;
         let engine = Engine::new(&query, &clock, lateness)
             .map_err(|d| crate::query::rejected(&opts.query, vec![d]))?;
-        (Pack::single(query.clone(), engine), Some(query))
+        Ok((Pack::single(query.clone(), engine), Some(query)))
     } else {
         let pack = Pack::rules(opts.rules.clone(), &clock, lateness)
             .map_err(|r| Error::Rules(pack::LoadError::Rule(r)))?;
-        (pack, None)
-    };
-    let source_name = opts.from.describe();
-    let state_dir = match (&opts.state, &opts.from) {
-        (Some(d), _) => Some(d.clone()),
-        (None, From::Stdin) => None,
-        (None, _) => Some(default_state_dir(&engine.text, &source_name)),
-    };
-    let _lock: Option<Lock> = match &state_dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).map_err(io(format!("creating `{}`", d.display())))?;
-            Some(Lock::acquire(&d.join("LOCK"))?)
-        }
-        None => None,
-    };
-    let checkpoint = match &state_dir {
-        Some(d) => load(d)?,
-        None => None,
-    };
-    let mut recent = Recent::default();
-    let mut position = Position::Start;
-    let mut seq = 0i64;
-    let restored = checkpoint.is_some();
-    if let Some(cp) = checkpoint {
-        if cp.query != engine.text || cp.source != source_name {
-            return Err(Error::OtherCheckpoint {
-                dir: state_dir.clone().unwrap_or_else(|| PathBuf::from("?")),
-                query: cp.query,
-                source_name: cp.source,
-            });
-        }
-        let mut states = vec![cp.engine];
-        states.extend(cp.more);
-        engine.restore(states);
-        recent.ids = cp.recent.into_iter().collect();
-        position = cp.position;
-        seq = cp.seq;
+        Ok((pack, None))
     }
-    if !restored && let Some(a) = &opts.archive {
-        seed(&mut engine, a, opts.now, None).await?;
+}
+
+/// Where a run resumes: the checkpoint's position, sequence number and recent ids.
+#[derive(Default)]
+struct Resumed {
+    position: Position,
+    seq: i64,
+    recent: Recent,
+    restored: bool,
+}
+
+/// The checkpoint in `state_dir`, restored into `engine`; it must be this query's on
+/// this source.
+fn resume(engine: &mut Pack, state_dir: Option<&Path>, source_name: &str) -> Result<Resumed> {
+    let Some(cp) = state_dir.map(load).transpose()?.flatten() else {
+        return Ok(Resumed::default());
+    };
+    if cp.query != engine.text || cp.source != source_name {
+        return Err(Error::OtherCheckpoint {
+            dir: state_dir.map_or_else(|| PathBuf::from("?"), Path::to_path_buf),
+            query: cp.query,
+            source_name: cp.source,
+        });
     }
-    let quarantine = match (&opts.archive, &state_dir) {
-        (Some(a), _) => a.quarantine(),
-        (None, Some(d)) => Quarantine::new(d.join("quarantine")),
-        (None, None) => Quarantine::new(crate::paths::data_dir().join("follow").join("quarantine")),
-    };
-    let app = match &opts.from {
-        From::Api(a) => api_app(&a.api.org),
-        _ => format!("auditq-follow:{source_name}"),
-    };
-    let archive = match &opts.archive {
-        Some(a) => Some(ArchiveSink::open(a, Some(app), format!("follow of {source_name}")).await?),
-        None => None,
-    };
-    let overlap_ms = opts.overlap.as_millis() as i64;
-    // Documents that cannot match are not parsed, and events get no fingerprint (the
-    // archive's content hash) — unless every event is archived.
-    // A pack of rules reads every document (each rule needs its own words).
-    let prefilter = query.as_ref().and_then(prefilter::Prefilter::of);
+    let mut states = vec![cp.engine];
+    states.extend(cp.more);
+    engine.restore(states);
+    Ok(Resumed {
+        position: cp.position,
+        seq: cp.seq,
+        recent: Recent {
+            ids: cp.recent.into_iter().collect(),
+        },
+        restored: true,
+    })
+}
+
+/// How documents are parsed: those that cannot match are not parsed, and events get no
+/// fingerprint (the archive's content hash), unless every event is archived. A pack of
+/// rules reads every document (each rule needs its own words).
+fn parsing(opts: &Options, query: Option<&crate::lang::Query>) -> crate::ingest::Parsing {
+    let prefilter = query.and_then(prefilter::Prefilter::of);
     let keep: Option<crate::ingest::Keep> = match (&opts.archive, prefilter) {
         (None, Some(p)) => Some(Arc::new(move |doc: &[u8]| p.keep(doc))),
         _ => None,
     };
-    let parsing = crate::ingest::Parsing {
+    crate::ingest::Parsing {
         keep,
         no_fingerprints: opts.archive.is_none(),
-    };
-    let (tx, mut rx) = mpsc::channel::<Msg>(4);
-    let stop = Arc::new(AtomicBool::new(false));
-    let source: Box<dyn Source> = match &opts.from {
+    }
+}
+
+/// The source of `opts.from`, from `position` (the API's first run starts at the
+/// archive's sync checkpoint, else `since` ago; the position says so from then on).
+async fn open_source(
+    opts: &Options,
+    position: &mut Position,
+    archive: Option<&ArchiveSink>,
+    quarantine: &Quarantine,
+    parsing: crate::ingest::Parsing,
+    stop: &Arc<AtomicBool>,
+) -> Result<Box<dyn Source>> {
+    Ok(match &opts.from {
         From::Api(poll) => {
             let from = match &position {
                 Position::Api { processed } => *processed,
                 _ => {
-                    let archived = match &archive {
+                    let archived = match archive {
                         Some(a) => a.checkpoint().await?,
                         None => None,
                     };
@@ -567,12 +562,12 @@ pub async fn follow(opts: Options) -> Result<Report> {
                 }
             };
             if let Position::Start = position {
-                position = Position::Api { processed: from };
+                *position = Position::Api { processed: from };
             }
             Box::new(source::FromApi {
                 poll: poll.clone(),
                 processed: from,
-                overlap: overlap_ms,
+                overlap: opts.overlap.as_millis() as i64,
                 quarantine: quarantine.clone(),
             })
         }
@@ -588,87 +583,150 @@ pub async fn follow(opts: Options) -> Result<Report> {
             parsing,
             stop: stop.clone(),
         }),
+    })
+}
+
+/// Run until the input ends, a signal arrives, or something fails for good.
+pub async fn follow(opts: Options) -> Result<Report> {
+    let (mut engine, query) = engine(&opts)?;
+    let source_name = opts.from.describe();
+    let state_dir = match (&opts.state, &opts.from) {
+        (Some(d), _) => Some(d.clone()),
+        (None, From::Stdin) => None,
+        (None, _) => Some(default_state_dir(&engine.text, &source_name)),
     };
-    let mut source_task = tokio::spawn(source.run(tx));
-    let mut run = Run {
+    let _lock: Option<Lock> = match &state_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(io(format!("creating `{}`", d.display())))?;
+            Some(Lock::acquire(&d.join("LOCK"))?)
+        }
+        None => None,
+    };
+    let mut resumed = resume(&mut engine, state_dir.as_deref(), &source_name)?;
+    if !resumed.restored
+        && let Some(a) = &opts.archive
+    {
+        seed(&mut engine, a, opts.now, None).await?;
+    }
+    let quarantine = match (&opts.archive, &state_dir) {
+        (Some(a), _) => a.quarantine(),
+        (None, Some(d)) => Quarantine::new(d.join("quarantine")),
+        (None, None) => Quarantine::new(crate::paths::data_dir().join("follow").join("quarantine")),
+    };
+    let app = match &opts.from {
+        From::Api(a) => api_app(&a.api.org),
+        _ => format!("auditq-follow:{source_name}"),
+    };
+    let archive = match &opts.archive {
+        Some(a) => Some(ArchiveSink::open(a, Some(app), format!("follow of {source_name}")).await?),
+        None => None,
+    };
+    let parsing = parsing(&opts, query.as_ref());
+    let stop = Arc::new(AtomicBool::new(false));
+    let position = &mut resumed.position;
+    let source = open_source(
+        &opts,
+        position,
+        archive.as_ref(),
+        &quarantine,
+        parsing,
+        &stop,
+    )
+    .await?;
+    let (tx, rx) = mpsc::channel::<Msg>(4);
+    let source_task = tokio::spawn(source.run(tx));
+    let run = Run {
         engine,
         sinks: sink::Sinks::start(&opts.sinks, &opts.sink)?,
         archive,
         state_dir,
         source_name,
-        position,
-        seq,
-        recent,
-        overlap_ms,
+        position: resumed.position,
+        seq: resumed.seq,
+        recent: resumed.recent,
+        overlap_ms: opts.overlap.as_millis() as i64,
         report: Report::default(),
         dirty: false,
         torn: false,
         last_checkpoint: Instant::now(),
         signal: Box::pin(crate::pipeline::signalled()),
     };
-    let every = opts.checkpoint_every;
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(50)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    run.drive(rx, source_task, &stop, &opts).await
+}
 
-    let outcome: Result<()> = async {
-        loop {
-            let msg = tokio::select! {
-                sig = &mut run.signal => {
-                    run.report.signal = Some(sig);
+impl Run {
+    /// Take messages from the source until it ends, fails or a signal comes; then stop
+    /// reading and close the sinks (within the grace period after a signal).
+    async fn drive(
+        mut self,
+        mut rx: mpsc::Receiver<Msg>,
+        mut source_task: tokio::task::JoinHandle<crate::pipeline::Result<()>>,
+        stop: &AtomicBool,
+        opts: &Options,
+    ) -> Result<Report> {
+        let every = opts.checkpoint_every;
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(50)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let outcome: Result<()> = async {
+            loop {
+                let msg = tokio::select! {
+                    sig = &mut self.signal => {
+                        self.report.signal = Some(sig);
+                        return Ok(());
+                    }
+                    _ = tick.tick() => None,
+                    m = rx.recv() => Some(m),
+                };
+                let flow = match msg {
+                    None => self.on_tick(every).await?,
+                    Some(Some(Msg::Batch { batch, pos })) => self.on_batch(batch, pos).await?,
+                    Some(Some(Msg::Idle { now })) => self.on_idle(now).await?,
+                    Some(Some(Msg::End { skipped })) => self.on_end(skipped).await?,
+                    Some(None) => {
+                        // The source stopped: its error, or the end of its input.
+                        return match (&mut source_task).await {
+                            Ok(r) => Ok(r?),
+                            Err(source) => Err(Error::Task {
+                                what: "source".into(),
+                                source,
+                            }),
+                        };
+                    }
+                };
+                if flow == Flow::Stop {
                     return Ok(());
                 }
-                _ = tick.tick() => None,
-                m = rx.recv() => Some(m),
-            };
-            let flow = match msg {
-                None => run.on_tick(every).await?,
-                Some(Some(Msg::Batch { batch, pos })) => run.on_batch(batch, pos).await?,
-                Some(Some(Msg::Idle { now })) => run.on_idle(now).await?,
-                Some(Some(Msg::End { skipped })) => run.on_end(skipped).await?,
-                Some(None) => {
-                    // The source stopped: its error, or the end of its input.
-                    return match (&mut source_task).await {
-                        Ok(r) => Ok(r?),
-                        Err(source) => Err(Error::Task {
-                            what: "source".into(),
-                            source,
-                        }),
-                    };
+            }
+        }
+        .await;
+        stop.store(true, Ordering::Relaxed);
+        rx.close();
+        self.report.late = self.engine.late();
+        if let Err(e) = outcome {
+            source_task.abort();
+            return Err(e);
+        }
+        if self.report.signal.is_some() {
+            // Stop reading; deliver what was sent, within the grace period.
+            source_task.abort();
+            match tokio::time::timeout(opts.shutdown_grace, self.shutdown()).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    self.report.undelivered = true;
+                    return Ok(self.report);
                 }
-            };
-            if flow == Flow::Stop {
-                return Ok(());
             }
         }
-    }
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    rx.close();
-    run.report.late = run.engine.late();
-    if let Err(e) = outcome {
-        source_task.abort();
-        return Err(e);
-    }
-    if run.report.signal.is_some() {
-        // Stop reading; deliver what was sent, within the grace period.
-        source_task.abort();
-        match tokio::time::timeout(opts.shutdown_grace, run.shutdown()).await {
-            Ok(r) => r?,
-            Err(_) => {
-                run.report.undelivered = true;
-                return Ok(run.report);
-            }
+        let mut report = std::mem::take(&mut self.report);
+        let closed = tokio::time::timeout(opts.shutdown_grace, self.sinks.close()).await;
+        if let Ok(counts) = closed {
+            report.sinks = counts?
+                .into_iter()
+                .map(|(n, c)| (n, c.delivered, c.dead))
+                .collect();
         }
+        Ok(report)
     }
-    let mut report = run.report;
-    let closed = tokio::time::timeout(opts.shutdown_grace, run.sinks.close()).await;
-    if let Ok(counts) = closed {
-        report.sinks = counts?
-            .into_iter()
-            .map(|(n, c)| (n, c.delivered, c.dead))
-            .collect();
-    }
-    Ok(report)
 }
 
 fn count(report: &mut Report, records: &[engine::Record]) {
