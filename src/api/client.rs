@@ -261,68 +261,28 @@ impl Client {
             if attempt > 0 {
                 self.status.lock().expect("status lock").retries += 1;
             }
-            self.status.lock().expect("status lock").requests += 1;
-            let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.token.expose()))
-                .map_err(|_| {
-                    ApiError::Url("the API key holds characters a header cannot".into())
-                })?;
-            auth.set_sensitive(true);
-            let sent = self
-                .http
-                .get(url.clone())
-                .header(AUTHORIZATION, auth)
-                .header("accept", "application/json")
-                .send()
-                .await;
-            let resp = match sent {
+            let resp = match self.get(url, &path).await? {
                 Ok(r) => r,
-                Err(e) => {
-                    last = describe(&e);
-                    let wait = self.backoff(attempt);
-                    attempt += 1;
-                    tokio::time::sleep(wait).await;
+                Err(why) => {
+                    last = why;
+                    self.back_off(&mut attempt).await;
                     continue;
                 }
             };
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
-            // The path and query only: the key is in a header, never logged.
-            tracing::info!(
-                target: "auditq::api",
-                "GET {path} -> {status} (rate limit remaining: {})",
-                headers
-                    .get("x-ratelimit-remaining")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-")
-            );
-            self.note_remaining(&headers);
             match status {
                 200..=299 => {}
                 401 => return Err(ApiError::Auth { status, path }),
                 403 => return Err(ApiError::Forbidden { path }),
                 404 => return Err(ApiError::OrgNotFound { path }),
                 429 => {
-                    let wait = rate_wait(&headers)
-                        .unwrap_or_else(|| self.backoff(attempt.max(1)))
-                        .min(self.limits.max_rate_wait);
-                    self.rate_waited += wait;
-                    if self.rate_waited > self.limits.rate_budget {
-                        return Err(ApiError::GaveUp {
-                            path,
-                            attempts: attempt + 1,
-                            last: "rate limited (HTTP 429) beyond the wait budget".into(),
-                        });
-                    }
-                    // A little jitter after the reset, so many clients do not stampede.
-                    let jitter = Duration::from_millis(self.rng.below(250));
-                    self.not_before = Some(tokio::time::Instant::now() + wait + jitter);
+                    self.rate_limited(&headers, attempt, &path)?;
                     continue;
                 }
                 500 | 502..=599 => {
                     last = format!("HTTP {status}");
-                    let wait = self.backoff(attempt);
-                    attempt += 1;
-                    tokio::time::sleep(wait).await;
+                    self.back_off(&mut attempt).await;
                     continue;
                 }
                 _ => {
@@ -340,40 +300,85 @@ impl Client {
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.contains("json"));
-            let body = match read_capped(resp, self.limits.max_body).await {
-                Ok(b) => b,
-                Err((why, partial)) => {
-                    // A page cut short is kept, in case it never arrives whole.
-                    last = why.clone();
-                    last_body = Some((why, partial));
-                    let wait = self.backoff(attempt);
-                    attempt += 1;
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
+            // A page cut short, or one that does not read, is kept, in case it never
+            // arrives whole.
+            let (why, body) = match read_capped(resp, self.limits.max_body).await {
+                Ok(body) => match page_of(is_json, &body) {
+                    Ok(page) => return Ok(page),
+                    Err(why) => (why, body),
+                },
+                Err((why, partial)) => (why, partial),
             };
-            let parsed = if is_json {
-                serde_json::from_slice::<Envelope>(&body).map_err(|e| format!("not a page: {e}"))
-            } else {
-                Err("not JSON (an HTML page from a proxy or captive portal?)".to_owned())
-            };
-            match parsed {
-                Ok(env) => {
-                    return Ok(Page {
-                        events: env.data.unwrap_or_default(),
-                        next: env.meta.and_then(|m| m.next).filter(|n| !n.is_empty()),
-                        bytes: body.len(),
-                    });
-                }
-                Err(why) => {
-                    last = why.clone();
-                    last_body = Some((why, body));
-                    let wait = self.backoff(attempt);
-                    attempt += 1;
-                    tokio::time::sleep(wait).await;
-                }
-            }
+            last = why.clone();
+            last_body = Some((why, body));
+            self.back_off(&mut attempt).await;
         }
+    }
+
+    /// One GET of `url` with the key, logged without it (the path and query only): the
+    /// response, or why there was none.
+    async fn get(
+        &mut self,
+        url: &url::Url,
+        path: &str,
+    ) -> Result<Result<reqwest::Response, String>, ApiError> {
+        self.status.lock().expect("status lock").requests += 1;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.token.expose()))
+            .map_err(|_| ApiError::Url("the API key holds characters a header cannot".into()))?;
+        auth.set_sensitive(true);
+        let sent = self
+            .http
+            .get(url.clone())
+            .header(AUTHORIZATION, auth)
+            .header("accept", "application/json")
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(describe(&e))),
+        };
+        tracing::info!(
+            target: "auditq::api",
+            "GET {path} -> {} (rate limit remaining: {})",
+            resp.status().as_u16(),
+            resp.headers()
+                .get("x-ratelimit-remaining")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+        );
+        self.note_remaining(&resp.headers().clone());
+        Ok(Ok(resp))
+    }
+
+    /// A 429: wait as the server says (or back off), within the budget for waiting.
+    fn rate_limited(
+        &mut self,
+        headers: &HeaderMap,
+        attempt: u32,
+        path: &str,
+    ) -> Result<(), ApiError> {
+        let wait = rate_wait(headers)
+            .unwrap_or_else(|| self.backoff(attempt.max(1)))
+            .min(self.limits.max_rate_wait);
+        self.rate_waited += wait;
+        if self.rate_waited > self.limits.rate_budget {
+            return Err(ApiError::GaveUp {
+                path: path.to_owned(),
+                attempts: attempt + 1,
+                last: "rate limited (HTTP 429) beyond the wait budget".into(),
+            });
+        }
+        // A little jitter after the reset, so many clients do not stampede.
+        let jitter = Duration::from_millis(self.rng.below(250));
+        self.not_before = Some(tokio::time::Instant::now() + wait + jitter);
+        Ok(())
+    }
+
+    /// Wait before the next attempt (exponential backoff), counting it.
+    async fn back_off(&mut self, attempt: &mut u32) {
+        let wait = self.backoff(*attempt);
+        *attempt += 1;
+        tokio::time::sleep(wait).await;
     }
 
     /// After a 2xx with `X-RateLimit-Remaining: 0`, wait for the reset first.
@@ -392,6 +397,19 @@ impl Client {
 }
 
 /// A transport error in words, without the URL (which could carry a cursor) or headers.
+/// A page from its body, or why it is none.
+fn page_of(is_json: bool, body: &[u8]) -> Result<Page, String> {
+    if !is_json {
+        return Err("not JSON (an HTML page from a proxy or captive portal?)".to_owned());
+    }
+    let env = serde_json::from_slice::<Envelope>(body).map_err(|e| format!("not a page: {e}"))?;
+    Ok(Page {
+        events: env.data.unwrap_or_default(),
+        next: env.meta.and_then(|m| m.next).filter(|n| !n.is_empty()),
+        bytes: body.len(),
+    })
+}
+
 fn describe(e: &reqwest::Error) -> String {
     let what = if e.is_timeout() {
         "timed out"

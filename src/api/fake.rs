@@ -348,120 +348,15 @@ fn admit(
         .iter()
         .find(|f| n >= f.from && n < f.from + f.count)
         .map(|f| f.kind.clone());
-    let unauthorized = || {
-        json_response(
-            StatusCode::UNAUTHORIZED,
-            json!({"code": 401, "message": "Unauthorized"}),
-        )
-    };
-    match &fault {
-        Some(FaultKind::Auth(401)) => return (n, Err(unauthorized())),
-        Some(FaultKind::Auth(_)) => {
-            return (
-                n,
-                Err(app_error(
-                    StatusCode::FORBIDDEN,
-                    "ADMIN-403-3",
-                    "Forbidden",
-                    "You are not allowed to manage this organization",
-                )),
-            );
-        }
-        _ => {}
-    }
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if bearer != Some(shared.opts.token.as_str()) {
-        return (n, Err(unauthorized()));
-    }
-    if org != shared.opts.org {
-        return (
-            n,
-            Err(app_error(
-                StatusCode::NOT_FOUND,
-                "ADMIN-404-2",
-                "Organization not found",
-                "No organization with this id is visible to the key",
-            )),
-        );
+    if let Some(r) = refused(shared, headers, org, fault.as_ref()) {
+        return (n, Err(r));
     }
     let now = now_ms();
-    let limit: u32 = if path_kind == "events" { 10 } else { 50 };
-    let minute = now / 60_000;
-    let reset_ms = (minute + 1) * 60_000;
-    let mut rate_headers = Vec::new();
-    if shared.opts.rate_limit {
-        let mut windows = shared.windows.lock().expect("windows lock");
-        let w = windows
-            .entry(path_kind)
-            .or_insert(Window { minute, used: 0 });
-        if w.minute != minute {
-            *w = Window { minute, used: 0 };
-        }
-        let base = vec![
-            ("x-ratelimit-limit", limit.to_string()),
-            ("x-ratelimit-reset", iso_minute(reset_ms)),
-        ];
-        if w.used >= limit {
-            let mut r = json_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                json!({"code": 429, "message": "Too many requests"}),
-            );
-            for (k, v) in base {
-                r.headers_mut()
-                    .insert(k, HeaderValue::from_str(&v).expect("ascii"));
-            }
-            r.headers_mut()
-                .insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
-            let secs = ((reset_ms - now) as u64).div_ceil(1000);
-            r.headers_mut()
-                .insert("retry-after", HeaderValue::from(secs));
-            return (n, Err(r));
-        }
-        w.used += 1;
-        rate_headers = base;
-        rate_headers.push(("x-ratelimit-remaining", (limit - w.used).to_string()));
-    }
-    if let Some(FaultKind::TooMany(secs)) = fault {
-        let mut r = json_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            json!({"code": 429, "message": "Too many requests"}),
-        );
-        let reset = now + secs as i64 * 1000;
-        r.headers_mut()
-            .insert("retry-after", HeaderValue::from(secs));
-        r.headers_mut().insert(
-            "x-ratelimit-reset",
-            HeaderValue::from_str(&iso_seconds(reset)).expect("ascii"),
-        );
-        r.headers_mut()
-            .insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
-        return (n, Err(r));
-    }
-    if let Some(FaultKind::Status(code)) = fault {
-        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let r = if code == 500 {
-            app_error(
-                status,
-                "ADMIN-500-1",
-                "Internal error",
-                "Something went wrong",
-            )
-        } else {
-            (status, "<html><body>Bad gateway</body></html>").into_response()
-        };
-        return (n, Err(r));
-    }
-    if let Some(FaultKind::Html) = fault {
-        let mut r = (
-            StatusCode::OK,
-            "<!doctype html><html><body><h1>Sign in to the network</h1></body></html>",
-        )
-            .into_response();
-        r.headers_mut()
-            .insert("content-type", HeaderValue::from_static("text/html"));
+    let rate_headers = match rate_limit(shared, path_kind, now) {
+        Ok(h) => h,
+        Err(r) => return (n, Err(*r)),
+    };
+    if let Some(r) = fault.as_ref().and_then(|f| faulted(f, now)) {
         return (n, Err(r));
     }
     (
@@ -471,6 +366,140 @@ fn admit(
             rate_headers,
         }),
     )
+}
+
+/// The answer to a request the key or the organization do not allow (or a fault says
+/// so), if it is one.
+fn refused(
+    shared: &Shared,
+    headers: &HeaderMap,
+    org: &str,
+    fault: Option<&FaultKind>,
+) -> Option<Response> {
+    let unauthorized = || {
+        json_response(
+            StatusCode::UNAUTHORIZED,
+            json!({"code": 401, "message": "Unauthorized"}),
+        )
+    };
+    match fault {
+        Some(FaultKind::Auth(401)) => return Some(unauthorized()),
+        Some(FaultKind::Auth(_)) => {
+            return Some(app_error(
+                StatusCode::FORBIDDEN,
+                "ADMIN-403-3",
+                "Forbidden",
+                "You are not allowed to manage this organization",
+            ));
+        }
+        _ => {}
+    }
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if bearer != Some(shared.opts.token.as_str()) {
+        return Some(unauthorized());
+    }
+    (org != shared.opts.org).then(|| {
+        app_error(
+            StatusCode::NOT_FOUND,
+            "ADMIN-404-2",
+            "Organization not found",
+            "No organization with this id is visible to the key",
+        )
+    })
+}
+
+/// Count the request in its minute: the rate-limit headers to send, or a 429 when the
+/// minute's requests are used up (10 a minute for events, 50 for the rest).
+fn rate_limit(
+    shared: &Shared,
+    path_kind: &'static str,
+    now: i64,
+) -> Result<Vec<(&'static str, String)>, Box<Response>> {
+    if !shared.opts.rate_limit {
+        return Ok(Vec::new());
+    }
+    let limit: u32 = if path_kind == "events" { 10 } else { 50 };
+    let minute = now / 60_000;
+    let reset_ms = (minute + 1) * 60_000;
+    let mut windows = shared.windows.lock().expect("windows lock");
+    let w = windows
+        .entry(path_kind)
+        .or_insert(Window { minute, used: 0 });
+    if w.minute != minute {
+        *w = Window { minute, used: 0 };
+    }
+    let mut base = vec![
+        ("x-ratelimit-limit", limit.to_string()),
+        ("x-ratelimit-reset", iso_minute(reset_ms)),
+    ];
+    if w.used >= limit {
+        let mut r = json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"code": 429, "message": "Too many requests"}),
+        );
+        for (k, v) in base {
+            r.headers_mut()
+                .insert(k, HeaderValue::from_str(&v).expect("ascii"));
+        }
+        r.headers_mut()
+            .insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        let secs = ((reset_ms - now) as u64).div_ceil(1000);
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from(secs));
+        return Err(Box::new(r));
+    }
+    w.used += 1;
+    base.push(("x-ratelimit-remaining", (limit - w.used).to_string()));
+    Ok(base)
+}
+
+/// The answer a fault gives instead of a page (429, 5xx, an HTML page), if it does.
+fn faulted(fault: &FaultKind, now: i64) -> Option<Response> {
+    match *fault {
+        FaultKind::TooMany(secs) => {
+            let mut r = json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"code": 429, "message": "Too many requests"}),
+            );
+            let reset = now + secs as i64 * 1000;
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
+            r.headers_mut().insert(
+                "x-ratelimit-reset",
+                HeaderValue::from_str(&iso_seconds(reset)).expect("ascii"),
+            );
+            r.headers_mut()
+                .insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+            Some(r)
+        }
+        FaultKind::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Some(if code == 500 {
+                app_error(
+                    status,
+                    "ADMIN-500-1",
+                    "Internal error",
+                    "Something went wrong",
+                )
+            } else {
+                (status, "<html><body>Bad gateway</body></html>").into_response()
+            })
+        }
+        FaultKind::Html => {
+            let mut r = (
+                StatusCode::OK,
+                "<!doctype html><html><body><h1>Sign in to the network</h1></body></html>",
+            )
+                .into_response();
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("text/html"));
+            Some(r)
+        }
+        _ => None,
+    }
 }
 
 /// Record the request, apply body faults, and add the rate-limit headers.

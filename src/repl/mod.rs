@@ -348,20 +348,7 @@ impl Repl {
                     .block_on(query::explain(&self.archive, arg, clock, false))?;
                 print!("{text}");
             }
-            "archive" => {
-                if arg.is_empty() {
-                    println!("archive: {}", self.archive.root().display());
-                } else {
-                    let cluster = self.archive.cluster().map(str::to_owned);
-                    self.archive = crate::run::archive_location(PathBuf::from(arg), &self.s3)?
-                        .with_cluster(cluster);
-                    self.values
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .forget(Some(self.archive.clone()));
-                    println!("archive: {}", self.archive.root().display());
-                }
-            }
+            "archive" => self.switch_archive(arg)?,
             "cluster" => {
                 let scheduler = (!arg.is_empty()).then(|| arg.to_owned());
                 self.archive = self.archive.clone().with_cluster(scheduler);
@@ -397,27 +384,8 @@ impl Repl {
                 println!("tz: {}", self.tz.name());
             }
             "save" => self.save(arg)?,
-            "run" => {
-                if arg.is_empty() {
-                    self.list_saved()?;
-                } else {
-                    let path = crate::run::saved_path(arg)?;
-                    let text = std::fs::read_to_string(&path).map_err(|e| {
-                        if e.kind() == std::io::ErrorKind::NotFound {
-                            AnyError::Usage(format!("no saved query `{arg}` (`.run` lists them)"))
-                        } else {
-                            AnyError::Io {
-                                what: format!("reading `{}`", path.display()),
-                                source: e,
-                            }
-                        }
-                    })?;
-                    let text = text.trim().to_owned();
-                    println!("{text}");
-                    self.query(&text)?;
-                    self.last = Some(text);
-                }
-            }
+            "run" if arg.is_empty() => self.list_saved()?,
+            "run" => self.run_saved(arg)?,
             other => {
                 let names = helper::META.iter().map(|m| &m[1..]);
                 let hint = crate::diag::did_you_mean(other, names)
@@ -429,6 +397,41 @@ impl Repl {
             }
         }
         Ok(true)
+    }
+
+    /// `.archive [DIR|URL]`: show the archive, or query another (on the same cluster).
+    fn switch_archive(&mut self, arg: &str) -> Result<()> {
+        if !arg.is_empty() {
+            let cluster = self.archive.cluster().map(str::to_owned);
+            self.archive =
+                crate::run::archive_location(PathBuf::from(arg), &self.s3)?.with_cluster(cluster);
+            self.values
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .forget(Some(self.archive.clone()));
+        }
+        println!("archive: {}", self.archive.root().display());
+        Ok(())
+    }
+
+    /// `.run NAME`: the saved query, shown, then run.
+    fn run_saved(&mut self, name: &str) -> Result<()> {
+        let path = crate::run::saved_path(name)?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                AnyError::Usage(format!("no saved query `{name}` (`.run` lists them)"))
+            } else {
+                AnyError::Io {
+                    what: format!("reading `{}`", path.display()),
+                    source: e,
+                }
+            }
+        })?;
+        let text = text.trim().to_owned();
+        println!("{text}");
+        self.query(&text)?;
+        self.last = Some(text);
+        Ok(())
     }
 
     fn fields(&self) -> Result<()> {
