@@ -433,6 +433,66 @@ fn read_input(
 
 /// Split the input into JSON documents and hand them to the parsers in jobs. Returns the
 /// bytes read and the number of byte runs that were not JSON (quarantined here).
+/// Read the next bytes of `reader` onto `buf`: live, what a pipe holds now (one read);
+/// else up to a chunk. 0 at the end of the input.
+fn read_more(reader: &mut impl Read, buf: &mut Vec<u8>, live: bool) -> std::io::Result<usize> {
+    loop {
+        let got = if live {
+            let start = buf.len();
+            buf.resize(start + CHUNK, 0);
+            let r = reader.read(&mut buf[start..]);
+            buf.truncate(start + *r.as_ref().unwrap_or(&0));
+            r
+        } else {
+            reader.by_ref().take(CHUNK as u64).read_to_end(buf)
+        };
+        match got {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            got => return got,
+        }
+    }
+}
+
+/// Input at `at` that does not parse (`rest`, what is unread): skipped to the end of
+/// its line and kept with the run of garbage before it. Each bad line is its own
+/// quarantine item (and counts as one read), not a run of lines merged into one; a long
+/// run without a newline (binary input) is cut into pieces, so memory stays bounded.
+/// How many bytes were skipped; `None`: wait for more input.
+fn skip_garbage(
+    rest: &[u8],
+    eof: bool,
+    at: u64,
+    garbage: &mut Option<(u64, Vec<u8>)>,
+    parser: &mut Parser,
+    e: &serde_json::Error,
+) -> Result<Option<usize>, Error> {
+    let (skip, line_end) = match memchr::memchr(b'\n', rest) {
+        Some(i) if i < MAX_GARBAGE => (i + 1, true),
+        Some(_) => (MAX_GARBAGE, false),
+        None if eof || rest.len() >= MAX_GARBAGE => (rest.len().min(MAX_GARBAGE), false),
+        None => return Ok(None),
+    };
+    let why = Invalid::Json(e.to_string());
+    let g = garbage.get_or_insert_with(|| (at, Vec::new()));
+    g.1.extend_from_slice(&rest[..skip]);
+    if line_end {
+        let (goff, bytes) = garbage.take().expect("just inserted");
+        if !bytes.trim_ascii().is_empty() {
+            parser.invalid(&bytes, &why, goff)?;
+        }
+    } else if g.1.len() >= MAX_GARBAGE {
+        let (goff, bytes) = garbage.take().expect("just inserted");
+        parser.invalid(&bytes, &why, goff)?;
+    }
+    if eof
+        && skip >= rest.len()
+        && let Some((goff, bytes)) = garbage.take()
+    {
+        parser.invalid(&bytes, &why, goff)?;
+    }
+    Ok(Some(skip))
+}
+
 fn frame_input(
     input: &Input,
     quarantine: &Quarantine,
@@ -473,24 +533,7 @@ fn frame_input(
     // Decided on the first document: NDJSON of bare events is cut at newlines.
     let mut mode = Mode::Undecided;
     while !eof && !closed {
-        let n = loop {
-            let got = if live {
-                // One read: what a pipe holds now, not a whole chunk.
-                let start = buf.len();
-                buf.resize(start + CHUNK, 0);
-                let r = reader.read(&mut buf[start..]);
-                buf.truncate(start + *r.as_ref().unwrap_or(&0));
-                r
-            } else {
-                reader.by_ref().take(CHUNK as u64).read_to_end(&mut buf)
-            };
-            match got {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(rerr(e)),
-            }
-        };
-        eof = n == 0;
+        eof = read_more(&mut reader, &mut buf, live).map_err(rerr)? == 0;
         let mut consumed = 0usize;
         while consumed < buf.len() && !closed {
             if mode == Mode::Lines {
@@ -545,39 +588,11 @@ fn frame_input(
                 }
                 Some(Err(e)) if e.is_eof() && !eof => break,
                 Some(Err(e)) => {
-                    // Skip to the end of the line and keep the skipped bytes.
-                    let rest = &buf[consumed..];
-                    // A long run without a newline (binary input) is cut into pieces so
-                    // memory stays bounded.
-                    let (skip, line_end) = match memchr::memchr(b'\n', rest) {
-                        Some(i) if i < MAX_GARBAGE => (i + 1, true),
-                        Some(_) => (MAX_GARBAGE, false),
-                        None if eof || rest.len() >= MAX_GARBAGE => {
-                            (rest.len().min(MAX_GARBAGE), false)
-                        }
-                        None => break,
-                    };
-                    let at = base + consumed as u64;
-                    let g = garbage.get_or_insert_with(|| (at, Vec::new()));
-                    g.1.extend_from_slice(&rest[..skip]);
-                    consumed += skip;
-                    // Each bad line is its own quarantine item (and counts as one read),
-                    // not a run of lines merged into one.
-                    if line_end {
-                        let (goff, bytes) = garbage.take().expect("just inserted");
-                        if !bytes.trim_ascii().is_empty() {
-                            garbage_parser.invalid(&bytes, &Invalid::Json(e.to_string()), goff)?;
-                        }
-                    } else if g.1.len() >= MAX_GARBAGE {
-                        let (goff, bytes) = garbage.take().expect("just inserted");
-                        garbage_parser.invalid(&bytes, &Invalid::Json(e.to_string()), goff)?;
-                    }
-                    if eof
-                        && consumed >= buf.len()
-                        && let Some((goff, bytes)) = garbage.take()
-                    {
-                        garbage_parser.invalid(&bytes, &Invalid::Json(e.to_string()), goff)?;
-                    }
+                    let (rest, at) = (&buf[consumed..], base + consumed as u64);
+                    let skipped =
+                        skip_garbage(rest, eof, at, &mut garbage, &mut garbage_parser, &e)?;
+                    let Some(skipped) = skipped else { break };
+                    consumed += skipped;
                 }
             }
         }
