@@ -238,7 +238,7 @@ fn repair_removes_later_copies_of_ids_archived_twice_and_keeps_them_in_quarantin
     let dir = tempfile::tempdir().unwrap();
     let events = super::generate(dir.path(), 4000, 33);
     let a = dir.path().join("a");
-    ok(auditq(&a).arg("import").arg(&events));
+    super::import(&a, &events);
     let r = ok(auditq(&a).args(["archive", "repair"]));
     assert!(r.stdout.contains("nothing to repair"), "{}", r.stdout);
     let clean = |archive: &Path| {
@@ -259,7 +259,7 @@ fn repair_removes_later_copies_of_ids_archived_twice_and_keeps_them_in_quarantin
     let some = dir.path().join("some.ndjson");
     std::fs::write(&some, part.join("\n") + "\n").unwrap();
     let b = dir.path().join("b");
-    ok(auditq(&b).arg("import").arg(&some));
+    super::import(&b, &some);
     let mut adds = String::new();
     for src in walk_parquet(&b.join("events")) {
         let rel = src.strip_prefix(b.join("events")).unwrap().to_owned();
@@ -317,7 +317,7 @@ fn answers_from_metadata_only_while_the_files_back_them() {
     let dir = tempfile::tempdir().unwrap();
     let events = super::generate(dir.path(), 3000, 3);
     let a = dir.path().join("a");
-    ok(auditq(&a).arg("import").arg(&events));
+    super::import(&a, &events);
     let q = |text: &str| run(auditq(&a).args(["query", "--format", "csv", "--", text]));
     let by_action = q("| count by action");
     assert_eq!(by_action.code, 0);
@@ -380,7 +380,7 @@ fn a_damaged_log_is_named_and_nothing_is_answered_or_deleted() {
         for (i, part) in [&first, &second].iter().enumerate() {
             let f = dir.path().join(format!("{name}-{i}.ndjson"));
             std::fs::write(&f, part.join("\n") + "\n").unwrap();
-            ok(auditq(&a).arg("import").arg(&f));
+            super::import(&a, &f);
         }
         a
     };
@@ -534,7 +534,7 @@ fn a_damaged_data_file_fails_the_queries_that_read_it_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let events = super::generate(dir.path(), 6000, 12);
     let a = dir.path().join("a");
-    ok(auditq(&a).arg("import").arg(&events));
+    super::import(&a, &events);
     let q = |text: &str| run(auditq(&a).args(["query", "--format", "csv", "--", text]));
     let other = q("on 2026-10-28 | count by action");
     let victim = walk_parquet(&a.join("events"))

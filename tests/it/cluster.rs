@@ -51,11 +51,7 @@ fn queries_on_a_ballista_cluster_give_the_local_rows() {
     let cache = dir.path().join("cache");
     let (url, local) = ("s3://audit/cluster", dir.path().join("local"));
     let events = dir.path().join("events.ndjson");
-    ok(super::auditq(&local)
-        .args([
-            "generate", "--events", "50000", "--days", "60", "--end", NOW, "--seed", "5", "-o",
-        ])
-        .arg(&events));
+    super::generate_to(&events, 50000, 60, NOW, 5);
     ok(super::auditq(&local).arg("import").arg(&events));
     ok(server.auditq(url, &cache).arg("import").arg(&events));
 

@@ -230,12 +230,8 @@ fn auditq_agrees_with_duckdb() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("archive");
     let events = dir.path().join("events.ndjson");
-    ok(auditq(&a)
-        .args([
-            "generate", "--events", "100000", "--days", "60", "--end", NOW, "--seed", "5", "-o",
-        ])
-        .arg(&events));
-    ok(auditq(&a).arg("import").arg(&events));
+    super::generate_to(&events, 100000, 60, NOW, 5);
+    super::import(&a, &events);
     let sqls: Vec<&str> = PAIRS.iter().map(|p| p.1).collect();
     let qfile = dir.path().join("queries.json");
     std::fs::write(&qfile, serde_json::to_string(&sqls).unwrap()).unwrap();

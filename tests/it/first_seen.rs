@@ -31,11 +31,7 @@ fn time_of(line: &str) -> (String, String) {
 fn follow_learns_from_the_archive_and_reports_each_tuple_once_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let all = dir.path().join("all.ndjson");
-    ok(auditq(&dir.path().join("unused"))
-        .args([
-            "generate", "--events", "30000", "--days", "20", "--end", NOW, "--seed", "12", "-o",
-        ])
-        .arg(&all));
+    super::generate_to(&all, 30000, 20, NOW, 12);
     let mut lines: Vec<String> = std::fs::read_to_string(&all)
         .unwrap()
         .lines()
@@ -48,7 +44,7 @@ fn follow_learns_from_the_archive_and_reports_each_tuple_once_across_restarts() 
     // Over one archive of everything, `query` is the reference.
     let whole = dir.path().join("whole");
     std::fs::write(&all, lines.join("\n") + "\n").unwrap();
-    ok(auditq(&whole).args(["import", "--quiet"]).arg(&all));
+    super::import(&whole, &all);
     let reference = |since: Option<&str>| -> Vec<String> {
         let q = match since {
             Some(t) => format!(
@@ -81,7 +77,7 @@ fn follow_learns_from_the_archive_and_reports_each_tuple_once_across_restarts() 
     let a = dir.path().join("a");
     let head = dir.path().join("head.ndjson");
     std::fs::write(&head, lines[..third].join("\n") + "\n").unwrap();
-    ok(auditq(&a).args(["import", "--quiet"]).arg(&head));
+    super::import(&a, &head);
     let file = dir.path().join("rest.ndjson");
     std::fs::write(&file, lines[third..two_thirds].join("\n") + "\n").unwrap();
     let state = dir.path().join("state");

@@ -50,12 +50,8 @@ fn follow_and_query_select_the_same_events() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
     let events = dir.path().join("events.ndjson");
-    ok(auditq(&a)
-        .args([
-            "generate", "--events", "100000", "--days", "30", "--end", NOW, "--seed", "3", "-o",
-        ])
-        .arg(&events));
-    ok(auditq(&a).args(["import", "--quiet"]).arg(&events));
+    super::generate_to(&events, 100000, 30, NOW, 3);
+    super::import(&a, &events);
     let queries = [
         "event:user_login_failed",
         "action ~ \"user_*\"",

@@ -139,7 +139,7 @@ fn an_event_nested_deeper_than_json_parsers_like_is_still_read_whole() {
     );
     let file = dir.path().join("deep.ndjson");
     std::fs::write(&file, format!("{event}\n")).unwrap();
-    ok(auditq(&a).arg("import").arg(&file));
+    super::import(&a, &file);
     let q = |text: &str| ok(auditq(&a).args(["query", "--format", "csv", "--", text])).stdout;
     assert_eq!(
         q("raw.attributes.action = \"user_login\" | count"),
@@ -190,7 +190,7 @@ fn a_sequence_keyed_by_id_time_or_action_answers() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
     let events = super::generate(dir.path(), 3000, 9);
-    ok(auditq(&a).arg("import").arg(&events));
+    super::import(&a, &events);
     for key in ["id", "time", "action", "actor.id, action"] {
         let q =
             format!("| sequence by {key} within 1h [event:user_login] [event:user_login] | count");

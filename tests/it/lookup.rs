@@ -29,12 +29,8 @@ fn lookups_equal_duckdb_joins() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
     let events = dir.path().join("events.ndjson");
-    ok(auditq(&a)
-        .args([
-            "generate", "--events", "50000", "--days", "30", "--end", NOW, "--seed", "21", "-o",
-        ])
-        .arg(&events));
-    ok(auditq(&a).args(["import", "--quiet"]).arg(&events));
+    super::generate_to(&events, 50000, 30, NOW, 21);
+    super::import(&a, &events);
 
     // The roster: every actor's e-mail (every other one upper-cased), then made-up ones.
     let emails = ok(auditq(&a).args([
@@ -203,7 +199,7 @@ fn follow_looks_up_each_event_and_rereads_a_changed_file() {
     );
     // As `query` over the same events.
     let a = dir.path().join("a");
-    ok(auditq(&a).args(["import", "--quiet"]).arg(&log));
+    super::import(&a, &log);
     let batch = ok(auditq(&a).args(["query", "--format", "ndjson", "--", &q]));
     assert_eq!(batch.stdout.lines().count(), 3, "{}", batch.stdout);
 

@@ -136,22 +136,27 @@ pub fn stats(archive: &Path) -> serde_json::Value {
     serde_json::from_str(&r.stdout).expect("stats is JSON")
 }
 
-/// Generate `n` events into a file (deterministic).
+/// Generate `n` events over 30 days into a file (deterministic).
 pub fn generate(dir: &Path, n: u64, seed: u64) -> PathBuf {
     let path = dir.join(format!("gen-{n}-{seed}.ndjson"));
-    ok(auditq(&dir.join("unused"))
-        .args([
-            "generate",
-            "--events",
-            &n.to_string(),
-            "--days",
-            "30",
-            "--end",
-            "2026-11-01T00:00:00Z",
-        ])
-        .args(["--seed", &seed.to_string(), "-o"])
-        .arg(&path));
+    generate_to(&path, n, 30, "2026-11-01T00:00:00Z", seed);
     path
+}
+
+/// `auditq generate`: `n` events over `days` days ending at `end`, with `seed`, into
+/// `path` (the same arguments give the same events).
+pub fn generate_to(path: &Path, n: u64, days: u32, end: &str, seed: u64) {
+    let scratch = path.with_extension("unused");
+    ok(auditq(&scratch)
+        .args(["generate", "--events", &n.to_string()])
+        .args(["--days", &days.to_string(), "--end", end])
+        .args(["--seed", &seed.to_string(), "-o"])
+        .arg(path));
+}
+
+/// `auditq import --quiet FILE` into `archive`.
+pub fn import(archive: &Path, file: &Path) {
+    ok(auditq(archive).args(["import", "--quiet"]).arg(file));
 }
 
 /// Assert the summary line (stdout) starts as expected.

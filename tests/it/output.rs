@@ -487,7 +487,7 @@ fn events_in_time_order_are_merged_not_sorted_and_always_ordered() {
         let f = dir.path().join(name);
         let text: Vec<&str> = part.iter().map(|(_, l)| l.as_str()).collect();
         std::fs::write(&f, text.join("\n") + "\n").unwrap();
-        ok(auditq(&a).arg("import").arg(&f));
+        super::import(&a, &f);
     }
     let r = ok(auditq(&a).args(["query", "--format", "csv", "--", "| fields time, id"]));
     let times: Vec<&str> = r.stdout.lines().skip(1).map(|l| &l[..24]).collect();
@@ -503,7 +503,7 @@ fn latest_n_with_a_filter_reads_newest_files_first_and_answers_as_a_full_sort() 
     let dir = tempfile::tempdir().unwrap();
     let all = super::generate(dir.path(), 6000, 4);
     let a = dir.path().join("a");
-    ok(auditq(&a).arg("import").arg(&all));
+    super::import(&a, &all);
     // The same events again as a second file per day (nothing new: ids dedupe), then a
     // second archive with two overlapping files a day.
     let b = dir.path().join("b");
@@ -521,7 +521,7 @@ fn latest_n_with_a_filter_reads_newest_files_first_and_answers_as_a_full_sort() 
             .map(|(_, l)| l.as_str())
             .collect();
         std::fs::write(&f, part.join("\n") + "\n").unwrap();
-        ok(auditq(&b).arg("import").arg(&f));
+        super::import(&b, &f);
     }
     let csv = |archive: &Path, q: &str| -> Vec<String> {
         let r = ok(auditq(archive).args([

@@ -233,12 +233,8 @@ fn example_queries_run() {
     let data = tempfile::tempdir().unwrap();
     let a = data.path().join("a");
     let events = data.path().join("e.ndjson");
-    ok(auditq(&a)
-        .args([
-            "generate", "--events", "20000", "--days", "30", "--end", NOW, "--seed", "7", "-o",
-        ])
-        .arg(&events));
-    ok(auditq(&a).arg("import").arg(&events));
+    super::generate_to(&events, 20000, 30, NOW, 7);
+    super::import(&a, &events);
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -377,14 +373,14 @@ fn action_filters_follow_new_writes_and_a_damaged_cache() {
             + &event("s-3", "group_created", "2026-02-11T09:00:00Z"),
     )
     .unwrap();
-    ok(auditq(&a).arg("import").arg(&first));
+    super::import(&a, &first);
     let count = |q: &str| ok(auditq(&a).args(["query", "--now", NOW, "--format", "csv", "--", q]));
     let r = count("event ~ \"group_*\" | count");
     assert_eq!(r.stdout, "count\n0\n");
     assert!(r.stderr.contains("W0010"), "{}", r.stderr);
     assert!(a.join("cache/summary.json").is_file());
     // A second write adds a day and a file to an existing day: both are seen.
-    ok(auditq(&a).arg("import").arg(&later));
+    super::import(&a, &later);
     for (q, want) in [
         ("event ~ \"group_*\" | count", "2"),
         ("event = \"GROUP_DELETED\" | count", "1"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rexpect::session::{PtySession, spawn_command};
 
-use super::{auditq, generate, ok};
+use super::{auditq, generate};
 
 const NOW: &str = "2026-11-01T00:00:00Z";
 
@@ -53,7 +53,7 @@ fn an_analyst_session() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("archive");
     let events = generate(dir.path(), 300_000, 7);
-    ok(auditq(&archive).arg("import").arg(&events));
+    super::import(&archive, &events);
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
 
@@ -67,7 +67,7 @@ fn an_analyst_session() {
     // What another process archives meanwhile shows in the next query.
     let before = count_in(&out);
     let more = generate(dir.path(), 5_000, 8);
-    ok(auditq(&archive).arg("import").arg(&more));
+    super::import(&archive, &more);
     p.send_line(r#"event = "user_login" | count"#).unwrap();
     let after = count_in(&answer(&mut p, "1 row in"));
     assert!(after > before, "{before} -> {after}");

@@ -295,11 +295,7 @@ fn queries_on_s3_answer_as_on_a_local_copy() {
     let cache = dir.path().join("cache");
     let (url, local) = ("s3://audit/diff", dir.path().join("local"));
     let events = dir.path().join("events.ndjson");
-    ok(super::auditq(&local)
-        .args([
-            "generate", "--events", "100000", "--days", "60", "--end", NOW, "--seed", "5", "-o",
-        ])
-        .arg(&events));
+    super::generate_to(&events, 100000, 60, NOW, 5);
     ok(super::auditq(&local).arg("import").arg(&events));
     ok(server.auditq(url, &cache).arg("import").arg(&events));
     let mut failures = Vec::new();

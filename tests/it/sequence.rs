@@ -175,11 +175,7 @@ fn injected(base: i64) -> (Vec<String>, BTreeSet<(String, String, String)>) {
 /// Generated events with injected sequences: the lines, and the injected expectation.
 fn events(dir: &Path) -> (Vec<String>, BTreeSet<(String, String, String)>) {
     let bg = dir.join("bg.ndjson");
-    ok(auditq(&dir.join("unused"))
-        .args([
-            "generate", "--events", "60000", "--days", "10", "--end", NOW, "--seed", "11", "-o",
-        ])
-        .arg(&bg));
+    super::generate_to(&bg, 60000, 10, NOW, 11);
     let mut lines: Vec<String> = std::fs::read_to_string(&bg)
         .unwrap()
         .lines()
@@ -215,7 +211,7 @@ fn query_and_follow_find_exactly_the_oracles_sequences() {
     let all = dir.path().join("all.ndjson");
     std::fs::write(&all, lines.join("\n") + "\n").unwrap();
     let a = dir.path().join("a");
-    ok(auditq(&a).args(["import", "--quiet"]).arg(&all));
+    super::import(&a, &all);
 
     let expected = oracle(&lines.iter().map(|l| parse(l)).collect::<Vec<_>>());
     assert!(
