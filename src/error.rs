@@ -53,9 +53,9 @@ pub enum Error {
     Cluster(#[from] crate::cluster::Error),
     #[error(transparent)]
     Follow(crate::follow::error::Error),
-    /// A source's reader that stopped (a task that failed).
+    /// Ingestion's own: a page that stayed unreadable, a signal, a reader that failed.
     #[error(transparent)]
-    Source(crate::pipeline::Error),
+    Pipeline(crate::pipeline::Error),
     #[error(transparent)]
     Prompt(#[from] Prompt),
     #[error("encoding {what} as JSON")]
@@ -66,13 +66,6 @@ pub enum Error {
     },
     #[error(transparent)]
     Api(#[from] crate::api::client::ApiError),
-    /// An API page that stayed unreadable; its bytes are in the quarantine.
-    #[error("{message}; the page's bytes are in `{}`, and the checkpoint did not move", .path.display())]
-    Poison { message: String, path: PathBuf },
-    /// Stopped by a signal (SIGINT = 2, SIGTERM = 15) after finishing or abandoning the
-    /// batch in flight.
-    #[error("interrupted by signal {0}; the archive holds every commit made before it")]
-    Interrupted(i32),
 }
 
 /// What can stop the REPL's prompt itself.
@@ -96,12 +89,12 @@ impl From<crate::pipeline::Error> for Error {
             P::Archive(e) => Error::Archive(e),
             P::Input(e) => Error::Input(e),
             P::Api(e) => Error::Api(e),
-            P::Poison { message, path } => Error::Poison { message, path },
-            P::Interrupted(sig) => Error::Interrupted(sig),
             e @ P::NotAFile(_) => Error::Usage(e.to_string()),
             P::Io { what, source } => Error::Io { what, source },
             P::Query(e) => e.into(),
-            e @ (P::Task { .. } | P::StdinReader) => Error::Source(e),
+            e @ (P::Poison { .. } | P::Interrupted(_) | P::Task { .. } | P::StdinReader) => {
+                Error::Pipeline(e)
+            }
         }
     }
 }
@@ -186,8 +179,10 @@ impl Error {
                     Rejected { .. } | Url(_) => EXIT_RUNTIME,
                 }
             }
-            Error::Poison { .. } => EXIT_DATAERR,
-            Error::Interrupted(sig) => (128 + sig).clamp(0, 255) as u8,
+            Error::Pipeline(crate::pipeline::Error::Poison { .. }) => EXIT_DATAERR,
+            Error::Pipeline(crate::pipeline::Error::Interrupted(sig)) => {
+                (128 + sig).clamp(0, 255) as u8
+            }
             _ => EXIT_RUNTIME,
         }
     }
