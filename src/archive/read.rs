@@ -1,5 +1,5 @@
-//! Reading the archive: the live files of the current Delta version, direct Parquet
-//! reads of a few columns, and a DataFusion session with the table registered.
+//! Reading the archive: the live files of the current Delta version and direct Parquet
+//! reads of a few columns. The DataFusion session over them is `session.rs`'s.
 
 use std::path::PathBuf;
 
