@@ -282,3 +282,141 @@ fn the_readme_map_matches_the_tree() {
         }
     }
 }
+
+/// Every function of `src/` and its length in lines (its `fn` line to its closing
+/// brace), read with comments, strings and character literals skipped.
+fn function_lengths(text: &str) -> Vec<(String, usize, usize)> {
+    let b = text.as_bytes();
+    let (mut i, mut line, mut depth) = (0, 1usize, 0usize);
+    // Functions whose body is open: name, first line, depth inside the body.
+    let mut open: Vec<(String, usize, usize)> = Vec::new();
+    // A `fn NAME` seen, its body not yet opened.
+    let mut pending: Option<(String, usize)> = None;
+    let mut out = Vec::new();
+    let word = |k: usize| {
+        b.get(k)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    };
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'\n' => line += 1,
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    line += usize::from(b[i] == b'\n');
+                    i += 1;
+                }
+                i += 2;
+                continue;
+            }
+            b'r' if !word(i.wrapping_sub(1)) && matches!(b.get(i + 1), Some(b'"' | b'#')) => {
+                // A raw string: r"…", r#"…"#.
+                let hashes = b[i + 1..].iter().take_while(|&&h| h == b'#').count();
+                if b.get(i + 1 + hashes) == Some(&b'"') {
+                    let close: Vec<u8> = std::iter::once(b'"')
+                        .chain(std::iter::repeat_n(b'#', hashes))
+                        .collect();
+                    i += 2 + hashes;
+                    while i < b.len() && !b[i..].starts_with(&close) {
+                        line += usize::from(b[i] == b'\n');
+                        i += 1;
+                    }
+                    i += close.len();
+                    continue;
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    line += usize::from(b[i] == b'\n');
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            // A character literal ('x', '\n', '{'); a lifetime ('a) is left alone.
+            b'\'' if b.get(i + 2) == Some(&b'\'') => i += 2,
+            b'\'' if b.get(i + 1) == Some(&b'\\') => {
+                i += 2;
+                while i < b.len() && b[i] != b'\'' {
+                    i += 1;
+                }
+            }
+            b'f' if !word(i.wrapping_sub(1)) && b[i..].starts_with(b"fn ") => {
+                let name: String = text[i + 3..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                pending = Some((name, line));
+            }
+            b';' if pending.is_some() && open.last().is_none_or(|o| o.2 <= depth) => {
+                // A declaration without a body (in a trait), or `fn` in a type.
+                pending = None;
+            }
+            b'{' => {
+                depth += 1;
+                if let Some((name, first)) = pending.take() {
+                    open.push((name, first, depth));
+                }
+            }
+            b'}' => {
+                if open.last().is_some_and(|o| o.2 == depth) {
+                    let (name, first, _) = open.pop().expect("checked");
+                    out.push((name, first, line - first + 1));
+                }
+                depth = depth.saturating_sub(1);
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The house rule: no function longer than 120 lines. The per-stage matches wait for
+/// issue 28's step 1 (a module per stage), and may not grow meanwhile.
+#[test]
+fn no_function_is_longer_than_120_lines() {
+    const WAITING: [(&str, &str, usize); 4] = [
+        ("src/query/compile.rs", "compile", 284),
+        ("src/follow/engine.rs", "new", 243),
+        ("src/follow/engine.rs", "push", 194),
+        ("src/lang/parse.rs", "stage", 143),
+    ];
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let (mut long, mut seen) = (Vec::new(), 0);
+    for path in files {
+        let rel = format!("src/{}", path.strip_prefix(&src).unwrap().display());
+        for (name, first, len) in function_lengths(&std::fs::read_to_string(&path).unwrap()) {
+            seen += 1;
+            let cap = WAITING
+                .iter()
+                .find(|(f, n, _)| *f == rel && *n == name)
+                .map_or(120, |w| w.2);
+            if len > cap {
+                long.push(format!(
+                    "{rel}:{first}: `{name}` is {len} lines (at most {cap})"
+                ));
+            }
+        }
+    }
+    assert!(seen > 1000, "{seen} functions read");
+    assert!(long.is_empty(), "functions too long:\n{}", long.join("\n"));
+}
+
+#[test]
+fn function_lengths_skip_strings_comments_and_chars() {
+    let text = "fn a() {\n    let s = \"}\"; // }\n    let c = '{';\n    let r = r#\"}\"#;\n    /* } */\n}\n\
+                trait T { fn b(&self); }\nfn c<'x>(v: &'x str) -> &'x str {\n    v\n}\n";
+    assert_eq!(
+        function_lengths(text),
+        [("a".to_owned(), 1, 6), ("c".to_owned(), 8, 3)]
+    );
+}
