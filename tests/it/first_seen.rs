@@ -52,7 +52,7 @@ fn follow_learns_from_the_archive_and_reports_each_tuple_once_across_restarts() 
             ),
             None => format!("{STAGE} | fields id"),
         };
-        let r = ok(auditq(&whole).args(["query", "--now", NOW, "--format", "ndjson", "--", &q]));
+        let r = ok(super::query_at(&whole, NOW).args(["--format", "ndjson", "--", &q]));
         ids(&r.stdout)
     };
 

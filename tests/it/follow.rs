@@ -80,10 +80,7 @@ fn follow_and_query_select_the_same_events() {
     let mut nonempty = 0;
     for q in queries {
         let head = q.split(" | fields").next().unwrap();
-        let want = ok(auditq(&a).args([
-            "query",
-            "--now",
-            NOW,
+        let want = ok(super::query_at(&a, NOW).args([
             "--format",
             "csv",
             "--",

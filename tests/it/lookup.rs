@@ -33,10 +33,7 @@ fn lookups_equal_duckdb_joins() {
     super::import(&a, &events);
 
     // The roster: every actor's e-mail (every other one upper-cased), then made-up ones.
-    let emails = ok(auditq(&a).args([
-        "query",
-        "--now",
-        NOW,
+    let emails = ok(super::query_at(&a, NOW).args([
         "--format",
         "csv",
         "--",
@@ -63,15 +60,8 @@ fn lookups_equal_duckdb_joins() {
 
     // Networks: a /8, /16s and /24s over the addresses seen, overlapping, and the v6
     // one every generated v6 address is in (the SQL matches it by its text).
-    let ips = ok(auditq(&a).args([
-        "query",
-        "--now",
-        NOW,
-        "--format",
-        "csv",
-        "--",
-        "ip ~ \"*.*\" | distinct ip",
-    ]));
+    let ips =
+        ok(super::query_at(&a, NOW).args(["--format", "csv", "--", "ip ~ \"*.*\" | distinct ip"]));
     let mut nets: BTreeSet<String> = BTreeSet::new();
     for (i, ip) in ips.stdout.lines().skip(1).enumerate() {
         let o: Vec<&str> = ip.split('.').collect();

@@ -25,10 +25,7 @@ fn macros_expand_from_files_and_statements_and_errors_show_both_places() {
             .args(args);
         run(&mut c)
     };
-    let plain = ok(auditq(a).args([
-        "query",
-        "--now",
-        NOW,
+    let plain = ok(super::query_at(a, NOW).args([
         "--format",
         "csv",
         "--",
@@ -47,10 +44,7 @@ fn macros_expand_from_files_and_statements_and_errors_show_both_places() {
     )
     .unwrap();
     let failed = query(&["--file", qfile.to_str().unwrap()]);
-    let direct = ok(auditq(a).args([
-        "query",
-        "--now",
-        NOW,
+    let direct = ok(super::query_at(a, NOW).args([
         "--format",
         "csv",
         "--",

@@ -154,6 +154,20 @@ pub fn generate_to(path: &Path, n: u64, days: u32, end: &str, seed: u64) {
         .arg(path));
 }
 
+/// `auditq query --now NOW` on `archive` (the rest of the arguments to add).
+pub fn query_at(archive: &Path, now: &str) -> Command {
+    let mut c = auditq(archive);
+    c.args(["query", "--now", now]);
+    c
+}
+
+/// `auditq explain --now NOW` on `archive` (the rest of the arguments to add).
+pub fn explain_at(archive: &Path, now: &str) -> Command {
+    let mut c = auditq(archive);
+    c.args(["explain", "--now", now]);
+    c
+}
+
 /// `auditq import --quiet FILE` into `archive`.
 pub fn import(archive: &Path, file: &Path) {
     ok(auditq(archive).args(["import", "--quiet"]).arg(file));

@@ -63,8 +63,8 @@ fn issue_13_2_parquet_holds_list_columns_and_appears_whole() {
     let out = dir.path().join("perm.parquet");
     let example =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/queries/04-compliance-export.aq");
-    ok(auditq(archive())
-        .args(["query", "--now", NOW, "--file"])
+    ok(super::query_at(archive(), NOW)
+        .args(["--file"])
         .arg(&example)
         .arg("-o")
         .arg(&out));
@@ -129,12 +129,8 @@ fn issue_13_3_parquet_outputs_carry_only_true_metadata() {
 /// BY actor` for `sort -count`); DuckDB runs every golden query's SQL in `differential`.
 #[test]
 fn issue_13_4_explains_sql_keeps_the_last_sort() {
-    let r = ok(auditq(archive()).args([
-        "explain",
-        "--now",
-        NOW,
-        "since 30d | count by actor | sort -count | head 5",
-    ]));
+    let r = ok(super::explain_at(archive(), NOW)
+        .args(["since 30d | count by actor | sort -count | head 5"]));
     let sql = r.stdout.split("\nsql:\n").nth(1).unwrap();
     assert!(
         sql.contains("ORDER BY \"count\" DESC NULLS LAST, actor ASC NULLS LAST LIMIT 5"),
@@ -152,16 +148,13 @@ fn issue_13_5_a_query_may_start_with_a_minus() {
     ));
     assert_eq!(negated.stdout, spelled.stdout);
     // Without `--`, as people type it.
-    let r = ok(auditq(archive()).args([
-        "query",
-        "--now",
-        NOW,
+    let r = ok(super::query_at(archive(), NOW).args([
         "-actor.name:ada* event ~ \"*login*\"",
         "--format",
         "csv",
     ]));
     assert!(r.stdout.starts_with("time,"), "{}", r.stdout);
-    ok(auditq(archive()).args(["explain", "--now", NOW, "-actor:svc-* | count"]));
+    ok(super::explain_at(archive(), NOW).args(["-actor:svc-* | count"]));
 }
 
 /// Defect 6: A stage without its `|` gets the hint that stages start with `|`.
@@ -181,8 +174,8 @@ fn issue_13_6_a_stage_without_a_pipe_is_explained() {
 /// `--archive` is where the demo goes; a saved query runs by name.
 #[test]
 fn issue_13_8_stdin_extensions_demo_and_saved_queries() {
-    let mut child = auditq(archive())
-        .args(["query", "--now", NOW, "--format", "csv", "--file", "-"])
+    let mut child = super::query_at(archive(), NOW)
+        .args(["--format", "csv", "--file", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -461,7 +454,7 @@ fn issue_13_7_a_terminal_gets_its_width_a_screenful_bars_and_colour_rules() {
 /// files overlap, the rows are still sorted.
 #[test]
 fn events_in_time_order_are_merged_not_sorted_and_always_ordered() {
-    let r = ok(auditq(archive()).args(["explain", "--now", NOW, "| fields *"]));
+    let r = ok(super::explain_at(archive(), NOW).args(["| fields *"]));
     let physical = r
         .stdout
         .split("physical plan:")
@@ -524,15 +517,8 @@ fn latest_n_with_a_filter_reads_newest_files_first_and_answers_as_a_full_sort() 
         super::import(&b, &f);
     }
     let csv = |archive: &Path, q: &str| -> Vec<String> {
-        let r = ok(auditq(archive).args([
-            "query",
-            "--now",
-            "2026-11-01T00:00:00Z",
-            "--format",
-            "csv",
-            "--",
-            q,
-        ]));
+        let r =
+            ok(super::query_at(archive, "2026-11-01T00:00:00Z").args(["--format", "csv", "--", q]));
         r.stdout.lines().skip(1).map(str::to_owned).collect()
     };
     for archive in [&a, &b] {

@@ -182,20 +182,14 @@ fn formats_and_empty_results() {
         "# failed logins\nevent:user_login_failed # any actor\n| count\n",
     )
     .unwrap();
-    let r = ok(auditq(archive())
-        .args(["query", "--now", NOW, "--file"])
-        .arg(&qf));
+    let r = ok(super::query_at(archive(), NOW).args(["--file"]).arg(&qf));
     assert_eq!(r.stdout, "count\n4\n");
 }
 
 #[test]
 fn explain_shows_plans_pruning_and_sql() {
-    let r = ok(auditq(archive()).args([
-        "explain",
-        "--now",
-        NOW,
-        "event:user_login* since 2d | count by actor",
-    ]));
+    let r =
+        ok(super::explain_at(archive(), NOW).args(["event:user_login* since 2d | count by actor"]));
     assert!(
         r.stdout
             .contains("query:\n  event ~ \"user_login*\" since 2d | stats count by actor"),
@@ -222,7 +216,7 @@ fn now_comes_from_the_flag_or_the_environment() {
     .stdout;
     assert_eq!(a, b);
     assert_eq!(a, "count\n2\n");
-    let r = run(auditq(archive()).args(["query", "--now", "yesterday-ish", "| count"]));
+    let r = run(super::query_at(archive(), "yesterday-ish").args(["| count"]));
     assert_eq!(r.code, 2);
 }
 
@@ -239,8 +233,8 @@ fn example_queries_run() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "aq") {
-            let r = ok(auditq(&a)
-                .args(["query", "--now", NOW, "--format", "csv", "--file"])
+            let r = ok(super::query_at(&a, NOW)
+                .args(["--format", "csv", "--file"])
                 .arg(&path));
             assert!(
                 r.stdout.lines().count() >= 2,
@@ -374,7 +368,7 @@ fn action_filters_follow_new_writes_and_a_damaged_cache() {
     )
     .unwrap();
     super::import(&a, &first);
-    let count = |q: &str| ok(auditq(&a).args(["query", "--now", NOW, "--format", "csv", "--", q]));
+    let count = |q: &str| ok(super::query_at(&a, NOW).args(["--format", "csv", "--", q]));
     let r = count("event ~ \"group_*\" | count");
     assert_eq!(r.stdout, "count\n0\n");
     assert!(r.stderr.contains("W0010"), "{}", r.stderr);

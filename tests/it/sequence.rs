@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{auditq, ok};
+use super::ok;
 
 const NOW: &str = "2026-11-01T00:00:00Z";
 const WITHIN: i64 = 3_600_000_000;
@@ -225,7 +225,7 @@ fn query_and_follow_find_exactly_the_oracles_sequences() {
         .collect();
     assert_eq!(injected, want, "the oracle finds what was injected");
 
-    let q = ok(auditq(&a).args(["query", "--now", NOW, "--format", "ndjson", "--", QUERY]));
+    let q = ok(super::query_at(&a, NOW).args(["--format", "ndjson", "--", QUERY]));
     let (found, ids) = rows(&q.stdout);
     assert_eq!(found.len(), expected.len(), "no sequence twice");
     assert_eq!(found.iter().cloned().collect::<BTreeSet<_>>(), expected);
@@ -236,10 +236,7 @@ fn query_and_follow_find_exactly_the_oracles_sequences() {
     );
 
     // Stages follow a sequence.
-    let counted = ok(auditq(&a).args([
-        "query",
-        "--now",
-        NOW,
+    let counted = ok(super::query_at(&a, NOW).args([
         "--format",
         "ndjson",
         "--",
