@@ -95,8 +95,14 @@ fn is_op_char(c: char) -> bool {
 pub fn tokens(src: &str) -> Vec<Token> {
     let mut out: Vec<Token> = Vec::new();
     let mut at = 0;
-    // A `/` starts a regex only after a matching operator (layout between).
+    // A `/` starts a regex only after a matching operator, or first in an item of an
+    // `in (…)` list (layout between), as the parser reads it; `/*` is always a comment
+    // (no regex starts with `*`).
     let mut after_match = false;
+    let mut depth = 0usize;
+    // The depth of the `in (…)` list the text is in, and whether the last token (layout
+    // aside) was the word `in`.
+    let (mut list, mut after_in): (Option<usize>, bool) = (None, false);
     while let Some(c) = src[at..].chars().next() {
         let rest = &src[at..];
         let (kind, len) = match c {
@@ -106,7 +112,7 @@ pub fn tokens(src: &str) -> Vec<Token> {
                     .unwrap_or(rest.len()),
             ),
             '#' => (Kind::Comment, rest.find('\n').unwrap_or(rest.len())),
-            '/' if rest.starts_with("/*") && !after_match => (
+            '/' if rest.starts_with("/*") => (
                 Kind::Comment,
                 rest[2..].find("*/").map_or(rest.len(), |n| n + 4),
             ),
@@ -158,7 +164,25 @@ pub fn tokens(src: &str) -> Vec<Token> {
         match kind {
             Kind::Space | Kind::Comment => {}
             Kind::Op => after_match = token.text(src).ends_with('~'),
+            Kind::LParen => {
+                depth += 1;
+                if after_in && list.is_none() {
+                    list = Some(depth);
+                }
+                after_match = list == Some(depth);
+            }
+            Kind::Comma => after_match = list == Some(depth),
+            Kind::RParen => {
+                if list == Some(depth) {
+                    list = None;
+                }
+                depth = depth.saturating_sub(1);
+                after_match = false;
+            }
             _ => after_match = false,
+        }
+        if !matches!(kind, Kind::Space | Kind::Comment) {
+            after_in = kind == Kind::Word && token.text(src).eq_ignore_ascii_case("in");
         }
         out.push(token);
         at += len;
@@ -267,6 +291,38 @@ mod tests {
                 "Word:10.0.0.0/8"
             ]
         );
+        // And first in an item of an `in (…)` list, as the parser takes it there.
+        assert_eq!(
+            show(r"event in (/a(b/i, x) | ip in (10.0.0.0/8, /* nets */ 192.168.0.0/16)"),
+            [
+                "Word:event",
+                "Word:in",
+                "LParen:(",
+                "Regex { closed: true }:/a(b/i",
+                "Comma:,",
+                "Word:x",
+                "RParen:)",
+                "Pipe:|",
+                "Word:ip",
+                "Word:in",
+                "LParen:(",
+                "Word:10.0.0.0/8",
+                "Comma:,",
+                "Comment:/* nets */",
+                "Word:192.168.0.0/16",
+                "RParen:)"
+            ]
+        );
+        // `/*` is a comment even after `~`, as the parser reads it.
+        assert_eq!(
+            show("a ~ /* c */ /x/"),
+            [
+                "Word:a",
+                "Op:~",
+                "Comment:/* c */",
+                "Regex { closed: true }:/x/"
+            ]
+        );
         assert_eq!(
             show("a # (x\n/* | ) */ b"),
             ["Word:a", "Comment:# (x", "Comment:/* | ) */", "Word:b"]
@@ -281,5 +337,6 @@ mod tests {
         assert_eq!(matching_paren("(a = \")\" or b = 1) | x"), Some(17));
         assert_eq!(matching_paren("(a ~ /\\)/ # )\n)"), Some(14));
         assert_eq!(matching_paren("((a)"), None);
+        assert_eq!(matching_paren("(event in (/a)b/, c))"), Some(20));
     }
 }
