@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Two auditq binaries on the same archive, interleaved: which is faster, beyond noise.
+
+    python3 benches/ab.py BEFORE AFTER [--archive DIR] [--runs 21]
+
+Each command runs `--runs` times on each binary, alternating which goes first, so that
+a drift of the machine (another process, the page cache, a file just written) falls on
+both alike. Sequential runs of benches/query.py cannot tell a 5 % change from such a
+drift: between two of them DuckDB's times, which had not changed, moved by up to 1.4x.
+Prints the median and the interquartile range of each, and after/before.
+Build the archive first (benches/query.py makes bench-data/query-1000000).
+"""
+import argparse
+import statistics
+import subprocess
+import time
+
+NOW = "2026-11-01T00:00:00Z"
+
+
+def commands(archive):
+    q = lambda text: ["--archive", archive, "query", "--now", NOW, "--format", "csv", "--", text]
+    return [
+        ("--version", ["--version"]),
+        ("count by action", q("| count by action")),
+        ("latest 100 of 7d", q("since 7d | sort -time | head 100")),
+        ("glob + top 10 of 30d", q('actor ~ "a*" event ~ "*delete*" since 30d | top 10 actor')),
+        ("count by actor.id", q("| count by actor.id")),
+        ("explain", ["--archive", archive, "explain", "--now", NOW, "| count by action"]),
+        ("archive stats", ["--archive", archive, "archive", "stats", "--json"]),
+    ]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("before")
+    ap.add_argument("after")
+    ap.add_argument("--archive", default="bench-data/query-1000000")
+    ap.add_argument("--runs", type=int, default=21)
+    args = ap.parse_args()
+    print(f"{'command':24} {'before ms':>10} {'IQR':>13} {'after ms':>10} {'IQR':>13} {'after/before':>13}")
+    for name, argv in commands(args.archive):
+        times = {args.before: [], args.after: []}
+        for i in range(args.runs):
+            order = (args.before, args.after) if i % 2 == 0 else (args.after, args.before)
+            for binary in order:
+                start = time.perf_counter()
+                subprocess.run([binary] + argv, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, check=True)
+                times[binary].append((time.perf_counter() - start) * 1000)
+        row = []
+        for binary in (args.before, args.after):
+            q = statistics.quantiles(times[binary], n=4)
+            row.append((statistics.median(times[binary]), f"{q[0]:.1f}-{q[2]:.1f}"))
+        (mb, ib), (ma, ia) = row
+        print(f"{name:24} {mb:10.1f} {ib:>13} {ma:10.1f} {ia:>13} {ma / mb:13.2f}")
+
+
+if __name__ == "__main__":
+    main()
