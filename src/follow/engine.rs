@@ -141,27 +141,194 @@ fn df_err(e: datafusion::error::DataFusionError) -> Diagnostic {
     Diagnostic::error("E0900", format!("cannot plan this: {e}"), 0, 0)
 }
 
+/// Expressions made physical against the events' columns (and those lookups add).
+struct Planner {
+    ctx: SessionContext,
+    schema: std::cell::RefCell<datafusion::arrow::datatypes::SchemaRef>,
+}
+
+impl Planner {
+    fn new() -> Planner {
+        Planner {
+            ctx: SessionContext::new(),
+            schema: std::cell::RefCell::new(event::schema()),
+        }
+    }
+
+    /// Coerced and simplified as the optimizer would (the physical planner expects
+    /// `coalesce` and friends already rewritten), then physical.
+    fn phys(&self, e: Expr) -> R<Phys> {
+        let df_schema =
+            DFSchema::try_from(self.schema.borrow().as_ref().clone()).map_err(df_err)?;
+        let simplifier = ExprSimplifier::new(
+            SimplifyContext::builder()
+                .with_schema(Arc::new(df_schema.clone()))
+                .build(),
+        );
+        let e = simplifier.coerce(e, &df_schema).map_err(df_err)?;
+        let e = simplifier.simplify(e).map_err(df_err)?;
+        let e = crate::query::fold::rewrite(e).map_err(df_err)?.data;
+        self.ctx.create_physical_expr(e, &df_schema).map_err(df_err)
+    }
+}
+
+/// `| lookup …` on a stream: its file indexed, its columns added to the events'.
+fn lookup_step(pl: &Planner, cx: &mut Compiler<'_>, l: &ast::Lookup, span: ast::Span) -> R<Step> {
+    let spec = cx.resolve_lookup(l, span)?;
+    let key = pl.phys(cx.output(&l.on)?.1)?;
+    let added = spec.columns();
+    cx.add_columns(added.clone());
+    let mut fields: Vec<ArrowField> = pl
+        .schema
+        .borrow()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend(
+        added
+            .iter()
+            .map(|(n, t)| ArrowField::new(n, t.clone(), true)),
+    );
+    let extended = Arc::new(Schema::new(fields));
+    *pl.schema.borrow_mut() = Arc::clone(&extended);
+    let column = spec.table.schema.field(spec.key).name().clone();
+    let lookup =
+        super::lookup::Lookup::new(&l.file, key, &column, l.cidr, added, extended, &spec.table)
+            .map_err(|why| Diagnostic::at("E0430", why, span))?;
+    Ok(Step::Lookup(Box::new(lookup)))
+}
+
+/// `| fields …` on a stream: the columns of each record (the event id always among
+/// them: sinks and SIEMs de-duplicate on it).
+fn fields_out(pl: &Planner, cx: &mut Compiler<'_>, exclude: bool, fields: &[Field]) -> R<Out> {
+    let chosen: Vec<Field> = if exclude {
+        let dropped = |name: &str| {
+            fields.iter().any(|f| {
+                crate::query::fields::resolve(&f.name).map(|d| d.name)
+                    == crate::query::fields::resolve(name).map(|d| d.name)
+            })
+        };
+        for f in fields {
+            cx.output(f)?;
+        }
+        compile::DEFAULT_VIEW
+            .iter()
+            .filter(|n| !dropped(n))
+            .map(|n| Field {
+                name: (*n).to_owned(),
+                span: ast::Span::default(),
+            })
+            .collect()
+    } else {
+        fields.to_vec()
+    };
+    // Every record carries the event id (sinks and SIEMs de-duplicate on it).
+    let mut chosen = chosen;
+    if !chosen
+        .iter()
+        .any(|f| crate::query::fields::resolve(&f.name).map(|d| d.name) == Some("id"))
+    {
+        chosen.insert(
+            0,
+            Field {
+                name: "id".into(),
+                span: ast::Span::default(),
+            },
+        );
+    }
+    let cols = chosen
+        .iter()
+        .map(|f| {
+            let (name, e) = cx.output(f)?;
+            Ok((name, pl.phys(e)?))
+        })
+        .collect::<R<Vec<_>>>()?;
+    Ok(Out::Fields(cols))
+}
+
+/// `| stats … over …` on a stream: the window and the values it counts.
+fn window_out(
+    pl: &Planner,
+    cx: &mut Compiler<'_>,
+    query: &str,
+    aggs: &[ast::Agg],
+    by: &[Field],
+    w: &ast::Window,
+    lateness: i64,
+) -> R<(window::Spec, Out)> {
+    // Lengths and threshold as the check accepted them.
+    let (over, every) = check::lengths(w)?;
+    let threshold = w.threshold.as_ref().map(|(op, n)| (*op, n.value));
+    let keys = by.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
+    let vals = aggs
+        .iter()
+        .map(|a| {
+            a.field
+                .as_ref()
+                .map(|f| pl.phys(cx.output(f)?.1))
+                .transpose()
+        })
+        .collect::<R<Vec<_>>>()?;
+    let spec = window::Spec {
+        query: query.to_owned(),
+        over,
+        every,
+        lateness,
+        threshold,
+        keys: keys.iter().map(|(n, _)| n.clone()).collect(),
+        aggs: aggs
+            .iter()
+            .map(|a| (a.func, a.field.is_some(), a.column()))
+            .collect(),
+    };
+    let out = Out::Window {
+        keys: keys
+            .into_iter()
+            .map(|(_, e)| pl.phys(e))
+            .collect::<R<Vec<_>>>()?,
+        vals,
+    };
+    Ok((spec, out))
+}
+
+/// `| sequence …` on a stream: its keys, step flags and shape.
+fn sequence_out(
+    pl: &Planner,
+    cx: &mut Compiler<'_>,
+    seq: &ast::Sequence,
+    span: ast::Span,
+    text: &str,
+) -> R<Out> {
+    let (names, keys): (Vec<String>, Vec<Expr>) = seq
+        .by
+        .iter()
+        .map(|f| cx.output(f))
+        .collect::<R<Vec<_>>>()?
+        .into_iter()
+        .unzip();
+    let flag = |s: &ast::SeqStep| pl.phys(cx.filter(&s.filter)?.is_true());
+    Ok(Out::Sequence {
+        keys: keys
+            .into_iter()
+            .map(|e| pl.phys(e))
+            .collect::<R<Vec<_>>>()?,
+        names,
+        steps: seq.steps.iter().map(flag).collect::<R<Vec<_>>>()?,
+        until: seq.until.as_ref().map(flag).transpose()?,
+        shape: Shape {
+            steps: seq.steps.len(),
+            within: Clock::duration(&seq.within, span)?,
+            text: text.to_owned(),
+        },
+    })
+}
+
 impl Engine {
     /// Compile `q` for a stream. `lateness` (µs) is how long windows wait for late events.
     pub fn new(q: &Query, clock: &Clock, lateness: i64) -> R<Engine> {
         check::check(q, check::Mode::Stream)?;
-        let ctx = SessionContext::new();
-        // The events' columns; a lookup adds its own after them.
-        let schema = std::cell::RefCell::new(event::schema());
-        let phys = |e: Expr| {
-            let df_schema = DFSchema::try_from(schema.borrow().as_ref().clone()).map_err(df_err)?;
-            // Coerced and simplified as the optimizer would (the physical planner
-            // expects `coalesce` and friends already rewritten).
-            let simplifier = ExprSimplifier::new(
-                SimplifyContext::builder()
-                    .with_schema(Arc::new(df_schema.clone()))
-                    .build(),
-            );
-            let e = simplifier.coerce(e, &df_schema).map_err(df_err)?;
-            let e = simplifier.simplify(e).map_err(df_err)?;
-            let e = crate::query::fold::rewrite(e).map_err(df_err)?.data;
-            ctx.create_physical_expr(e, &df_schema).map_err(df_err)
-        };
+        let pl = Planner::new();
         let clock = Clock {
             now: clock.now,
             tz: time::query_tz(q, clock.tz)?,
@@ -169,7 +336,7 @@ impl Engine {
         let mut cx = Compiler::new(&clock);
         let mut steps = Vec::new();
         if let Some(p) = compile::head_predicate(q, &cx)? {
-            steps.push(Step::Filter(phys(p)?));
+            steps.push(Step::Filter(pl.phys(p)?));
         }
         let mut out = Out::Events;
         let mut spec = None;
@@ -177,11 +344,11 @@ impl Engine {
         let mut seen = 0;
         for stage in &q.stages {
             match stage {
-                Stage::Where(f, _) => steps.push(Step::Filter(phys(cx.filter(f)?)?)),
+                Stage::Where(f, _) => steps.push(Step::Filter(pl.phys(cx.filter(f)?)?)),
                 Stage::Dedup(fields, Some(within), span) => {
                     let keys = fields
                         .iter()
-                        .map(|f| phys(cx.output(f)?.1))
+                        .map(|f| pl.phys(cx.output(f)?.1))
                         .collect::<R<Vec<_>>>()?;
                     steps.push(Step::Dedup {
                         keys,
@@ -190,37 +357,7 @@ impl Engine {
                     });
                     dedups += 1;
                 }
-                Stage::Lookup(l, span) => {
-                    let spec = cx.resolve_lookup(l, *span)?;
-                    let key = phys(cx.output(&l.on)?.1)?;
-                    let added = spec.columns();
-                    cx.add_columns(added.clone());
-                    let mut fields: Vec<ArrowField> = schema
-                        .borrow()
-                        .fields()
-                        .iter()
-                        .map(|f| f.as_ref().clone())
-                        .collect();
-                    fields.extend(
-                        added
-                            .iter()
-                            .map(|(n, t)| ArrowField::new(n, t.clone(), true)),
-                    );
-                    let extended = Arc::new(Schema::new(fields));
-                    *schema.borrow_mut() = Arc::clone(&extended);
-                    let column = spec.table.schema.field(spec.key).name().clone();
-                    let lookup = super::lookup::Lookup::new(
-                        &l.file,
-                        key,
-                        &column,
-                        l.cidr,
-                        added,
-                        extended,
-                        &spec.table,
-                    )
-                    .map_err(|why| Diagnostic::at("E0430", why, *span))?;
-                    steps.push(Step::Lookup(Box::new(lookup)));
-                }
+                Stage::Lookup(l, span) => steps.push(lookup_step(&pl, &mut cx, l, *span)?),
                 Stage::FirstSeen {
                     fields,
                     by,
@@ -230,7 +367,7 @@ impl Engine {
                     let parts = by
                         .iter()
                         .chain(fields)
-                        .map(|f| phys(cx.output(f)?.1))
+                        .map(|f| pl.phys(cx.output(f)?.1))
                         .collect::<R<Vec<_>>>()?;
                     let after = after
                         .as_ref()
@@ -251,104 +388,18 @@ impl Engine {
                 } if compile::is_star(fields) => {}
                 Stage::Fields {
                     exclude, fields, ..
-                } => {
-                    let chosen: Vec<Field> = if *exclude {
-                        let dropped = |name: &str| {
-                            fields.iter().any(|f| {
-                                crate::query::fields::resolve(&f.name).map(|d| d.name)
-                                    == crate::query::fields::resolve(name).map(|d| d.name)
-                            })
-                        };
-                        for f in fields {
-                            cx.output(f)?;
-                        }
-                        compile::DEFAULT_VIEW
-                            .iter()
-                            .filter(|n| !dropped(n))
-                            .map(|n| Field {
-                                name: (*n).to_owned(),
-                                span: ast::Span::default(),
-                            })
-                            .collect()
-                    } else {
-                        fields.clone()
-                    };
-                    // Every record carries the event id (sinks and SIEMs de-duplicate on it).
-                    let mut chosen = chosen;
-                    if !chosen.iter().any(|f| {
-                        crate::query::fields::resolve(&f.name).map(|d| d.name) == Some("id")
-                    }) {
-                        chosen.insert(
-                            0,
-                            Field {
-                                name: "id".into(),
-                                span: ast::Span::default(),
-                            },
-                        );
-                    }
-                    let cols = chosen
-                        .iter()
-                        .map(|f| {
-                            let (name, e) = cx.output(f)?;
-                            Ok((name, phys(e)?))
-                        })
-                        .collect::<R<Vec<_>>>()?;
-                    out = Out::Fields(cols);
-                }
+                } => out = fields_out(&pl, &mut cx, *exclude, fields)?,
                 Stage::Stats {
                     aggs,
                     by,
                     window: Some(w),
                     ..
                 } => {
-                    // Lengths and threshold as the check accepted them.
-                    let (over, every) = check::lengths(w)?;
-                    let threshold = w.threshold.as_ref().map(|(op, n)| (*op, n.value));
-                    let keys = by.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
-                    let vals = aggs
-                        .iter()
-                        .map(|a| a.field.as_ref().map(|f| phys(cx.output(f)?.1)).transpose())
-                        .collect::<R<Vec<_>>>()?;
-                    spec = Some(window::Spec {
-                        query: q.to_string(),
-                        over,
-                        every,
-                        lateness,
-                        threshold,
-                        keys: keys.iter().map(|(n, _)| n.clone()).collect(),
-                        aggs: aggs
-                            .iter()
-                            .map(|a| (a.func, a.field.is_some(), a.column()))
-                            .collect(),
-                    });
-                    out = Out::Window {
-                        keys: keys
-                            .into_iter()
-                            .map(|(_, e)| phys(e))
-                            .collect::<R<Vec<_>>>()?,
-                        vals,
-                    };
+                    let (w, o) = window_out(&pl, &mut cx, &q.to_string(), aggs, by, w, lateness)?;
+                    (spec, out) = (Some(w), o);
                 }
                 Stage::Sequence(seq, span) => {
-                    let (names, keys): (Vec<String>, Vec<Expr>) = seq
-                        .by
-                        .iter()
-                        .map(|f| cx.output(f))
-                        .collect::<R<Vec<_>>>()?
-                        .into_iter()
-                        .unzip();
-                    let flag = |s: &ast::SeqStep| phys(cx.filter(&s.filter)?.is_true());
-                    out = Out::Sequence {
-                        keys: keys.into_iter().map(&phys).collect::<R<Vec<_>>>()?,
-                        names,
-                        steps: seq.steps.iter().map(flag).collect::<R<Vec<_>>>()?,
-                        until: seq.until.as_ref().map(flag).transpose()?,
-                        shape: Shape {
-                            steps: seq.steps.len(),
-                            within: Clock::duration(&seq.within, *span)?,
-                            text: stage.to_string(),
-                        },
-                    };
+                    out = sequence_out(&pl, &mut cx, seq, *span, &stage.to_string())?;
                 }
                 // Refused by the check above (with its reason).
                 Stage::Dedup(_, None, _)
@@ -472,12 +523,6 @@ impl Engine {
     /// Evaluate one batch of events (the event schema). Matches or alerts come out.
     pub fn push(&mut self, batch: &RecordBatch) -> Result<Vec<Record>, String> {
         let mut batch = batch.clone();
-        let times = |b: &RecordBatch| {
-            b.column_by_name(c::TIME).map(|a| {
-                a.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
-                    .clone()
-            })
-        };
         if let Some(t) = times(&batch)
             && let Some(m) = datafusion::arrow::compute::max(&t)
         {
@@ -552,42 +597,16 @@ impl Engine {
         if batch.num_rows() == 0 {
             return Ok(Vec::new());
         }
+        self.emit(&batch)
+    }
+
+    /// What the steps let through, as records: the events, their fields, window alerts
+    /// or completed sequences.
+    fn emit(&mut self, batch: &RecordBatch) -> Result<Vec<Record>, String> {
         match &self.out {
-            Out::Events => Ok(events(&batch)),
-            Out::Fields(cols) => fields(&batch, cols),
-            Out::Window { keys, vals } => {
-                let keys = keys
-                    .iter()
-                    .map(|k| eval(k, &batch).map(|a| values(&a)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let vals = vals
-                    .iter()
-                    .map(|v| match v {
-                        Some(v) => eval(v, &batch).map(|a| values(&a)),
-                        None => Ok(vec![None; batch.num_rows()]),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let t = times(&batch).ok_or("no time column")?;
-                let processed = batch.column_by_name(c::PROCESSED_AT).map(|a| {
-                    a.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
-                        .clone()
-                });
-                let w = self.window.as_mut().expect("a window");
-                let mut out = Vec::new();
-                for i in 0..batch.num_rows() {
-                    let p = processed
-                        .as_ref()
-                        .and_then(|p| p.is_valid(i).then(|| p.value(i)));
-                    w.push(
-                        t.value(i),
-                        p,
-                        keys.iter().map(|k| k[i].clone()).collect(),
-                        vals.iter().map(|v| v[i].clone()).collect(),
-                        &mut out,
-                    );
-                }
-                Ok(alerts(out))
-            }
+            Out::Events => Ok(events(batch)),
+            Out::Fields(cols) => fields(batch, cols),
+            Out::Window { keys, vals } => window_alerts(keys, vals, self.window.as_mut(), batch),
             Out::Sequence {
                 keys,
                 names,
@@ -595,72 +614,15 @@ impl Engine {
                 until,
                 shape,
             } => {
-                let flags = |p: &Phys| -> Result<BooleanArray, String> {
-                    Ok(eval(p, &batch)?
-                        .as_boolean_opt()
-                        .ok_or("a step gave no boolean")?
-                        .clone())
+                let stream = self.state.sequence.as_mut();
+                let out = SequenceOut {
+                    keys,
+                    names,
+                    steps,
+                    until: until.as_ref(),
+                    shape,
                 };
-                let steps = steps.iter().map(flags).collect::<Result<Vec<_>, _>>()?;
-                let until = until.as_ref().map(flags).transpose()?;
-                // Keys are worked out for the candidates only (an event matching a step
-                // or `until`): a key may be costly (`raw.PATH` parses the event's JSON).
-                let candidate: Vec<bool> = (0..batch.num_rows())
-                    .map(|i| {
-                        until.as_ref().is_some_and(|u| u.value(i))
-                            || steps.iter().any(|s| s.value(i))
-                    })
-                    .collect();
-                let candidates =
-                    filter_record_batch(&batch, &BooleanArray::from(candidate.clone()))
-                        .map_err(|e| e.to_string())?;
-                let key_arrays = keys
-                    .iter()
-                    .map(|k| eval(k, &candidates))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut texts = key_texts(&key_arrays, candidates.num_rows())
-                    .map_err(|e| e.to_string())?
-                    .into_iter();
-                let values: Vec<Vec<Option<Val>>> = key_arrays.iter().map(values).collect();
-                let (ids, t) = ids_and_times(&batch);
-                let actions = batch
-                    .column_by_name(c::ACTION)
-                    .map(|a| a.as_string::<i32>());
-                let processed = batch.column_by_name(c::PROCESSED_AT).map(|a| {
-                    a.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
-                        .clone()
-                });
-                let stream = self.state.sequence.as_mut().expect("a sequence's state");
-                let mut found = Vec::new();
-                let mut j = 0;
-                for (i, &is_candidate) in candidate.iter().enumerate() {
-                    let time = t.value(i);
-                    let progress = processed
-                        .as_ref()
-                        .and_then(|p| p.is_valid(i).then(|| p.value(i)));
-                    let key = if is_candidate {
-                        j += 1;
-                        texts.next().flatten()
-                    } else {
-                        None
-                    };
-                    let Some(key) = key else {
-                        let p = progress.map_or(time, |p| p.min(time));
-                        stream.advance(shape, names, p, self.lateness, &mut found);
-                        continue;
-                    };
-                    let w = sequence::Waiting {
-                        time,
-                        id: ids.value(i).to_owned(),
-                        key,
-                        values: values.iter().map(|v| v[j - 1].clone()).collect(),
-                        event: actions.and_then(|a| a.is_valid(i).then(|| a.value(i).to_owned())),
-                        matches: steps.iter().map(|s| s.value(i)).collect(),
-                        until: until.as_ref().is_some_and(|u| u.value(i)),
-                    };
-                    stream.push(shape, names, self.lateness, w, progress, &mut found);
-                }
-                Ok(sequences(found))
+                sequences_found(&out, stream, self.lateness, batch)
             }
         }
     }
@@ -709,6 +671,148 @@ fn alerts(out: Vec<window::Output>) -> Vec<Record> {
             rule: None,
         })
         .collect()
+}
+
+/// The batch's event times, if it has them.
+fn times(
+    b: &RecordBatch,
+) -> Option<
+    datafusion::arrow::array::PrimitiveArray<
+        datafusion::arrow::datatypes::TimestampMicrosecondType,
+    >,
+> {
+    b.column_by_name(c::TIME).map(|a| {
+        a.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+            .clone()
+    })
+}
+
+/// A batch through a window: each event counted in event-time order, alerts out.
+fn window_alerts(
+    keys: &[Phys],
+    vals: &[Option<Phys>],
+    window: Option<&mut Window>,
+    batch: &RecordBatch,
+) -> Result<Vec<Record>, String> {
+    let keys = keys
+        .iter()
+        .map(|k| eval(k, batch).map(|a| values(&a)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let vals = vals
+        .iter()
+        .map(|v| match v {
+            Some(v) => eval(v, batch).map(|a| values(&a)),
+            None => Ok(vec![None; batch.num_rows()]),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let t = times(batch).ok_or("no time column")?;
+    let processed = batch.column_by_name(c::PROCESSED_AT).map(|a| {
+        a.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+            .clone()
+    });
+    let w = window.expect("a window");
+    let mut out = Vec::new();
+    for i in 0..batch.num_rows() {
+        let p = processed
+            .as_ref()
+            .and_then(|p| p.is_valid(i).then(|| p.value(i)));
+        w.push(
+            t.value(i),
+            p,
+            keys.iter().map(|k| k[i].clone()).collect(),
+            vals.iter().map(|v| v[i].clone()).collect(),
+            &mut out,
+        );
+    }
+    Ok(alerts(out))
+}
+
+/// What a sequence stage evaluates on each batch.
+struct SequenceOut<'a> {
+    keys: &'a [Phys],
+    names: &'a [String],
+    steps: &'a [Phys],
+    until: Option<&'a Phys>,
+    shape: &'a Shape,
+}
+
+/// A batch through a sequence: the candidates (events matching a step or `until`) wait
+/// in the stream's reorder buffer; completed sequences out.
+fn sequences_found(
+    out: &SequenceOut<'_>,
+    stream: Option<&mut sequence::Stream>,
+    lateness: i64,
+    batch: &RecordBatch,
+) -> Result<Vec<Record>, String> {
+    let SequenceOut {
+        keys,
+        names,
+        steps,
+        until,
+        shape,
+    } = *out;
+    let flags = |p: &Phys| -> Result<BooleanArray, String> {
+        Ok(eval(p, batch)?
+            .as_boolean_opt()
+            .ok_or("a step gave no boolean")?
+            .clone())
+    };
+    let steps = steps.iter().map(flags).collect::<Result<Vec<_>, _>>()?;
+    let until = until.map(flags).transpose()?;
+    // Keys are worked out for the candidates only (an event matching a step
+    // or `until`): a key may be costly (`raw.PATH` parses the event's JSON).
+    let candidate: Vec<bool> = (0..batch.num_rows())
+        .map(|i| until.as_ref().is_some_and(|u| u.value(i)) || steps.iter().any(|s| s.value(i)))
+        .collect();
+    let candidates = filter_record_batch(batch, &BooleanArray::from(candidate.clone()))
+        .map_err(|e| e.to_string())?;
+    let key_arrays = keys
+        .iter()
+        .map(|k| eval(k, &candidates))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut texts = key_texts(&key_arrays, candidates.num_rows())
+        .map_err(|e| e.to_string())?
+        .into_iter();
+    let values: Vec<Vec<Option<Val>>> = key_arrays.iter().map(values).collect();
+    let (ids, t) = ids_and_times(batch);
+    let actions = batch
+        .column_by_name(c::ACTION)
+        .map(|a| a.as_string::<i32>());
+    let processed = batch.column_by_name(c::PROCESSED_AT).map(|a| {
+        a.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+            .clone()
+    });
+    let stream = stream.expect("a sequence's state");
+    let mut found = Vec::new();
+    let mut j = 0;
+    for (i, &is_candidate) in candidate.iter().enumerate() {
+        let time = t.value(i);
+        let progress = processed
+            .as_ref()
+            .and_then(|p| p.is_valid(i).then(|| p.value(i)));
+        let key = if is_candidate {
+            j += 1;
+            texts.next().flatten()
+        } else {
+            None
+        };
+        let Some(key) = key else {
+            let p = progress.map_or(time, |p| p.min(time));
+            stream.advance(shape, names, p, lateness, &mut found);
+            continue;
+        };
+        let w = sequence::Waiting {
+            time,
+            id: ids.value(i).to_owned(),
+            key,
+            values: values.iter().map(|v| v[j - 1].clone()).collect(),
+            event: actions.and_then(|a| a.is_valid(i).then(|| a.value(i).to_owned())),
+            matches: steps.iter().map(|s| s.value(i)).collect(),
+            until: until.as_ref().is_some_and(|u| u.value(i)),
+        };
+        stream.push(shape, names, lateness, w, progress, &mut found);
+    }
+    Ok(sequences(found))
 }
 
 fn sequences(found: Vec<sequence::Found>) -> Vec<Record> {

@@ -1040,32 +1040,7 @@ impl<'a> Parser<'a> {
             "stats" => self.stats(t, after)?,
             // An aggregate without `stats`: `| count by actor`, `| dc(ip) by actor`.
             n if AggFn::ALL.iter().any(|(a, _)| *a == n) => self.stats(t, t)?,
-            "top" | "rare" => {
-                let (rest, n) = self.count_arg(after, false)?;
-                let (rest, fields) = self.field_list(rest)?;
-                if fields.len() != 1 {
-                    let s = fields[1].span;
-                    return Err(Diagnostic::error(
-                        "E0402",
-                        format!("`{name}` takes one field"),
-                        s.start,
-                        s.end,
-                    )
-                    .help("for combinations use `| count by a, b | sort -count | head N`"));
-                }
-                let (rest, by) = self.by_clause(rest)?;
-                let field = fields.into_iter().next().expect("one field");
-                (
-                    rest,
-                    Stage::Top {
-                        rare: name == "rare",
-                        n: n.unwrap_or(10),
-                        field,
-                        by,
-                        span: self.span(t, rest),
-                    },
-                )
-            }
+            "top" | "rare" => self.top(t, after, name == "rare")?,
             "distinct" => {
                 let (rest, fields) = self.field_list(after)?;
                 (rest, Stage::Distinct(fields, self.span(t, rest)))
@@ -1082,35 +1057,7 @@ impl<'a> Parser<'a> {
                 }
                 (rest, Stage::Dedup(fields, within, self.span(t, rest)))
             }
-            "timechart" => {
-                let (rest, d) = self.duration(ws(after))?;
-                let r = ws(rest);
-                let (rest, agg) = if word(r).is_some_and(|w| w != "by") {
-                    let (rest, a) = self.agg_item(r)?;
-                    (rest, Some(a))
-                } else {
-                    (rest, None)
-                };
-                let (rest, by) = self.by_clause(rest)?;
-                if by.len() > 1 {
-                    let s = by[1].span;
-                    return Err(Diagnostic::error(
-                        "E0402",
-                        "`timechart` splits by one field",
-                        s.start,
-                        s.end,
-                    ));
-                }
-                (
-                    rest,
-                    Stage::Timechart {
-                        span_text: d,
-                        agg,
-                        by: by.into_iter().next(),
-                        span: self.span(t, rest),
-                    },
-                )
-            }
+            "timechart" => self.timechart(t, after)?,
             "sequence" => self.sequence(t, after)?,
             "lookup" => self.lookup(t, after)?,
             "first_seen" => {
@@ -1281,6 +1228,65 @@ impl<'a> Parser<'a> {
             rest,
             SeqStep {
                 filter,
+                span: self.span(t, rest),
+            },
+        ))
+    }
+
+    /// The `top` and `rare` stages: `| top 10 actor by country`.
+    fn top(&self, t: &'a str, after: &'a str, rare: bool) -> Res<'a, Stage> {
+        let (rest, n) = self.count_arg(after, false)?;
+        let (rest, fields) = self.field_list(rest)?;
+        if fields.len() != 1 {
+            let s = fields[1].span;
+            return Err(Diagnostic::error(
+                "E0402",
+                format!("`{}` takes one field", if rare { "rare" } else { "top" }),
+                s.start,
+                s.end,
+            )
+            .help("for combinations use `| count by a, b | sort -count | head N`"));
+        }
+        let (rest, by) = self.by_clause(rest)?;
+        let field = fields.into_iter().next().expect("one field");
+        Ok((
+            rest,
+            Stage::Top {
+                rare,
+                n: n.unwrap_or(10),
+                field,
+                by,
+                span: self.span(t, rest),
+            },
+        ))
+    }
+
+    /// The `timechart` stage: `| timechart 1h count by event`.
+    fn timechart(&self, t: &'a str, after: &'a str) -> Res<'a, Stage> {
+        let (rest, d) = self.duration(ws(after))?;
+        let r = ws(rest);
+        let (rest, agg) = if word(r).is_some_and(|w| w != "by") {
+            let (rest, a) = self.agg_item(r)?;
+            (rest, Some(a))
+        } else {
+            (rest, None)
+        };
+        let (rest, by) = self.by_clause(rest)?;
+        if by.len() > 1 {
+            let s = by[1].span;
+            return Err(Diagnostic::error(
+                "E0402",
+                "`timechart` splits by one field",
+                s.start,
+                s.end,
+            ));
+        }
+        Ok((
+            rest,
+            Stage::Timechart {
+                span_text: d,
+                agg,
+                by: by.into_iter().next(),
                 span: self.span(t, rest),
             },
         ))
