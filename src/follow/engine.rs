@@ -14,12 +14,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Schema, TimeUnit};
-use datafusion::common::DFSchema;
-use datafusion::logical_expr::Expr;
-use datafusion::logical_expr::simplify::SimplifyContext;
-use datafusion::optimizer::simplify_expressions::ExprSimplifier;
-use datafusion::physical_expr::PhysicalExpr;
-use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use super::sequence;
@@ -32,6 +26,7 @@ use crate::query::check;
 use crate::query::compile::{self, Compiler};
 use crate::query::output;
 use crate::query::sequence::{Shape, key_texts};
+use crate::query::stage::{self, Out, Phys, Step};
 
 /// What a match or an alert becomes, for the sinks.
 #[derive(Debug, Clone)]
@@ -48,46 +43,6 @@ pub struct Record {
     pub key: String,
     /// The id of the rule of a pack that made it.
     pub rule: Option<Arc<str>>,
-}
-
-type Phys = Arc<dyn PhysicalExpr>;
-
-enum Step {
-    Filter(Phys),
-    Dedup {
-        keys: Vec<Phys>,
-        within: i64,
-        /// Index into `State::dedup`.
-        slot: usize,
-    },
-    /// `lookup`: the file's columns added to each event.
-    Lookup(Box<super::lookup::Lookup>),
-    /// `first_seen`: the key's and values' expressions, the learning span.
-    FirstSeen {
-        parts: Vec<Phys>,
-        after: Option<i64>,
-        /// Index into `State::seen`.
-        slot: usize,
-    },
-}
-
-enum Out {
-    /// The event's own JSON.
-    Events,
-    /// Named columns, as `query --format ndjson` prints them.
-    Fields(Vec<(String, Phys)>),
-    Window {
-        keys: Vec<Phys>,
-        vals: Vec<Option<Phys>>,
-    },
-    /// `| sequence …`: the keys and their names, a flag per step, the cancelling flag.
-    Sequence {
-        keys: Vec<Phys>,
-        names: Vec<String>,
-        steps: Vec<Phys>,
-        until: Option<Phys>,
-        shape: Shape,
-    },
 }
 
 /// Everything the engine remembers; saved in the follow checkpoint.
@@ -137,302 +92,37 @@ pub struct Engine {
 
 type R<T> = std::result::Result<T, Diagnostic>;
 
-fn df_err(e: datafusion::error::DataFusionError) -> Diagnostic {
-    Diagnostic::error("E0900", format!("cannot plan this: {e}"), 0, 0)
-}
-
-/// Expressions made physical against the events' columns (and those lookups add).
-struct Planner {
-    ctx: SessionContext,
-    schema: std::cell::RefCell<datafusion::arrow::datatypes::SchemaRef>,
-}
-
-impl Planner {
-    fn new() -> Planner {
-        Planner {
-            ctx: SessionContext::new(),
-            schema: std::cell::RefCell::new(event::schema()),
-        }
-    }
-
-    /// Coerced and simplified as the optimizer would (the physical planner expects
-    /// `coalesce` and friends already rewritten), then physical.
-    fn phys(&self, e: Expr) -> R<Phys> {
-        let df_schema =
-            DFSchema::try_from(self.schema.borrow().as_ref().clone()).map_err(df_err)?;
-        let simplifier = ExprSimplifier::new(
-            SimplifyContext::builder()
-                .with_schema(Arc::new(df_schema.clone()))
-                .build(),
-        );
-        let e = simplifier.coerce(e, &df_schema).map_err(df_err)?;
-        let e = simplifier.simplify(e).map_err(df_err)?;
-        let e = crate::query::fold::rewrite(e).map_err(df_err)?.data;
-        self.ctx.create_physical_expr(e, &df_schema).map_err(df_err)
-    }
-}
-
-/// `| lookup …` on a stream: its file indexed, its columns added to the events'.
-fn lookup_step(pl: &Planner, cx: &mut Compiler<'_>, l: &ast::Lookup, span: ast::Span) -> R<Step> {
-    let spec = cx.resolve_lookup(l, span)?;
-    let key = pl.phys(cx.output(&l.on)?.1)?;
-    let added = spec.columns();
-    cx.add_columns(added.clone());
-    let mut fields: Vec<ArrowField> = pl
-        .schema
-        .borrow()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.extend(
-        added
-            .iter()
-            .map(|(n, t)| ArrowField::new(n, t.clone(), true)),
-    );
-    let extended = Arc::new(Schema::new(fields));
-    *pl.schema.borrow_mut() = Arc::clone(&extended);
-    let column = spec.table.schema.field(spec.key).name().clone();
-    let lookup =
-        super::lookup::Lookup::new(&l.file, key, &column, l.cidr, added, extended, &spec.table)
-            .map_err(|why| Diagnostic::at("E0430", why, span))?;
-    Ok(Step::Lookup(Box::new(lookup)))
-}
-
-/// `| fields …` on a stream: the columns of each record (the event id always among
-/// them: sinks and SIEMs de-duplicate on it).
-fn fields_out(pl: &Planner, cx: &mut Compiler<'_>, exclude: bool, fields: &[Field]) -> R<Out> {
-    let chosen: Vec<Field> = if exclude {
-        let dropped = |name: &str| {
-            fields.iter().any(|f| {
-                crate::query::fields::resolve(&f.name).map(|d| d.name)
-                    == crate::query::fields::resolve(name).map(|d| d.name)
-            })
-        };
-        for f in fields {
-            cx.output(f)?;
-        }
-        compile::DEFAULT_VIEW
-            .iter()
-            .filter(|n| !dropped(n))
-            .map(|n| Field {
-                name: (*n).to_owned(),
-                span: ast::Span::default(),
-            })
-            .collect()
-    } else {
-        fields.to_vec()
-    };
-    // Every record carries the event id (sinks and SIEMs de-duplicate on it).
-    let mut chosen = chosen;
-    if !chosen
-        .iter()
-        .any(|f| crate::query::fields::resolve(&f.name).map(|d| d.name) == Some("id"))
-    {
-        chosen.insert(
-            0,
-            Field {
-                name: "id".into(),
-                span: ast::Span::default(),
-            },
-        );
-    }
-    let cols = chosen
-        .iter()
-        .map(|f| {
-            let (name, e) = cx.output(f)?;
-            Ok((name, pl.phys(e)?))
-        })
-        .collect::<R<Vec<_>>>()?;
-    Ok(Out::Fields(cols))
-}
-
-/// `| stats … over …` on a stream: the window and the values it counts.
-fn window_out(
-    pl: &Planner,
-    cx: &mut Compiler<'_>,
-    query: &str,
-    aggs: &[ast::Agg],
-    by: &[Field],
-    w: &ast::Window,
-    lateness: i64,
-) -> R<(window::Spec, Out)> {
-    // Lengths and threshold as the check accepted them.
-    let (over, every) = check::lengths(w)?;
-    let threshold = w.threshold.as_ref().map(|(op, n)| (*op, n.value));
-    let keys = by.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
-    let vals = aggs
-        .iter()
-        .map(|a| {
-            a.field
-                .as_ref()
-                .map(|f| pl.phys(cx.output(f)?.1))
-                .transpose()
-        })
-        .collect::<R<Vec<_>>>()?;
-    let spec = window::Spec {
-        query: query.to_owned(),
-        over,
-        every,
-        lateness,
-        threshold,
-        keys: keys.iter().map(|(n, _)| n.clone()).collect(),
-        aggs: aggs
-            .iter()
-            .map(|a| (a.func, a.field.is_some(), a.column()))
-            .collect(),
-    };
-    let out = Out::Window {
-        keys: keys
-            .into_iter()
-            .map(|(_, e)| pl.phys(e))
-            .collect::<R<Vec<_>>>()?,
-        vals,
-    };
-    Ok((spec, out))
-}
-
-/// `| sequence …` on a stream: its keys, step flags and shape.
-fn sequence_out(
-    pl: &Planner,
-    cx: &mut Compiler<'_>,
-    seq: &ast::Sequence,
-    span: ast::Span,
-    text: &str,
-) -> R<Out> {
-    let (names, keys): (Vec<String>, Vec<Expr>) = seq
-        .by
-        .iter()
-        .map(|f| cx.output(f))
-        .collect::<R<Vec<_>>>()?
-        .into_iter()
-        .unzip();
-    let flag = |s: &ast::SeqStep| pl.phys(cx.filter(&s.filter)?.is_true());
-    Ok(Out::Sequence {
-        keys: keys
-            .into_iter()
-            .map(|e| pl.phys(e))
-            .collect::<R<Vec<_>>>()?,
-        names,
-        steps: seq.steps.iter().map(flag).collect::<R<Vec<_>>>()?,
-        until: seq.until.as_ref().map(flag).transpose()?,
-        shape: Shape {
-            steps: seq.steps.len(),
-            within: Clock::duration(&seq.within, span)?,
-            text: text.to_owned(),
-        },
-    })
-}
-
 impl Engine {
     /// Compile `q` for a stream. `lateness` (µs) is how long windows wait for late events.
     pub fn new(q: &Query, clock: &Clock, lateness: i64) -> R<Engine> {
         check::check(q, check::Mode::Stream)?;
-        let pl = Planner::new();
         let clock = Clock {
             now: clock.now,
             tz: time::query_tz(q, clock.tz)?,
         };
-        let mut cx = Compiler::new(&clock);
-        let mut steps = Vec::new();
-        if let Some(p) = compile::head_predicate(q, &cx)? {
-            steps.push(Step::Filter(pl.phys(p)?));
+        let mut s = stage::Stream::new(Compiler::new(&clock), q.to_string(), lateness);
+        if let Some(p) = compile::head_predicate(q, &s.cx)? {
+            let p = s.phys(p)?;
+            s.steps.push(Step::Filter(p));
         }
-        let mut out = Out::Events;
-        let mut spec = None;
-        let mut dedups = 0;
-        let mut seen = 0;
-        for stage in &q.stages {
-            match stage {
-                Stage::Where(f, _) => steps.push(Step::Filter(pl.phys(cx.filter(f)?)?)),
-                Stage::Dedup(fields, Some(within), span) => {
-                    let keys = fields
-                        .iter()
-                        .map(|f| pl.phys(cx.output(f)?.1))
-                        .collect::<R<Vec<_>>>()?;
-                    steps.push(Step::Dedup {
-                        keys,
-                        within: Clock::duration(within, *span)?,
-                        slot: dedups,
-                    });
-                    dedups += 1;
-                }
-                Stage::Lookup(l, span) => steps.push(lookup_step(&pl, &mut cx, l, *span)?),
-                Stage::FirstSeen {
-                    fields,
-                    by,
-                    after,
-                    span,
-                } => {
-                    let parts = by
-                        .iter()
-                        .chain(fields)
-                        .map(|f| pl.phys(cx.output(f)?.1))
-                        .collect::<R<Vec<_>>>()?;
-                    let after = after
-                        .as_ref()
-                        .map(|a| Clock::duration(a, *span))
-                        .transpose()?;
-                    steps.push(Step::FirstSeen {
-                        parts,
-                        after,
-                        slot: seen,
-                    });
-                    seen += 1;
-                }
-                // `fields *`: the whole event, which is what a match is anyway.
-                Stage::Fields {
-                    exclude: false,
-                    fields,
-                    ..
-                } if compile::is_star(fields) => {}
-                Stage::Fields {
-                    exclude, fields, ..
-                } => out = fields_out(&pl, &mut cx, *exclude, fields)?,
-                Stage::Stats {
-                    aggs,
-                    by,
-                    window: Some(w),
-                    ..
-                } => {
-                    let (w, o) = window_out(&pl, &mut cx, &q.to_string(), aggs, by, w, lateness)?;
-                    (spec, out) = (Some(w), o);
-                }
-                Stage::Sequence(seq, span) => {
-                    out = sequence_out(&pl, &mut cx, seq, *span, &stage.to_string())?;
-                }
-                // Refused by the check above (with its reason).
-                Stage::Dedup(_, None, _)
-                | Stage::Stats { window: None, .. }
-                | Stage::Sort(..)
-                | Stage::Head(..)
-                | Stage::Top { .. }
-                | Stage::Distinct(..)
-                | Stage::Timechart { .. }
-                | Stage::Bucket(..) => {
-                    return Err(check::check(q, check::Mode::Stream)
-                        .err()
-                        .unwrap_or_else(|| {
-                            Diagnostic::at(
-                                "E0411",
-                                format!("`{stage}` cannot run in `auditq follow`"),
-                                stage.span(),
-                            )
-                        }));
-                }
-            }
+        for st in &q.stages {
+            stage::of(st).step(&mut s)?;
         }
+        let window = match &s.out {
+            Out::Window { spec, .. } => Some(Window::new(spec.clone(), window::State::default())),
+            _ => None,
+        };
         let state = State {
-            dedup: vec![BTreeMap::new(); dedups],
-            sequence: matches!(out, Out::Sequence { .. }).then(sequence::Stream::default),
-            seen: vec![BTreeSet::new(); seen],
+            dedup: vec![BTreeMap::new(); s.dedups],
+            sequence: matches!(s.out, Out::Sequence { .. }).then(sequence::Stream::default),
+            seen: vec![BTreeSet::new(); s.seen],
             ..Default::default()
         };
         Ok(Engine {
             text: q.to_string(),
-            steps,
-            out,
-            window: spec.map(|s| Window::new(s, window::State::default())),
+            steps: s.steps,
+            out: s.out,
+            window,
             state,
             lateness,
         })
@@ -469,10 +159,13 @@ impl Engine {
         };
         for stage in &q.stages {
             match stage {
-                Stage::FirstSeen { fields, by, .. } => {
+                Stage::FirstSeen(ast::FirstSeen { fields, by, .. }) => {
                     let mut seed = head.clone();
                     let all: Vec<Field> = by.iter().chain(fields).cloned().collect();
-                    seed.stages.push(Stage::Distinct(all, ast::Span::default()));
+                    seed.stages.push(Stage::Distinct(ast::Distinct {
+                        fields: all,
+                        span: ast::Span::default(),
+                    }));
                     out.push(seed.to_string());
                 }
                 s => head.stages.push(s.clone()),
@@ -606,7 +299,9 @@ impl Engine {
         match &self.out {
             Out::Events => Ok(events(batch)),
             Out::Fields(cols) => fields(batch, cols),
-            Out::Window { keys, vals } => window_alerts(keys, vals, self.window.as_mut(), batch),
+            Out::Window { keys, vals, .. } => {
+                window_alerts(keys, vals, self.window.as_mut(), batch)
+            }
             Out::Sequence {
                 keys,
                 names,

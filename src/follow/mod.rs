@@ -19,7 +19,6 @@
 
 pub mod engine;
 pub mod error;
-pub mod lookup;
 pub mod pack;
 pub mod prefilter;
 pub mod reorder;

@@ -52,7 +52,7 @@ impl Prefilter {
         let mut needs: Vec<Need> = q.filter.iter().filter_map(need).collect();
         for stage in &q.stages {
             match stage {
-                Stage::Where(e, _) => needs.extend(need(e)),
+                Stage::Where(w) => needs.extend(need(&w.filter)),
                 _ => break,
             }
         }

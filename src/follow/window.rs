@@ -85,21 +85,8 @@ impl PartialEq for Row {
 }
 impl Eq for Row {}
 
-/// What a window computes.
-#[derive(Debug, Clone)]
-pub struct Spec {
-    /// The canonical query text (part of each alert's id).
-    pub query: String,
-    pub over: i64,
-    pub every: Option<i64>,
-    pub lateness: i64,
-    /// Compared with the first aggregate (a count or a distinct count).
-    pub threshold: Option<(CmpOp, f64)>,
-    /// Key column names.
-    pub keys: Vec<String>,
-    /// Aggregates and their column names; `vals[i]` of a row feeds `aggs[i]`.
-    pub aggs: Vec<(AggFn, bool, String)>,
-}
+/// What a window computes (its stage's: `query/stage/stats.rs`).
+pub use crate::query::stage::stats::WindowSpec as Spec;
 
 /// One aggregate's running value.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -279,7 +279,7 @@ pub struct SeqStep {
 }
 
 /// `sequence [by k] within D [a] [b] … [until [c]]`: per key, an event of each step in
-/// order, the first and last within `D` (EQL's sequences; see `query/sequence.rs`).
+/// order, the first and last within `D` (EQL's sequences; see `query/stage/sequence.rs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sequence {
     pub by: Vec<Field>,
@@ -287,6 +287,7 @@ pub struct Sequence {
     pub steps: Vec<SeqStep>,
     /// An event matching it cancels the key's pending sequences.
     pub until: Option<SeqStep>,
+    pub span: Span,
 }
 
 /// `lookup FILE on f [= column | cidr column] [fields a, b]`: a left join of a CSV,
@@ -301,75 +302,131 @@ pub struct Lookup {
     pub cidr: bool,
     /// The file's columns to add (else all but the matched one).
     pub fields: Vec<Field>,
+    pub span: Span,
 }
 
+/// `where FILTER`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Stage {
-    Where(Expr, Span),
-    Fields {
-        exclude: bool,
-        fields: Vec<Field>,
-        span: Span,
-    },
-    Sort(Vec<SortKey>, Span),
-    Head(u64, Span),
-    Stats {
-        aggs: Vec<Agg>,
-        by: Vec<Field>,
-        /// `over 5m [every 1m] [> 10]`: a window on event time (for `follow`).
-        window: Option<Window>,
-        span: Span,
-    },
-    Top {
-        rare: bool,
-        n: u64,
-        field: Field,
-        by: Vec<Field>,
-        span: Span,
-    },
-    Distinct(Vec<Field>, Span),
-    /// `dedup f` or `dedup f within 1h` (the first of each value per hour of event time).
-    Dedup(Vec<Field>, Option<Dur>, Span),
-    Timechart {
-        span_text: Dur,
-        agg: Option<Agg>,
-        by: Option<Field>,
-        span: Span,
-    },
-    /// `bucket time SPAN`: `time` rounded down to a multiple of the span.
-    Bucket(Dur, Span),
-    Sequence(Sequence, Span),
-    Lookup(Lookup, Span),
-    /// `first_seen country by actor.id [after 30d]`: the events whose value (tuple) is
-    /// new for their key, against every earlier event; the first `after` of the archive
-    /// only learns.
-    FirstSeen {
-        fields: Vec<Field>,
-        by: Vec<Field>,
-        after: Option<Dur>,
-        span: Span,
-    },
+pub struct Where {
+    pub filter: Expr,
+    pub span: Span,
 }
 
-impl Stage {
-    pub fn span(&self) -> Span {
-        match self {
-            Stage::Where(_, s)
-            | Stage::Sort(_, s)
-            | Stage::Head(_, s)
-            | Stage::Distinct(_, s)
-            | Stage::Dedup(_, _, s)
-            | Stage::Bucket(_, s)
-            | Stage::Sequence(_, s)
-            | Stage::Lookup(_, s) => *s,
-            Stage::Fields { span, .. }
-            | Stage::Stats { span, .. }
-            | Stage::Top { span, .. }
-            | Stage::Timechart { span, .. }
-            | Stage::FirstSeen { span, .. } => *span,
-        }
-    }
+/// `fields a, b` (keep), `fields -a, -b` (drop), `fields *` (every column).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fields {
+    pub exclude: bool,
+    pub fields: Vec<Field>,
+    pub span: Span,
 }
+
+/// `sort -count, actor`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sort {
+    pub keys: Vec<SortKey>,
+    pub span: Span,
+}
+
+/// `head N` (or `limit N`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Head {
+    pub n: u64,
+    pub span: Span,
+}
+
+/// `stats count, dc(ip) by actor [over 5m …]` (or `| count by actor`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stats {
+    pub aggs: Vec<Agg>,
+    pub by: Vec<Field>,
+    /// `over 5m [every 1m] [> 10]`: a window on event time (for `follow`).
+    pub window: Option<Window>,
+    pub span: Span,
+}
+
+/// `top [N] f [by g]`, `rare [N] f [by g]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Top {
+    pub rare: bool,
+    pub n: u64,
+    pub field: Field,
+    pub by: Vec<Field>,
+    pub span: Span,
+}
+
+/// `distinct a, b`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Distinct {
+    pub fields: Vec<Field>,
+    pub span: Span,
+}
+
+/// `dedup f` or `dedup f within 1h` (the first of each value per hour of event time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dedup {
+    pub fields: Vec<Field>,
+    pub within: Option<Dur>,
+    pub span: Span,
+}
+
+/// `timechart 1h [agg] [by f]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timechart {
+    pub span_text: Dur,
+    pub agg: Option<Agg>,
+    pub by: Option<Field>,
+    pub span: Span,
+}
+
+/// `bucket time SPAN`: `time` rounded down to a multiple of the span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucket {
+    pub every: Dur,
+    pub span: Span,
+}
+
+/// `first_seen country by actor.id [after 30d]`: the events whose value (tuple) is
+/// new for their key, against every earlier event; the first `after` of the archive
+/// only learns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirstSeen {
+    pub fields: Vec<Field>,
+    pub by: Vec<Field>,
+    pub after: Option<Dur>,
+    pub span: Span,
+}
+
+/// The stages: one variant per stage, each holding its own node (its text is its
+/// `Display`). What a stage means lives in its module under `query/stage/`.
+macro_rules! stages {
+    ($($name:ident),* $(,)?) => {
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Stage {
+            $($name($name),)*
+        }
+
+        impl Stage {
+            pub fn span(&self) -> Span {
+                match self {
+                    $(Stage::$name(s) => s.span,)*
+                }
+            }
+        }
+
+        impl fmt::Display for Stage {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $(Stage::$name(s) => s.fmt(f),)*
+                }
+            }
+        }
+    };
+}
+
+stages!(
+    Where, Fields, Sort, Head, Stats, Top, Distinct, Dedup, Timechart, Bucket, Sequence, Lookup,
+    FirstSeen,
+);
 
 /// A whole query: time clauses and a filter, then stages.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -525,116 +582,132 @@ fn join<T: fmt::Display>(items: &[T]) -> String {
         .join(", ")
 }
 
-impl fmt::Display for Stage {
+fn by(fields: &[Field]) -> String {
+    if fields.is_empty() {
+        String::new()
+    } else {
+        format!(" by {}", join(fields))
+    }
+}
+
+impl fmt::Display for Where {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let by = |fields: &[Field]| {
-            if fields.is_empty() {
-                String::new()
-            } else {
-                format!(" by {}", join(fields))
-            }
-        };
-        match self {
-            Stage::Where(e, _) => write!(f, "where {e}"),
-            Stage::Fields {
-                exclude, fields, ..
-            } => {
-                let sign = if *exclude { "-" } else { "" };
-                let list: Vec<String> = fields.iter().map(|x| format!("{sign}{x}")).collect();
-                write!(f, "fields {}", list.join(", "))
-            }
-            Stage::Sort(keys, _) => {
-                let list: Vec<String> = keys
-                    .iter()
-                    .map(|k| format!("{}{}", if k.desc { "-" } else { "" }, k.field))
-                    .collect();
-                write!(f, "sort {}", list.join(", "))
-            }
-            Stage::Head(n, _) => write!(f, "head {n}"),
-            Stage::Stats {
-                aggs,
-                by: b,
-                window,
-                ..
-            } => {
-                write!(f, "stats {}{}", join(aggs), by(b))?;
-                if let Some(w) = window {
-                    write!(f, " {w}")?;
-                }
-                Ok(())
-            }
-            Stage::Top {
-                rare,
-                n,
-                field,
-                by: b,
-                ..
-            } => write!(
-                f,
-                "{} {n} {field}{}",
-                if *rare { "rare" } else { "top" },
-                by(b)
-            ),
-            Stage::Distinct(fields, _) => write!(f, "distinct {}", join(fields)),
-            Stage::Dedup(fields, within, _) => {
-                write!(f, "dedup {}", join(fields))?;
-                if let Some(w) = within {
-                    write!(f, " within {w}")?;
-                }
-                Ok(())
-            }
-            Stage::Bucket(d, _) => write!(f, "bucket time {d}"),
-            Stage::FirstSeen {
-                fields,
-                by: b,
-                after,
-                ..
-            } => {
-                write!(f, "first_seen {}{}", join(fields), by(b))?;
-                if let Some(a) = after {
-                    write!(f, " after {a}")?;
-                }
-                Ok(())
-            }
-            Stage::Lookup(l, _) => {
-                write!(f, "lookup {} on {}", quote(&l.file), l.on)?;
-                match (&l.column, l.cidr) {
-                    (Some(c), true) => write!(f, " cidr {c}")?,
-                    (Some(c), false) => write!(f, " = {c}")?,
-                    (None, _) => {}
-                }
-                if !l.fields.is_empty() {
-                    write!(f, " fields {}", join(&l.fields))?;
-                }
-                Ok(())
-            }
-            Stage::Sequence(q, _) => {
-                f.write_str("sequence")?;
-                write!(f, "{} within {}", by(&q.by), q.within)?;
-                for s in &q.steps {
-                    write!(f, " [{}]", s.filter)?;
-                }
-                if let Some(u) = &q.until {
-                    write!(f, " until [{}]", u.filter)?;
-                }
-                Ok(())
-            }
-            Stage::Timechart {
-                span_text,
-                agg,
-                by: b,
-                ..
-            } => {
-                write!(f, "timechart {span_text}")?;
-                if let Some(a) = agg {
-                    write!(f, " {a}")?;
-                }
-                if let Some(b) = b {
-                    write!(f, " by {b}")?;
-                }
-                Ok(())
-            }
+        write!(f, "where {}", self.filter)
+    }
+}
+
+impl fmt::Display for Fields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.exclude { "-" } else { "" };
+        let list: Vec<String> = self.fields.iter().map(|x| format!("{sign}{x}")).collect();
+        write!(f, "fields {}", list.join(", "))
+    }
+}
+
+impl fmt::Display for Sort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list: Vec<String> = self
+            .keys
+            .iter()
+            .map(|k| format!("{}{}", if k.desc { "-" } else { "" }, k.field))
+            .collect();
+        write!(f, "sort {}", list.join(", "))
+    }
+}
+
+impl fmt::Display for Head {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "head {}", self.n)
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stats {}{}", join(&self.aggs), by(&self.by))?;
+        if let Some(w) = &self.window {
+            write!(f, " {w}")?;
         }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Top {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = if self.rare { "rare" } else { "top" };
+        write!(f, "{name} {} {}{}", self.n, self.field, by(&self.by))
+    }
+}
+
+impl fmt::Display for Distinct {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "distinct {}", join(&self.fields))
+    }
+}
+
+impl fmt::Display for Dedup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dedup {}", join(&self.fields))?;
+        if let Some(w) = &self.within {
+            write!(f, " within {w}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Bucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bucket time {}", self.every)
+    }
+}
+
+impl fmt::Display for FirstSeen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "first_seen {}{}", join(&self.fields), by(&self.by))?;
+        if let Some(a) = &self.after {
+            write!(f, " after {a}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Lookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "lookup {} on {}", quote(&self.file), self.on)?;
+        match (&self.column, self.cidr) {
+            (Some(c), true) => write!(f, " cidr {c}")?,
+            (Some(c), false) => write!(f, " = {c}")?,
+            (None, _) => {}
+        }
+        if !self.fields.is_empty() {
+            write!(f, " fields {}", join(&self.fields))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Sequence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sequence{} within {}", by(&self.by), self.within)?;
+        for s in &self.steps {
+            write!(f, " [{}]", s.filter)?;
+        }
+        if let Some(u) = &self.until {
+            write!(f, " until [{}]", u.filter)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Timechart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "timechart {}", self.span_text)?;
+        if let Some(a) = &self.agg {
+            write!(f, " {a}")?;
+        }
+        if let Some(b) = &self.by {
+            write!(f, " by {b}")?;
+        }
+        Ok(())
     }
 }
 

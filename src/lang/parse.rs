@@ -1029,13 +1029,25 @@ impl<'a> Parser<'a> {
         let (rest, stage) = match name.as_str() {
             "where" => {
                 let (rest, e) = self.filter(after)?;
-                (rest, Stage::Where(e, self.span(t, rest)))
+                (
+                    rest,
+                    Stage::Where(Where {
+                        filter: e,
+                        span: self.span(t, rest),
+                    }),
+                )
             }
             "fields" => self.fields(t, after)?,
             "sort" => self.sort(t, after)?,
             "head" | "limit" => {
                 let (rest, n) = self.count_arg(after, true)?;
-                (rest, Stage::Head(n.expect("required"), self.span(t, rest)))
+                (
+                    rest,
+                    Stage::Head(Head {
+                        n: n.expect("required"),
+                        span: self.span(t, rest),
+                    }),
+                )
             }
             "stats" => self.stats(t, after)?,
             // An aggregate without `stats`: `| count by actor`, `| dc(ip) by actor`.
@@ -1043,41 +1055,19 @@ impl<'a> Parser<'a> {
             "top" | "rare" => self.top(t, after, name == "rare")?,
             "distinct" => {
                 let (rest, fields) = self.field_list(after)?;
-                (rest, Stage::Distinct(fields, self.span(t, rest)))
+                (
+                    rest,
+                    Stage::Distinct(Distinct {
+                        fields,
+                        span: self.span(t, rest),
+                    }),
+                )
             }
-            // dedup = "dedup" , path_list , [ "within" , duration ] ;
-            "dedup" => {
-                let (mut rest, fields) = self.field_list(after)?;
-                let mut within = None;
-                let r = ws(rest);
-                if at_keyword(r, "within") {
-                    let (r, d) = self.duration(ws(&r[6..]))?;
-                    within = Some(d);
-                    rest = r;
-                }
-                (rest, Stage::Dedup(fields, within, self.span(t, rest)))
-            }
+            "dedup" => self.dedup(t, after)?,
             "timechart" => self.timechart(t, after)?,
             "sequence" => self.sequence(t, after)?,
             "lookup" => self.lookup(t, after)?,
-            "first_seen" => {
-                let (rest, fields) = self.field_list(after)?;
-                let (mut rest, by) = self.by_clause(rest)?;
-                let mut learn = None;
-                let r = ws(rest);
-                if at_keyword(r, "after") {
-                    let (r, d) = self.duration(ws(&r[5..]))?;
-                    learn = Some(d);
-                    rest = r;
-                }
-                let stage = Stage::FirstSeen {
-                    fields,
-                    by,
-                    after: learn,
-                    span: self.span(t, rest),
-                };
-                (rest, stage)
-            }
+            "first_seen" => self.first_seen(t, after)?,
             "bucket" => {
                 let a = ws(after);
                 if !at_keyword(a, "time") {
@@ -1086,7 +1076,13 @@ impl<'a> Parser<'a> {
                         .help("`bucket time 1h` rounds `time` down to the hour"));
                 }
                 let (rest, d) = self.duration(ws(&a[4..]))?;
-                (rest, Stage::Bucket(d, self.span(t, rest)))
+                (
+                    rest,
+                    Stage::Bucket(Bucket {
+                        every: d,
+                        span: self.span(t, rest),
+                    }),
+                )
             }
             _ => {
                 let s = self.at(t);
@@ -1149,8 +1145,9 @@ impl<'a> Parser<'a> {
             within,
             steps,
             until,
+            span: self.span(t, rest),
         };
-        Ok((rest, Stage::Sequence(q, self.span(t, rest))))
+        Ok((rest, Stage::Sequence(q)))
     }
 
     /// lookup = "lookup" , ( string | bare_word ) , "on" , path , [ "=" , path | "cidr" , path ] , [ "fields" , path_list ] ;
@@ -1207,8 +1204,50 @@ impl<'a> Parser<'a> {
             column,
             cidr,
             fields,
+            span: self.span(t, rest),
         };
-        Ok((rest, Stage::Lookup(l, self.span(t, rest))))
+        Ok((rest, Stage::Lookup(l)))
+    }
+
+    /// The `dedup` stage: `| dedup actor within 1h`.
+    fn dedup(&self, t: &'a str, after: &'a str) -> Res<'a, Stage> {
+        let (mut rest, fields) = self.field_list(after)?;
+        let mut within = None;
+        let r = ws(rest);
+        if at_keyword(r, "within") {
+            let (r, d) = self.duration(ws(&r[6..]))?;
+            within = Some(d);
+            rest = r;
+        }
+        let span = self.span(t, rest);
+        Ok((
+            rest,
+            Stage::Dedup(Dedup {
+                fields,
+                within,
+                span,
+            }),
+        ))
+    }
+
+    /// The `first_seen` stage: `| first_seen country by actor.id after 30d`.
+    fn first_seen(&self, t: &'a str, after: &'a str) -> Res<'a, Stage> {
+        let (rest, fields) = self.field_list(after)?;
+        let (mut rest, by) = self.by_clause(rest)?;
+        let mut learn = None;
+        let r = ws(rest);
+        if at_keyword(r, "after") {
+            let (r, d) = self.duration(ws(&r[5..]))?;
+            learn = Some(d);
+            rest = r;
+        }
+        let stage = Stage::FirstSeen(FirstSeen {
+            fields,
+            by,
+            after: learn,
+            span: self.span(t, rest),
+        });
+        Ok((rest, stage))
     }
 
     /// step = "[" , filter , "]" ;
@@ -1251,13 +1290,13 @@ impl<'a> Parser<'a> {
         let field = fields.into_iter().next().expect("one field");
         Ok((
             rest,
-            Stage::Top {
+            Stage::Top(Top {
                 rare,
                 n: n.unwrap_or(10),
                 field,
                 by,
                 span: self.span(t, rest),
-            },
+            }),
         ))
     }
 
@@ -1283,12 +1322,12 @@ impl<'a> Parser<'a> {
         }
         Ok((
             rest,
-            Stage::Timechart {
+            Stage::Timechart(Timechart {
                 span_text: d,
                 agg,
                 by: by.into_iter().next(),
                 span: self.span(t, rest),
-            },
+            }),
         ))
     }
 
@@ -1305,11 +1344,11 @@ impl<'a> Parser<'a> {
             };
             return Ok((
                 r,
-                Stage::Fields {
+                Stage::Fields(Fields {
                     exclude: false,
                     fields: vec![field],
                     span: self.span(t, r),
-                },
+                }),
             ));
         }
         let mut rest = after;
@@ -1346,11 +1385,11 @@ impl<'a> Parser<'a> {
         }
         Ok((
             rest,
-            Stage::Fields {
+            Stage::Fields(Fields {
                 exclude: exclude.unwrap_or(false),
                 fields,
                 span: self.span(t, rest),
-            },
+            }),
         ))
     }
 
@@ -1391,7 +1430,13 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        Ok((rest, Stage::Sort(keys, self.span(t, rest))))
+        Ok((
+            rest,
+            Stage::Sort(Sort {
+                keys,
+                span: self.span(t, rest),
+            }),
+        ))
     }
 
     /// An optional (or required) count: `head 10`, `top 5 actor`.
@@ -1461,12 +1506,12 @@ impl<'a> Parser<'a> {
         let (rest, window) = self.window(rest)?;
         Ok((
             rest,
-            Stage::Stats {
+            Stage::Stats(Stats {
                 aggs,
                 by,
                 window,
                 span: self.span(t, rest),
-            },
+            }),
         ))
     }
 
@@ -1770,9 +1815,9 @@ mod tests {
             panic!("{q:?}")
         };
         assert_eq!((d.text.as_str(), d.us), ("1h30m", Some(5_400_000_000)));
-        let Stage::Stats {
+        let Stage::Stats(Stats {
             window: Some(w), ..
-        } = &q.stages[0]
+        }) = &q.stages[0]
         else {
             panic!("{q:?}")
         };

@@ -5,11 +5,11 @@
 //! stream; an aggregate without a window, a sort or a `head` need the whole input,
 //! which a stream never has. Both commands used to find this out while compiling, each
 //! in its own words; `check` says it once, before anything is compiled, stage by stage
-//! in the order they are written.
+//! in the order they are written, each stage answering for itself (`stage/`).
 
+use super::stage::{self, Flow};
 use crate::diag::Diagnostic;
-use crate::lang::ast::{AggFn, Expr, Field, Query, Stage, Window};
-use crate::lang::time::Clock;
+use crate::lang::ast::{Expr, Field, Query, Stage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -23,16 +23,11 @@ type R<T> = Result<T, Diagnostic>;
 
 /// What `q` needs: a stream when a stage windows on event time.
 pub fn needs(q: &Query) -> Mode {
-    let windowed = q.stages.iter().any(|s| {
-        matches!(
-            s,
-            Stage::Stats {
-                window: Some(_),
-                ..
-            } | Stage::Dedup(_, Some(_), _)
-        )
-    });
-    if windowed { Mode::Stream } else { Mode::Batch }
+    if q.stages.iter().any(|s| stage::of(s).windowed()) {
+        Mode::Stream
+    } else {
+        Mode::Batch
+    }
 }
 
 /// `Ok` when `mode` can run `q`; else the first stage that it cannot, and why.
@@ -41,19 +36,23 @@ pub fn check(q: &Query, mode: Mode) -> R<()> {
     event_fields(q)?;
     match mode {
         Mode::Batch if needs(q) == Mode::Batch => Ok(()),
-        Mode::Batch => q.stages.iter().try_for_each(batch),
+        Mode::Batch => q.stages.iter().try_for_each(|s| stage::of(s).batch()),
         Mode::Stream => {
-            let mut done: Option<&Stage> = None;
-            for stage in &q.stages {
-                if let Some(last) = done {
-                    return Err(refuse(
-                        stage,
+            let mut done: Option<(&Stage, Flow)> = None;
+            for s in &q.stages {
+                let def = stage::of(s);
+                if let Some((last, flow)) = done
+                    && !(flow == Flow::Columns && def.after_columns())
+                {
+                    return Err(stage::refuse(
+                        def,
                         &format!("nothing can follow `{last}` in `auditq follow`"),
                         "`follow` ends a query with `fields …`, a windowed aggregate or a sequence",
                     ));
                 }
-                if stream(stage)? {
-                    done = Some(stage);
+                let flow = def.stream()?;
+                if flow != Flow::Pass {
+                    done = Some((s, flow));
                 }
             }
             Ok(())
@@ -62,35 +61,24 @@ pub fn check(q: &Query, mode: Mode) -> R<()> {
 }
 
 /// A sequence and `first_seen` read events (their time, id and fields), so only `where`
-/// may come before them; a sequence's span must be longer than zero. Both commands run
-/// them.
+/// may come before them; then what each stage finds wrong with itself whatever the
+/// command (a sequence's span must be longer than zero).
 fn sequences(q: &Query) -> R<()> {
-    for (i, stage) in q.stages.iter().enumerate() {
-        let (name, span) = match stage {
-            Stage::Sequence(_, span) => ("a sequence", *span),
-            Stage::FirstSeen { span, .. } => ("`first_seen`", *span),
-            _ => continue,
-        };
-        if let Some(before) = q.stages[..i]
-            .iter()
-            .find(|s| !matches!(s, Stage::Where(..)))
+    for (i, s) in q.stages.iter().enumerate() {
+        let def = stage::of(s);
+        if let Some(name) = def.reads_events()
+            && let Some(before) = q.stages[..i]
+                .iter()
+                .find(|s| !matches!(s, Stage::Where(..)))
         {
             return Err(Diagnostic::at(
                 "E0413",
                 format!("{name} reads events, and `{before}` came before it"),
-                span,
+                def.span(),
             )
             .help("only `where` may come before it; put the other stages after it"));
         }
-        if let Stage::Sequence(s, _) = stage
-            && Clock::duration(&s.within, span)? <= 0
-        {
-            return Err(Diagnostic::at(
-                "E0208",
-                "a sequence's span must be longer than zero",
-                span,
-            ));
-        }
+        def.check()?;
     }
     Ok(())
 }
@@ -104,47 +92,9 @@ fn event_fields(q: &Query) -> R<()> {
     if let Some(f) = &q.filter {
         expr_fields(f, &mut fields);
     }
-    for stage in &q.stages {
-        match stage {
-            Stage::Where(e, _) => expr_fields(e, &mut fields),
-            Stage::Fields { fields: fs, .. } => fields.extend(fs.iter().filter(|f| f.name != "*")),
-            Stage::Sort(keys, _) => fields.extend(keys.iter().map(|k| &k.field)),
-            Stage::Head(..) | Stage::Bucket(..) => {}
-            Stage::Dedup(fs, _, _) => fields.extend(fs),
-            Stage::FirstSeen { fields: fs, by, .. } => {
-                fields.extend(by);
-                fields.extend(fs);
-            }
-            Stage::Stats { aggs, by, .. } => {
-                fields.extend(by);
-                fields.extend(aggs.iter().filter_map(|a| a.field.as_ref()));
-                break;
-            }
-            Stage::Top { field, by, .. } => {
-                fields.extend(by);
-                fields.push(field);
-                break;
-            }
-            Stage::Distinct(fs, _) => {
-                fields.extend(fs);
-                break;
-            }
-            Stage::Timechart { agg, by, .. } => {
-                fields.extend(agg.iter().filter_map(|a| a.field.as_ref()));
-                fields.extend(by);
-                break;
-            }
-            Stage::Sequence(s, _) => {
-                fields.extend(&s.by);
-                for step in s.steps.iter().chain(&s.until) {
-                    expr_fields(&step.filter, &mut fields);
-                }
-                break;
-            }
-            Stage::Lookup(l, _) => {
-                fields.push(&l.on);
-                break;
-            }
+    for s in &q.stages {
+        if !stage::of(s).reads(&mut fields) {
+            break;
         }
     }
     match fields.into_iter().find(|f| {
@@ -156,7 +106,7 @@ fn event_fields(q: &Query) -> R<()> {
 }
 
 /// The fields a filter compares, in the order written.
-fn expr_fields<'a>(e: &'a Expr, out: &mut Vec<&'a Field>) {
+pub(super) fn expr_fields<'a>(e: &'a Expr, out: &mut Vec<&'a Field>) {
     match e {
         Expr::Or(items, _) | Expr::And(items, _) => {
             for i in items {
@@ -167,107 +117,6 @@ fn expr_fields<'a>(e: &'a Expr, out: &mut Vec<&'a Field>) {
         Expr::Cmp { field, .. } | Expr::In { field, .. } | Expr::Has(field, _) => out.push(field),
         Expr::Text(..) => {}
     }
-}
-
-/// Whether stored events can go through `stage`.
-fn batch(stage: &Stage) -> R<()> {
-    match stage {
-        Stage::Stats {
-            window: Some(w), ..
-        } => Err(Diagnostic::at(
-            "E0410",
-            "a window (`over …`) is for `auditq follow`",
-            w.span,
-        )
-        .help("over stored events, bucket by time instead: `| timechart 5m count by actor`")),
-        Stage::Dedup(_, Some(_), span) => {
-            Err(
-                Diagnostic::at("E0410", "`dedup … within` is for `auditq follow`", *span)
-                    .help("over stored events, `dedup f` keeps the first event of each value"),
-            )
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Whether a stream can go through `stage`: `Ok(true)` when the stage ends what a
-/// stream can do (its records are the output).
-fn stream(stage: &Stage) -> R<bool> {
-    match stage {
-        Stage::Where(..)
-        | Stage::Dedup(_, Some(_), _)
-        | Stage::FirstSeen { .. }
-        | Stage::Lookup(..) => Ok(false),
-        Stage::Fields { .. } | Stage::Sequence(..) => Ok(true),
-        Stage::Dedup(_, None, _) => Err(refuse(
-            stage,
-            "`dedup` without `within` remembers every value for ever",
-            "bound it: `| dedup actor within 1h`",
-        )),
-        Stage::Stats {
-            aggs,
-            window: Some(w),
-            ..
-        } => {
-            let (over, every) = lengths(w)?;
-            let at = |code, message: &str| Diagnostic::at(code, message.to_owned(), w.span);
-            if over <= 0 || every.is_some_and(|e| e <= 0) {
-                return Err(at("E0208", "a window must be longer than zero"));
-            }
-            if w.threshold.is_some() && !matches!(aggs[0].func, AggFn::Count | AggFn::Dc) {
-                return Err(at(
-                    "E0412",
-                    "a threshold compares a count: the first aggregate must be `count` or `dc(…)`",
-                ));
-            }
-            if every.is_none() && w.threshold.is_none() {
-                return Err(
-                    at("E0412", "a sliding window needs a threshold to alert on").help(format!(
-                        "alert: `over {} > 10`; one row per key and window: `over {} every {}`",
-                        w.over, w.over, w.over
-                    )),
-                );
-            }
-            Ok(true)
-        }
-        Stage::Stats { window: None, .. } => Err(refuse(
-            stage,
-            "an aggregate without a window needs the whole input, which `follow` never has",
-            &format!(
-                "add a window: `| {0} over 5m > 10` (an alert per key) or `| {0} over 5m every 5m` (a row per key and window)",
-                stage.to_string().trim_start_matches("stats ")
-            ),
-        )),
-        Stage::Sort(..)
-        | Stage::Head(..)
-        | Stage::Top { .. }
-        | Stage::Distinct(..)
-        | Stage::Timechart { .. } => Err(refuse(
-            stage,
-            &format!("`{stage}` needs the whole input, which `follow` never has"),
-            "`follow` emits events as they arrive; to aggregate, add a window: `| count by actor over 5m > 10`",
-        )),
-        Stage::Bucket(..) => Err(refuse(
-            stage,
-            "`bucket` has nothing to feed in `follow`",
-            "windows bucket by time themselves: `| count by action over 5m every 5m`",
-        )),
-    }
-}
-
-/// A window's length and step in µs (E0203/E0210 when one is too long).
-pub fn lengths(w: &Window) -> R<(i64, Option<i64>)> {
-    let over = Clock::duration(&w.over, w.span)?;
-    let every = w
-        .every
-        .as_ref()
-        .map(|e| Clock::duration(e, w.span))
-        .transpose()?;
-    Ok((over, every))
-}
-
-fn refuse(stage: &Stage, why: &str, help: &str) -> Diagnostic {
-    Diagnostic::at("E0411", why.to_owned(), stage.span()).help(help.to_owned())
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use datafusion::logical_expr::{ExprFunctionExt, SortExpr};
 use datafusion::prelude::{Expr, col, lit};
 
 use super::fields::{self, Kind, Target};
+use super::stage;
 use super::udf::{Matcher, glob_regex, ip_in_cidr, list_match};
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::event::{self, col as c};
@@ -20,24 +21,24 @@ use crate::lang::time::{Clock, Range, time_range};
 
 /// The literal DataFusion counts rows with (`count(*)`): statistics answer a bare
 /// `| count` only when the literal is exactly this one.
-const COUNT_STAR: i64 = 1;
+pub(super) const COUNT_STAR: i64 = 1;
 
 type R<T> = Result<T, Diagnostic>;
 
-fn ts(micros: i64) -> Expr {
+pub(super) fn ts(micros: i64) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(
         Some(micros),
         Some("UTC".into()),
     ))
 }
 
-fn column(name: &str) -> Expr {
+pub(super) fn column(name: &str) -> Expr {
     Expr::Column(Column::new_unqualified(name))
 }
 
 /// Predicates of a time range: on `time`, and on the `date` partition so whole days are
 /// pruned before any file is opened.
-fn range_predicates(r: &Range) -> Vec<Expr> {
+pub(super) fn range_predicates(r: &Range) -> Vec<Expr> {
     let mut out = Vec::new();
     if let Some(s) = r.start {
         out.push(col(c::TIME).gt_eq(ts(s)));
@@ -122,7 +123,7 @@ const SQL_IN_LIST: usize = 64;
 
 /// Join many conditions as a balanced tree (depth log2 n), not a chain n deep: a
 /// thousand `or`s must not recurse a thousand frames deep in planning.
-fn balanced(mut parts: Vec<Expr>, join: fn(Expr, Expr) -> Expr) -> Expr {
+pub(super) fn balanced(mut parts: Vec<Expr>, join: fn(Expr, Expr) -> Expr) -> Expr {
     assert!(!parts.is_empty(), "one or more conditions");
     while parts.len() > 1 {
         let mut next = Vec::with_capacity(parts.len().div_ceil(2));
@@ -147,12 +148,12 @@ fn or_missing(e: Expr, positive: Expr) -> Expr {
 pub struct Compiler<'a> {
     pub clock: &'a Clock,
     /// Set after an aggregating stage: the columns it produced and the stage text.
-    table: Option<(Vec<(String, DataType)>, String)>,
+    pub(super) table: Option<(Vec<(String, DataType)>, String)>,
     /// Every value of `action` in the data queried, when known (from the archive's
     /// summary): comparisons on `action` then become exact set membership.
     actions: Option<&'a [&'a str]>,
     /// Columns a `lookup` added to the events.
-    added: Vec<(String, DataType)>,
+    pub(super) added: Vec<(String, DataType)>,
 }
 
 impl<'a> Compiler<'a> {
@@ -210,7 +211,7 @@ impl<'a> Compiler<'a> {
     }
 
     /// From here on, fields name the columns of `df`, produced by `stage`.
-    fn now_table(&mut self, df: &DataFrame, stage: &str) {
+    pub(super) fn now_table(&mut self, df: &DataFrame, stage: &str) {
         let cols = df.schema().fields().iter();
         let cols = cols
             .map(|f| (f.name().clone(), f.data_type().clone()))
@@ -729,7 +730,7 @@ pub const DEFAULT_VIEW: &[&str] = &[
     "id",
 ];
 
-fn fields_of(names: &[&str]) -> Vec<Field> {
+pub(super) fn fields_of(names: &[&str]) -> Vec<Field> {
     names
         .iter()
         .map(|n| Field {
@@ -739,7 +740,7 @@ fn fields_of(names: &[&str]) -> Vec<Field> {
         .collect()
 }
 
-fn df_err(e: datafusion::error::DataFusionError, span: ast::Span) -> Diagnostic {
+pub(super) fn df_err(e: datafusion::error::DataFusionError, span: ast::Span) -> Diagnostic {
     Diagnostic::at("E0900", format!("cannot plan this: {e}"), span)
 }
 
@@ -748,7 +749,7 @@ fn df_err(e: datafusion::error::DataFusionError, span: ast::Span) -> Diagnostic 
 /// archive) this is a merge of streams, not a sort of every row; a tie-breaker such as
 /// `id` would force a full sort, in memory, of everything selected. Ties keep the order
 /// of the files (deterministic for one version of the archive).
-fn time_order() -> Vec<SortExpr> {
+pub(super) fn time_order() -> Vec<SortExpr> {
     vec![col(c::TIME).sort(true, false)]
 }
 
@@ -772,7 +773,7 @@ pub fn starts_with_action_counts(q: &Query) -> bool {
     }
     matches!(
         q.stages.first(),
-        Some(Stage::Stats { aggs, by, window: None, .. })
+        Some(Stage::Stats(ast::Stats { aggs, by, window: None, .. }))
             if aggs.len() == 1
                 && aggs[0].func == AggFn::Count
                 && aggs[0].field.is_none()
@@ -813,19 +814,14 @@ pub fn compile(
         cx = cx.with_actions(actions);
     }
     let range = time_range(q, clock)?;
-    for stage in &q.stages {
-        if let Stage::Stats { aggs, by, .. } = stage {
-            named_once(by, aggs)?;
-        }
+    for s in &q.stages {
+        stage::of(s).precheck()?;
     }
     let mut df = events;
     let whole = ast::Span::default();
-    // `first_seen` learns from every earlier event: the time range applies to what it
-    // reports, not to what it reads.
-    let learns = q
-        .stages
-        .iter()
-        .any(|s| matches!(s, Stage::FirstSeen { .. }));
+    // A stage that learns from every earlier event (`first_seen`): the time range
+    // applies to what it reports, not to what it reads.
+    let learns = q.stages.iter().any(|s| stage::of(s).learns());
     let head = if learns {
         q.filter.as_ref().map(|f| cx.filter(f)).transpose()?
     } else {
@@ -834,13 +830,9 @@ pub fn compile(
     if let Some(p) = head {
         df = df.filter(p).map_err(|e| df_err(e, whole))?;
     }
-    // The event columns shown at the end, while no stage has aggregated.
-    let mut view: Vec<Field> = fields_of(DEFAULT_VIEW);
-    // Events come in time order unless a `sort` says otherwise (so `head` means "first").
-    let mut ordered = false;
     let mut done = 0;
     if let (Some(counts), true) = (counts, starts_with_action_counts(q)) {
-        let Stage::Stats { aggs, by, .. } = &q.stages[0] else {
+        let Stage::Stats(ast::Stats { aggs, by, .. }) = &q.stages[0] else {
             unreachable!("checked above")
         };
         let e = |e| df_err(e, q.stages[0].span());
@@ -855,555 +847,33 @@ pub fn compile(
         cx.now_table(&df, &q.stages[0].to_string());
         done = 1;
     }
-    for stage in &q.stages[done..] {
-        let span = stage.span();
-        let e = |e| df_err(e, span);
-        if cx.table.is_none() && !ordered && matches!(stage, Stage::Head(..)) {
-            df = resort(df, time_order()).map_err(e)?;
-            ordered = true;
-        }
-        match stage {
-            Stage::Where(f, _) => df = df.filter(cx.filter(f)?).map_err(e)?,
-            Stage::Fields {
-                exclude, fields, ..
-            } => {
-                if *exclude {
-                    for f in fields {
-                        cx.output(f)?;
-                    }
-                    let drop = |v: &Field| {
-                        fields.iter().any(|f| {
-                            f.name.eq_ignore_ascii_case(&v.name)
-                                || (cx.table.is_none()
-                                    && fields::resolve(&f.name).map(|d| d.name)
-                                        == fields::resolve(&v.name).map(|d| d.name))
-                        })
-                    };
-                    if let Some((cols, _)) = &cx.table {
-                        let keep: Vec<Field> =
-                            fields_of(&cols.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
-                                .into_iter()
-                                .filter(|v| !drop(v))
-                                .collect();
-                        df = project(&mut cx, df, &keep, &stage.to_string())?;
-                    } else {
-                        view.retain(|v| !drop(v));
-                    }
-                } else if is_star(fields) {
-                    // Every column: of the events (the archive's), or of the table.
-                    if cx.table.is_none() {
-                        view = fields.clone();
-                    }
-                } else if cx.table.is_some() {
-                    df = project(&mut cx, df, fields, &stage.to_string())?;
-                } else {
-                    for f in fields {
-                        cx.output(f)?;
-                    }
-                    view = fields.clone();
-                }
-            }
-            Stage::Sort(keys, _) => {
-                let sorts = keys
-                    .iter()
-                    .map(|k| Ok(cx.output(&k.field)?.1.sort(!k.desc, false)))
-                    .collect::<R<Vec<SortExpr>>>()?;
-                df = resort(df, sorts).map_err(e)?;
-                ordered = true;
-            }
-            Stage::Head(n, _) => df = df.limit(0, Some(*n as usize)).map_err(e)?,
-            Stage::Stats { aggs, by, .. } => {
-                let groups = by.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
-                let aggs = aggs
-                    .iter()
-                    .map(|a| aggregate(&cx, a))
-                    .collect::<R<Vec<_>>>()?;
-                df = group(&mut cx, df, groups, aggs, &stage.to_string())?;
-            }
-            Stage::Top {
-                rare, n, field, by, ..
-            } => {
-                let mut groups = by.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
-                let (name, value) = cx.output(field)?;
-                // Events without the field are not a value of it.
-                df = df.filter(value.clone().is_not_null()).map_err(e)?;
-                groups.push((name, value));
-                let count_expr = count(lit(COUNT_STAR)).alias("count");
-                df = group(
-                    &mut cx,
-                    df,
-                    groups.clone(),
-                    vec![count_expr],
-                    &stage.to_string(),
-                )?;
-                let order = vec![
-                    column("count").sort(*rare, false),
-                    column(&field.name).sort(true, false),
-                ];
-                if by.is_empty() {
-                    df = resort(df, order)
-                        .map_err(e)?
-                        .limit(0, Some(*n as usize))
-                        .map_err(e)?;
-                } else {
-                    let partition: Vec<Expr> = by.iter().map(|f| column(&f.name)).collect();
-                    let rank = datafusion::functions_window::expr_fn::row_number()
-                        .partition_by(partition.clone())
-                        .order_by(order)
-                        .build()
-                        .map_err(e)?
-                        .alias("__rank");
-                    let mut all: Vec<Expr> = groups.iter().map(|(n, _)| column(n)).collect();
-                    all.push(column("count"));
-                    let mut with_rank = all.clone();
-                    with_rank.push(rank);
-                    let mut sorts: Vec<SortExpr> =
-                        partition.into_iter().map(|p| p.sort(true, false)).collect();
-                    sorts.push(column("count").sort(*rare, false));
-                    sorts.push(column(&field.name).sort(true, false));
-                    df = df
-                        .select(with_rank)
-                        .map_err(e)?
-                        .filter(column("__rank").lt_eq(lit(*n as i64)))
-                        .map_err(e)?
-                        .select(all)
-                        .map_err(e)?;
-                    df = resort(df, sorts).map_err(e)?;
-                }
-            }
-            Stage::Distinct(fields, _) => {
-                let groups = fields.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
-                df = group(&mut cx, df, groups, vec![], &stage.to_string())?;
-            }
-            // `dedup … within` was refused by the check above.
-            Stage::Dedup(fields, _, _) => {
-                let on = fields
-                    .iter()
-                    .map(|f| Ok(cx.output(f)?.1))
-                    .collect::<R<Vec<_>>>()?;
-                let select: Vec<Expr> = df
-                    .schema()
-                    .columns()
-                    .into_iter()
-                    .map(Expr::Column)
-                    .collect();
-                let mut sorts: Vec<SortExpr> =
-                    on.iter().map(|o| o.clone().sort(true, false)).collect();
-                if cx.table.is_none() {
-                    sorts.push(col(c::TIME).sort(true, false));
-                }
-                df = df.distinct_on(on, select, Some(sorts)).map_err(e)?;
-            }
-            Stage::Timechart {
-                span_text,
-                agg,
-                by,
-                span,
-            } => {
-                let bucket = bucket_expr(&cx, span_text, *span)?;
-                let mut groups = vec![("time".to_owned(), bucket)];
-                if let Some(b) = by {
-                    groups.push(cx.output(b)?);
-                }
-                let counting = agg
-                    .as_ref()
-                    .is_none_or(|a| matches!(a.func, AggFn::Count | AggFn::Dc));
-                let aggs = match agg {
-                    Some(a) => vec![aggregate(&cx, a)?],
-                    None => vec![count(lit(COUNT_STAR)).alias("count")],
-                };
-                let keyed = groups.len() > 1;
-                df = group(&mut cx, df, groups, aggs, &stage.to_string())?;
-                // Every bucket of the range, 0 (or null) where nothing happened.
-                let start = range.start.or(extent.map(|e| e.0));
-                let end = range.end.or(extent.map(|e| e.1 + 1));
-                if let (Some(start), Some(end)) = (start, end) {
-                    let step = Clock::duration(span_text, *span)?;
-                    let grid = super::chart::Grid::covering(start, end, step);
-                    if grid.n > super::chart::MAX_BUCKETS {
-                        return Err(Diagnostic::at(
-                            "E0209",
-                            format!(
-                                "this timechart has {} buckets; at most {} are drawn",
-                                grid.n,
-                                super::chart::MAX_BUCKETS
-                            ),
-                            *span,
-                        )
-                        .label("too short for the time range")
-                        .help("use a longer span, or a shorter time range (`since 30d`)"));
-                    }
-                    df = fill_buckets(&mut cx, df, keyed, grid, counting, &stage.to_string())?;
-                }
-            }
-            Stage::Bucket(span_text, span) => {
-                let bucket = bucket_expr(&cx, span_text, *span)?;
-                df = df.with_column(c::TIME, bucket).map_err(e)?;
-            }
-            Stage::Sequence(seq, span) => {
-                df = sequence(&mut cx, df, seq, *span, &stage.to_string())?;
-            }
-            Stage::Lookup(l, span) => {
-                let (joined, added) = lookup(&mut cx, df, l, *span, &stage.to_string())?;
-                df = joined;
-                view.extend(added);
-                ordered = false;
-            }
-            Stage::FirstSeen {
-                fields,
-                by,
-                after,
-                span,
-            } => {
-                let mut report = range_predicates(&range);
-                if let Some(after) = after {
-                    let Some((first, _)) = extent else {
-                        return Err(Diagnostic::at(
-                            "E0414",
-                            "`after` counts from the archive's first event, which is unknown here",
-                            *span,
-                        )
-                        .help("the archive's summary is unavailable: `auditq archive verify` says why"));
-                    };
-                    let learn = Clock::duration(after, *span)?;
-                    report.push(col(c::TIME).gt_eq(ts(first.saturating_add(learn))));
-                }
-                df = first_seen(&cx, df, fields, by, report)?;
-            }
-        }
-    }
-    if cx.table.is_none() {
-        if !ordered {
-            df = resort(df, time_order()).map_err(|e| df_err(e, whole))?;
-        }
-        df = project(&mut cx, df, &view, "fields")?;
-    }
-    Ok((df, range))
-}
-
-/// A lookup stage resolved against its file: the rows, the matched column, the columns
-/// it adds (by index in the file), and for `cidr` the networks — for `query` (a join)
-/// and `follow` (an index looked up per event) alike.
-pub struct LookupSpec {
-    pub table: super::lookup::Table,
-    pub key: usize,
-    pub added: Vec<usize>,
-    pub networks: Option<Vec<String>>,
-}
-
-impl LookupSpec {
-    /// The added columns' names and types.
-    pub fn columns(&self) -> Vec<(String, DataType)> {
-        self.added
-            .iter()
-            .map(|&i| {
-                let f = self.table.schema.field(i);
-                (f.name().clone(), f.data_type().clone())
-            })
-            .collect()
-    }
-}
-
-/// A lookup file's columns for a help line: the first 20 whose names may be shown (see
-/// [`crate::userfile::showable`]), and how many others there are.
-fn shown_columns(columns: &[&str]) -> String {
-    let shown: Vec<&str> = columns
-        .iter()
-        .copied()
-        .filter(|c| crate::userfile::showable(c))
-        .take(20)
-        .collect();
-    let others = columns.len() - shown.len();
-    match (shown.is_empty(), others) {
-        (true, _) => format!("it has {others} columns, none with a name like a column's"),
-        (false, 0) => format!("its columns: {}", shown.join(", ")),
-        (false, n) => format!("its columns: {}, and {n} more", shown.join(", ")),
-    }
-}
-
-impl Compiler<'_> {
-    /// Read and check a lookup's file (E0430 … E0432, E0407).
-    pub fn resolve_lookup(&self, l: &ast::Lookup, span: ast::Span) -> R<LookupSpec> {
-        let table = super::lookup::read(&l.file).map_err(|why| {
-            Diagnostic::at("E0430", why, span)
-                .help("a lookup reads a .csv (with a header), .parquet, .ndjson or .jsonl file")
-        })?;
-        let columns = table.names();
-        let find = |f: &Field| {
-            columns
-                .iter()
-                .position(|c| c.eq_ignore_ascii_case(&f.name))
-                .ok_or_else(|| {
-                    let mut d = Diagnostic::at(
-                        "E0431",
-                        format!("`{}` has no column `{}`", l.file, f.name),
-                        f.span,
-                    )
-                    .help(shown_columns(&columns));
-                    let showable = columns
-                        .iter()
-                        .copied()
-                        .filter(|c| crate::userfile::showable(c));
-                    if let Some(m) = did_you_mean(&f.name, showable) {
-                        d = d.help(format!("did you mean `{m}`?"));
-                    }
-                    d
-                })
-        };
-        let key = find(l.column.as_ref().unwrap_or(&l.on))?;
-        let added: Vec<usize> = if l.fields.is_empty() {
-            (0..columns.len()).filter(|&i| i != key).collect()
-        } else {
-            l.fields.iter().map(find).collect::<R<_>>()?
-        };
-        // A column must not take the name of a field or column the rows already have.
-        let taken = |name: &str| match &self.table {
-            Some((cols, _)) => cols.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)),
-            None => {
-                fields::resolve(name).is_some()
-                    || event::schema()
-                        .fields()
-                        .iter()
-                        .any(|f| f.name().eq_ignore_ascii_case(name))
-                    || self.added.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
-            }
-        };
-        if let Some(&i) = added.iter().find(|&&i| taken(columns[i])) {
-            return Err(Diagnostic::at(
-                "E0407",
-                format!(
-                    "the column `{}` of `{}` is named like a field of the rows",
-                    columns[i], l.file
-                ),
-                span,
-            )
-            .help("choose the columns to add with `fields`, or rename the file's column"));
-        }
-        let networks = if l.cidr {
-            Some(super::lookup::networks(&table, key).map_err(|why| {
-                Diagnostic::at("E0432", format!("`{}`: {why}", l.file), span).help(
-                    "a `cidr` column holds networks: 10.20.0.0/16, 2001:db8::/32, or addresses",
-                )
-            })?)
-        } else {
-            None
-        };
-        Ok(LookupSpec {
-            table,
-            key,
-            added,
-            networks,
-        })
-    }
-
-    /// From here on, events also have these columns (a lookup's).
-    pub fn add_columns(&mut self, columns: Vec<(String, DataType)>) {
-        self.added.extend(columns);
-    }
-}
-
-/// `df` left-joined with a lookup file's rows (see `lookup.rs`), and the fields it added.
-fn lookup(
-    cx: &mut Compiler<'_>,
-    df: DataFrame,
-    l: &ast::Lookup,
-    span: ast::Span,
-    text: &str,
-) -> R<(DataFrame, Vec<Field>)> {
-    use datafusion::datasource::{MemTable, provider_as_source};
-    use datafusion::logical_expr::LogicalPlanBuilder;
-    let e = |e| df_err(e, span);
-    let spec = cx.resolve_lookup(l, span)?;
-    let LookupSpec {
-        table,
-        key,
-        added,
-        networks,
-    } = &spec;
-    let (key, added) = (*key, added.clone());
-    let columns = table.names();
-    let (state, plan) = df.into_parts();
-    let schema = std::sync::Arc::clone(&table.schema);
-    let provider = MemTable::try_new(schema, vec![table.batches.clone()]).map_err(e)?;
-    let scan = LogicalPlanBuilder::scan(
-        "lookup",
-        provider_as_source(std::sync::Arc::new(provider)),
-        None,
-    )
-    .and_then(LogicalPlanBuilder::build)
-    .map_err(e)?;
-    let mut select = vec![column(columns[key]).alias("__lookup_key")];
-    select.extend(added.iter().map(|&i| column(columns[i]).alias(columns[i])));
-    let file = DataFrame::new(state.clone(), scan)
-        .select(select)
-        .map_err(e)?;
-    let df = DataFrame::new(state, plan);
-    let on = cx.output(&l.on)?.1;
-    let text_of = |x: Expr| lower(datafusion::prelude::cast(x, DataType::Utf8));
-    let (left, right) = if let Some(nets) = networks {
-        (super::lookup::network_of(on, nets), column("__lookup_key"))
-    } else {
-        (text_of(on), text_of(column("__lookup_key")))
+    let mut p = stage::Plan {
+        cx,
+        df: Some(df),
+        view: fields_of(DEFAULT_VIEW),
+        ordered: false,
+        range,
+        extent,
     };
-    let joined = df
-        .join_on(file, datafusion::common::JoinType::Left, [left.eq(right)])
-        .map_err(e)?;
-    let keep: Vec<Expr> = joined
-        .schema()
-        .columns()
-        .into_iter()
-        .filter(|c| c.name != "__lookup_key")
-        .map(Expr::Column)
-        .collect();
-    let joined = joined.select(keep).map_err(e)?;
-    let names: Vec<Field> = added
-        .iter()
-        .map(|&i| Field {
-            name: columns[i].to_owned(),
-            span,
-        })
-        .collect();
-    if cx.table.is_some() {
-        cx.now_table(&joined, text);
-    } else {
-        cx.add_columns(spec.columns());
+    for s in &q.stages[done..] {
+        stage::of(s).plan(&mut p)?;
     }
-    Ok((joined, names))
-}
-
-/// The events of `df` whose values of `fields` are new for their values of `by` (the
-/// first of each tuple in time order, ties by id), among those that pass `report`.
-/// Events with any of them missing take no part.
-fn first_seen(
-    cx: &Compiler<'_>,
-    df: DataFrame,
-    fields: &[Field],
-    by: &[Field],
-    report: Vec<Expr>,
-) -> Result<DataFrame, Diagnostic> {
-    let parts = by
-        .iter()
-        .chain(fields)
-        .map(|f| Ok(cx.output(f)?.1))
-        .collect::<R<Vec<Expr>>>()?;
-    let span = fields[0].span;
-    let e = |e| df_err(e, span);
-    let present = balanced(
-        parts.iter().map(|p| p.clone().is_not_null()).collect(),
-        Expr::and,
-    );
-    // The window reads only the id, the time and the tuple, texts as their fingerprints,
-    // worked out first: `first_seen raw` sorted every event's whole JSON (5 GB at 1.5M
-    // events).
-    let mut slim = vec![col(c::ID), col(c::TIME)];
-    let mut keys = Vec::with_capacity(parts.len());
-    for (i, p) in parts.into_iter().enumerate() {
-        use datafusion::logical_expr::ExprSchemable;
-        let text = p
-            .get_type(df.schema())
-            .is_ok_and(|t| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8));
-        let p = if text {
-            super::udf::fingerprint_udf().call(vec![p])
-        } else {
-            p
-        };
-        slim.push(p.alias(format!("__part{i}")));
-        keys.push(column(&format!("__part{i}")));
+    if p.cx.table.is_none() {
+        // The events, in time order unless sorted, as the view shows them.
+        if !p.ordered {
+            p.with(|_, df| resort(df, time_order()).map_err(|e| df_err(e, whole)))?;
+        }
+        let view = std::mem::take(&mut p.view);
+        p.with(|cx, df| project(cx, df, &view, "fields"))?;
     }
-    let first = datafusion::functions_window::expr_fn::row_number()
-        .partition_by(keys)
-        .order_by(vec![
-            col(c::TIME).sort(true, false),
-            col(c::ID).sort(true, false),
-        ])
-        .build()
-        .map_err(e)?;
-    let firsts = df
-        .clone()
-        .filter(present)
-        .map_err(e)?
-        .select(slim)
-        .map_err(e)?
-        .select(vec![col(c::ID).alias("__first_id"), first.alias("__first")])
-        .map_err(e)?
-        .filter(column("__first").eq(lit(1u64)))
-        .map_err(e)?
-        .select(vec![column("__first_id")])
-        .map_err(e)?;
-    let df = match report.into_iter().reduce(Expr::and) {
-        Some(p) => df.filter(p).map_err(e)?,
-        None => df,
-    };
-    // `id IN (…)`: the optimizer makes it a semi join; the SQL writer keeps it a subquery.
-    let firsts = std::sync::Arc::new(firsts.into_unoptimized_plan());
-    df.filter(datafusion::logical_expr::expr_fn::in_subquery(
-        col(c::ID),
-        firsts,
-    ))
-    .map_err(e)
-}
-
-/// The sequences of `df`'s events (see `sequence.rs`): its candidate events — those
-/// matching a step or `until`, with every key — as the keys, `time`, `id`, `action`
-/// and a flag per step, through a [`SequenceNode`](super::sequence::SequenceNode).
-fn sequence(
-    cx: &mut Compiler<'_>,
-    df: DataFrame,
-    q: &ast::Sequence,
-    span: ast::Span,
-    text: &str,
-) -> R<DataFrame> {
-    use super::sequence::{SequenceNode, Shape};
-    use datafusion::logical_expr::{Extension, LogicalPlan};
-    let e = |e| df_err(e, span);
-    named_once(&q.by, &[])?;
-    let keys = q.by.iter().map(|f| cx.output(f)).collect::<R<Vec<_>>>()?;
-    let flag = |s: &ast::SeqStep| cx.filter(&s.filter).map(Expr::is_true);
-    let steps = q.steps.iter().map(flag).collect::<R<Vec<_>>>()?;
-    let until = q.until.as_ref().map(flag).transpose()?;
-    let mut candidates = balanced(steps.iter().chain(&until).cloned().collect(), Expr::or);
-    for (_, k) in &keys {
-        candidates = candidates.and(k.clone().is_not_null());
-    }
-    let mut select: Vec<Expr> = keys.iter().map(|(n, k)| k.clone().alias(n)).collect();
-    // The node reads its columns by position; named apart from the keys, which may be
-    // `id`, `time` or `action` themselves (`sequence by id` was an "ambiguous" error).
-    select.extend([
-        col(c::TIME).alias("__seq_time"),
-        col(c::ID).alias("__seq_id"),
-        col(c::ACTION).alias("__seq_action"),
-    ]);
-    for (i, s) in steps.into_iter().enumerate() {
-        select.push(s.alias(format!("__step{i}")));
-    }
-    if let Some(u) = &until {
-        select.push(u.clone().alias("__until"));
-    }
-    let shape = Shape {
-        steps: q.steps.len(),
-        within: Clock::duration(&q.within, span)?,
-        text: text.to_owned(),
-    };
-    let (state, plan) = df
-        .filter(candidates)
-        .map_err(e)?
-        .select(select)
-        .map_err(e)?
-        .into_parts();
-    let node = SequenceNode::try_new(plan, shape, keys.len(), until.is_some()).map_err(e)?;
-    let plan = LogicalPlan::Extension(Extension {
-        node: std::sync::Arc::new(node),
-    });
-    let df = DataFrame::new(state, plan);
-    cx.now_table(&df, text);
-    Ok(df)
+    Ok((p.df.expect("a plan"), p.range))
 }
 
 /// `df` sorted by `sorts`, ties kept in the order `df` already had. A sort over a sort
 /// (directly, or through filters) becomes one sort by both keys, the new ones first: the
 /// plan says what the answer is (its SQL has one `ORDER BY`, not the inner one), and ties
 /// never depend on how the engine ran.
-fn resort(
+pub(super) fn resort(
     df: DataFrame,
     mut sorts: Vec<SortExpr>,
 ) -> Result<DataFrame, datafusion::error::DataFusionError> {
@@ -1436,76 +906,8 @@ fn resort(
     }
 }
 
-/// The filled series of an aggregate `(time, [key], value)` over `grid`: the aggregate is
-/// gathered into lists per key, spread over the grid, and unnested (see `chart.rs`).
-fn fill_buckets(
-    cx: &mut Compiler<'_>,
-    df: DataFrame,
-    keyed: bool,
-    grid: super::chart::Grid,
-    counting: bool,
-    stage: &str,
-) -> R<DataFrame> {
-    use datafusion::functions_aggregate::expr_fn::array_agg;
-    let whole = ast::Span::default();
-    let e = |e| df_err(e, whole);
-    let names: Vec<String> = df
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let (time, value) = (&names[0], &names[names.len() - 1]);
-    let keys: Vec<Expr> = if keyed {
-        vec![column(&names[1])]
-    } else {
-        Vec::new()
-    };
-    let df = df
-        .aggregate(
-            keys.clone(),
-            vec![
-                array_agg(column(time)).alias("__times"),
-                array_agg(column(value)).alias("__values"),
-            ],
-        )
-        .map_err(e)?;
-    let default = if counting {
-        lit(0i64)
-    } else {
-        lit(ScalarValue::Null)
-    };
-    let mut select = keys.clone();
-    select.push(
-        super::chart::filled(
-            false,
-            col("__times"),
-            col("__values"),
-            grid,
-            default.clone(),
-        )
-        .alias(time),
-    );
-    select.push(
-        super::chart::filled(true, col("__times"), col("__values"), grid, default).alias(value),
-    );
-    let df = df.select(select).map_err(e)?;
-    let df = df
-        .unnest_columns(&[time.as_str(), value.as_str()])
-        .map_err(e)?;
-    let ordered: Vec<Expr> = names.iter().map(|n| column(n)).collect();
-    let df = df.select(ordered).map_err(e)?;
-    let sorts: Vec<SortExpr> = names[..names.len() - 1]
-        .iter()
-        .map(|n| column(n).sort(true, false))
-        .collect();
-    let df = df.sort(sorts).map_err(e)?;
-    cx.now_table(&df, stage);
-    Ok(df)
-}
-
 /// `time` rounded down to multiples of a duration since the Unix epoch.
-fn bucket_expr(cx: &Compiler<'_>, span_text: &ast::Dur, span: ast::Span) -> R<Expr> {
+pub(super) fn bucket_expr(cx: &Compiler<'_>, span_text: &ast::Dur, span: ast::Span) -> R<Expr> {
     let micros = Clock::duration(span_text, span)?;
     if micros <= 0 {
         return Err(Diagnostic::at(
@@ -1533,7 +935,7 @@ fn bucket_expr(cx: &Compiler<'_>, span_text: &ast::Dur, span: ast::Span) -> R<Ex
     ))
 }
 
-fn aggregate(cx: &Compiler<'_>, a: &ast::Agg) -> R<Expr> {
+pub(super) fn aggregate(cx: &Compiler<'_>, a: &ast::Agg) -> R<Expr> {
     let field = match &a.field {
         Some(f) => Some(cx.output(f)?.1),
         None => None,
@@ -1571,7 +973,7 @@ fn aggregate(cx: &Compiler<'_>, a: &ast::Agg) -> R<Expr> {
 }
 
 /// Aggregate (or, without aggregates, take distinct groups); rows sorted by the groups.
-fn group(
+pub(super) fn group(
     cx: &mut Compiler<'_>,
     df: DataFrame,
     groups: Vec<(String, Expr)>,
@@ -1639,7 +1041,7 @@ fn group(
 
 /// E0407 when two columns of a `stats` have one name (`stats count as action by
 /// action`, `stats count, count`): the table could not say which is which.
-fn named_once(by: &[Field], aggs: &[ast::Agg]) -> R<()> {
+pub(super) fn named_once(by: &[Field], aggs: &[ast::Agg]) -> R<()> {
     let named = by
         .iter()
         .map(|f| (f.name.clone(), f.span, "group by it once"))
@@ -1680,7 +1082,12 @@ fn all_columns() -> Vec<Expr> {
 }
 
 /// Select fields as named output columns (`*`: the archive's columns, by their names).
-fn project(cx: &mut Compiler<'_>, df: DataFrame, fields: &[Field], stage: &str) -> R<DataFrame> {
+pub(super) fn project(
+    cx: &mut Compiler<'_>,
+    df: DataFrame,
+    fields: &[Field],
+    stage: &str,
+) -> R<DataFrame> {
     let exprs = if is_star(fields) && cx.table.is_none() {
         let mut all = all_columns();
         all.extend(cx.added.iter().map(|(n, _)| column(n)));

@@ -11,6 +11,7 @@ pub mod lookup;
 pub mod output;
 pub mod remote;
 pub mod sequence;
+pub mod stage;
 pub mod udf;
 
 use datafusion::arrow::array::RecordBatch;
@@ -389,11 +390,8 @@ impl Answer {
 /// `sequence` is auditq's own operator, which a Ballista cluster cannot ship to its
 /// executors: such a query is refused there rather than failing half-way.
 fn local_only(archive: &Archive, q: &Query) -> Result<()> {
-    let sequence = q
-        .stages
-        .iter()
-        .any(|s| matches!(s, lang::ast::Stage::Sequence(..)));
-    if archive.cluster().is_some() && sequence {
+    let own = q.stages.iter().any(|s| !stage::of(s).on_cluster());
+    if archive.cluster().is_some() && own {
         return Err(Error::SequenceOnCluster);
     }
     Ok(())
@@ -414,10 +412,7 @@ pub async fn run(archive: &Archive, src: &str, clock: Clock, warn: bool) -> Resu
         planned.frame.logical_plan().display_indent()
     );
     let schema = std::sync::Arc::new(planned.frame.schema().as_arrow().clone());
-    let chart = matches!(
-        planned.query.stages.last(),
-        Some(lang::ast::Stage::Timechart { .. })
-    );
+    let chart = (planned.query.stages.last()).is_some_and(|s| stage::of(s).chart());
     let stream = planned
         .frame
         .clone()

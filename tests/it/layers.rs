@@ -378,11 +378,9 @@ fn function_lengths(text: &str) -> Vec<(String, usize, usize)> {
     out
 }
 
-/// The house rule: no function longer than 120 lines. `compile`, the per-stage match of
-/// the batch side, waits for issue 28's step 1 (a module per stage), and may not grow.
+/// The house rule: no function longer than 120 lines.
 #[test]
 fn no_function_is_longer_than_120_lines() {
-    const WAITING: [(&str, &str, usize); 1] = [("src/query/compile.rs", "compile", 284)];
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
@@ -391,13 +389,9 @@ fn no_function_is_longer_than_120_lines() {
         let rel = format!("src/{}", path.strip_prefix(&src).unwrap().display());
         for (name, first, len) in function_lengths(&std::fs::read_to_string(&path).unwrap()) {
             seen += 1;
-            let cap = WAITING
-                .iter()
-                .find(|(f, n, _)| *f == rel && *n == name)
-                .map_or(120, |w| w.2);
-            if len > cap {
+            if len > 120 {
                 long.push(format!(
-                    "{rel}:{first}: `{name}` is {len} lines (at most {cap})"
+                    "{rel}:{first}: `{name}` is {len} lines (at most 120)"
                 ));
             }
         }

@@ -27,7 +27,7 @@ struct Loaded {
     networks: Option<(Networks, Vec<String>)>,
 }
 
-pub struct Lookup {
+pub struct Index {
     file: String,
     key: Arc<dyn PhysicalExpr>,
     key_column: String,
@@ -39,7 +39,7 @@ pub struct Lookup {
     checked: Instant,
 }
 
-impl Lookup {
+impl Index {
     /// A lookup of `table` (read when the query was compiled) on `key`, adding `added`
     /// (name, type) to events of `schema`'s columns before them.
     pub fn new(
@@ -50,9 +50,9 @@ impl Lookup {
         added: Vec<(String, DataType)>,
         schema: SchemaRef,
         table: &Table,
-    ) -> Result<Lookup, String> {
+    ) -> Result<Index, String> {
         let loaded = index(table, key_column, cidr, &added, modified(file))?;
-        Ok(Lookup {
+        Ok(Index {
             file: file.to_owned(),
             key,
             key_column: key_column.to_owned(),
