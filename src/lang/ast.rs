@@ -396,6 +396,14 @@ pub struct FirstSeen {
     pub span: Span,
 }
 
+/// `rename a as b, c as d`: columns under other names (for exports and lookups).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rename {
+    /// (the column, its new name)
+    pub pairs: Vec<(Field, Field)>,
+    pub span: Span,
+}
+
 /// The stages: one variant per stage, each holding its own node (its text is its
 /// `Display`). What a stage means lives in its module under `query/stage/`.
 macro_rules! stages {
@@ -425,7 +433,7 @@ macro_rules! stages {
 
 stages!(
     Where, Fields, Sort, Head, Stats, Top, Distinct, Dedup, Timechart, Bucket, Sequence, Lookup,
-    FirstSeen,
+    FirstSeen, Rename,
 );
 
 /// A whole query: time clauses and a filter, then stages.
@@ -708,6 +716,17 @@ impl fmt::Display for Timechart {
             write!(f, " by {b}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for Rename {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list: Vec<String> = self
+            .pairs
+            .iter()
+            .map(|(a, b)| format!("{a} as {b}"))
+            .collect();
+        write!(f, "rename {}", list.join(", "))
     }
 }
 

@@ -74,6 +74,7 @@ pub const STAGES: &[&str] = &[
     "sequence",
     "first_seen",
     "lookup",
+    "rename",
 ];
 
 /// Units of a duration; snap units.
@@ -1017,7 +1018,8 @@ impl<'a> Parser<'a> {
     ///       | "bucket" , "time" , duration
     ///       | sequence
     ///       | lookup
-    ///       | "first_seen" , path_list , [ "by" , path_list ] , [ "after" , duration ] ;
+    ///       | "first_seen" , path_list , [ "by" , path_list ] , [ "after" , duration ]
+    ///       | rename ;
     fn stage(&self, text: &'a str) -> Result<Stage, Diagnostic> {
         let t = ws(text);
         let Some(name) = word(t) else {
@@ -1067,6 +1069,7 @@ impl<'a> Parser<'a> {
             "timechart" => self.timechart(t, after)?,
             "sequence" => self.sequence(t, after)?,
             "lookup" => self.lookup(t, after)?,
+            "rename" => self.rename(t, after)?,
             "first_seen" => self.first_seen(t, after)?,
             "bucket" => {
                 let a = ws(after);
@@ -1248,6 +1251,37 @@ impl<'a> Parser<'a> {
             span: self.span(t, rest),
         });
         Ok((rest, stage))
+    }
+
+    /// rename = "rename" , path , "as" , path , { "," , path , "as" , path } ;
+    fn rename(&self, t: &'a str, after: &'a str) -> Res<'a, Stage> {
+        let mut rest = after;
+        let mut pairs = Vec::new();
+        loop {
+            let r = ws(rest);
+            let Some((from, r)) = self.field_then(r) else {
+                return Err(self.expected(r, "a column to rename"));
+            };
+            let r = ws(r);
+            if !at_keyword(r, "as") {
+                return Err(self
+                    .expected(r, "`as` and the new name")
+                    .help("`| rename actor.email as email, ip as source_ip`"));
+            }
+            let Some((to, r)) = self.field_then(ws(&r[2..])) else {
+                return Err(self.expected(ws(&r[2..]), "the new name"));
+            };
+            pairs.push((from, to));
+            match ws(r).strip_prefix(',') {
+                Some(r) => rest = r,
+                None => {
+                    rest = r;
+                    break;
+                }
+            }
+        }
+        let span = self.span(t, rest);
+        Ok((rest, Stage::Rename(Rename { pairs, span })))
     }
 
     /// step = "[" , filter , "]" ;

@@ -461,6 +461,22 @@ mod tests {
         assert_eq!(want("actor = x | sequence within 1"), (28, Want::Unit("1")));
     }
 
+    /// `rename`: the stage name after `|`, then fields, `as`, and the next pair.
+    #[test]
+    fn rename_completes() {
+        let words = |text: &str| -> Vec<String> {
+            let (_, w) = want(text);
+            candidates(&w, &mut Values::default())
+                .into_iter()
+                .map(|p| p.replacement)
+                .collect()
+        };
+        assert_eq!(words("actor = x | ren"), ["rename "]);
+        assert!(words("| rename actor.em").contains(&"actor.email".to_owned()));
+        assert!(words("| rename actor.email a").contains(&"as".to_owned()));
+        assert!(words("| rename ip as source_ip, countr").contains(&"country".to_owned()));
+    }
+
     #[test]
     fn words_complete_to_fields_stages_and_units() {
         let mut values = Values::default();

@@ -15,6 +15,7 @@ mod macros;
 mod output;
 mod python_delta;
 mod query;
+mod rename;
 mod repl;
 mod rules;
 mod s3;

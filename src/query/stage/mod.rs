@@ -17,6 +17,7 @@ mod fields;
 mod first_seen;
 mod head;
 pub mod lookup;
+mod rename;
 mod sequence;
 mod sort;
 pub mod stats;
@@ -145,6 +146,7 @@ pub fn of(stage: &Stage) -> &dyn Def {
         Stage::Sequence(s) => s,
         Stage::Lookup(s) => s,
         Stage::FirstSeen(s) => s,
+        Stage::Rename(s) => s,
     }
 }
 
