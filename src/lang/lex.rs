@@ -2,15 +2,22 @@
 //!
 //! One reading of quotes, regexes, comments and parentheses for everything that looks
 //! at a query's structure: the parser's first pass (unclosed literals, parentheses, the
-//! `|` between stages) and its recovery, and the REPL's validator (is the query still
-//! being typed?) and highlighter. They used to re-derive it each in its own way, and
-//! had drifted: one skipped `/* … */` comments, another took `\` as an escape in
-//! `'…'`, which the language does not.
+//! `|` between stages) and its recovery, the parser itself (its layout, strings, quoted
+//! names and regexes are the tokens [`next`] reads where it stands), and the REPL's
+//! validator (is the query still being typed?) and highlighter. They used to re-derive
+//! it each in its own way, and had drifted: one skipped `/* … */` comments, another took
+//! `\` as an escape in `'…'`, which the language does not.
+//!
+//! Words are the parser's to split: `actor:alice` is a field, `:` and a value, and
+//! `since7d`'s keyword ends where its letters do, so the parser reads the grammar's
+//! identifiers, numbers and durations inside a word token; where any other lexeme ends
+//! is decided here alone.
 //!
 //! The lexemes are the grammar's (`grammar/auditq.ebnf`):
 //! - `"…"` with `\` escapes (which escapes exist is the parser's business),
 //!   `'…'` without escapes, `` `…` `` a quoted field name;
-//! - a regex `/…/flags`, only right after `~` or `!~`;
+//! - a regex `/…/flags`, only where the parser reads an operand that may be one: after
+//!   `~`, `!~` or `in`, and first in an item of a list (`in (…)`, `field:(…)`);
 //! - comments `# …` to the end of the line and `/* … */`;
 //! - words: letters, digits and `_.@*?+-/:` (`alice@example.com`, `svc-*`,
 //!   `10.0.0.0/8`, `2026-02-16T08:00:00Z`, `actor:alice`);
@@ -91,72 +98,81 @@ fn is_op_char(c: char) -> bool {
     "=!<>~".contains(c)
 }
 
+/// The token at the start of `rest` (not empty): its kind and length. A `/` (not `/*`)
+/// starts a regex when `operand` (the reader is where a regex may stand). The parser
+/// reads its tokens with this, from where it stands; [`tokens`] reads a whole text.
+pub fn next(rest: &str, operand: bool) -> (Kind, usize) {
+    let c = rest.chars().next().expect("a token to read");
+    match c {
+        c if c.is_whitespace() => (
+            Kind::Space,
+            rest.find(|c: char| !c.is_whitespace())
+                .unwrap_or(rest.len()),
+        ),
+        '#' => (Kind::Comment, rest.find('\n').unwrap_or(rest.len())),
+        '/' if rest.starts_with("/*") => (
+            Kind::Comment,
+            rest[2..].find("*/").map_or(rest.len(), |n| n + 4),
+        ),
+        '/' if operand => {
+            let (end, closed) = closing(rest, '/', true);
+            let flags = if closed {
+                rest[end..]
+                    .find(|c: char| !"isxm".contains(c))
+                    .unwrap_or(rest.len() - end)
+            } else {
+                0
+            };
+            (Kind::Regex { closed }, end + flags)
+        }
+        '"' | '\'' => {
+            let (end, closed) = closing(rest, c, c == '"');
+            (Kind::Str { quote: c, closed }, end)
+        }
+        '`' => {
+            let (end, closed) = closing(rest, '`', false);
+            (Kind::Field { closed }, end)
+        }
+        '$' if rest[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') => (
+            Kind::Var,
+            1 + rest[1..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len() - 1),
+        ),
+        '(' => (Kind::LParen, 1),
+        ')' => (Kind::RParen, 1),
+        '[' => (Kind::LBracket, 1),
+        ']' => (Kind::RBracket, 1),
+        '|' => (Kind::Pipe, 1),
+        ',' => (Kind::Comma, 1),
+        c if is_op_char(c) => (
+            Kind::Op,
+            rest.find(|c: char| !is_op_char(c)).unwrap_or(rest.len()),
+        ),
+        c if is_bare_char(c) => (
+            Kind::Word,
+            rest.find(|c: char| !is_bare_char(c)).unwrap_or(rest.len()),
+        ),
+        c => (Kind::Other, c.len_utf8()),
+    }
+}
+
 /// The tokens of `src`, covering it from start to end.
 pub fn tokens(src: &str) -> Vec<Token> {
     let mut out: Vec<Token> = Vec::new();
     let mut at = 0;
-    // A `/` starts a regex only after a matching operator, or first in an item of an
-    // `in (…)` list (layout between), as the parser reads it; `/*` is always a comment
-    // (no regex starts with `*`).
+    // A `/` starts a regex only where the parser reads an operand that may be one (layout
+    // between): after a matching operator (`~`, `!~`), after `in`, and first in an item
+    // of a list (`in (…)`, or a qualifier's `field:(…)`); `/*` is always a comment (no
+    // regex starts with `*`).
     let mut after_match = false;
     let mut depth = 0usize;
-    // The depth of the `in (…)` list the text is in, and whether the last token (layout
-    // aside) was the word `in`.
+    // The depth of the list the text is in; whether the last token (layout aside) was
+    // the word `in`; where the last word ended, if it ended with `:` (a qualifier).
     let (mut list, mut after_in): (Option<usize>, bool) = (None, false);
-    while let Some(c) = src[at..].chars().next() {
-        let rest = &src[at..];
-        let (kind, len) = match c {
-            c if c.is_whitespace() => (
-                Kind::Space,
-                rest.find(|c: char| !c.is_whitespace())
-                    .unwrap_or(rest.len()),
-            ),
-            '#' => (Kind::Comment, rest.find('\n').unwrap_or(rest.len())),
-            '/' if rest.starts_with("/*") => (
-                Kind::Comment,
-                rest[2..].find("*/").map_or(rest.len(), |n| n + 4),
-            ),
-            '/' if after_match => {
-                let (end, closed) = closing(rest, '/', true);
-                let flags = if closed {
-                    rest[end..]
-                        .find(|c: char| !"isxm".contains(c))
-                        .unwrap_or(rest.len() - end)
-                } else {
-                    0
-                };
-                (Kind::Regex { closed }, end + flags)
-            }
-            '"' | '\'' => {
-                let (end, closed) = closing(rest, c, c == '"');
-                (Kind::Str { quote: c, closed }, end)
-            }
-            '`' => {
-                let (end, closed) = closing(rest, '`', false);
-                (Kind::Field { closed }, end)
-            }
-            '$' if rest[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') => (
-                Kind::Var,
-                1 + rest[1..]
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(rest.len() - 1),
-            ),
-            '(' => (Kind::LParen, 1),
-            ')' => (Kind::RParen, 1),
-            '[' => (Kind::LBracket, 1),
-            ']' => (Kind::RBracket, 1),
-            '|' => (Kind::Pipe, 1),
-            ',' => (Kind::Comma, 1),
-            c if is_op_char(c) => (
-                Kind::Op,
-                rest.find(|c: char| !is_op_char(c)).unwrap_or(rest.len()),
-            ),
-            c if is_bare_char(c) => (
-                Kind::Word,
-                rest.find(|c: char| !is_bare_char(c)).unwrap_or(rest.len()),
-            ),
-            c => (Kind::Other, c.len_utf8()),
-        };
+    let mut qualifier: Option<usize> = None;
+    while at < src.len() {
+        let (kind, len) = next(&src[at..], after_match);
         let token = Token {
             kind,
             span: Span::new(at, at + len),
@@ -166,7 +182,7 @@ pub fn tokens(src: &str) -> Vec<Token> {
             Kind::Op => after_match = token.text(src).ends_with('~'),
             Kind::LParen => {
                 depth += 1;
-                if after_in && list.is_none() {
+                if (after_in || qualifier == Some(at)) && list.is_none() {
                     list = Some(depth);
                 }
                 after_match = list == Some(depth);
@@ -179,10 +195,12 @@ pub fn tokens(src: &str) -> Vec<Token> {
                 depth = depth.saturating_sub(1);
                 after_match = false;
             }
+            Kind::Word => after_match = token.text(src).eq_ignore_ascii_case("in"),
             _ => after_match = false,
         }
         if !matches!(kind, Kind::Space | Kind::Comment) {
             after_in = kind == Kind::Word && token.text(src).eq_ignore_ascii_case("in");
+            qualifier = (kind == Kind::Word && token.text(src).ends_with(':')).then_some(at + len);
         }
         out.push(token);
         at += len;
@@ -279,7 +297,7 @@ mod tests {
                 "RParen:)"
             ]
         );
-        // A regex only after `~` / `!~`; elsewhere `/` is part of a word.
+        // A regex only where an operand may be one; elsewhere `/` is part of a word.
         assert_eq!(
             show(r"event !~ /a\/(b|c)/i ip in 10.0.0.0/8"),
             [
@@ -330,6 +348,33 @@ mod tests {
         assert!(tokens("event ~ /abc").last().unwrap().unclosed());
         assert!(tokens("`field").last().unwrap().unclosed());
         assert!(!tokens("'it''s'").iter().any(Token::unclosed));
+    }
+
+    /// After `in` and in a qualifier's list the parser reads a regex too: so does the
+    /// lexer (`event in /a b/` was three words, `event:(/a(b/)` an unclosed `(`).
+    #[test]
+    fn a_regex_after_in_and_in_a_qualifiers_list() {
+        assert_eq!(
+            show(r"event in /a b/i"),
+            ["Word:event", "Word:in", "Regex { closed: true }:/a b/i"]
+        );
+        assert_eq!(
+            show(r"event:(/a(b/, /c/) ip:10.0.0.0/8"),
+            [
+                "Word:event:",
+                "LParen:(",
+                "Regex { closed: true }:/a(b/",
+                "Comma:,",
+                "Regex { closed: true }:/c/",
+                "RParen:)",
+                "Word:ip:10.0.0.0/8"
+            ]
+        );
+        // Not a qualifier's list when a space comes between (the parser refuses it).
+        assert_eq!(
+            show(r"a: (/x)"),
+            ["Word:a:", "LParen:(", "Word:/x", "RParen:)"]
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::cell::{Cell, RefCell};
 
 use nom::branch::alt;
-use nom::bytes::complete::{tag, take_while, take_while1};
+use nom::bytes::complete::{tag, take_while};
 use nom::character::complete::{char, digit1, satisfy};
 use nom::combinator::{opt, recognize};
 use nom::multi::many1;
@@ -90,7 +90,7 @@ pub fn parse(src: &str) -> Result<Query, Vec<Diagnostic>> {
         depth: Cell::new(0),
         errors: RefCell::new(Vec::new()),
     };
-    let parts = split_stages(src).map_err(|d| vec![d])?;
+    let parts = split_stages(src, &lex::tokens(src)).map_err(|d| vec![d])?;
     let query = p.query(&parts);
     let errors = p.errors.into_inner();
     if errors.is_empty() {
@@ -112,21 +112,6 @@ fn is_word_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
-/// whitespace = { " " | "\t" | "\n" | "\r" | comment } ;
-/// comment = "#" , { character - newline } | "/*" , { character } , "*/" ;
-fn ws(mut i: &str) -> &str {
-    loop {
-        let t = i.trim_start();
-        if let Some(rest) = t.strip_prefix('#') {
-            i = &rest[rest.find('\n').unwrap_or(rest.len())..];
-        } else if let Some(rest) = t.strip_prefix("/*") {
-            i = &rest[rest.find("*/").map_or(rest.len(), |n| n + 2)..];
-        } else {
-            return t;
-        }
-    }
-}
-
 /// ident = ( letter | "_" ) , { letter | digit | "_" } ;
 fn ident(i: &str) -> IResult<&str, &str> {
     recognize(pair(
@@ -136,13 +121,9 @@ fn ident(i: &str) -> IResult<&str, &str> {
     .parse(i)
 }
 
-/// path = ident , { "." , ident } | "`" , { character - "`" } , "`" ;
-fn path(i: &str) -> IResult<&str, &str> {
-    alt((
-        recognize(pair(ident, nom::multi::many0(pair(char('.'), ident)))),
-        nom::sequence::delimited(char('`'), take_while1(|c| c != '`'), char('`')),
-    ))
-    .parse(i)
+/// The dotted form of a path (the quoted form is a token: see [`Parser::field_then`]).
+fn dotted(i: &str) -> IResult<&str, &str> {
+    recognize(pair(ident, nom::multi::many0(pair(char('.'), ident)))).parse(i)
 }
 
 /// duration = duration_part , { duration_part } ;
@@ -191,9 +172,9 @@ fn at_keyword(i: &str, kw: &str) -> bool {
 
 /// The offsets of `(`, `)` and `|` outside literals and comments (see [`lex`]); or the
 /// literal that is never closed.
-fn structure(src: &str) -> Result<Vec<(usize, u8)>, Diagnostic> {
+fn structure(src: &str, tokens: &[lex::Token]) -> Result<Vec<(usize, u8)>, Diagnostic> {
     let mut out = Vec::new();
-    for t in lex::tokens(src) {
+    for t in tokens {
         let start = t.span.start;
         match t.kind {
             lex::Kind::Str {
@@ -240,12 +221,15 @@ fn structure(src: &str) -> Result<Vec<(usize, u8)>, Diagnostic> {
 
 /// Check quotes and parentheses before parsing, so the root cause is reported first;
 /// then cut the query at `|` outside parentheses: (start offset, text) of each part.
-fn split_stages(src: &str) -> Result<Vec<(usize, &str)>, Diagnostic> {
+fn split_stages<'s>(
+    src: &'s str,
+    tokens: &[lex::Token],
+) -> Result<Vec<(usize, &'s str)>, Diagnostic> {
     // The `(` and `[` open at each point, innermost last.
     let mut open: Vec<(usize, u8)> = Vec::new();
     let mut parts = Vec::new();
     let mut start = 0;
-    for (at, c) in structure(src)? {
+    for (at, c) in structure(src, tokens)? {
         match c {
             b'(' | b'[' => open.push((at, c)),
             b')' | b']' => {
@@ -310,13 +294,49 @@ impl<'a> Parser<'a> {
         Span::new(self.at(from), self.at(to))
     }
 
+    /// The token `lex.rs` reads at the start of `i` (none at its end), a `/` a regex
+    /// when `operand`. The parser reads layout, literals, quoted names and regexes only
+    /// through it: where each ends is the lexer's business alone.
+    fn token(&self, i: &str, operand: bool) -> Option<lex::Token> {
+        if i.is_empty() {
+            return None;
+        }
+        let (kind, len) = lex::next(i, operand);
+        let at = self.at(i);
+        Some(lex::Token {
+            kind,
+            span: Span::new(at, at + len),
+        })
+    }
+
+    /// Whether a string literal starts `t`.
+    fn is_string(&self, t: &str) -> bool {
+        self.token(t, false)
+            .is_some_and(|k| matches!(k.kind, lex::Kind::Str { .. }))
+    }
+
+    /// whitespace = { " " | "\t" | "\n" | "\r" | comment } ;
+    /// comment = "#" , { character - newline } | "/*" , { character } , "*/" ;
+    ///
+    /// `i` after its layout tokens.
+    fn ws<'s>(&self, mut i: &'s str) -> &'s str {
+        while !i.is_empty() {
+            let (kind, len) = lex::next(i, false);
+            if !matches!(kind, lex::Kind::Space | lex::Kind::Comment) {
+                break;
+            }
+            i = &i[len..];
+        }
+        i
+    }
+
     fn error(&self, d: Diagnostic) {
         self.errors.borrow_mut().push(d);
     }
 
     /// A diagnostic for "expected X" at the start of `i`.
     fn expected(&self, i: &str, what: &str) -> Diagnostic {
-        let i = ws(i);
+        let i = self.ws(i);
         let at = self.at(i);
         let found = match i.chars().next() {
             None => "the end of the query".to_owned(),
@@ -363,13 +383,13 @@ impl<'a> Parser<'a> {
     fn head(&self, text: &'a str) -> Option<(Option<Expr>, Vec<TimeClause>)> {
         let mut time = Vec::new();
         let mut filter = None;
-        let mut i = ws(text);
+        let mut i = self.ws(text);
         while !i.is_empty() {
             if TIME_WORDS.iter().any(|w| at_keyword(i, w)) {
                 match self.time_clause(i) {
                     Ok((rest, t)) => {
                         time.push(t);
-                        i = ws(rest);
+                        i = self.ws(rest);
                     }
                     Err(d) => {
                         self.error(d);
@@ -380,7 +400,7 @@ impl<'a> Parser<'a> {
                 match self.filter(i) {
                     Ok((rest, e)) => {
                         filter = Some(e);
-                        i = ws(rest);
+                        i = self.ws(rest);
                     }
                     Err(d) => {
                         self.error(d);
@@ -402,11 +422,11 @@ impl<'a> Parser<'a> {
     /// filter = or_expr ;
     /// or_expr = and_expr , { "or" , and_expr } ;
     fn filter(&self, i: &'a str) -> Res<'a, Expr> {
-        let start = ws(i);
+        let start = self.ws(i);
         let (mut i, first) = self.and_expr(start)?;
         let mut items = vec![first];
         loop {
-            let t = ws(i);
+            let t = self.ws(i);
             if !at_keyword(t, "or") {
                 break;
             }
@@ -434,11 +454,11 @@ impl<'a> Parser<'a> {
 
     /// and_expr = unary , { [ "and" ] , unary } ;
     fn and_expr(&self, i: &'a str) -> Res<'a, Expr> {
-        let start = ws(i);
+        let start = self.ws(i);
         let (mut i, first) = self.unary(start)?;
         let mut items = vec![first];
         loop {
-            let mut t = ws(i);
+            let mut t = self.ws(i);
             if at_keyword(t, "and") {
                 t = &t[3..];
             } else if !Self::starts_unary(t) {
@@ -457,7 +477,7 @@ impl<'a> Parser<'a> {
 
     fn deeper(&self, i: &str) -> Result<(), Diagnostic> {
         if self.depth.get() >= MAX_DEPTH {
-            let at = self.at(ws(i));
+            let at = self.at(self.ws(i));
             return Err(Diagnostic::error(
                 "E0006",
                 format!("the query nests deeper than {MAX_DEPTH} levels"),
@@ -473,7 +493,7 @@ impl<'a> Parser<'a> {
 
     /// unary = "not" , unary | "!" , unary | "-" , qualifier | atom ;
     fn unary(&self, i: &'a str) -> Res<'a, Expr> {
-        let start = ws(i);
+        let start = self.ws(i);
         self.deeper(start)?;
         let result = if at_keyword(start, "not") {
             self.unary(&start[3..])
@@ -500,9 +520,20 @@ impl<'a> Parser<'a> {
         result
     }
 
-    /// A field and the input after it (whitespace skipped), if a path starts at `i`.
+    /// path = ident , { "." , ident } | "`" , { character - "`" } , "`" ;
+    ///
+    /// A field and the input after it, if a path starts at `i`.
     fn field_then(&self, i: &'a str) -> Option<(Field, &'a str)> {
-        let (rest, name) = path(i).ok()?;
+        let quoted = self.token(i, false).filter(|t| {
+            t.kind == lex::Kind::Field { closed: true } && t.span.end - t.span.start > 2
+        });
+        let (rest, name) = match quoted {
+            Some(t) => {
+                let n = t.span.end - t.span.start;
+                (&i[n..], &i[1..n - 1])
+            }
+            None => dotted(i).ok()?,
+        };
         let name = name.to_owned();
         Some((
             Field {
@@ -515,10 +546,10 @@ impl<'a> Parser<'a> {
 
     /// atom = "(" , filter , ")" | "has" , path | comparison | qualifier | string ;
     fn atom(&self, i: &'a str) -> Res<'a, Expr> {
-        let start = ws(i);
+        let start = self.ws(i);
         if let Some(inner) = start.strip_prefix('(') {
             return match self.filter(inner) {
-                Ok((rest, e)) => match ws(rest).strip_prefix(')') {
+                Ok((rest, e)) => match self.ws(rest).strip_prefix(')') {
                     Some(rest) => Ok((rest, e)),
                     None => Err(self.expected(rest, "`)`")),
                 },
@@ -531,12 +562,12 @@ impl<'a> Parser<'a> {
                 }
             };
         }
-        if start.starts_with('"') || start.starts_with('\'') {
+        if self.is_string(start) {
             let (rest, text) = self.string(start)?;
             return Ok((rest, Expr::Text(text, self.span(start, rest))));
         }
         if at_keyword(start, "has") {
-            let after = ws(&start[3..]);
+            let after = self.ws(&start[3..]);
             let Some((field, rest)) = self.field_then(after) else {
                 return Err(self.expected(after, "a field after `has`"));
             };
@@ -555,9 +586,9 @@ impl<'a> Parser<'a> {
 
     /// comparison = path , cmp_op , operand | path , [ "not" ] , "in" , set ;
     fn comparison(&self, field: Field, start: &'a str, after: &'a str) -> Res<'a, Expr> {
-        let t = ws(after);
-        let negated = at_keyword(t, "not") && at_keyword(ws(&t[3..]), "in");
-        let in_at = if negated { ws(&t[3..]) } else { t };
+        let t = self.ws(after);
+        let negated = at_keyword(t, "not") && at_keyword(self.ws(&t[3..]), "in");
+        let in_at = if negated { self.ws(&t[3..]) } else { t };
         if at_keyword(in_at, "in") {
             let (rest, values) = self.set(&in_at[2..])?;
             return Ok((
@@ -696,7 +727,7 @@ impl<'a> Parser<'a> {
 
     /// set = "(" , operand , { "," , operand } , ")" | operand ;
     fn set(&self, i: &'a str) -> Res<'a, Vec<Value>> {
-        let t = ws(i);
+        let t = self.ws(i);
         let Some(mut rest) = t.strip_prefix('(') else {
             let (rest, v) = self.operand(t, true)?;
             return Ok((rest, vec![v]));
@@ -705,7 +736,7 @@ impl<'a> Parser<'a> {
         loop {
             let (r, v) = self.operand(rest, true)?;
             values.push(v);
-            let r = ws(r);
+            let r = self.ws(r);
             if let Some(r) = r.strip_prefix(',') {
                 rest = r;
             } else if let Some(r) = r.strip_prefix(')') {
@@ -720,8 +751,11 @@ impl<'a> Parser<'a> {
     ///
     /// A regex only after `~`, `!~` and in `in (…)`.
     fn operand(&self, i: &'a str, regex_ok: bool) -> Res<'a, Value> {
-        let t = ws(i);
-        if regex_ok && t.starts_with('/') {
+        let t = self.ws(i);
+        let regex = self
+            .token(t, true)
+            .is_some_and(|t| matches!(t.kind, lex::Kind::Regex { .. }));
+        if regex_ok && regex {
             return self.regex(t);
         }
         self.scalar(t)
@@ -729,30 +763,21 @@ impl<'a> Parser<'a> {
 
     /// regex = "/" , { character - "/" | "\/" } , "/" , { "i" | "s" | "m" | "x" } ;
     fn regex(&self, t: &'a str) -> Res<'a, Value> {
-        let body = &t[1..];
-        let mut end = None;
-        let mut chars = body.char_indices();
-        while let Some((k, c)) = chars.next() {
-            match c {
-                '\\' => {
-                    chars.next();
-                }
-                '/' => {
-                    end = Some(k);
-                    break;
-                }
-                _ => {}
-            }
-        }
-        let Some(end) = end else {
+        // Where it ends is the lexer's: the token `/…/flags` (flags never hold a `/`).
+        let Some(token) = self
+            .token(t, true)
+            .filter(|k| k.kind == lex::Kind::Regex { closed: true })
+        else {
             return Err(self.expected(&t[t.len()..], "`/` closing the regex"));
         };
-        let pattern = body[..end].replace("\\/", "/");
-        let after = &body[end + 1..];
-        let flags_len = after
-            .find(|c: char| !"isxm".contains(c))
-            .unwrap_or(after.len());
-        let rest = &after[flags_len..];
+        let text = &t[..token.span.end - token.span.start];
+        let close = text
+            .rfind('/')
+            .expect("a closed regex ends with `/` and flags");
+        let pattern = text[1..close].replace("\\/", "/");
+        let after = &text[close + 1..];
+        let flags_len = after.len();
+        let rest = &t[text.len()..];
         let span = self.span(t, rest);
         if let Err(e) = regex::RegexBuilder::new(&pattern)
             .size_limit(1 << 20)
@@ -779,8 +804,8 @@ impl<'a> Parser<'a> {
 
     /// scalar = string | number | bare_word ;
     fn scalar(&self, i: &'a str) -> Res<'a, Value> {
-        let t = ws(i);
-        if t.starts_with('"') || t.starts_with('\'') {
+        let t = self.ws(i);
+        if self.is_string(t) {
             let (rest, s) = self.string(t)?;
             return Ok((rest, Value::Str(s, self.span(t, rest))));
         }
@@ -799,13 +824,29 @@ impl<'a> Parser<'a> {
     /// string = '"' , { character - '"' - "\" | escape } , '"' | "'" , { character - "'" } , "'" ;
     /// escape = "\" , ( '"' | "\" | "n" | "t" ) ;
     fn string(&self, t: &'a str) -> Res<'a, String> {
-        let quote = t.chars().next().expect("starts with a quote");
+        // Where it ends is the lexer's; what its escapes mean, the parser's.
+        let Some(lex::Token {
+            kind:
+                lex::Kind::Str {
+                    quote,
+                    closed: true,
+                },
+            span,
+        }) = self.token(t, false)
+        else {
+            let at = self.at(t);
+            return Err(Diagnostic::error(
+                "E0002",
+                "unterminated string literal",
+                at,
+                self.src.len(),
+            ));
+        };
+        let len = span.end - span.start;
+        let rest = &t[len..];
         let mut out = String::new();
-        let mut chars = t.char_indices().skip(1);
-        while let Some((k, c)) = chars.next() {
-            if c == quote {
-                return Ok((&t[k + 1..], out));
-            }
+        let mut chars = t[..len - 1].char_indices().skip(1);
+        while let Some((_, c)) = chars.next() {
             if c == '\\' && quote == '"' {
                 match chars.next() {
                     Some((_, '"')) => out.push('"'),
@@ -829,13 +870,7 @@ impl<'a> Parser<'a> {
                 out.push(c);
             }
         }
-        let at = self.at(t);
-        Err(Diagnostic::error(
-            "E0002",
-            "unterminated string literal",
-            at,
-            self.src.len(),
-        ))
+        Ok((rest, out))
     }
 
     // -------------------------------------------------------------------- time
@@ -861,7 +896,7 @@ impl<'a> Parser<'a> {
             }
             "between" => {
                 let (rest, a) = self.time_point(after)?;
-                let r = ws(rest);
+                let r = self.ws(rest);
                 if !at_keyword(r, "and") {
                     return Err(self.expected(r, "`and` between the two times"));
                 }
@@ -876,15 +911,15 @@ impl<'a> Parser<'a> {
                 ))
             }
             "last" => {
-                let a = ws(after);
+                let a = self.ws(after);
                 let (rest, d) = self.duration(a)?;
                 Ok((rest, TimeClause::Last(d, self.span(t, rest))))
             }
             "today" => Ok((after, TimeClause::Today(self.span(t, after)))),
             "yesterday" => Ok((after, TimeClause::Yesterday(self.span(t, after)))),
             _ => {
-                let a = ws(after);
-                if !(a.starts_with('"') || a.starts_with('\'')) {
+                let a = self.ws(after);
+                if !self.is_string(a) {
                     return Err(self.expected(a, "a quoted time zone such as \"Europe/Berlin\""));
                 }
                 let (rest, z) = self.string(a)?;
@@ -959,7 +994,7 @@ impl<'a> Parser<'a> {
 
     /// time_point = "now" , [ snap ] | snap | string | timestamp | duration , [ snap ] , [ "ago" ] ;
     fn time_point(&self, i: &'a str) -> Res<'a, TimePoint> {
-        let t = ws(i);
+        let t = self.ws(i);
         if at_keyword(t, "now") {
             let (rest, snap) = self.snap(&t[3..])?;
             return Ok((
@@ -977,7 +1012,7 @@ impl<'a> Parser<'a> {
                 TimePoint::Snap(snap.expect("starts with @"), self.span(t, rest)),
             ));
         }
-        if t.starts_with('"') || t.starts_with('\'') {
+        if self.is_string(t) {
             let (rest, s) = self.string(t)?;
             return Ok((rest, TimePoint::At(s, self.span(t, rest))));
         }
@@ -992,7 +1027,7 @@ impl<'a> Parser<'a> {
         }
         let (rest, d) = self.duration(t)?;
         let (rest, snap) = self.snap(rest)?;
-        let r = ws(rest);
+        let r = self.ws(rest);
         let rest = if at_keyword(r, "ago") { &r[3..] } else { rest };
         Ok((
             rest,
@@ -1021,7 +1056,7 @@ impl<'a> Parser<'a> {
     ///       | "first_seen" , path_list , [ "by" , path_list ] , [ "after" , duration ]
     ///       | rename ;
     fn stage(&self, text: &'a str) -> Result<Stage, Diagnostic> {
-        let t = ws(text);
+        let t = self.ws(text);
         let Some(name) = word(t) else {
             return Err(self
                 .expected(t, "a stage name after `|`")
@@ -1072,13 +1107,13 @@ impl<'a> Parser<'a> {
             "rename" => self.rename(t, after)?,
             "first_seen" => self.first_seen(t, after)?,
             "bucket" => {
-                let a = ws(after);
+                let a = self.ws(after);
                 if !at_keyword(a, "time") {
                     return Err(self
                         .expected(a, "`time`")
                         .help("`bucket time 1h` rounds `time` down to the hour"));
                 }
-                let (rest, d) = self.duration(ws(&a[4..]))?;
+                let (rest, d) = self.duration(self.ws(&a[4..]))?;
                 (
                     rest,
                     Stage::Bucket(Bucket {
@@ -1101,7 +1136,7 @@ impl<'a> Parser<'a> {
                 return Err(d.help(format!("stages: {}", STAGES.join(", "))));
             }
         };
-        let rest = ws(rest);
+        let rest = self.ws(rest);
         if !rest.is_empty() {
             return Err(self.expected(rest, "`|` or the end of the query"));
         }
@@ -1111,29 +1146,29 @@ impl<'a> Parser<'a> {
     /// sequence = "sequence" , [ "by" , path_list ] , "within" , duration , step , step , { step } , [ "until" , step ] ;
     fn sequence(&self, t: &'a str, after: &'a str) -> Result<(&'a str, Stage), Diagnostic> {
         let (rest, by) = self.by_clause(after)?;
-        let r = ws(rest);
+        let r = self.ws(rest);
         if !at_keyword(r, "within") {
             return Err(self.expected(r, "`within` and a duration").help(
                 "a sequence is bounded in time: `| sequence by actor within 1h [event:a] [event:b]`",
             ));
         }
-        let (mut rest, within) = self.duration(ws(&r[6..]))?;
+        let (mut rest, within) = self.duration(self.ws(&r[6..]))?;
         let mut steps = Vec::new();
-        while ws(rest).starts_with('[') {
-            let (r, step) = self.step(ws(rest))?;
+        while self.ws(rest).starts_with('[') {
+            let (r, step) = self.step(self.ws(rest))?;
             steps.push(step);
             rest = r;
         }
         if steps.len() < 2 {
-            let r = ws(rest);
+            let r = self.ws(rest);
             return Err(self
                 .expected(r, "a step: a filter in brackets")
                 .help("a sequence has two steps or more: `[event:group_user_added] [event ~ \"*delete*\"]`"));
         }
         let mut until = None;
-        let r = ws(rest);
+        let r = self.ws(rest);
         if at_keyword(r, "until") {
-            let r = ws(&r[5..]);
+            let r = self.ws(&r[5..]);
             if !r.starts_with('[') {
                 return Err(self.expected(r, "`[`").help(
                     "`until [filter]`: an event matching it cancels the key's pending sequences",
@@ -1155,8 +1190,8 @@ impl<'a> Parser<'a> {
 
     /// lookup = "lookup" , ( string | bare_word ) , "on" , path , [ "=" , path | "cidr" , path ] , [ "fields" , path_list ] ;
     fn lookup(&self, t: &'a str, after: &'a str) -> Result<(&'a str, Stage), Diagnostic> {
-        let a = ws(after);
-        let (rest, file) = if a.starts_with('"') || a.starts_with('\'') {
+        let a = self.ws(after);
+        let (rest, file) = if self.is_string(a) {
             self.string(a)?
         } else {
             let n = a.find(|c: char| !is_bare_char(c)).unwrap_or(a.len());
@@ -1167,18 +1202,18 @@ impl<'a> Parser<'a> {
             }
             (&a[n..], a[..n].to_owned())
         };
-        let r = ws(rest);
+        let r = self.ws(rest);
         if !at_keyword(r, "on") {
             return Err(self
                 .expected(r, "`on` and the field to match")
                 .help("`| lookup hr.csv on actor.email = email`"));
         }
-        let Some((on, mut rest)) = self.field_then(ws(&r[2..])) else {
-            return Err(self.expected(ws(&r[2..]), "a field name"));
+        let Some((on, mut rest)) = self.field_then(self.ws(&r[2..])) else {
+            return Err(self.expected(self.ws(&r[2..]), "a field name"));
         };
         let mut column = None;
         let mut cidr = false;
-        let r = ws(rest);
+        let r = self.ws(rest);
         let by = if r.starts_with('=') && !r.starts_with("==") {
             Some(&r[1..])
         } else if at_keyword(r, "cidr") {
@@ -1188,14 +1223,14 @@ impl<'a> Parser<'a> {
             None
         };
         if let Some(by) = by {
-            let Some((c, r)) = self.field_then(ws(by)) else {
-                return Err(self.expected(ws(by), "a column of the file"));
+            let Some((c, r)) = self.field_then(self.ws(by)) else {
+                return Err(self.expected(self.ws(by), "a column of the file"));
             };
             column = Some(c);
             rest = r;
         }
         let mut fields = Vec::new();
-        let r = ws(rest);
+        let r = self.ws(rest);
         if at_keyword(r, "fields") {
             let (r, f) = self.field_list(&r[6..])?;
             fields = f;
@@ -1216,9 +1251,9 @@ impl<'a> Parser<'a> {
     fn dedup(&self, t: &'a str, after: &'a str) -> Res<'a, Stage> {
         let (mut rest, fields) = self.field_list(after)?;
         let mut within = None;
-        let r = ws(rest);
+        let r = self.ws(rest);
         if at_keyword(r, "within") {
-            let (r, d) = self.duration(ws(&r[6..]))?;
+            let (r, d) = self.duration(self.ws(&r[6..]))?;
             within = Some(d);
             rest = r;
         }
@@ -1238,9 +1273,9 @@ impl<'a> Parser<'a> {
         let (rest, fields) = self.field_list(after)?;
         let (mut rest, by) = self.by_clause(rest)?;
         let mut learn = None;
-        let r = ws(rest);
+        let r = self.ws(rest);
         if at_keyword(r, "after") {
-            let (r, d) = self.duration(ws(&r[5..]))?;
+            let (r, d) = self.duration(self.ws(&r[5..]))?;
             learn = Some(d);
             rest = r;
         }
@@ -1258,21 +1293,21 @@ impl<'a> Parser<'a> {
         let mut rest = after;
         let mut pairs = Vec::new();
         loop {
-            let r = ws(rest);
+            let r = self.ws(rest);
             let Some((from, r)) = self.field_then(r) else {
                 return Err(self.expected(r, "a column to rename"));
             };
-            let r = ws(r);
+            let r = self.ws(r);
             if !at_keyword(r, "as") {
                 return Err(self
                     .expected(r, "`as` and the new name")
                     .help("`| rename actor.email as email, ip as source_ip`"));
             }
-            let Some((to, r)) = self.field_then(ws(&r[2..])) else {
-                return Err(self.expected(ws(&r[2..]), "the new name"));
+            let Some((to, r)) = self.field_then(self.ws(&r[2..])) else {
+                return Err(self.expected(self.ws(&r[2..]), "the new name"));
             };
             pairs.push((from, to));
-            match ws(r).strip_prefix(',') {
+            match self.ws(r).strip_prefix(',') {
                 Some(r) => rest = r,
                 None => {
                     rest = r;
@@ -1286,14 +1321,14 @@ impl<'a> Parser<'a> {
 
     /// step = "[" , filter , "]" ;
     fn step(&self, t: &'a str) -> Res<'a, SeqStep> {
-        let inner = ws(&t[1..]);
+        let inner = self.ws(&t[1..]);
         if inner.starts_with(']') {
             return Err(self
                 .expected(inner, "a filter")
                 .help("a step is a filter: `[event:user_deleted]`"));
         }
         let (rest, filter) = self.filter(inner)?;
-        let r = ws(rest);
+        let r = self.ws(rest);
         let Some(rest) = r.strip_prefix(']') else {
             return Err(self.expected(r, "`]` after the step's filter"));
         };
@@ -1336,8 +1371,8 @@ impl<'a> Parser<'a> {
 
     /// The `timechart` stage: `| timechart 1h count by event`.
     fn timechart(&self, t: &'a str, after: &'a str) -> Res<'a, Stage> {
-        let (rest, d) = self.duration(ws(after))?;
-        let r = ws(rest);
+        let (rest, d) = self.duration(self.ws(after))?;
+        let r = self.ws(rest);
         let (rest, agg) = if word(r).is_some_and(|w| w != "by") {
             let (rest, a) = self.agg_item(r)?;
             (rest, Some(a))
@@ -1368,10 +1403,10 @@ impl<'a> Parser<'a> {
     /// fields = "fields" , ( "*" | [ "-" ] , path , { "," , [ "-" ] , path } ) ;
     fn fields(&self, t: &'a str, after: &'a str) -> Result<(&'a str, Stage), Diagnostic> {
         // `fields *`: every column.
-        if let Some(r) = ws(after).strip_prefix('*')
+        if let Some(r) = self.ws(after).strip_prefix('*')
             && !r.starts_with(is_bare_char)
         {
-            let star = ws(after);
+            let star = self.ws(after);
             let field = Field {
                 name: "*".to_owned(),
                 span: self.span(star, r),
@@ -1389,13 +1424,13 @@ impl<'a> Parser<'a> {
         let mut fields = Vec::new();
         let mut exclude = None;
         loop {
-            let r = ws(rest);
+            let r = self.ws(rest);
             let (minus, r) = match r.strip_prefix('-') {
                 Some(r) => (true, r),
                 None => (false, r),
             };
             if exclude.is_some_and(|e| e != minus) {
-                let at = self.at(ws(rest));
+                let at = self.at(self.ws(rest));
                 return Err(Diagnostic::error(
                     "E0403",
                     "`fields` either keeps or drops fields, not both",
@@ -1409,7 +1444,7 @@ impl<'a> Parser<'a> {
                 return Err(self.expected(r, "a field name"));
             };
             fields.push(f);
-            match ws(r).strip_prefix(',') {
+            match self.ws(r).strip_prefix(',') {
                 Some(r) => rest = r,
                 None => {
                     rest = r;
@@ -1430,13 +1465,13 @@ impl<'a> Parser<'a> {
     /// sort = "sort" , [ "by" ] , sort_key , { "," , sort_key } ;
     /// sort_key = [ "-" | "+" ] , path , [ "asc" | "desc" ] ;
     fn sort(&self, t: &'a str, after: &'a str) -> Result<(&'a str, Stage), Diagnostic> {
-        let mut rest = ws(after);
+        let mut rest = self.ws(after);
         if at_keyword(rest, "by") {
             rest = &rest[2..];
         }
         let mut keys = Vec::new();
         loop {
-            let r = ws(rest);
+            let r = self.ws(rest);
             let (mut desc, r) = match r.as_bytes().first() {
                 Some(b'-') => (true, &r[1..]),
                 Some(b'+') => (false, &r[1..]),
@@ -1445,7 +1480,7 @@ impl<'a> Parser<'a> {
             let Some((field, r)) = self.field_then(r) else {
                 return Err(self.expected(r, "a field to sort by"));
             };
-            let mut r2 = ws(r);
+            let mut r2 = self.ws(r);
             let mut r = r;
             if at_keyword(r2, "desc") {
                 desc = true;
@@ -1456,7 +1491,7 @@ impl<'a> Parser<'a> {
                 r = r2;
             }
             keys.push(SortKey { field, desc });
-            match ws(r).strip_prefix(',') {
+            match self.ws(r).strip_prefix(',') {
                 Some(r) => rest = r,
                 None => {
                     rest = r;
@@ -1475,7 +1510,7 @@ impl<'a> Parser<'a> {
 
     /// An optional (or required) count: `head 10`, `top 5 actor`.
     fn count_arg(&self, after: &'a str, required: bool) -> Res<'a, Option<u64>> {
-        let a = ws(after);
+        let a = self.ws(after);
         match number(a) {
             Ok((rest, n)) => match n.parse::<u64>() {
                 Ok(n) => Ok((rest, Some(n))),
@@ -1499,12 +1534,12 @@ impl<'a> Parser<'a> {
         let mut rest = i;
         let mut fields = Vec::new();
         loop {
-            let r = ws(rest);
+            let r = self.ws(rest);
             let Some((f, r)) = self.field_then(r) else {
                 return Err(self.expected(r, "a field name"));
             };
             fields.push(f);
-            match ws(r).strip_prefix(',') {
+            match self.ws(r).strip_prefix(',') {
                 Some(r) => rest = r,
                 None => return Ok((r, fields)),
             }
@@ -1513,7 +1548,7 @@ impl<'a> Parser<'a> {
 
     /// [ "by" , path_list ]
     fn by_clause(&self, i: &'a str) -> Res<'a, Vec<Field>> {
-        let r = ws(i);
+        let r = self.ws(i);
         if at_keyword(r, "by") {
             self.field_list(&r[2..])
         } else {
@@ -1528,7 +1563,7 @@ impl<'a> Parser<'a> {
         loop {
             let (r, a) = self.agg_item(rest)?;
             aggs.push(a);
-            match ws(r).strip_prefix(',') {
+            match self.ws(r).strip_prefix(',') {
                 Some(r) => rest = r,
                 None => {
                     rest = r;
@@ -1552,20 +1587,20 @@ impl<'a> Parser<'a> {
     /// window = "over" , duration , [ "every" , duration ] , [ threshold ] ;
     /// threshold = ( ">=" | "<=" | "!=" | ">" | "<" | "=" ) , number ;
     fn window(&self, i: &'a str) -> Res<'a, Option<Window>> {
-        let start = ws(i);
+        let start = self.ws(i);
         if !at_keyword(start, "over") {
             return Ok((i, None));
         }
-        let (mut rest, over) = self.duration(ws(&start[4..]))?;
+        let (mut rest, over) = self.duration(self.ws(&start[4..]))?;
         let mut every = None;
-        let r = ws(rest);
+        let r = self.ws(rest);
         if at_keyword(r, "every") {
-            let (r, d) = self.duration(ws(&r[5..]))?;
+            let (r, d) = self.duration(self.ws(&r[5..]))?;
             every = Some(d);
             rest = r;
         }
         let mut threshold = None;
-        let r = ws(rest);
+        let r = self.ws(rest);
         let ops = [
             (">=", CmpOp::Ge),
             ("<=", CmpOp::Le),
@@ -1575,7 +1610,7 @@ impl<'a> Parser<'a> {
             ("=", CmpOp::Eq),
         ];
         if let Some((sym, op)) = ops.iter().find(|(sym, _)| r.starts_with(sym)) {
-            let a = ws(&r[sym.len()..]);
+            let a = self.ws(&r[sym.len()..]);
             let Ok((r, n)) = number(a) else {
                 return Err(self
                     .expected(a, "a number to compare the first aggregate with")
@@ -1604,7 +1639,7 @@ impl<'a> Parser<'a> {
 
     /// agg_item = agg_fn , [ "(" , path , ")" ] , [ "as" , ident ] ;
     fn agg_item(&self, i: &'a str) -> Res<'a, Agg> {
-        let t = ws(i);
+        let t = self.ws(i);
         let Some(name) = word(t) else {
             return Err(self.expected(t, "an aggregate such as `count` or `dc(ip)`"));
         };
@@ -1623,15 +1658,15 @@ impl<'a> Parser<'a> {
         };
         let mut rest = &t[name.len()..];
         let mut field = None;
-        if let Some(r) = ws(rest).strip_prefix('(') {
-            let r = ws(r);
+        if let Some(r) = self.ws(rest).strip_prefix('(') {
+            let r = self.ws(r);
             if let Some(r2) = r.strip_prefix(')') {
                 rest = r2;
             } else {
                 let Some((f, r)) = self.field_then(r) else {
                     return Err(self.expected(r, "a field"));
                 };
-                let Some(r) = ws(r).strip_prefix(')') else {
+                let Some(r) = self.ws(r).strip_prefix(')') else {
                     return Err(self.expected(r, "`)`"));
                 };
                 field = Some(f);
@@ -1649,9 +1684,9 @@ impl<'a> Parser<'a> {
             .help(format!("e.g. `{name}(actor)`")));
         }
         let mut alias = None;
-        let r = ws(rest);
+        let r = self.ws(rest);
         if at_keyword(r, "as") {
-            let a = ws(&r[2..]);
+            let a = self.ws(&r[2..]);
             let Ok((r2, name)) = ident(a) else {
                 return Err(self.expected(a, "a column name after `as`"));
             };
@@ -1713,6 +1748,16 @@ mod tests {
             assert_eq!(ast, again, "{q}\n -> {text}");
             // Display is a fixed point.
             assert_eq!(text, again.to_string());
+        }
+    }
+
+    /// The first pass reads a regex where the parser does: after `in` and in a
+    /// qualifier's list, a parenthesis inside it is the regex's (E0005 before).
+    #[test]
+    fn a_regex_after_in_keeps_its_parentheses() {
+        for q in ["message in /[(]/ | count", "message:(/[(]/, x) | count"] {
+            let parsed = parse(q).unwrap_or_else(|e| panic!("{q}: {e:?}"));
+            assert_eq!(parsed.stages.len(), 1, "{q}");
         }
     }
 
