@@ -7,9 +7,9 @@
 //! in its own words; `check` says it once, before anything is compiled, stage by stage
 //! in the order they are written, each stage answering for itself (`stage/`).
 
-use super::stage::{self, Flow};
+use super::stage::{self, Flow, expr_fields};
 use crate::diag::Diagnostic;
-use crate::lang::ast::{Expr, Field, Query, Stage};
+use crate::lang::ast::{Field, Query, Stage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -102,20 +102,6 @@ fn event_fields(q: &Query) -> R<()> {
     }) {
         Some(f) => Err(super::fields::unknown(f)),
         None => Ok(()),
-    }
-}
-
-/// The fields a filter compares, in the order written.
-pub(super) fn expr_fields<'a>(e: &'a Expr, out: &mut Vec<&'a Field>) {
-    match e {
-        Expr::Or(items, _) | Expr::And(items, _) => {
-            for i in items {
-                expr_fields(i, out);
-            }
-        }
-        Expr::Not(inner, _) => expr_fields(inner, out),
-        Expr::Cmp { field, .. } | Expr::In { field, .. } | Expr::Has(field, _) => out.push(field),
-        Expr::Text(..) => {}
     }
 }
 

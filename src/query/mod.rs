@@ -9,6 +9,7 @@ pub mod fields;
 pub mod fold;
 pub mod lookup;
 pub mod output;
+pub mod plan;
 pub mod remote;
 pub mod sequence;
 pub mod stage;
@@ -180,19 +181,19 @@ async fn plan_with(
     let actions: Option<Vec<&str>> =
         summary.map(|s| s.actions.keys().map(String::as_str).collect());
     let counts = match summary {
-        Some(s) if shortcuts && compile::starts_with_action_counts(&query) => {
+        Some(s) if shortcuts && plan::starts_with_action_counts(&query) => {
             Some(action_counts(ctx, s)?)
         }
         _ => None,
     };
     let extent = summary.and_then(|s| Some((s.first?, s.last?)));
-    let input = compile::Input {
+    let input = plan::Input {
         actions: actions.as_deref(),
         counts,
         extent,
     };
     let (frame, range) =
-        compile::compile(&query, events, &clock, input).map_err(|d| rejected(src, vec![d]))?;
+        plan::compile(&query, events, &clock, input).map_err(|d| rejected(src, vec![d]))?;
     Ok(Planned {
         query,
         frame,
@@ -460,7 +461,7 @@ pub async fn explain(archive: &Archive, src: &str, clock: Clock, analyze: bool) 
     let physical = datafusion::physical_plan::displayable(physical.as_ref()).indent(true);
     // The SQL of the query itself: a first `| count by action` answered from the
     // summary is a table only auditq has.
-    let sql = if shortcuts && compile::starts_with_action_counts(&planned.query) {
+    let sql = if shortcuts && plan::starts_with_action_counts(&planned.query) {
         let direct = plan_with(&ctx, src, clock, summary.as_ref(), false).await?;
         format!(
             "{}\n-- (auditq answers the first stage from the archive's summary, not a scan)",

@@ -2,7 +2,7 @@
 //! compiled, the fields of events it reads, whether `query` and `follow` can run it, its
 //! DataFusion plan (for `query`, `explain` and `detect`; `explain`'s SQL is that plan's)
 //! and its streaming form (for `follow`, or the refusal that says why not).
-//! [`compile`](super::compile::compile), [`check`](super::check::check) and `follow`'s
+//! `plan.rs` (a query's DataFrame), `check.rs` and `follow`'s
 //! engine are loops over [`of`]; the parser reads a stage's text into its node in
 //! `lang::ast`.
 //!
@@ -39,7 +39,7 @@ use super::compile::Compiler;
 use super::sequence::Shape;
 use crate::diag::Diagnostic;
 use crate::event;
-use crate::lang::ast::{Field, Span, Stage};
+use crate::lang::ast::{self, Field, Span, Stage};
 use crate::lang::time::Range;
 
 pub type R<T> = Result<T, Diagnostic>;
@@ -119,7 +119,7 @@ pub trait Def: Display {
     /// Add it to a batch plan.
     fn plan(&self, p: &mut Plan<'_>) -> R<()>;
 
-    /// Add it to a stream (refused by [`check`](super::check::check) unless it runs there).
+    /// Add it to a stream (refused by `check.rs` first unless it runs there).
     fn step(&self, s: &mut Stream<'_>) -> R<()> {
         let _ = s;
         Err(Diagnostic::at(
@@ -127,6 +127,22 @@ pub trait Def: Display {
             format!("`{self}` cannot run in `auditq follow`"),
             self.span(),
         ))
+    }
+}
+
+/// The fields a filter compares, in the order written.
+pub fn expr_fields<'a>(e: &'a ast::Expr, out: &mut Vec<&'a Field>) {
+    match e {
+        ast::Expr::Or(items, _) | ast::Expr::And(items, _) => {
+            for i in items {
+                expr_fields(i, out);
+            }
+        }
+        ast::Expr::Not(inner, _) => expr_fields(inner, out),
+        ast::Expr::Cmp { field, .. } | ast::Expr::In { field, .. } | ast::Expr::Has(field, _) => {
+            out.push(field)
+        }
+        ast::Expr::Text(..) => {}
     }
 }
 

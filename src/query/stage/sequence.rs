@@ -5,12 +5,11 @@
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::{Expr, col};
 
-use super::{Def, Flow, Out, Plan, R, Stream};
+use super::{Def, Flow, Out, Plan, R, Stream, expr_fields};
 use crate::diag::Diagnostic;
 use crate::event::col as c;
 use crate::lang::ast::{Field, SeqStep, Sequence, Span};
 use crate::lang::time::Clock;
-use crate::query::check::expr_fields;
 use crate::query::compile::{Compiler, balanced, df_err, named_once};
 use crate::query::sequence::{SequenceNode, Shape};
 

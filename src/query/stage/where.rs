@@ -1,9 +1,8 @@
 //! `| where FILTER`: the events (or rows) the filter accepts; in `follow`, a filter on
 //! each batch.
 
-use super::{Def, Flow, Plan, R, Step, Stream};
+use super::{Def, Flow, Plan, R, Step, Stream, expr_fields};
 use crate::lang::ast::{Field, Span, Where};
-use crate::query::check::expr_fields;
 use crate::query::compile::df_err;
 
 impl Def for Where {
