@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Two auditq binaries on the same archive, interleaved: which is faster, beyond noise.
 
-    python3 benches/ab.py BEFORE AFTER [--archive DIR] [--runs 21]
+    python3 benches/ab.py BEFORE AFTER [--archive DIR] [--runs 21] [--only 'NAME;NAME']
 
 Each command runs `--runs` times on each binary, alternating which goes first, so that
 a drift of the machine (another process, the page cache, a file just written) falls on
@@ -33,6 +33,10 @@ def commands(archive):
         ("dedup actor.id", q("event ~ \"*delete*\" | dedup actor.id | fields time, actor.id, action")),
         ("first_seen country", q("since 7d | first_seen country by actor.id | count by country")),
         ("sequence", q("| sequence by actor.id within 1h [event:user_login_failed] [event:user_login] | count")),
+        ("top 10 *delete* 30d", q('event ~ "*delete*" since 30d | top 10 actor')),
+        ("daily counts of one action", q("event:user_login | timechart 1d")),
+        ("glob + count by actor.id", q('event ~ "*permission*" | count by actor.id')),
+        ("actors in > 3 countries", q("| dc(country) as countries by actor | where countries > 3")),
         ("fields + rename", q("event:user_login since 30d | fields time, actor.email, ip | rename actor.email as email")),
         ("explain", ["--archive", archive, "explain", "--now", NOW, "| count by action"]),
         ("archive stats", ["--archive", archive, "archive", "stats", "--json"]),
@@ -45,9 +49,13 @@ def main():
     ap.add_argument("after")
     ap.add_argument("--archive", default="bench-data/query-1000000")
     ap.add_argument("--runs", type=int, default=21)
+    ap.add_argument("--only", default="", help="command names, separated by `;`")
     args = ap.parse_args()
+    only = [n for n in args.only.split(";") if n]
     print(f"{'command':24} {'before ms':>10} {'IQR':>13} {'after ms':>10} {'IQR':>13} {'after/before':>13}")
     for name, argv in commands(args.archive):
+        if only and name not in only:
+            continue
         binaries = [args.before, args.after]
         if subprocess.run([args.before] + argv, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL).returncode != 0:
