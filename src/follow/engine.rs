@@ -1,12 +1,12 @@
 //! A query compiled once for a stream: physical expressions applied to each batch of
 //! events as it arrives, with no planning per batch.
 //!
-//! What `follow` runs: the head (time clauses and filter), then `where` and
-//! `dedup … within` stages in any order, then optionally `fields …` or one windowed
-//! aggregate (`| count by actor over 5m > 10`). A stage that needs the whole input
-//! (`sort`, `head`, `top`, `distinct`, `timechart`, an aggregate without `over`, `dedup`
-//! without `within`) is refused with a hint. Filters are the compiler's own
-//! ([`Compiler::filter`]), so `follow` and `query` select the same events.
+//! What `follow` runs: the head (time clauses and filter), then `where`, `dedup … within`,
+//! `first_seen` and `lookup` stages in any order, then optionally `fields …` (and
+//! `rename`), one windowed aggregate (`| count by actor over 5m > 10`) or one sequence.
+//! Each stage says what it becomes here (its `step` in `query/stage/`), or why it cannot
+//! run (a stage that needs the whole input: `sort`, `head`, `top`, …). Filters are the
+//! compiler's own ([`Compiler::filter`]), so `follow` and `query` select the same events.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
