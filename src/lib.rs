@@ -30,6 +30,7 @@
 //! archive   the Delta Lake table: write, read, maintain, on disk or S3
 //! generate  synthetic events
 //! event     the event model: API JSON -> Arrow rows
+//! merkle    RFC 9162 Merkle trees: roots, inclusion and consistency proofs
 //! diag      diagnostics and spans
 //! paths     auditq's own directories
 //! rng       seedable random numbers
@@ -53,6 +54,7 @@ pub mod import;
 pub mod ingest;
 pub mod lang;
 pub mod log;
+pub mod merkle;
 pub mod paths;
 pub mod pipeline;
 pub mod query;
