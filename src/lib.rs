@@ -31,6 +31,7 @@
 //! generate  synthetic events
 //! event     the event model: API JSON -> Arrow rows
 //! merkle    RFC 9162 Merkle trees: roots, inclusion and consistency proofs
+//! note      C2SP signed notes with Ed25519 keys
 //! diag      diagnostics and spans
 //! paths     auditq's own directories
 //! rng       seedable random numbers
@@ -55,6 +56,7 @@ pub mod ingest;
 pub mod lang;
 pub mod log;
 pub mod merkle;
+pub mod note;
 pub mod paths;
 pub mod pipeline;
 pub mod query;
