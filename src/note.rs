@@ -86,8 +86,9 @@ impl Signer {
         Ok(signer)
     }
 
-    /// The private key text, to keep in a file only its owner reads.
-    pub fn private_text(&self, seed: &[u8; 32]) -> String {
+    /// The private key text of this key, made from `seed`, to keep in a file only its
+    /// owner reads.
+    fn private_text(&self, seed: &[u8; 32]) -> String {
         let mut key = vec![ED25519_ALG];
         key.extend_from_slice(seed);
         format!(

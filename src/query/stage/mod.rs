@@ -296,7 +296,7 @@ impl<'c> Stream<'c> {
     }
 
     /// A field's column, physical.
-    pub fn output(&mut self, f: &Field) -> R<Phys> {
+    pub fn output(&self, f: &Field) -> R<Phys> {
         let e = self.cx.output(f)?.1;
         self.phys(e)
     }

@@ -20,8 +20,7 @@ impl Rename {
         let same = |a: &str, b: &str| {
             a.eq_ignore_ascii_case(b)
                 || (events
-                    && resolve(a).is_some()
-                    && resolve(a).map(|d| d.name) == resolve(b).map(|d| d.name))
+                    && resolve(a).is_some_and(|d| resolve(b).is_some_and(|e| e.name == d.name)))
         };
         for (from, to) in &self.pairs {
             let Some(at) = columns.iter().position(|c| same(&from.name, c)) else {
