@@ -147,7 +147,9 @@ impl Error {
             _ if self.is_broken_pipe() => 0,
             Error::Clap(e) => e.exit_code().clamp(0, 255) as u8,
             Error::Usage(_)
-            | Error::Archive(archive::Error::RetentionTooShort { .. })
+            | Error::Archive(
+                archive::Error::RetentionTooShort { .. } | archive::Error::AsOf { .. },
+            )
             | Error::Config { .. }
             | Error::BadQuery(_)
             | Error::Rules(

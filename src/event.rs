@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 
 /// Version of the archive schema, written into every Parquet file's key-value metadata.
 /// Bump it when a column is added (columns are only ever added, always nullable).
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 
 /// Column names, in schema order.
 pub mod col {
@@ -45,6 +45,10 @@ pub mod col {
     pub const CONTAINER: &str = "container";
     pub const RAW: &str = "raw";
     pub const RAW_HASH: &str = "raw_hash";
+    /// The event's place in the archive's Merkle log (see `archive::evidence`): assigned
+    /// by the commit that archives it, null in a batch not archived yet and in files
+    /// written before schema version 2.
+    pub const LEAF: &str = "leaf";
     pub const DATE: &str = "date";
 }
 
@@ -93,6 +97,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(CONTAINER, DataType::List(object_list_item()), true),
         Field::new(RAW, DataType::Utf8, false),
         Field::new(RAW_HASH, DataType::Int64, false),
+        Field::new(LEAF, DataType::Int64, true),
         Field::new(DATE, DataType::Utf8, false),
     ]))
 });
@@ -889,6 +894,7 @@ impl BatchBuilder {
             Arc::new(self.container.finish()),
             Arc::new(raw),
             Arc::new(self.raw_hash.finish()),
+            datafusion::arrow::array::new_null_array(&DataType::Int64, rows),
             Arc::new(self.date.finish()),
         ];
         RecordBatch::try_new(schema(), columns).expect("builder columns match the event schema")

@@ -45,7 +45,7 @@ pub fn event_leaf(id: &str, raw: &[u8]) -> Vec<u8> {
 }
 
 /// The largest power of two smaller than `n` (n > 1).
-fn split(n: usize) -> usize {
+pub fn split(n: usize) -> usize {
     debug_assert!(n > 1);
     1 << (usize::BITS - 1 - (n - 1).leading_zeros())
 }
@@ -63,59 +63,99 @@ pub fn root(leaves: &[Hash]) -> Hash {
     }
 }
 
+/// A tree that can answer `MTH(D[lo:hi])`, the hash of any of the subtrees the RFC's
+/// proofs name: the leaves in memory, or hashes stored with some leaves read back
+/// (`None` when a needed part is not at hand).
+pub trait Subtrees {
+    /// The number of leaves.
+    fn size(&self) -> u64;
+    /// `MTH(D[lo:hi])`, for `lo < hi <= size`.
+    fn hash(&self, lo: u64, hi: u64) -> Option<Hash>;
+}
+
+impl Subtrees for [Hash] {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+    fn hash(&self, lo: u64, hi: u64) -> Option<Hash> {
+        Some(root(self.get(lo as usize..hi as usize)?))
+    }
+}
+
 /// `PATH(m, D[n])`: the audit path of leaf `m` (RFC 9162 §2.1.3.1). `None` when `m` is not
 /// a leaf of the tree.
 pub fn inclusion_proof(leaves: &[Hash], m: usize) -> Option<Vec<Hash>> {
-    if m >= leaves.len() {
+    inclusion_proof_in(leaves, m as u64)
+}
+
+/// [`inclusion_proof`] in any [`Subtrees`].
+pub fn inclusion_proof_in<T: Subtrees + ?Sized>(tree: &T, m: u64) -> Option<Vec<Hash>> {
+    if m >= tree.size() {
         return None;
     }
     let mut out = Vec::new();
-    path(m, leaves, &mut out);
+    path(tree, m, 0, tree.size(), &mut out)?;
     Some(out)
 }
 
-fn path(m: usize, leaves: &[Hash], out: &mut Vec<Hash>) {
-    let n = leaves.len();
+/// The path of leaf `lo + m` within `D[lo:hi]`, deepest first.
+fn path<T: Subtrees + ?Sized>(t: &T, m: u64, lo: u64, hi: u64, out: &mut Vec<Hash>) -> Option<()> {
+    let n = hi - lo;
     if n <= 1 {
-        return;
+        return Some(());
     }
-    let k = split(n);
+    let k = split(n as usize) as u64;
     if m < k {
-        path(m, &leaves[..k], out);
-        out.push(root(&leaves[k..]));
+        path(t, m, lo, lo + k, out)?;
+        out.push(t.hash(lo + k, hi)?);
     } else {
-        path(m - k, &leaves[k..], out);
-        out.push(root(&leaves[..k]));
+        path(t, m - k, lo + k, hi, out)?;
+        out.push(t.hash(lo, lo + k)?);
     }
+    Some(())
 }
 
 /// `PROOF(m, D[n])`: that the tree of the first `m` leaves is a prefix of the tree of all
 /// of them (RFC 9162 §2.1.4.1). `None` unless 0 < m <= n.
 pub fn consistency_proof(leaves: &[Hash], m: usize) -> Option<Vec<Hash>> {
-    if m == 0 || m > leaves.len() {
+    consistency_proof_in(leaves, m as u64)
+}
+
+/// [`consistency_proof`] in any [`Subtrees`].
+pub fn consistency_proof_in<T: Subtrees + ?Sized>(tree: &T, m: u64) -> Option<Vec<Hash>> {
+    if m == 0 || m > tree.size() {
         return None;
     }
     let mut out = Vec::new();
-    subproof(m, leaves, true, &mut out);
+    subproof(tree, m, 0, tree.size(), true, &mut out)?;
     Some(out)
 }
 
-fn subproof(m: usize, leaves: &[Hash], complete: bool, out: &mut Vec<Hash>) {
-    let n = leaves.len();
+/// `SUBPROOF(m, D[lo:hi], complete)`.
+fn subproof<T: Subtrees + ?Sized>(
+    t: &T,
+    m: u64,
+    lo: u64,
+    hi: u64,
+    complete: bool,
+    out: &mut Vec<Hash>,
+) -> Option<()> {
+    let n = hi - lo;
     if m == n {
         if !complete {
-            out.push(root(leaves));
+            out.push(t.hash(lo, hi)?);
         }
-        return;
+        return Some(());
     }
-    let k = split(n);
+    let k = split(n as usize) as u64;
     if m <= k {
-        subproof(m, &leaves[..k], complete, out);
-        out.push(root(&leaves[k..]));
+        subproof(t, m, lo, lo + k, complete, out)?;
+        out.push(t.hash(lo + k, hi)?);
     } else {
-        subproof(m - k, &leaves[k..], false, out);
-        out.push(root(&leaves[..k]));
+        subproof(t, m - k, lo + k, hi, false, out)?;
+        out.push(t.hash(lo, lo + k)?);
     }
+    Some(())
 }
 
 /// Right-shift both until `fn_`'s lowest bit is set or it is 0.

@@ -40,7 +40,7 @@ fn valid_name(name: &str) -> Result<(), Why> {
     Ok(())
 }
 
-/// A key that signs notes.
+/// A key that signs notes. Its `Debug` shows the name and id alone.
 pub struct Signer {
     name: String,
     id: u32,
@@ -53,6 +53,12 @@ pub struct Verifier {
     pub name: String,
     pub id: u32,
     public: Vec<u8>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer({}+{:08x})", self.name, self.id)
+    }
 }
 
 impl Signer {
@@ -97,6 +103,11 @@ impl Signer {
             self.id,
             B64.encode(key)
         )
+    }
+
+    /// The key's name (a checkpoint's origin).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn verifier(&self) -> Verifier {

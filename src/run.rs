@@ -13,6 +13,8 @@
 //! region = "eu-central-1"
 //! allow_http = false      # plain http to a store on another machine (as --allow-http)
 //! virtual_hosted_style = false
+//!
+//! signing_key = "/etc/auditq/seal.key"  # seal each commit (AUDITQ_SIGNING_KEY wins)
 //! ```
 //!
 //! [`run_query`] is the one path from query text to output, for `auditq query` and the
@@ -35,6 +37,8 @@ pub struct ConfigFile {
     pub org: Option<String>,
     /// How to reach an archive on S3.
     pub s3: Option<crate::archive::store::S3Options>,
+    /// The private key that seals each commit (`auditq key generate`).
+    pub signing_key: Option<PathBuf>,
 }
 
 impl ConfigFile {
@@ -158,6 +162,14 @@ pub struct Given {
     pub macros: Option<PathBuf>,
 }
 
+/// The signing key in the file at `path`. Its text is never shown, not even in part.
+pub fn signer(path: &Path) -> Result<crate::note::Signer> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Usage(format!("signing key `{}`: {e}", path.display())))?;
+    crate::note::Signer::from_text(&text)
+        .map_err(|why| Error::Usage(format!("signing key `{}`: {why}", path.display())))
+}
+
 impl Settings {
     /// Resolve: the command line, the environment, the config file, the defaults.
     pub fn resolve(given: Given) -> Result<Settings> {
@@ -171,6 +183,14 @@ impl Settings {
         let archive = match given.archive.or(config.archive) {
             Some(given) => archive_location(given, &s3)?,
             None => Archive::at(crate::paths::default_archive()),
+        };
+        let key = std::env::var_os("AUDITQ_SIGNING_KEY")
+            .filter(|k| !k.is_empty())
+            .map(PathBuf::from)
+            .or(config.signing_key);
+        let archive = match key {
+            Some(path) => archive.with_signer(Some(std::sync::Arc::new(signer(&path)?))),
+            None => archive,
         };
         let terminal = std::io::stderr().is_terminal();
         Ok(Settings {
@@ -354,8 +374,19 @@ pub async fn run_query(
     clock: crate::query::Clock,
     view: &View,
 ) -> Result<Outcome> {
+    run_query_tapped(archive, text, clock, view, |_| {}).await
+}
+
+/// [`run_query`], each batch also shown to `tap` before it is written.
+async fn run_query_tapped(
+    archive: &Archive,
+    text: &Expanded,
+    clock: crate::query::Clock,
+    view: &View,
+    mut tap: impl FnMut(&datafusion::arrow::array::RecordBatch),
+) -> Result<Outcome> {
     use crate::query::output::{Dest, Format, Writer};
-    let answer = crate::query::run(archive, &text.text, clock, view.warn)
+    let mut answer = crate::query::run(archive, &text.text, clock, view.warn)
         .await
         .map_err(|e| restore(text, e))?;
     if !answer.warnings.is_empty() {
@@ -376,9 +407,135 @@ pub async fn run_query(
         screen.max_rows = None;
     }
     let covers = answer.covers;
-    let writer = Writer::new(view.format, &answer.schema, &view.dest, screen)?;
-    let written = answer.write(writer).await?;
-    Ok(Outcome { written, covers })
+    let mut writer = Writer::new(view.format, &answer.schema, &view.dest, screen)?;
+    while let Some(b) = answer.next().await? {
+        tap(&b);
+        writer.write(&b)?;
+    }
+    Ok(Outcome {
+        written: writer.finish()?,
+        covers,
+    })
+}
+
+/// What `query --evidence DIR` wrote.
+#[derive(Debug)]
+pub struct Bundle {
+    pub outcome: Outcome,
+    pub result: PathBuf,
+    pub proofs: usize,
+}
+
+/// The verifier script an evidence bundle carries (the auditor may use their own copy).
+const VERIFY_PY: &str = include_str!("../examples/verify/verify.py");
+
+/// `query --evidence DIR`: the result as `view.format` writes it, an inclusion proof per
+/// result row that is an event (the rows with an `id`), the latest checkpoint, the
+/// verifier key, the verifier script and a README saying how to check them offline.
+/// Every event of the result must be sealed.
+pub async fn run_query_with_evidence(
+    archive: &Archive,
+    text: &Expanded,
+    clock: crate::query::Clock,
+    view: &View,
+    dir: &Path,
+    verifier: &crate::note::Verifier,
+) -> Result<Bundle> {
+    let io = |what: String| move |source| Error::Io { what, source };
+    std::fs::create_dir_all(dir).map_err(io(format!("creating `{}`", dir.display())))?;
+    let ext = match view.format {
+        crate::query::output::Format::Table => "txt",
+        f => f.name(),
+    };
+    let result = dir.join(format!("result.{ext}"));
+    let mut view = view.clone();
+    view.dest = crate::query::output::Dest::File(result.clone());
+    let mut ids: Vec<String> = Vec::new();
+    let outcome = run_query_tapped(archive, text, clock, &view, |b| {
+        if let Some(col) = b.column_by_name("id")
+            && let Ok(col) =
+                datafusion::arrow::compute::cast(col, &datafusion::arrow::datatypes::DataType::Utf8)
+        {
+            use datafusion::arrow::array::{Array, AsArray};
+            let col = col.as_string::<i32>();
+            ids.extend(
+                (0..col.len())
+                    .filter(|&i| col.is_valid(i))
+                    .map(|i| col.value(i).to_owned()),
+            );
+        }
+    })
+    .await?;
+    let proofs = crate::archive::evidence::prove(archive, Some(verifier), &ids).await?;
+    let mut lines = String::new();
+    let mut failed = Vec::new();
+    for p in proofs {
+        match p {
+            Ok(p) => {
+                lines.push_str(&serde_json::to_string(&p).expect("serializable"));
+                lines.push('\n');
+            }
+            Err(why) => failed.push(why),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(Error::Usage(format!(
+            "--evidence: {} of {} result rows have no proof (first: {}); the result is in `{}`, no proofs were written",
+            failed.len(),
+            ids.len(),
+            failed[0],
+            result.display()
+        )));
+    }
+    let checkpoint = crate::archive::evidence::latest(archive, Some(verifier))?
+        .map(|c| c.text)
+        .unwrap_or_default();
+    let readme = bundle_readme(&result, ids.len(), &verifier.to_string());
+    for (name, bytes) in [
+        ("proofs.ndjson", lines.as_str()),
+        ("checkpoint", checkpoint.as_str()),
+        ("verifier.key", &format!("{verifier}\n")),
+        ("verify.py", VERIFY_PY),
+        ("README.txt", readme.as_str()),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).map_err(io(format!("writing `{}`", path.display())))?;
+    }
+    Ok(Bundle {
+        outcome,
+        result,
+        proofs: ids.len(),
+    })
+}
+
+fn bundle_readme(result: &Path, proofs: usize, verifier: &str) -> String {
+    let name = result
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    format!(
+        "Evidence for a query over an auditq archive.
+
+{name}        the query's result
+proofs.ndjson   {proofs} inclusion proofs (RFC 9162), one per result row that is an event:
+                its id, raw JSON as archived, leaf index, audit path and the signed
+                checkpoint of the tree it is in
+checkpoint      the archive's latest signed checkpoint (C2SP signed note)
+verifier.key    the public key that signed it: {verifier}
+verify.py       a checker written from RFC 9162 and the C2SP texts (Python 3 standard
+                library and `cryptography`); you may use your own instead
+
+Check it offline, with a verifier key you obtained from the archive's owner by another
+channel (compare it with verifier.key):
+
+  python3 verify.py --key 'KEY' checkpoint checkpoint
+  python3 verify.py --key 'KEY' inclusion proofs.ndjson
+
+Each proof shows that an event with exactly that id and raw JSON is leaf N of the tree
+the key signed. To check that the archive only grew since a checkpoint you kept, ask
+for `auditq archive prove --consistency OLD_SIZE` and run
+`python3 verify.py --key 'KEY' consistency OLD_CHECKPOINT PROOF.json`.
+"
+    )
 }
 
 /// The Atlassian API key: from `--token-file` (which must not be readable by others),

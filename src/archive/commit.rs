@@ -66,9 +66,15 @@ impl Marker {
         &self.0
     }
 
-    /// `props` with this marker in the commit's `commitInfo`.
-    pub fn on(&self, props: CommitProperties) -> CommitProperties {
-        props.with_metadata([(KEY.to_owned(), serde_json::Value::from(self.0.clone()))])
+    /// `props` with this marker in the commit's `commitInfo`, and `more` entries.
+    pub fn on(
+        &self,
+        props: CommitProperties,
+        more: impl IntoIterator<Item = (String, serde_json::Value)>,
+    ) -> CommitProperties {
+        let mut all = vec![(KEY.to_owned(), serde_json::Value::from(self.0.clone()))];
+        all.extend(more);
+        props.with_metadata(all)
     }
 
     /// The version after `after` (all versions when `None`) whose `commitInfo` holds

@@ -276,6 +276,8 @@ fn schema_problems(found: &Schema) -> Vec<String> {
         .filter(|f| f.name() != col::DATE)
     {
         match found.field_with_name(want.name()) {
+            // Files written before schema version 2 have no `leaf`.
+            Err(_) if want.name() == col::LEAF => {}
             Err(_) => wrong.push(format!("lacks column `{}`", want.name())),
             Ok(have) if !same_kind(have.data_type(), want.data_type()) => wrong.push(format!(
                 "has column `{}` of type {}, expected {}",
@@ -357,7 +359,7 @@ pub async fn compact(archive: &Archive) -> Result<CompactReport> {
         .with_writer_properties(writer_properties())
         .with_session_state(std::sync::Arc::new(plain_session().state()))
         .with_target_size(std::num::NonZeroU64::new(512 * 1024 * 1024).expect("non-zero"))
-        .with_commit_properties(marker.on(Default::default()))
+        .with_commit_properties(marker.on(Default::default(), []))
         .await;
     // Delta's counts; when the reply was lost, the files of before that are gone and
     // the new ones (another writer's, committed since, counted among them).

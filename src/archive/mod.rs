@@ -21,6 +21,8 @@
 pub mod checksum;
 pub mod commit;
 mod count_by;
+pub mod evidence;
+pub mod history;
 pub mod ids;
 mod local_reads;
 pub mod lock;
@@ -94,6 +96,10 @@ pub enum Error {
     },
     #[error("archive `{}` changed under {attempts} commits in a row (other writers); nothing of this batch was committed, run it again", .path.display())]
     Contended { path: PathBuf, attempts: u32 },
+    #[error("--as-of `{given}`: {why}")]
+    AsOf { given: String, why: String },
+    #[error("evidence: {what}")]
+    Evidence { what: String },
     #[error("{0}")]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
 }
@@ -120,6 +126,12 @@ pub struct Archive {
     remote: Option<Arc<store::Remote>>,
     /// `HOST:PORT` of the Ballista scheduler that runs this archive's queries, if any.
     cluster: Option<String>,
+    /// The key that seals each commit (see [`evidence`]), if one is configured.
+    signer: Option<Arc<crate::note::Signer>>,
+    /// The version queries read (`--as-of`); `None`: the latest.
+    as_of: Option<u64>,
+    /// Where each checkpoint is also written (`--publish`).
+    publish: Option<Arc<Archive>>,
 }
 
 impl Archive {
@@ -129,6 +141,9 @@ impl Archive {
             root: root.into(),
             remote: None,
             cluster: None,
+            signer: None,
+            as_of: None,
+            publish: None,
         }
     }
 
@@ -138,6 +153,9 @@ impl Archive {
             root: PathBuf::from(remote.url.as_str().trim_end_matches('/')),
             remote: Some(Arc::new(remote)),
             cluster: None,
+            signer: None,
+            as_of: None,
+            publish: None,
         }
     }
 
@@ -146,6 +164,41 @@ impl Archive {
     pub fn with_cluster(mut self, scheduler: Option<String>) -> Self {
         self.cluster = scheduler;
         self
+    }
+
+    /// The same archive, each commit sealed with `signer` (or none).
+    pub fn with_signer(mut self, signer: Option<Arc<crate::note::Signer>>) -> Self {
+        self.signer = signer;
+        self
+    }
+
+    /// The same archive, its queries answered from `version` (`None`: the latest). Only
+    /// readers honour it; writers and maintenance always work on the latest version.
+    pub fn as_of(mut self, version: Option<u64>) -> Self {
+        self.as_of = version;
+        self
+    }
+
+    /// The version queries read, when not the latest.
+    pub fn read_version(&self) -> Option<u64> {
+        self.as_of
+    }
+
+    /// The same archive, each checkpoint also written to `to` (a directory or a prefix
+    /// on object storage).
+    pub fn publishing_to(mut self, to: Option<Archive>) -> Self {
+        self.publish = to.map(Arc::new);
+        self
+    }
+
+    /// Where checkpoints are also written, if anywhere.
+    pub fn publish_to(&self) -> Option<&Archive> {
+        self.publish.as_deref()
+    }
+
+    /// The key that seals each commit, if any.
+    pub fn signer(&self) -> Option<&Arc<crate::note::Signer>> {
+        self.signer.as_ref()
     }
 
     /// The scheduler that runs this archive's queries, if not this process.
@@ -252,7 +305,7 @@ impl Archive {
     }
 
     /// The names in the Delta log, or `None` when the table has no log yet.
-    fn log_names(&self) -> Result<Option<Vec<String>>> {
+    pub(crate) fn log_names(&self) -> Result<Option<Vec<String>>> {
         let log = self.events_dir().join("_delta_log");
         match &self.remote {
             None => {
@@ -295,7 +348,7 @@ impl Archive {
     }
 
     /// The bytes of the log entry `name`.
-    fn read_log(&self, name: &str) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn read_log(&self, name: &str) -> std::io::Result<Vec<u8>> {
         match &self.remote {
             None => std::fs::read(self.events_dir().join("_delta_log").join(name)),
             Some(r) => r

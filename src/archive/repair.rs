@@ -162,7 +162,7 @@ async fn commit_repair(
     marker: &super::commit::Marker,
     actions: Vec<Action>,
 ) -> Result<i64> {
-    let committed = CommitBuilder::from(marker.on(Default::default()))
+    let committed = CommitBuilder::from(marker.on(Default::default(), []))
         .with_max_retries(0)
         .with_actions(actions)
         .build(

@@ -33,6 +33,10 @@ pub struct S3Options {
     /// `bucket.host/key` requests instead of the default `host/bucket/key`.
     #[serde(default)]
     pub virtual_hosted_style: bool,
+    /// Send each upload's SHA-256 checksum (`x-amz-checksum-sha256`), which a bucket
+    /// with Object Lock requires: for published checkpoints.
+    #[serde(skip)]
+    pub checksums: bool,
 }
 
 /// Why an object-store archive cannot be opened.
@@ -362,6 +366,9 @@ fn object_store_s3_builder(
     }
     if let Some(endpoint) = &options.endpoint {
         b = b.with_endpoint(endpoint.trim_end_matches('/'));
+    }
+    if options.checksums {
+        b = b.with_checksum_algorithm(datafusion::object_store::aws::Checksum::SHA256);
     }
     if options.virtual_hosted_style {
         b = b.with_virtual_hosted_style_request(true);

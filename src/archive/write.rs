@@ -153,6 +153,54 @@ fn sorted_by_time(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
     Ok(vec![take_record_batch(&all, &order)?])
 }
 
+/// The batches with their `leaf` column numbered from `first`, in row order: the
+/// places in the evidence log of the events this commit archives.
+fn with_leaves(batches: Vec<RecordBatch>, first: u64) -> Result<Vec<RecordBatch>> {
+    let index = event::schema()
+        .index_of(col::LEAF)
+        .expect("event schema has leaf");
+    let mut next = first as i64;
+    batches
+        .into_iter()
+        .map(|b| {
+            let n = b.num_rows() as i64;
+            let leaves = datafusion::arrow::array::Int64Array::from_iter_values(next..next + n);
+            next += n;
+            let mut columns = b.columns().to_vec();
+            columns[index] = std::sync::Arc::new(leaves);
+            Ok(RecordBatch::try_new(b.schema(), columns)?)
+        })
+        .collect()
+}
+
+/// The table with the `leaf` column (schema version 2): a table made before it gains it
+/// as a nullable column (one commit; its files hold no leaves until sealed).
+async fn with_leaf_column(archive: &Archive, table: DeltaTable) -> Result<DeltaTable> {
+    if table.version().is_none() {
+        return Ok(table);
+    }
+    let has = table
+        .snapshot()
+        .map(|s| s.schema().field(col::LEAF).is_some())
+        .unwrap_or(true);
+    if has {
+        return Ok(table);
+    }
+    let field = delta_kernel::schema::StructField::nullable(
+        col::LEAF,
+        delta_kernel::schema::DataType::LONG,
+    );
+    table
+        .add_columns()
+        .with_fields([field])
+        .with_commit_properties(Marker::new().on(CommitProperties::default(), []))
+        .await
+        .map_err(|e| Error::Delta {
+            path: archive.events_dir(),
+            source: Box::new(e),
+        })
+}
+
 /// Encoding threads per commit: the days of a batch are split between them.
 const ENCODERS: usize = 2;
 
@@ -192,6 +240,7 @@ async fn write_days(
     batches: &[RecordBatch],
     writer_props: &WriterProperties,
     commit_props: CommitProperties,
+    leaves: u64,
 ) -> std::result::Result<Attempt, DeltaTableError> {
     if table.version().is_none()
         && let Some(attempt) = create_table(archive, table).await?
@@ -260,7 +309,11 @@ async fn write_days(
     // The files' checksums are on disk before the commit that makes them live.
     super::checksum::record(archive, &written)
         .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
-    let commit = CommitBuilder::from(marker.on(commit_props).with_max_retries(0))
+    let leaves = (
+        super::evidence::LEAVES_KEY.to_owned(),
+        serde_json::Value::from(leaves),
+    );
+    let commit = CommitBuilder::from(marker.on(commit_props, [leaves]).with_max_retries(0))
         .with_actions(actions)
         .build(Some(table.snapshot()?), table.log_store(), operation)
         .await;
@@ -422,6 +475,8 @@ pub struct Writer {
     ids: IdSet,
     days: DayCache,
     props: WriterProperties,
+    /// The place in the evidence log of the next event archived.
+    next_leaf: u64,
     _lock: Lock,
 }
 
@@ -429,7 +484,8 @@ impl Writer {
     /// Take the lock, open (or prepare) the table and load the id index.
     pub async fn open(archive: &Archive) -> Result<Writer> {
         let lock = archive.lock_for_writing()?;
-        let table = archive.open_or_prepare_table().await?;
+        let table = with_leaf_column(archive, archive.open_or_prepare_table().await?).await?;
+        let next_leaf = super::evidence::next_leaf(archive, &table)?;
         let mut hashes = Vec::new();
         if table.version().is_some() {
             for file in &live_files(archive, &table)? {
@@ -446,6 +502,7 @@ impl Writer {
             ids: IdSet::from_hashes(hashes),
             days: DayCache::new(DAY_CACHE_IDS),
             props: writer_properties(),
+            next_leaf,
             _lock: lock,
         })
     }
@@ -460,8 +517,25 @@ impl Writer {
     /// Archive batches of events (in the [`event::schema`], in input order) in one atomic
     /// commit. `source` names the input, for the quarantine's records.
     pub async fn commit(&mut self, batches: &[RecordBatch], source: &str) -> Result<CommitStats> {
-        self.commit_with(batches, source, CommitProperties::default(), false)
+        let stats = self
+            .commit_with(batches, source, CommitProperties::default(), false)
+            .await?;
+        self.seal().await?;
+        Ok(stats)
+    }
+
+    /// With a signing key configured: seal what is archived (also what an earlier run
+    /// committed but did not live to seal).
+    async fn seal(&self) -> Result<()> {
+        let Some(signer) = self.archive.signer() else {
+            return Ok(());
+        };
+        super::evidence::seal(&self.archive, signer)
             .await
+            .map(|_| ())
+            .map_err(|e| Error::Evidence {
+                what: format!("the events are archived, but sealing them failed: {e}"),
+            })
     }
 
     /// [`commit`](Self::commit), recording `checkpoint` as the version of the Delta
@@ -476,7 +550,9 @@ impl Writer {
     ) -> Result<CommitStats> {
         let props = CommitProperties::default()
             .with_application_transaction(deltalake::kernel::Transaction::new(app_id, checkpoint));
-        self.commit_with(batches, source, props, true).await
+        let stats = self.commit_with(batches, source, props, true).await?;
+        self.seal().await?;
+        Ok(stats)
     }
 
     /// The version recorded for application transaction `app_id`, if any.
@@ -524,20 +600,23 @@ impl Writer {
                 self.quarantine_conflicts(&conflicts, source)?;
                 return Ok(stats);
             }
-            let sorted = sorted_by_time(fresh)?;
+            let sorted = with_leaves(sorted_by_time(fresh)?, self.next_leaf)?;
             let mut table = self.table.take().expect("table is present between commits");
             let before = table.clone();
+            let before_leaves = self.next_leaf;
             let result = write_days(
                 &self.archive,
                 &mut table,
                 &sorted,
                 &self.props,
                 props.clone(),
+                self.next_leaf + stats.added,
             )
             .await;
             match result {
                 Ok(Attempt::Committed) => {
                     self.table = Some(table);
+                    self.next_leaf += stats.added;
                     for (day, added) in pending.days {
                         for &(hash, _) in &added {
                             self.ids.insert(hash);
@@ -550,6 +629,7 @@ impl Writer {
                 Ok(Attempt::CommittedUnseen) => {
                     // Load the table and learn the ids of what the commit added.
                     self.catch_up(&before).await?;
+                    self.next_leaf = self.next_leaf.max(before_leaves + stats.added);
                     self.quarantine_conflicts(&conflicts, source)?;
                     return Ok(stats);
                 }
@@ -602,6 +682,7 @@ impl Writer {
                 self.days.forget(&file.date);
             }
         }
+        self.next_leaf = super::evidence::next_leaf(&self.archive, &table)?;
         self.table = Some(table);
         Ok(())
     }

@@ -1,8 +1,10 @@
-//! `auditq archive …`: stats, verify, compact, repair, vacuum.
+//! `auditq archive …`: stats, verify, history, seal, prove, compact, repair, vacuum.
+
+use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use crate::archive::maintain;
+use crate::archive::{evidence, maintain};
 use crate::error::{Error, Result};
 use crate::run::Settings;
 
@@ -17,11 +19,51 @@ pub enum Command {
         #[arg(long, default_value_t = 10, value_name = "N")]
         top: usize,
     },
-    /// Check every live file opens, matches the schema and that ids are unique
+    /// Check every live file opens, matches the schema and that ids are unique; with
+    /// --verifier-key, also every event against the signed evidence log
     Verify {
         /// Print JSON
         #[arg(long)]
         json: bool,
+        /// The verifier key (`name+id+base64`, or a file holding it) whose checkpoints
+        /// the archive must match
+        #[arg(long, value_name = "KEY")]
+        verifier_key: Option<String>,
+        /// A checkpoint kept outside the archive that the archive must still extend
+        /// (catches a rollback); needs --verifier-key
+        #[arg(long, value_name = "CHECKPOINT_FILE", requires = "verifier_key")]
+        trusted: Option<PathBuf>,
+    },
+    /// List the table's versions: commit time, operation, events added and removed, the
+    /// evidence log's size and the checkpoint sealed with it (for `--as-of`)
+    History {
+        /// Print JSON (one array)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add the events archived since the last checkpoint to the evidence log and sign a
+    /// checkpoint of it
+    Seal {
+        /// The private key (`auditq key generate`); default: the configured signing key
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Also write the checkpoint to DIR or s3://bucket/prefix (created once, never
+        /// overwritten; uploads carry the SHA-256 checksum Object Lock requires)
+        #[arg(long, value_name = "DIR|URL")]
+        publish: Option<PathBuf>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print inclusion proofs of events (one JSON object a line), or with --consistency
+    /// a proof that an older tree is a prefix of the latest
+    Prove {
+        /// Event ids
+        #[arg(value_name = "ID", required_unless_present = "consistency")]
+        ids: Vec<String>,
+        /// The size of the older tree (a checkpoint's second line)
+        #[arg(long, value_name = "OLD_SIZE", conflicts_with = "ids")]
+        consistency: Option<u64>,
     },
     /// Rewrite each day held in several files as one file sorted by time (one commit)
     Compact,
@@ -87,29 +129,14 @@ pub fn run(settings: &Settings, action: Command) -> Result<()> {
             );
             super::say(&lines.join("\n"))
         }
-        Command::Verify { json: as_json } => {
-            let report = rt.block_on(maintain::verify(archive))?;
-            if as_json {
-                super::say_json(&report)?;
-            } else if report.problems.is_empty() {
-                super::say(&format!(
-                    "ok: version {}, {} files, {} events, every id once",
-                    report.version, report.files, report.rows
-                ))?;
-            } else {
-                for p in &report.problems {
-                    eprintln!(
-                        "problem: {}: {}",
-                        p.file.as_deref().unwrap_or("archive"),
-                        p.what
-                    );
-                }
-            }
-            match report.problems.len() {
-                0 => Ok(()),
-                n => Err(Error::VerifyFailed { problems: n }),
-            }
-        }
+        Command::Verify {
+            json,
+            verifier_key,
+            trusted,
+        } => verify(settings, &rt, json, verifier_key, trusted),
+        Command::Seal { key, publish, json } => seal(settings, &rt, key, publish, json),
+        Command::History { json } => history(archive, json),
+        Command::Prove { ids, consistency } => prove(settings, &rt, ids, consistency),
         Command::Compact => {
             let r = rt.block_on(maintain::compact(archive))?;
             if !settings.quiet {
@@ -204,4 +231,198 @@ fn human_bytes(n: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
+}
+
+/// `archive verify`: the archive's own checks, and with a verifier key the evidence's.
+fn verify(
+    settings: &Settings,
+    rt: &tokio::runtime::Runtime,
+    as_json: bool,
+    verifier_key: Option<String>,
+    trusted: Option<PathBuf>,
+) -> Result<()> {
+    let archive = &settings.archive;
+    let mut report = rt.block_on(maintain::verify(archive))?;
+    let evidence = match verifier_key {
+        None => None,
+        Some(key) => {
+            let verifier = verifier(&key)?;
+            let trusted = trusted.map(|p| read_text(&p)).transpose()?;
+            let r = rt.block_on(evidence::verify(archive, &verifier, trusted.as_deref()))?;
+            report.problems.extend(r.problems.iter().cloned());
+            Some(r)
+        }
+    };
+    if as_json {
+        super::say_json(&serde_json::json!({
+            "version": report.version,
+            "files": report.files,
+            "rows": report.rows,
+            "problems": report.problems,
+            "evidence": evidence.as_ref().map(|e| serde_json::json!({
+                "checkpoints": e.checkpoints,
+                "sealed": e.sealed,
+                "unsealed": e.unsealed,
+                "trusted": e.trusted,
+            })),
+        }))?;
+    } else if report.problems.is_empty() {
+        let mut line = format!(
+            "ok: version {}, {} files, {} events, every id once",
+            report.version, report.files, report.rows
+        );
+        if let Some(e) = &evidence {
+            line.push_str(&format!(
+                "; every event matches the evidence log: {} leaves sealed in {} checkpoints{}{}",
+                e.sealed,
+                e.checkpoints,
+                e.trusted
+                    .map(|t| format!(", extends the trusted checkpoint of {t}"))
+                    .unwrap_or_default(),
+                match e.unsealed {
+                    0 => String::new(),
+                    n => format!("; {n} events archived since are not sealed yet"),
+                }
+            ));
+        }
+        super::say(&line)?;
+    } else {
+        for p in &report.problems {
+            eprintln!(
+                "problem: {}: {}",
+                p.file.as_deref().unwrap_or("archive"),
+                p.what
+            );
+        }
+    }
+    match report.problems.len() {
+        0 => Ok(()),
+        n => Err(Error::VerifyFailed { problems: n }),
+    }
+}
+
+/// `archive history`.
+fn history(archive: &crate::archive::Archive, json: bool) -> Result<()> {
+    let versions = crate::archive::history::history(archive)?;
+    if json {
+        return super::say_json(&versions);
+    }
+    let mut lines = vec![format!(
+        "{:>7}  {:<24}  {:<14}  {:>8}  {:>8}  {:>10}  checkpoint",
+        "version", "time", "operation", "added", "removed", "tree size"
+    )];
+    let or_dash = |n: Option<u64>| n.map_or("-".to_owned(), |n| n.to_string());
+    for v in &versions {
+        lines.push(format!(
+            "{:>7}  {:<24}  {:<14}  {:>8}  {:>8}  {:>10}  {}",
+            v.version,
+            v.time.as_deref().unwrap_or("-"),
+            v.operation,
+            v.events_added,
+            or_dash(v.events_removed),
+            or_dash(v.tree_size),
+            or_dash(v.checkpoint),
+        ));
+    }
+    super::say(&lines.join("\n"))
+}
+
+/// `archive seal`.
+fn seal(
+    settings: &Settings,
+    rt: &tokio::runtime::Runtime,
+    key: Option<PathBuf>,
+    publish: Option<PathBuf>,
+    json: bool,
+) -> Result<()> {
+    let publish = match publish {
+        None => None,
+        Some(to) => {
+            let s3 = crate::archive::store::S3Options {
+                checksums: true,
+                ..settings.s3.clone()
+            };
+            Some(crate::run::archive_location(to, &s3)?)
+        }
+    };
+    let archive = &settings.archive.clone().publishing_to(publish);
+    let signer = match key {
+        Some(path) => std::sync::Arc::new(crate::run::signer(&path)?),
+        None => archive.signer().cloned().ok_or_else(|| {
+            Error::Usage(
+                "no signing key: pass --key FILE, set AUDITQ_SIGNING_KEY or `signing_key` in the config file (make one with `auditq key generate`)".into(),
+            )
+        })?,
+    };
+    let sealed = rt.block_on(evidence::seal(archive, &signer))?;
+    if json {
+        return super::say_json(&sealed);
+    }
+    if !settings.quiet {
+        super::say(&match sealed.size - sealed.previous {
+            0 => format!(
+                "nothing to seal: the latest checkpoint covers all {} events (version {})",
+                sealed.size, sealed.version
+            ),
+            n => format!(
+                "sealed {n} events: wrote checkpoint {} ({} leaves, version {}) to {}/evidence/",
+                sealed.size,
+                sealed.size,
+                sealed.version,
+                archive.root().display()
+            ),
+        })?;
+    }
+    Ok(())
+}
+
+/// `archive prove`.
+fn prove(
+    settings: &Settings,
+    rt: &tokio::runtime::Runtime,
+    ids: Vec<String>,
+    consistency: Option<u64>,
+) -> Result<()> {
+    let archive = &settings.archive;
+    let verifier = archive.signer().map(|s| s.verifier());
+    if let Some(old) = consistency {
+        let proof = rt.block_on(evidence::consistency(archive, verifier.as_ref(), old))?;
+        return super::say(&serde_json::to_string(&proof).expect("serializable"));
+    }
+    let proofs = rt.block_on(evidence::prove(archive, verifier.as_ref(), &ids))?;
+    let mut failed = 0;
+    for p in proofs {
+        match p {
+            Ok(p) => super::say(&serde_json::to_string(&p).expect("serializable"))?,
+            Err(why) => {
+                failed += 1;
+                eprintln!("error: {why}");
+            }
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(Error::Usage(format!(
+            "{n} of {} ids have no proof",
+            ids.len()
+        ))),
+    }
+}
+
+/// A verifier key given as its text, or as a file holding it.
+pub(super) fn verifier(key: &str) -> Result<crate::note::Verifier> {
+    if let Ok(v) = crate::note::Verifier::from_text(key) {
+        return Ok(v);
+    }
+    let text = read_text(std::path::Path::new(key))
+        .map_err(|_| Error::Usage(format!("--verifier-key `{key}`: neither a verifier key (`name+id+base64`) nor a file holding one")))?;
+    crate::note::Verifier::from_text(&text)
+        .map_err(|why| Error::Usage(format!("--verifier-key `{key}`: {why}")))
+}
+
+fn read_text(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io {
+        what: format!("reading `{}`", path.display()),
+        source,
+    })
 }

@@ -23,6 +23,10 @@ pub struct Args {
     format: Option<Format>,
     #[arg(long, value_name = "TIME")]
     now: Option<String>,
+    /// Backtest on an earlier version of the archive (a version number, or a time: the
+    /// last version committed by then)
+    #[arg(long, value_name = "VERSION|TIME")]
+    as_of: Option<String>,
 }
 
 pub fn run(settings: &Settings, args: Args) -> Result<()> {
@@ -30,8 +34,9 @@ pub fn run(settings: &Settings, args: Args) -> Result<()> {
     let now = crate::run::now(args.now.as_deref())?;
     let library = crate::run::macros(settings.macros.as_deref())?;
     let rules = crate::follow::pack::load(&args.dir, &library)?;
+    let archive = super::as_of(settings, args.as_of.as_deref())?;
     let report = super::runtime()?.block_on(crate::detect::detect(
-        &settings.archive,
+        &archive,
         rules,
         crate::query::Clock::utc(now),
         micros("since", &args.since)?,

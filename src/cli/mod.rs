@@ -13,6 +13,7 @@ mod fake_api;
 mod follow;
 mod generate;
 mod import;
+mod key;
 mod query;
 mod sync;
 
@@ -108,6 +109,11 @@ pub enum Command {
     Demo(demo::Args),
     /// Write synthetic events in the API's event shape as NDJSON (deterministic per seed)
     Generate(generate::Args),
+    /// Keys that sign the archive's checkpoints
+    Key {
+        #[command(subcommand)]
+        action: key::Command,
+    },
     /// Inspect and maintain the archive
     Archive {
         #[command(subcommand)]
@@ -221,6 +227,7 @@ pub fn run(args: Args) -> Result<()> {
         Command::Demo(a) => demo::run(&settings, a),
         Command::Generate(a) => generate::run(a),
         Command::Archive { action } => archive::run(&settings, action),
+        Command::Key { action } => key::run(action),
         Command::Cluster { role } => cluster::run(&settings, role),
         Command::Query(a) => query::run(&settings, a),
         // `--errors` is read by `main` (Args::error_style), which renders diagnostics.
@@ -281,6 +288,19 @@ fn write_stdout(bytes: &[u8]) -> Result<()> {
             what: "writing output".into(),
             source,
         })
+}
+
+/// The settings' archive read as of the version `--as-of` names (the latest without
+/// one); says which on stderr unless --quiet.
+fn as_of(settings: &Settings, given: Option<&str>) -> Result<crate::archive::Archive> {
+    let Some(given) = given else {
+        return Ok(settings.archive.clone());
+    };
+    let version = crate::archive::history::resolve(&settings.archive, given)?;
+    if !settings.quiet {
+        eprintln!("as of version {version}");
+    }
+    Ok(settings.archive.clone().as_of(Some(version)))
 }
 
 /// A new file to write, buffered.

@@ -43,6 +43,20 @@ pub struct Args {
     /// feature; the archive must be on S3)
     #[arg(long, value_name = "HOST:PORT")]
     cluster: Option<String>,
+    /// Answer from an earlier version of the archive: a version number (`archive
+    /// history`) or a time (RFC 3339, or YYYY-MM-DD in UTC): the last version committed
+    /// by then
+    #[arg(long, value_name = "VERSION|TIME")]
+    as_of: Option<String>,
+    /// Write an evidence bundle to DIR: the result (result.EXT in --format, default
+    /// ndjson), an inclusion proof per result row that is an event, the checkpoint, the
+    /// verifier key and how to check them offline
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    evidence: Option<PathBuf>,
+    /// The verifier key for --evidence (`name+id+base64` or a file holding it); default:
+    /// the configured signing key's
+    #[arg(long, value_name = "KEY", requires = "evidence")]
+    verifier_key: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +74,11 @@ pub struct ExplainArgs {
     /// Plan it for the Ballista cluster at HOST:PORT and show the distributed stages
     #[arg(long, value_name = "HOST:PORT")]
     cluster: Option<String>,
+    /// Answer from an earlier version of the archive: a version number (`archive
+    /// history`) or a time (RFC 3339, or YYYY-MM-DD in UTC): the last version committed
+    /// by then
+    #[arg(long, value_name = "VERSION|TIME")]
+    as_of: Option<String>,
 }
 
 /// The query's text: as given, from a file (`-`: standard input), or saved.
@@ -88,9 +107,11 @@ fn text(args: &Args) -> Result<String> {
 /// How the result is shown: the format (from --format, -o's extension, or whether
 /// stdout is a terminal), the destination, the screen.
 fn view(settings: &Settings, args: &Args) -> Result<View> {
-    let terminal = args.output.is_none() && std::io::stdout().is_terminal();
+    let to_file = args.output.is_some() || args.evidence.is_some();
+    let terminal = !to_file && std::io::stdout().is_terminal();
     let format = match (args.format, &args.output) {
         (Some(f), _) => f,
+        (None, None) if args.evidence.is_some() => Format::Ndjson,
         (None, Some(path)) => Format::from_path(path).map_err(Error::Usage)?,
         (None, None) if terminal => Format::Table,
         (None, None) => Format::Csv,
@@ -121,8 +142,19 @@ pub fn run(settings: &Settings, args: Args) -> Result<()> {
     let text: Expanded = crate::run::expand(settings.macros.as_deref(), &text(&args)?)?;
     let now = crate::run::now(args.now.as_deref())?;
     let view = view(settings, &args)?;
-    let archive = settings.archive.clone().with_cluster(args.cluster);
+    let archive = super::as_of(settings, args.as_of.as_deref())?.with_cluster(args.cluster);
     let clock = crate::query::Clock::utc(now);
+    if let Some(dir) = &args.evidence {
+        return evidence(
+            settings,
+            &archive,
+            &text,
+            clock,
+            view,
+            dir,
+            args.verifier_key.as_deref(),
+        );
+    }
     let run = crate::run::run_query(&archive, &text, clock, &view);
     let outcome = super::runtime()?.block_on(run)?;
     let (rows, shown) = (outcome.written.rows, outcome.written.shown);
@@ -140,10 +172,42 @@ pub fn run(settings: &Settings, args: Args) -> Result<()> {
     Ok(())
 }
 
+/// `query --evidence DIR`.
+fn evidence(
+    settings: &Settings,
+    archive: &crate::archive::Archive,
+    text: &Expanded,
+    clock: crate::query::Clock,
+    view: View,
+    dir: &std::path::Path,
+    verifier_key: Option<&str>,
+) -> Result<()> {
+    let verifier = match verifier_key {
+        Some(key) => super::archive::verifier(key)?,
+        None => archive.signer().map(|s| s.verifier()).ok_or_else(|| {
+            Error::Usage(
+                "--evidence needs the verifier key: --verifier-key KEY, or a configured signing key".into(),
+            )
+        })?,
+    };
+    let run = crate::run::run_query_with_evidence(archive, text, clock, &view, dir, &verifier);
+    let bundle = super::runtime()?.block_on(run)?;
+    if !settings.quiet {
+        super::say(&format!(
+            "wrote {} rows to {} and {} proofs, the checkpoint, the verifier key and a README to {}",
+            bundle.outcome.written.rows,
+            bundle.result.display(),
+            bundle.proofs,
+            dir.display()
+        ))?;
+    }
+    Ok(())
+}
+
 pub fn explain(settings: &Settings, args: ExplainArgs) -> Result<()> {
     let now = crate::run::now(args.now.as_deref())?;
     let expanded = crate::run::expand(settings.macros.as_deref(), &args.query)?;
-    let archive = settings.archive.clone().with_cluster(args.cluster);
+    let archive = super::as_of(settings, args.as_of.as_deref())?.with_cluster(args.cluster);
     let clock = crate::query::Clock::utc(now);
     let text = super::runtime()?
         .block_on(crate::query::explain(
@@ -153,6 +217,10 @@ pub fn explain(settings: &Settings, args: ExplainArgs) -> Result<()> {
             args.analyze,
         ))
         .map_err(|e| crate::run::restore(&expanded, e))?;
+    let text = match archive.read_version() {
+        Some(v) => format!("As of version {v}\n\n{text}"),
+        None => text,
+    };
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).map_err(|source| Error::Io {
         what: "writing output".into(),

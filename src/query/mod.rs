@@ -95,7 +95,8 @@ pub async fn session(archive: &Archive) -> Result<SessionContext> {
     Ok(open(archive).await?.0)
 }
 
-/// A session over the archive's current version, and the summary of that version.
+/// A session over the archive's current version (or the one it is read as of), and the
+/// summary of that version.
 /// The summary is `None` when a live file is missing or changed since it was committed:
 /// then nothing is answered from metadata (see [`read::changed_files`]).
 pub async fn open(archive: &Archive) -> Result<(SessionContext, Option<Summary>)> {
@@ -103,7 +104,7 @@ pub async fn open(archive: &Archive) -> Result<(SessionContext, Option<Summary>)
         Some(scheduler) => Some((scheduler, remote::installed().ok_or(Error::NoCluster)?)),
         None => None,
     };
-    let table = archive.open_table().await?;
+    let table = archive.open_table_at(archive.read_version()).await?;
     let files = read::live_files(archive, &table)?;
     let changed = read::changed_files(archive, &files);
     let (summary, aids) = if changed.is_empty() {

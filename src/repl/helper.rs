@@ -20,7 +20,7 @@ use super::values::Values;
 /// Meta commands, for completion at the start of a line.
 pub const META: &[&str] = &[
     ".help", ".fields", ".actions", ".format", ".output", ".timing", ".explain", ".archive",
-    ".cluster", ".now", ".tz", ".save", ".run", ".quit", ".exit",
+    ".cluster", ".as-of", ".now", ".tz", ".save", ".run", ".quit", ".exit",
 ];
 
 pub struct ReplHelper {

@@ -42,6 +42,7 @@ Ctrl-C cancels a running query or clears the line; Ctrl-D quits.
   .explain QUERY          how QUERY runs (plans, pruning, SQL)
   .archive DIR|URL        query another archive (a path or s3://bucket/prefix)
   .cluster HOST:PORT | .cluster  run queries on a Ballista cluster / here again
+  .as-of VERSION|TIME | .as-of   answer from an earlier version of the archive / the latest
   .now TIME | .now        fix \"now\" for relative times / back to the clock
   .tz ZONE | .tz          the zone of dates and `@d` snapping / back to UTC
   .save NAME [QUERY]      save QUERY (default: the last one) as NAME
@@ -355,6 +356,17 @@ impl Repl {
                 match self.archive.cluster() {
                     Some(at) => println!("queries run on the cluster at {at}"),
                     None => println!("queries run here"),
+                }
+            }
+            "as-of" => {
+                let version = match arg {
+                    "" | "off" => None,
+                    given => Some(crate::archive::history::resolve(&self.archive, given)?),
+                };
+                self.archive = self.archive.clone().as_of(version);
+                match version {
+                    Some(v) => println!("queries answer as of version {v}"),
+                    None => println!("queries answer from the latest version"),
                 }
             }
             "now" => {

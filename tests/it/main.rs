@@ -4,6 +4,7 @@ mod archive_faults;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod differential;
+mod evidence;
 mod first_seen;
 mod follow;
 mod hostile;

@@ -558,8 +558,10 @@ fn latest_n_with_a_filter_reads_newest_files_first_and_answers_as_a_full_sort() 
     let (total, rest) = pruned.split_once(" total → ").unwrap();
     let matched: u32 = rest.split(' ').next().unwrap().parse().unwrap();
     let total: u32 = total.parse().unwrap();
+    // Each of the two partitions reads its newest files until its own TopK is full:
+    // three or four files of thirty, as the files' sizes split the days between them.
     assert!(
-        total >= 28 && matched <= 3,
+        total >= 28 && matched <= 4,
         "{matched} of {total} files read"
     );
 }

@@ -1,0 +1,355 @@
+//! Verification: the data against the signed log. Every leaf is recomputed from the data
+//! files, every column auditq derives from `raw` is derived again and compared, each
+//! stored checkpoint's signature is checked and its root recomputed from the data, and
+//! with a checkpoint the auditor kept, that the archive still extends it.
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::Int64Type;
+
+use super::tiles::Tiles;
+use super::{
+    Archive, CHUNK, Checkpoint, Result, checkpoint_rel, checkpoint_sizes, read_checkpoint,
+};
+use crate::archive::maintain::Problem;
+use crate::archive::read::{live_files, read_columns};
+use crate::event::{self, col};
+use crate::merkle::{self, Frontier, Hash};
+use crate::note;
+
+/// What the evidence check found.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Report {
+    /// Checkpoints stored, and the size of the latest.
+    pub checkpoints: usize,
+    pub sealed: u64,
+    /// Events archived since the latest checkpoint (not covered by a signature yet).
+    pub unsealed: u64,
+    /// The size of the trusted checkpoint the archive was checked to extend.
+    pub trusted: Option<u64>,
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    fn problem(&mut self, file: Option<&str>, what: String) {
+        self.problems.push(Problem {
+            file: file.map(str::to_owned),
+            what,
+        });
+    }
+}
+
+/// Where each leaf was found.
+struct Found {
+    hashes: Vec<Hash>,
+    /// Per leaf: the event id and file holding it, once seen.
+    at: Vec<Option<(String, String)>>,
+}
+
+impl Found {
+    fn grow(&mut self, len: usize) {
+        if self.at.len() < len {
+            self.hashes.resize(len, [0; 32]);
+            self.at.resize(len, None);
+        }
+    }
+}
+
+/// The stored checkpoints that `verifier` signed, oldest first; the others reported.
+fn signed_checkpoints(
+    a: &Archive,
+    verifier: &note::Verifier,
+    report: &mut Report,
+) -> Result<Vec<Checkpoint>> {
+    let mut checkpoints: Vec<Checkpoint> = Vec::new();
+    for size in checkpoint_sizes(a)? {
+        let rel = checkpoint_rel(size);
+        let text = read_checkpoint(a, size)?;
+        match Checkpoint::open(&text, verifier) {
+            Err(why) => report.problem(
+                Some(&rel),
+                format!(
+                    "checkpoint does not verify with key `{}`: {why}",
+                    verifier.name
+                ),
+            ),
+            Ok(c) if c.size != size => report.problem(
+                Some(&rel),
+                format!("checkpoint of {} leaves stored under size {size}", c.size),
+            ),
+            Ok(c) => checkpoints.push(c),
+        }
+    }
+    Ok(checkpoints)
+}
+
+/// Check the archive's data against its evidence, with checkpoints signed by `verifier`;
+/// `trusted`: the text of a checkpoint kept outside the archive.
+pub async fn verify(
+    a: &Archive,
+    verifier: &note::Verifier,
+    trusted: Option<&str>,
+) -> Result<Report> {
+    let mut report = Report::default();
+    let checkpoints = signed_checkpoints(a, verifier, &mut report)?;
+    report.checkpoints = checkpoints.len();
+    let sealed = checkpoints.last().map_or(0, |c| c.size);
+    report.sealed = sealed;
+    if checkpoints.is_empty() {
+        report.problem(
+            None,
+            format!(
+                "no checkpoint signed by `{}`: the archive was never sealed with this key",
+                verifier.name
+            ),
+        );
+    }
+    let trusted = match trusted.map(|t| Checkpoint::open(t, verifier)) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(why)) => {
+            report.problem(
+                None,
+                format!(
+                    "the trusted checkpoint does not verify with key `{}`: {why}",
+                    verifier.name
+                ),
+            );
+            None
+        }
+    };
+    report.trusted = trusted.as_ref().map(|c| c.size);
+
+    let table = a.open_table().await?;
+    let files = live_files(a, &table)?;
+    let mut found = Found {
+        hashes: Vec::new(),
+        at: Vec::new(),
+    };
+    found.grow(sealed as usize);
+    let mut builder = event::BatchBuilder::new();
+    let names = all_columns();
+    let columns: Vec<&str> = names.iter().map(String::as_str).collect();
+    for file in &files {
+        let mut problems = Vec::new();
+        read_columns(file, &columns, |b| {
+            check_batch(b, &file.rel, &mut builder, &mut found, &mut problems);
+            Ok(())
+        })?;
+        for what in problems {
+            report.problem(Some(&file.rel), what);
+        }
+    }
+    report.unsealed = found.at[sealed as usize..]
+        .iter()
+        .filter(|f| f.is_some())
+        .count() as u64;
+
+    let tiles = Tiles::load(a, sealed).ok();
+    for leaf in 0..sealed {
+        let i = leaf as usize;
+        let Some((id, file)) = &found.at[i] else {
+            report.problem(
+                None,
+                format!("leaf {leaf} (sealed) is in no live file: an archived event was removed"),
+            );
+            continue;
+        };
+        if let Some(t) = &tiles
+            && t.fingerprint(leaf)
+                != Some([
+                    found.hashes[i][0],
+                    found.hashes[i][1],
+                    found.hashes[i][2],
+                    found.hashes[i][3],
+                ])
+        {
+            report.problem(
+                Some(file),
+                format!("event `{id}` (leaf {leaf}) is not the event sealed there: its id or raw JSON changed after it was sealed"),
+            );
+        }
+    }
+    if tiles.is_none() && sealed > 0 {
+        report.problem(None, "the evidence tiles are missing or damaged (proofs cannot be made); the data is checked against the checkpoints' roots alone".into());
+    }
+    if let Some(t) = &tiles {
+        for (c, stored) in t.chunks().iter().enumerate() {
+            let lo = c * CHUNK as usize;
+            if merkle::root(&found.hashes[lo..lo + CHUNK as usize]) != *stored {
+                report.problem(
+                    Some(&format!("evidence/tiles/{:08}", lo as u64 / super::TILE)),
+                    format!(
+                        "the root of leaves {lo}..{} differs from the data's",
+                        lo + CHUNK as usize
+                    ),
+                );
+            }
+        }
+    }
+
+    prefix_roots(
+        &checkpoints,
+        trusted.as_ref(),
+        &mut found,
+        sealed,
+        &mut report,
+    );
+    Ok(report)
+}
+
+/// Every checkpoint, and the trusted one, is the root of a prefix of the data's leaves:
+/// one pass over them, in order.
+fn prefix_roots(
+    checkpoints: &[Checkpoint],
+    trusted: Option<&Checkpoint>,
+    found: &mut Found,
+    sealed: u64,
+    report: &mut Report,
+) {
+    let mut sizes: Vec<(u64, Hash, String)> = checkpoints
+        .iter()
+        .map(|c| (c.size, c.root, checkpoint_rel(c.size)))
+        .collect();
+    if let Some(t) = trusted {
+        let held = found
+            .at
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i as u64 + 1);
+        if t.size > held.max(sealed) {
+            report.problem(
+                None,
+                format!("the archive was rolled back: the trusted checkpoint covers {} leaves, the archive holds {}", t.size, held.max(sealed)),
+            );
+        } else {
+            found.grow(t.size as usize);
+            sizes.push((t.size, t.root, "the trusted checkpoint".into()));
+        }
+    }
+    sizes.sort_by_key(|s| s.0);
+    let mut frontier = Frontier::default();
+    let mut next = sizes.iter().peekable();
+    for leaf in found.hashes.iter() {
+        if next.peek().is_none() {
+            break;
+        }
+        frontier.push(*leaf);
+        while let Some((size, root, name)) = next.next_if(|s| s.0 == frontier.size()) {
+            if frontier.root() != *root {
+                report.problem(
+                    Some(name),
+                    format!("the tree of the archive's first {size} leaves does not have this checkpoint's root"),
+                );
+            }
+        }
+    }
+}
+
+fn all_columns() -> Vec<String> {
+    event::schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n != col::DATE)
+        .collect()
+}
+
+/// Record the batch's leaves; compare the columns derived from `raw` with what is
+/// stored.
+fn check_batch(
+    b: &RecordBatch,
+    file: &str,
+    builder: &mut event::BatchBuilder,
+    found: &mut Found,
+    problems: &mut Vec<String>,
+) {
+    let column = |name: &str| b.column_by_name(name);
+    let (Some(ids), Some(raws)) = (column(col::ID), column(col::RAW)) else {
+        problems.push("lacks the `id` or `raw` column".into());
+        return;
+    };
+    let ids = ids.as_string::<i32>();
+    let raws = raws.as_string::<i32>();
+    let leaves = column(col::LEAF).map(|l| l.as_primitive::<Int64Type>().clone());
+    for row in 0..b.num_rows() {
+        let id = ids.value(row);
+        let raw = raws.value(row);
+        let leaf = leaves
+            .as_ref()
+            .filter(|l| l.is_valid(row))
+            .and_then(|l| usize::try_from(l.value(row)).ok());
+        let Some(leaf) = leaf else {
+            problems.push(format!(
+                "event `{id}` has no place in the log: it was added outside auditq's writers (or archived before auditq kept a log)"
+            ));
+            continue;
+        };
+        found.grow(leaf + 1);
+        if let Some((other, in_file)) = &found.at[leaf] {
+            problems.push(format!(
+                "event `{id}` claims leaf {leaf}, which `{other}` in `{in_file}` holds: an event was added or copied"
+            ));
+            continue;
+        }
+        found.hashes[leaf] = merkle::leaf_hash(&merkle::event_leaf(id, raw.as_bytes()));
+        found.at[leaf] = Some((id.to_owned(), file.to_owned()));
+        let _ = builder.push_document(raw);
+    }
+    let derived = builder.finish();
+    if derived.num_rows() != b.num_rows() {
+        // Some raw JSON no longer parses as an event: name the rows.
+        for row in 0..b.num_rows() {
+            let mut one = event::BatchBuilder::new();
+            let _ = one.push_document(raws.value(row));
+            if one.finish().num_rows() != 1 {
+                problems.push(format!(
+                    "event `{}`: its raw JSON is not an event",
+                    ids.value(row)
+                ));
+            }
+        }
+        return;
+    }
+    for field in derived.schema().fields() {
+        let name = field.name().as_str();
+        if matches!(name, col::LEAF | col::DATE | col::RAW | col::ID) {
+            continue;
+        }
+        let (Some(stored), Some(want)) = (column(name), derived.column_by_name(name)) else {
+            continue;
+        };
+        let want: ArrayRef = if stored.data_type() == want.data_type() {
+            want.clone()
+        } else {
+            match cast(want, stored.data_type()) {
+                Ok(w) => w,
+                Err(_) => continue,
+            }
+        };
+        if stored.to_data() == want.to_data() {
+            continue;
+        }
+        for row in 0..b.num_rows() {
+            if stored.slice(row, 1).to_data() != want.slice(row, 1).to_data() {
+                problems.push(format!(
+                    "event `{}`: column `{name}` says otherwise than its raw JSON",
+                    ids.value(row)
+                ));
+            }
+        }
+    }
+    // The id is derived too: compare it last, by value.
+    if let Some(want) = derived.column_by_name(col::ID) {
+        let want = want.as_string::<i32>();
+        for row in 0..b.num_rows() {
+            if want.value(row) != ids.value(row) {
+                problems.push(format!(
+                    "event `{}`: column `id` says otherwise than its raw JSON (`{}`)",
+                    ids.value(row),
+                    want.value(row)
+                ));
+            }
+        }
+    }
+}

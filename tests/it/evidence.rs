@@ -1,0 +1,275 @@
+//! Evidence (issue 29): keys, sealing, proofs checked by the independent verifier in
+//! `examples/verify/`, verification of the whole archive, time travel and evidence
+//! bundles. Tests that run Python need `AUDITQ_PYTHON` (`scripts/test` makes it).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::*;
+
+/// `auditq key generate` into `dir`: (private key file, verifier key text).
+pub fn make_key(dir: &Path) -> (PathBuf, String) {
+    let key = dir.join("seal.key");
+    let r = ok(auditq(&dir.join("unused"))
+        .args([
+            "key",
+            "generate",
+            "--name",
+            "audit.example.com/test",
+            "--out",
+        ])
+        .arg(&key));
+    (key, r.stdout.trim().to_owned())
+}
+
+/// `auditq` on `archive` with `key` configured as the signing key.
+fn sealing(archive: &Path, key: &Path) -> Command {
+    let mut c = auditq(archive);
+    c.env("AUDITQ_SIGNING_KEY", key);
+    c
+}
+
+/// `examples/verify/verify.py --key KEY ARGS…`: (exit code, stdout).
+fn independent(key: &str, args: &[&str]) -> (i32, String) {
+    let python = std::env::var_os("AUDITQ_PYTHON").expect("AUDITQ_PYTHON is set");
+    let out = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/verify/verify.py"))
+        .args(["--key", key])
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.stderr.is_empty(),
+        "verify.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The ids of an NDJSON file of events.
+fn ids_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// `input` split into files of the given sizes, in order.
+fn split(dir: &Path, input: &Path, sizes: &[usize]) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string(input).unwrap();
+    let mut lines = text.lines();
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let path = dir.join(format!("part-{i}.ndjson"));
+            let part: Vec<&str> = lines.by_ref().take(n).collect();
+            std::fs::write(&path, part.join("\n") + "\n").unwrap();
+            path
+        })
+        .collect()
+}
+
+#[test]
+fn a_key_is_written_for_its_owner_alone_and_only_the_verifier_is_printed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k");
+    let r = ok(auditq(&dir.path().join("a"))
+        .args([
+            "key",
+            "generate",
+            "--name",
+            "audit.example.com/jira",
+            "--out",
+        ])
+        .arg(&key));
+    let private = std::fs::read_to_string(&key).unwrap();
+    assert!(
+        private.starts_with("PRIVATE+KEY+audit.example.com/jira+"),
+        "{private}"
+    );
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let verifier = r.stdout.trim();
+    assert!(
+        verifier.starts_with("audit.example.com/jira+"),
+        "{verifier}"
+    );
+    let secret = private.trim().rsplit('+').next().unwrap();
+    assert!(!r.stdout.contains(secret) && !r.stderr.contains(secret));
+    // An existing file is never overwritten; a bad name is a usage error.
+    let again = run(auditq(&dir.path().join("a"))
+        .args(["key", "generate", "--name", "x", "--out"])
+        .arg(&key));
+    assert_eq!(again.code, 1, "{}", again.stderr);
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), private);
+    let bad = run(auditq(&dir.path().join("a"))
+        .args(["key", "generate", "--name", "has space", "--out"])
+        .arg(dir.path().join("k2")));
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    // A broken key file is named, its text never shown.
+    std::fs::write(
+        dir.path().join("broken"),
+        "PRIVATE+KEY+x+00000000+c2VjcmV0LXRleHQ=",
+    )
+    .unwrap();
+    let r =
+        run(sealing(&dir.path().join("a"), &dir.path().join("broken")).args(["archive", "seal"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("signing key") && !r.stderr.contains("c2VjcmV0"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Flip one byte of a proof's JSON text, in a place chosen by `k`: the event, the leaf
+/// hash, the path, the index, the checkpoint's root or its signature.
+fn one_byte_changed(line: &str, k: usize) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let flip = |s: &str, at: usize| -> String {
+        let mut b = s.as_bytes().to_vec();
+        b[at] = if b[at] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).unwrap()
+    };
+    let field = |v: &serde_json::Value, f: &str| v[f].as_str().unwrap().to_owned();
+    match k % 6 {
+        0 => {
+            let raw = field(&v, "raw");
+            let at = raw.find("\"action\"").unwrap() + 11;
+            v["raw"] = flip(&raw, at).into();
+        }
+        1 => v["leaf_hash"] = flip(&field(&v, "leaf_hash"), 0).into(),
+        2 => {
+            let p = v["inclusion_path"][0].as_str().unwrap().to_owned();
+            v["inclusion_path"][0] = flip(&p, 0).into();
+        }
+        3 => v["leaf_index"] = (v["leaf_index"].as_u64().unwrap() ^ 1).into(),
+        4 => {
+            let c = field(&v, "checkpoint");
+            let root_line = c.split('\n').take(2).map(|l| l.len() + 1).sum::<usize>();
+            v["checkpoint"] = flip(&c, root_line).into();
+        }
+        _ => {
+            let c = field(&v, "checkpoint");
+            let sig = c.rfind(' ').unwrap() + 10;
+            v["checkpoint"] = flip(&c, sig).into();
+        }
+    }
+    v.to_string()
+}
+
+#[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
+fn the_independent_verifier_accepts_every_proof_and_rejects_each_with_one_byte_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, verifier) = make_key(d);
+    let a = d.join("archive");
+    let input = generate(d, 3300, 29);
+    // Eleven sealed imports of uneven sizes: eleven checkpoints, most not on a chunk's edge.
+    let sizes = [1, 255, 300, 313, 256, 400, 199, 500, 376, 300, 400];
+    for part in split(d, &input, &sizes) {
+        ok(sealing(&a, &key).args(["import", "--quiet"]).arg(&part));
+    }
+    let checkpoints: Vec<PathBuf> = {
+        let mut c: Vec<PathBuf> = std::fs::read_dir(a.join("evidence/checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        c.sort();
+        c
+    };
+    assert_eq!(checkpoints.len(), sizes.len());
+    // 1,000 ids of the 3,300, spread over every import.
+    let ids: Vec<String> = ids_of(&input).into_iter().step_by(3).take(1000).collect();
+    let r = ok(auditq(&a).args(["archive", "prove"]).args(&ids));
+    let proofs = d.join("proofs.ndjson");
+    std::fs::write(&proofs, &r.stdout).unwrap();
+    let (code, out) = independent(&verifier, &["inclusion", proofs.to_str().unwrap()]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "ok: 1000 events are in the signed tree")
+    );
+    let changed: Vec<String> = r
+        .stdout
+        .lines()
+        .enumerate()
+        .map(|(k, l)| one_byte_changed(l, k))
+        .collect();
+    std::fs::write(&proofs, changed.join("\n") + "\n").unwrap();
+    let (code, out) = independent(&verifier, &["inclusion", proofs.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("FAIL line")).count(),
+        1000,
+        "{out}"
+    );
+    // Each older checkpoint is consistent with the latest; a byte changed in the path,
+    // or an old checkpoint of another size, is refused.
+    for old in &checkpoints[..checkpoints.len() - 1] {
+        let size: u64 = old.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        let r = ok(auditq(&a).args(["archive", "prove", "--consistency", &size.to_string()]));
+        let proof = d.join("consistency.json");
+        std::fs::write(&proof, &r.stdout).unwrap();
+        let args = [
+            "consistency",
+            old.to_str().unwrap(),
+            proof.to_str().unwrap(),
+        ];
+        let (code, out) = independent(&verifier, &args);
+        assert_eq!(code, 0, "{size}: {out}");
+        let mut v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let first = v["consistency_path"][0].as_str().unwrap().to_owned();
+        let mut b = first.into_bytes();
+        b[0] = if b[0] == b'A' { b'B' } else { b'A' };
+        v["consistency_path"][0] = String::from_utf8(b).unwrap().into();
+        std::fs::write(&proof, v.to_string()).unwrap();
+        let (code, out) = independent(&verifier, &args);
+        assert_eq!(code, 1, "{size} with a byte changed: {out}");
+    }
+    // The checkpoints themselves, and one signed by another key.
+    let latest = checkpoints.last().unwrap().to_str().unwrap();
+    assert_eq!(independent(&verifier, &["checkpoint", latest]).0, 0);
+    let (_, other) = make_key(&d.join("other").tap_dir());
+    assert_eq!(independent(&other, &["checkpoint", latest]).0, 1);
+    // auditq's own verification agrees, and says how much is sealed.
+    let r = ok(auditq(&a).args(["archive", "verify", "--verifier-key", &verifier]));
+    assert!(
+        r.stdout
+            .contains("every event matches the evidence log: 3300 leaves sealed in 11 checkpoints"),
+        "{}",
+        r.stdout
+    );
+    let r = run(auditq(&a).args(["archive", "verify", "--verifier-key", &other]));
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("does not verify with key"),
+        "{}",
+        r.stderr
+    );
+}
+
+trait TapDir {
+    fn tap_dir(self) -> Self;
+}
+
+impl TapDir for PathBuf {
+    /// The directory, made.
+    fn tap_dir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
