@@ -4,5 +4,5 @@
 set -euo pipefail
 venv="${1:-$HOME/.cache/auditq-venv}"
 python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check deltalake pyarrow duckdb
+"$venv/bin/pip" install --quiet --disable-pip-version-check deltalake pyarrow duckdb cryptography xxhash
 echo "export AUDITQ_PYTHON=$venv/bin/python"

@@ -273,3 +273,158 @@ impl TapDir for PathBuf {
         self
     }
 }
+
+#[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
+fn the_tamper_suite_catches_every_kind_and_nothing_else() {
+    let python = PathBuf::from(std::env::var_os("AUDITQ_PYTHON").unwrap());
+    let venv = python.parent().unwrap().parent().unwrap();
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tamper.sh"))
+        .arg("1500")
+        .env("AUDITQ_BIN", env!("CARGO_BIN_EXE_auditq"))
+        .env("AUDITQ_VENV", venv)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("caught ")).count(),
+        12,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("all 12 kinds of tampering caught"),
+        "{stdout}"
+    );
+}
+
+/// The counts each version answers, read with `--as-of`.
+fn counts_as_of(c: &mut dyn FnMut() -> Command, versions: &[u64]) -> Vec<u64> {
+    versions
+        .iter()
+        .map(|v| {
+            let r = ok(c().args([
+                "query",
+                "--as-of",
+                &v.to_string(),
+                "--format",
+                "csv",
+                "| count",
+            ]));
+            r.stdout.lines().nth(1).unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn as_of_answers_from_each_version_and_history_lists_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, verifier) = make_key(d);
+    let a = d.join("archive");
+    let input = generate(d, 900, 7);
+    for part in split(d, &input, &[200, 300, 400]) {
+        ok(sealing(&a, &key).args(["import", "--quiet"]).arg(&part));
+    }
+    // Version 0 creates the table; 1, 2, 3 are the imports.
+    assert_eq!(
+        counts_as_of(&mut || auditq(&a), &[0, 1, 2, 3]),
+        [0, 200, 500, 900]
+    );
+    let r = ok(auditq(&a).args(["archive", "history", "--json"]));
+    let h: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(h.len(), 4);
+    for (v, (added, tree)) in h[1..].iter().zip([(200, 200), (300, 500), (400, 900)]) {
+        assert_eq!(v["operation"], "WRITE");
+        assert_eq!(v["events_added"], added, "{v}");
+        assert_eq!(v["tree_size"], tree, "{v}");
+        assert_eq!(v["checkpoint"], tree, "{v}");
+        assert!(v["time"].as_str().unwrap().ends_with('Z'), "{v}");
+    }
+    // A time: the last version committed by then; before the first, a usage error.
+    let t = h[2]["time"].as_str().unwrap();
+    let r = ok(auditq(&a).args(["query", "--as-of", t, "--format", "csv", "| count"]));
+    assert_eq!(r.stdout.lines().nth(1), Some("500"));
+    assert!(r.stderr.contains("as of version 2"), "{}", r.stderr);
+    for bad in ["2001-01-01", "9", "yesterday"] {
+        let r = run(auditq(&a).args(["query", "--as-of", bad, "| count"]));
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+        assert!(r.stderr.contains("--as-of"), "{}", r.stderr);
+    }
+    // explain says which version; compaction adds a version and changes no count.
+    let r = ok(auditq(&a).args(["explain", "--as-of", "1", "| count"]));
+    assert!(r.stdout.starts_with("As of version 1"), "{}", r.stdout);
+    ok(auditq(&a).args(["archive", "compact"]));
+    assert_eq!(
+        counts_as_of(&mut || auditq(&a), &[1, 3, 4]),
+        [200, 900, 900]
+    );
+    let r = ok(auditq(&a).args(["archive", "history"]));
+    assert!(
+        r.stdout.lines().last().unwrap().contains("OPTIMIZE"),
+        "{}",
+        r.stdout
+    );
+    // Compaction rewrote files, never the log: the evidence still verifies.
+    ok(auditq(&a).args(["archive", "verify", "--verifier-key", &verifier]));
+}
+
+#[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
+fn an_evidence_bundle_checks_offline_with_the_script_it_carries() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, verifier) = make_key(d);
+    let a = d.join("archive");
+    let input = generate(d, 2000, 8);
+    ok(sealing(&a, &key).args(["import", "--quiet"]).arg(&input));
+    let bundle = d.join("bundle");
+    let r = ok(sealing(&a, &key)
+        .args(["query", "--now", "2026-11-01T00:00:00Z", "--evidence"])
+        .arg(&bundle)
+        .arg("event ~ \"*delete*\" | head 25"));
+    assert!(r.stdout.starts_with("wrote 25 rows to"), "{}", r.stdout);
+    for f in [
+        "result.ndjson",
+        "proofs.ndjson",
+        "checkpoint",
+        "verifier.key",
+        "verify.py",
+        "README.txt",
+    ] {
+        assert!(bundle.join(f).is_file(), "{f}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("verifier.key"))
+            .unwrap()
+            .trim(),
+        verifier
+    );
+    let proofs = bundle.join("proofs.ndjson");
+    let (code, out) = independent(&verifier, &["inclusion", proofs.to_str().unwrap()]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "ok: 25 events are in the signed tree")
+    );
+    // The proofs are of the result's rows.
+    let result: Vec<String> = ids_of(&bundle.join("result.ndjson"));
+    assert_eq!(ids_of(&proofs), result);
+    // A result without events has no proofs; CSV when asked.
+    let r = ok(sealing(&a, &key)
+        .args(["query", "--format", "csv", "--evidence"])
+        .arg(d.join("counts"))
+        .arg("| count by action"));
+    assert!(r.stdout.contains("and 0 proofs"), "{}", r.stdout);
+    assert!(d.join("counts/result.csv").is_file());
+    // Without a key to name, the bundle is refused before anything runs.
+    let r = run(auditq(&a)
+        .args(["query", "--evidence"])
+        .arg(d.join("x"))
+        .arg("| head 1"));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--verifier-key"), "{}", r.stderr);
+}

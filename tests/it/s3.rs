@@ -580,3 +580,82 @@ fn conflicting_duplicates_on_s3_are_quarantined_together_and_said() {
     );
     assert_eq!(stats(&server, url, &cache)["quarantined_conflicts"], 3000);
 }
+
+#[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
+fn evidence_and_time_travel_on_s3_as_on_disk() {
+    let server = S3Server::start();
+    server.bucket("audit");
+    server.bucket("locked");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cache = d.join("cache");
+    let url = "s3://audit/sealed";
+    let (key, verifier) = super::evidence::make_key(d);
+    let input = generate(d, 900, 31);
+    let text = std::fs::read_to_string(&input).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, part) in [&lines[..200], &lines[200..500], &lines[500..]]
+        .iter()
+        .enumerate()
+    {
+        let f = d.join(format!("part-{i}.ndjson"));
+        std::fs::write(&f, part.join("\n") + "\n").unwrap();
+        ok(server
+            .auditq(url, &cache)
+            .env("AUDITQ_SIGNING_KEY", &key)
+            .args(["import", "--quiet"])
+            .arg(&f));
+    }
+    for (v, want) in [(1, "200"), (2, "500"), (3, "900")] {
+        let r = ok(server.auditq(url, &cache).args([
+            "query",
+            "--as-of",
+            &v.to_string(),
+            "--format",
+            "csv",
+            "| count",
+        ]));
+        assert_eq!(r.stdout.lines().nth(1), Some(want), "version {v}");
+    }
+    let r = ok(server
+        .auditq(url, &cache)
+        .args(["archive", "verify", "--verifier-key", &verifier]));
+    assert!(
+        r.stdout.contains("900 leaves sealed in 3 checkpoints"),
+        "{}",
+        r.stdout
+    );
+    let id = serde_json::from_str::<serde_json::Value>(lines[333]).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = ok(server.auditq(url, &cache).args(["archive", "prove", &id]));
+    let proof: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(proof["tree_size"], 900);
+    // Sealing again publishes the checkpoint to another bucket, with upload checksums.
+    let r = ok(server
+        .auditq(url, &cache)
+        .args(["archive", "seal", "--key"])
+        .arg(&key)
+        .args(["--publish", "s3://locked/checkpoints"]));
+    assert!(r.stdout.contains("nothing to seal"), "{}", r.stdout);
+    let listed = server.python("list_keys.py", &["locked", "checkpoints/"], &cache);
+    assert_eq!(
+        String::from_utf8_lossy(&listed).trim(),
+        "checkpoints/00000000000000000900"
+    );
+    // The archive extends the checkpoint an auditor kept.
+    let trusted = d.join("trusted");
+    std::fs::write(&trusted, proof["checkpoint"].as_str().unwrap()).unwrap();
+    ok(server
+        .auditq(url, &cache)
+        .args([
+            "archive",
+            "verify",
+            "--verifier-key",
+            &verifier,
+            "--trusted",
+        ])
+        .arg(&trusted));
+}

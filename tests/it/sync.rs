@@ -172,6 +172,52 @@ fn sync_survives_sigkill_at_random_moments() {
     ok(auditq(&a).args(["archive", "verify"]));
 }
 
+/// Issue 29: with a signing key configured, `sync` seals after each commit; killed at
+/// random (between a commit and its seal too) and run again, it ends with a checkpoint
+/// that verifies and covers exactly the archived events.
+#[test]
+fn sync_with_a_signing_key_killed_at_random_ends_sealed_over_exactly_its_events() {
+    let fake = Fake::start(12_000, &[], "");
+    let dir = tempfile::tempdir().unwrap();
+    let (key, verifier) = super::evidence::make_key(dir.path());
+    let a = dir.path().join("a");
+    let mut rng = auditq::generate::Rng::new(29);
+    let (mut kills, mut attempts) = (0, 0);
+    while kills < 10 && attempts < 50 {
+        attempts += 1;
+        let mut child = fake
+            .sync(&a)
+            .env("AUDITQ_SIGNING_KEY", &key)
+            .args(["--commit-pages", "2", "--quiet"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20 + rng.below(500)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        if out.status.success() {
+            fake.append(1_000, 30);
+        }
+    }
+    assert!(kills >= 10, "only {kills} kills in {attempts} attempts");
+    ok(fake.sync(&a).env("AUDITQ_SIGNING_KEY", &key));
+    let ids = archived_ids(&a);
+    assert_eq!(ids, fake.api().visible_ids());
+    let r = ok(auditq(&a).args(["archive", "verify", "--verifier-key", &verifier]));
+    assert!(
+        r.stdout.contains(&format!("{} leaves sealed", ids.len()))
+            && !r.stdout.contains("not sealed yet"),
+        "{}",
+        r.stdout
+    );
+}
+
 #[test]
 fn rate_limits_are_waited_out_and_server_errors_retried() {
     // Requests 2–4 get 429 with Retry-After: 1; 6–7 get 503; 9 a 500.

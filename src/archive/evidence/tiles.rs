@@ -46,7 +46,9 @@ fn fingerprint(h: &Hash) -> [u8; 4] {
     [h[0], h[1], h[2], h[3]]
 }
 
-fn tile_rel(n: u64, leaves: u64) -> String {
+/// The name of tile `n` of a tree of `size` leaves.
+pub fn tile_rel(n: u64, size: u64) -> String {
+    let leaves = (size - n * TILE).min(TILE);
     if leaves == TILE {
         format!("{TILES}/{n:08}")
     } else {
@@ -78,7 +80,7 @@ impl Tiles {
         let mut n = 0;
         while n * TILE < size {
             let leaves = (size - n * TILE).min(TILE);
-            let rel = tile_rel(n, leaves);
+            let rel = tile_rel(n, size);
             let missing = || evidence_err(format!("tile `{rel}` is missing"));
             if leaves == TILE && !fingerprints {
                 let want = TILE / CHUNK * 32;
@@ -162,7 +164,7 @@ impl Tiles {
         let mut n = from / TILE;
         while n * TILE < self.size {
             let leaves = (self.size - n * TILE).min(TILE);
-            let rel = tile_rel(n, leaves);
+            let rel = tile_rel(n, self.size);
             let first_chunk = (n * TILE / CHUNK) as usize;
             let whole = (leaves / CHUNK) as usize;
             let mut bytes = Vec::with_capacity(whole * 32 + leaves as usize * 4);

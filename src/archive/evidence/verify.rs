@@ -151,7 +151,13 @@ pub async fn verify(
         let Some((id, file)) = &found.at[i] else {
             report.problem(
                 None,
-                format!("leaf {leaf} (sealed) is in no live file: an archived event was removed"),
+                format!(
+                    "leaf {leaf} (sealed by checkpoint `{}`) is in no live file: an archived event was removed",
+                    checkpoints
+                        .iter()
+                        .find(|c| c.size > leaf)
+                        .map_or_else(String::new, |c| checkpoint_rel(c.size))
+                ),
             );
             continue;
         };
@@ -178,7 +184,7 @@ pub async fn verify(
             let lo = c * CHUNK as usize;
             if merkle::root(&found.hashes[lo..lo + CHUNK as usize]) != *stored {
                 report.problem(
-                    Some(&format!("evidence/tiles/{:08}", lo as u64 / super::TILE)),
+                    Some(&super::tiles::tile_rel(lo as u64 / super::TILE, sealed)),
                     format!(
                         "the root of leaves {lo}..{} differs from the data's",
                         lo + CHUNK as usize
