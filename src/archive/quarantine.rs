@@ -145,6 +145,40 @@ impl Quarantine {
         .map_err(std::io::Error::other)
     }
 
+    /// The items of a kind: (name relative to the quarantine, raw bytes), in name order.
+    pub fn items(&self, kind: Kind) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+        let item = |n: &str| n.ends_with(".json") && !n.ends_with(".meta.json");
+        let mut out = Vec::new();
+        if let Some(remote) = &self.remote {
+            let dir = format!("quarantine/{}", kind.dir());
+            for (rel, _) in remote.list(&dir)? {
+                if item(&rel)
+                    && let Some(bytes) = remote.get(&format!("{dir}/{rel}"))?
+                {
+                    out.push((format!("{}/{rel}", kind.dir()), bytes.to_vec()));
+                }
+            }
+        } else {
+            let dir = self.dir.join(kind.dir());
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(e),
+            };
+            for e in entries {
+                let name = e?.file_name().to_string_lossy().into_owned();
+                if item(&name) {
+                    out.push((
+                        format!("{}/{name}", kind.dir()),
+                        std::fs::read(dir.join(&name))?,
+                    ));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Number of items of a kind.
     pub fn count(&self, kind: Kind) -> usize {
         let item = |n: &str| n.ends_with(".json") && !n.ends_with(".meta.json");

@@ -173,32 +173,57 @@ fn with_leaves(batches: Vec<RecordBatch>, first: u64) -> Result<Vec<RecordBatch>
         .collect()
 }
 
-/// The table with the `leaf` column (schema version 2): a table made before it gains it
-/// as a nullable column (one commit; its files hold no leaves until sealed).
+/// Table properties every archive has: its log entries are never cleaned up (they are
+/// the archive's history, which `--as-of` and `archive history` read, and a few KiB a
+/// commit).
+const PROPERTIES: [(&str, &str); 1] = [("delta.enableExpiredLogCleanup", "false")];
+
+/// The table as schema version 2 has it: with the `leaf` column and [`PROPERTIES`]. A
+/// table made before gains them (a commit each, once; its files hold no leaves).
 async fn with_leaf_column(archive: &Archive, table: DeltaTable) -> Result<DeltaTable> {
     if table.version().is_none() {
         return Ok(table);
     }
-    let has = table
-        .snapshot()
-        .map(|s| s.schema().field(col::LEAF).is_some())
-        .unwrap_or(true);
-    if has {
-        return Ok(table);
+    let delta = |e| Error::Delta {
+        path: archive.events_dir(),
+        source: Box::new(e),
+    };
+    let (has_leaf, has_properties) = match table.snapshot() {
+        Ok(s) => (
+            s.schema().field(col::LEAF).is_some(),
+            PROPERTIES
+                .iter()
+                .all(|(k, v)| s.metadata().configuration().get(*k).map(String::as_str) == Some(*v)),
+        ),
+        Err(_) => (true, true),
+    };
+    let mut table = table;
+    if !has_leaf {
+        let field = delta_kernel::schema::StructField::nullable(
+            col::LEAF,
+            delta_kernel::schema::DataType::LONG,
+        );
+        table = table
+            .add_columns()
+            .with_fields([field])
+            .with_commit_properties(Marker::new().on(CommitProperties::default(), []))
+            .await
+            .map_err(delta)?;
     }
-    let field = delta_kernel::schema::StructField::nullable(
-        col::LEAF,
-        delta_kernel::schema::DataType::LONG,
-    );
-    table
-        .add_columns()
-        .with_fields([field])
-        .with_commit_properties(Marker::new().on(CommitProperties::default(), []))
-        .await
-        .map_err(|e| Error::Delta {
-            path: archive.events_dir(),
-            source: Box::new(e),
-        })
+    if !has_properties {
+        table = table
+            .set_tbl_properties()
+            .with_properties(
+                PROPERTIES
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+            .with_commit_properties(Marker::new().on(CommitProperties::default(), []))
+            .await
+            .map_err(delta)?;
+    }
+    Ok(table)
 }
 
 /// Encoding threads per commit: the days of a batch are split between them.
@@ -344,6 +369,11 @@ async fn create_table(
     let created = table
         .clone()
         .create()
+        .with_configuration(
+            PROPERTIES
+                .iter()
+                .map(|(k, v)| (k.to_string(), Some(v.to_string()))),
+        )
         .with_columns(schema.fields().cloned())
         .with_partition_columns([col::DATE])
         .await;

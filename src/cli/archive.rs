@@ -264,6 +264,9 @@ fn verify(
                 "sealed": e.sealed,
                 "unsealed": e.unsealed,
                 "trusted": e.trusted,
+                "quarantined": e.quarantined.iter().map(|(leaf, id, item)| serde_json::json!({
+                    "leaf": leaf, "id": id, "item": item,
+                })).collect::<Vec<_>>(),
             })),
         }))?;
     } else if report.problems.is_empty() {
@@ -273,7 +276,7 @@ fn verify(
         );
         if let Some(e) = &evidence {
             line.push_str(&format!(
-                "; every event matches the evidence log: {} leaves sealed in {} checkpoints{}{}",
+                "; every event matches the evidence log: {} leaves sealed in {} checkpoints{}{}{}",
                 e.sealed,
                 e.checkpoints,
                 e.trusted
@@ -282,6 +285,13 @@ fn verify(
                 match e.unsealed {
                     0 => String::new(),
                     n => format!("; {n} events archived since are not sealed yet"),
+                },
+                match e.quarantined.first() {
+                    None => String::new(),
+                    Some((_, id, item)) => format!(
+                        "; {} sealed events are in the quarantine, where `archive repair` moved them (first: `{id}`, {item})",
+                        e.quarantined.len()
+                    ),
                 }
             ));
         }

@@ -428,3 +428,32 @@ fn an_evidence_bundle_checks_offline_with_the_script_it_carries() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--verifier-key"), "{}", r.stderr);
 }
+
+#[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
+fn a_sealed_event_moved_to_the_quarantine_is_found_and_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, verifier) = make_key(d);
+    let a = d.join("archive");
+    let input = generate(d, 600, 12);
+    ok(sealing(&a, &key).args(["import", "--quiet"]).arg(&input));
+    let id = ids_of(&input)[123].clone();
+    let python = std::env::var_os("AUDITQ_PYTHON").unwrap();
+    let out = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/tamper.py"))
+        .args(["move-to-quarantine", a.to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = ok(auditq(&a).args(["archive", "verify", "--verifier-key", &verifier]));
+    assert!(
+        r.stdout.contains(&format!("1 sealed events are in the quarantine, where `archive repair` moved them (first: `{id}`, quarantine/conflict/")),
+        "{}",
+        r.stdout
+    );
+}

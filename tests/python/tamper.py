@@ -164,6 +164,19 @@ def main():
         cps = sorted(glob.glob(os.path.join(archive, "evidence", "checkpoints", "*")))
         shutil.copy(first, cps[-1])
         print("replaced checkpoint %s with one signed by another key" % os.path.basename(cps[-1]))
+    elif kind == "move-to-quarantine":
+        # What `archive repair` does to a later copy: out of the table, its raw bytes
+        # into quarantine/conflict/ (not tampering: verify must find and explain it).
+        raw = t.to_pyarrow_table(filters=[("id", "=", first)]).to_pylist()[0]["raw"]
+        t.delete("id = '%s'" % first)
+        q = os.path.join(archive, "quarantine", "conflict")
+        os.makedirs(q, exist_ok=True)
+        name = xxhash.xxh3_64(raw.encode()).hexdigest()
+        with open(os.path.join(q, name + ".json"), "w") as f:
+            f.write(raw)
+        with open(os.path.join(q, name + ".meta.json"), "w") as f:
+            json.dump({"kind": "conflict", "reason": "a later copy", "source": "archive repair", "id": first}, f)
+        print("moved %s to quarantine/conflict/%s.json" % (first, name))
     elif kind == "rollback":
         logs = sorted(glob.glob(os.path.join(archive, "events", "_delta_log", "0*.json")))
         os.remove(logs[-1])

@@ -27,6 +27,9 @@ pub struct Report {
     pub unsealed: u64,
     /// The size of the trusted checkpoint the archive was checked to extend.
     pub trusted: Option<u64>,
+    /// Sealed events that are not in the table but in the quarantine, where `archive
+    /// repair` moved them: (leaf, id, quarantine item).
+    pub quarantined: Vec<(u64, String, String)>,
     pub problems: Vec<Problem>,
 }
 
@@ -146,6 +149,9 @@ pub async fn verify(
         .count() as u64;
 
     let tiles = Tiles::load(a, sealed).ok();
+    if let Some(t) = &tiles {
+        explain_from_quarantine(a, t, sealed, &mut found, &mut report)?;
+    }
     for leaf in 0..sealed {
         let i = leaf as usize;
         let Some((id, file)) = &found.at[i] else {
@@ -202,6 +208,59 @@ pub async fn verify(
         &mut report,
     );
     Ok(report)
+}
+
+/// Sealed leaves missing from the table whose event `archive repair` moved to the
+/// quarantine (its raw bytes hash to the leaf's fingerprint): found there, and their
+/// hashes put in place so the roots are checked with them.
+fn explain_from_quarantine(
+    a: &Archive,
+    tiles: &Tiles,
+    sealed: u64,
+    found: &mut Found,
+    report: &mut Report,
+) -> Result<()> {
+    let missing: Vec<u64> = (0..sealed)
+        .filter(|&l| found.at[l as usize].is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let q = a.quarantine();
+    let items = q
+        .items(crate::archive::quarantine::Kind::Conflict)
+        .map_err(|source| crate::archive::Error::Io {
+            action: "reading the quarantine",
+            path: q.dir().to_owned(),
+            source,
+        })?;
+    let mut by_print: std::collections::HashMap<[u8; 4], Vec<(Hash, String, String)>> =
+        Default::default();
+    for (name, raw) in items {
+        let id = serde_json::from_slice::<serde_json::Value>(&raw)
+            .ok()
+            .and_then(|v| v["id"].as_str().map(str::to_owned));
+        if let Some(id) = id {
+            let h = merkle::leaf_hash(&merkle::event_leaf(&id, &raw));
+            by_print
+                .entry([h[0], h[1], h[2], h[3]])
+                .or_default()
+                .push((h, id, name));
+        }
+    }
+    for leaf in missing {
+        let Some(print) = tiles.fingerprint(leaf) else {
+            continue;
+        };
+        if let Some((h, id, name)) = by_print.get(&print).and_then(|c| c.first()) {
+            found.hashes[leaf as usize] = *h;
+            found.at[leaf as usize] = Some((id.clone(), format!("quarantine/{name}")));
+            report
+                .quarantined
+                .push((leaf, id.clone(), format!("quarantine/{name}")));
+        }
+    }
+    Ok(())
 }
 
 /// Every checkpoint, and the trusted one, is the root of a prefix of the data's leaves:
@@ -278,17 +337,18 @@ fn check_batch(
     let ids = ids.as_string::<i32>();
     let raws = raws.as_string::<i32>();
     let leaves = column(col::LEAF).map(|l| l.as_primitive::<Int64Type>().clone());
+    let mut placeless: Option<(&str, usize)> = None;
     for row in 0..b.num_rows() {
         let id = ids.value(row);
         let raw = raws.value(row);
+        // Every row, whatever its leaf: its columns are derived again below.
+        let _ = builder.push_document(raw);
         let leaf = leaves
             .as_ref()
             .filter(|l| l.is_valid(row))
             .and_then(|l| usize::try_from(l.value(row)).ok());
         let Some(leaf) = leaf else {
-            problems.push(format!(
-                "event `{id}` has no place in the log: it was added outside auditq's writers (or archived before auditq kept a log)"
-            ));
+            placeless.get_or_insert((id, 0)).1 += 1;
             continue;
         };
         found.grow(leaf + 1);
@@ -300,7 +360,15 @@ fn check_batch(
         }
         found.hashes[leaf] = merkle::leaf_hash(&merkle::event_leaf(id, raw.as_bytes()));
         found.at[leaf] = Some((id.to_owned(), file.to_owned()));
-        let _ = builder.push_document(raw);
+    }
+    if let Some((id, n)) = placeless {
+        let more = match n {
+            1 => String::new(),
+            n => format!(" (and {} more events of this file)", n - 1),
+        };
+        problems.push(format!(
+            "event `{id}`{more} has no place in the log: added outside auditq's writers, or archived by an auditq before the log (schema version 1)"
+        ));
     }
     let derived = builder.finish();
     if derived.num_rows() != b.num_rows() {
