@@ -47,6 +47,8 @@ Environment:
   AUDITQ_MACROS    the macros file (like --macros)
   ATLASSIAN_API_KEY  the organization API key `sync` sends (or --token-file)
   ATLASSIAN_ORG_ID the organization (like --org; also `org = \"…\"` in the config file)
+  AUDITQ_SIGNING_KEY  the private key file that seals each commit (`auditq key
+                   generate`; also `signing_key = \"…\"` in the config file)
   NO_COLOR         no colour (as --color never)
   RUST_LOG         what to log on stderr, e.g. `auditq=debug` (as -v, -vv)";
 

@@ -72,6 +72,16 @@ fn an_analyst_session() {
     let after = count_in(&answer(&mut p, "1 row in"));
     assert!(after > before, "{before} -> {after}");
 
+    // `.as-of` answers from an earlier version (0: the empty table), then the latest.
+    p.send_line(".as-of 0").unwrap();
+    answer(&mut p, "queries answer as of version 0");
+    p.send_line(r#"event = "user_login" | count"#).unwrap();
+    assert_eq!(count_in(&answer(&mut p, "1 row in")), 0);
+    p.send_line(".as-of").unwrap();
+    answer(&mut p, "queries answer from the latest version");
+    p.send_line(r#"event = "user_login" | count"#).unwrap();
+    assert_eq!(count_in(&answer(&mut p, "1 row in")), after);
+
     // Tab completes a field: `countr` -> `country`.
     p.send(r#"event = "user_login" | count by countr"#).unwrap();
     p.send("\t").unwrap();

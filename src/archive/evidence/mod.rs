@@ -303,9 +303,10 @@ fn leaves_in_log(a: &Archive, version: u64) -> Option<u64> {
     })?
 }
 
-/// Each live file's range of `leaf` values, from the statistics the Delta log keeps
-/// (`None` for a file without them).
-fn leaf_ranges(a: &Archive, table: &DeltaTable) -> Result<HashMap<String, (u64, u64)>> {
+/// Each live file's range of `leaf` values from the statistics the Delta log keeps:
+/// `Some(None)` for a file whose statistics show no leaf (written before schema version
+/// 2); a file without statistics is absent.
+fn leaf_ranges(a: &Archive, table: &DeltaTable) -> Result<HashMap<String, Option<(u64, u64)>>> {
     let snapshot = table.snapshot().map_err(|e| Error::Delta {
         path: a.events_dir(),
         source: Box::new(e),
@@ -315,9 +316,9 @@ fn leaf_ranges(a: &Archive, table: &DeltaTable) -> Result<HashMap<String, (u64, 
         .iter()
         .filter_map(|f| {
             let stats: serde_json::Value = serde_json::from_str(&f.stats()?).ok()?;
-            let lo = stats["minValues"][col::LEAF].as_u64()?;
-            let hi = stats["maxValues"][col::LEAF].as_u64()?;
-            Some((f.object_store_path().to_string(), (lo, hi)))
+            let lo = stats["minValues"][col::LEAF].as_u64();
+            let hi = stats["maxValues"][col::LEAF].as_u64();
+            Some((f.object_store_path().to_string(), lo.zip(hi)))
         })
         .collect())
 }
@@ -335,7 +336,7 @@ pub fn next_leaf(a: &Archive, table: &DeltaTable) -> Result<u64> {
     }
     let in_data = leaf_ranges(a, table)?
         .values()
-        .map(|&(_, hi)| hi + 1)
+        .filter_map(|r| r.map(|(_, hi)| hi + 1))
         .max()
         .unwrap_or(0);
     Ok(in_data.max(sealed))
@@ -396,10 +397,11 @@ fn leaves_from_data(a: &Archive, table: &DeltaTable, lo: u64, hi: u64) -> Result
     let ranges = leaf_ranges(a, table)?;
     let files: Vec<LiveFile> = live_files(a, table)?
         .into_iter()
-        .filter(|f| {
-            ranges
-                .get(&f.rel)
-                .is_some_and(|&(min, max)| min < hi && max >= lo)
+        // A file without statistics is read; one whose statistics show no leaf is not.
+        .filter(|f| match ranges.get(&f.rel) {
+            None => true,
+            Some(None) => false,
+            Some(Some((min, max))) => *min < hi && *max >= lo,
         })
         .collect();
     let mut out: Vec<Option<Hash>> = vec![None; (hi - lo) as usize];

@@ -132,7 +132,7 @@ pub async fn prove(
             chunks.insert(chunk, chunk_leaves(a, &table, &tiles, chunk)?);
         }
         let leaf_hash = merkle::leaf_hash(&merkle::event_leaf(id, raw.as_bytes()));
-        let known = tiles.with(chunks.clone());
+        let known = tiles.with(&chunks);
         let path = merkle::inclusion_proof_in(&known, leaf)
             .ok_or_else(|| evidence_err(format!("no path for leaf {leaf}")))?;
         if !merkle::verify_inclusion(&leaf_hash, leaf, c.size, &path, &c.root) {
@@ -172,7 +172,7 @@ pub async fn consistency(
     if !old.is_multiple_of(CHUNK) && chunk < tiles.chunks().len() as u64 {
         chunks.insert(chunk, chunk_leaves(a, &table, &tiles, chunk)?);
     }
-    let known = tiles.with(chunks);
+    let known = tiles.with(&chunks);
     let path = merkle::consistency_proof_in(&known, old)
         .ok_or_else(|| evidence_err(format!("no consistency proof from {old}")))?;
     Ok(ConsistencyProof {

@@ -143,14 +143,14 @@ impl Tiles {
         match self.size {
             0 => merkle::root(&[]),
             n => self
-                .with(HashMap::new())
+                .with(&HashMap::new())
                 .hash(0, n)
                 .expect("tiles hold the whole tree"),
         }
     }
 
     /// The tree with the leaves of some whole chunks at hand (chunk index -> leaves).
-    pub fn with(&self, leaves: HashMap<u64, Vec<Hash>>) -> Known<'_> {
+    pub fn with<'t>(&'t self, leaves: &'t HashMap<u64, Vec<Hash>>) -> Known<'t> {
         Known {
             tiles: self,
             leaves,
@@ -204,7 +204,7 @@ impl Tiles {
 /// proof about those chunks names.
 pub struct Known<'t> {
     tiles: &'t Tiles,
-    leaves: HashMap<u64, Vec<Hash>>,
+    leaves: &'t HashMap<u64, Vec<Hash>>,
 }
 
 impl Known<'_> {
@@ -285,7 +285,7 @@ mod tests {
                 let lo = (chunk * CHUNK) as usize;
                 at_hand.insert(chunk, all[lo..lo + CHUNK as usize].to_vec());
             }
-            let known = t.with(at_hand.clone());
+            let known = t.with(&at_hand);
             assert_eq!(
                 merkle::inclusion_proof_in(&known, m),
                 merkle::inclusion_proof(&all, m as usize),
@@ -300,6 +300,9 @@ mod tests {
             }
         }
         // Without the chunk at hand, no proof is made up.
-        assert_eq!(merkle::inclusion_proof_in(&t.with(HashMap::new()), 5), None);
+        assert_eq!(
+            merkle::inclusion_proof_in(&t.with(&HashMap::new()), 5),
+            None
+        );
     }
 }

@@ -45,16 +45,29 @@ impl Report {
 /// Where each leaf was found.
 struct Found {
     hashes: Vec<Hash>,
-    /// Per leaf: the event id and file holding it, once seen.
-    at: Vec<Option<(String, String)>>,
+    /// Per leaf: 1 + the index in `places` of the file holding it; 0 when not seen.
+    at: Vec<u32>,
+    places: Vec<String>,
 }
 
 impl Found {
     fn grow(&mut self, len: usize) {
         if self.at.len() < len {
             self.hashes.resize(len, [0; 32]);
-            self.at.resize(len, None);
+            self.at.resize(len, 0);
         }
+    }
+
+    /// The place a leaf was found in, if it was.
+    fn place(&self, leaf: usize) -> Option<&str> {
+        let i = *self.at.get(leaf)?;
+        (i > 0).then(|| self.places[i as usize - 1].as_str())
+    }
+
+    /// The number of a new place.
+    fn add_place(&mut self, name: &str) -> u32 {
+        self.places.push(name.to_owned());
+        self.places.len() as u32
     }
 }
 
@@ -125,9 +138,11 @@ pub async fn verify(
 
     let table = a.open_table().await?;
     let files = live_files(a, &table)?;
+    let tiles = Tiles::load(a, sealed).ok();
     let mut found = Found {
         hashes: Vec::new(),
         at: Vec::new(),
+        places: Vec::with_capacity(files.len()),
     };
     found.grow(sealed as usize);
     let mut builder = event::BatchBuilder::new();
@@ -135,8 +150,16 @@ pub async fn verify(
     let columns: Vec<&str> = names.iter().map(String::as_str).collect();
     for file in &files {
         let mut problems = Vec::new();
+        let place = found.add_place(&file.rel);
+        let mut scan = Scan {
+            place,
+            builder: &mut builder,
+            found: &mut found,
+            tiles: tiles.as_ref(),
+            problems: &mut problems,
+        };
         read_columns(file, &columns, |b| {
-            check_batch(b, &file.rel, &mut builder, &mut found, &mut problems);
+            scan.batch(b);
             Ok(())
         })?;
         for what in problems {
@@ -145,16 +168,13 @@ pub async fn verify(
     }
     report.unsealed = found.at[sealed as usize..]
         .iter()
-        .filter(|f| f.is_some())
+        .filter(|&&f| f > 0)
         .count() as u64;
-
-    let tiles = Tiles::load(a, sealed).ok();
     if let Some(t) = &tiles {
         explain_from_quarantine(a, t, sealed, &mut found, &mut report)?;
     }
     for leaf in 0..sealed {
-        let i = leaf as usize;
-        let Some((id, file)) = &found.at[i] else {
+        if found.place(leaf as usize).is_none() {
             report.problem(
                 None,
                 format!(
@@ -164,21 +184,6 @@ pub async fn verify(
                         .find(|c| c.size > leaf)
                         .map_or_else(String::new, |c| checkpoint_rel(c.size))
                 ),
-            );
-            continue;
-        };
-        if let Some(t) = &tiles
-            && t.fingerprint(leaf)
-                != Some([
-                    found.hashes[i][0],
-                    found.hashes[i][1],
-                    found.hashes[i][2],
-                    found.hashes[i][3],
-                ])
-        {
-            report.problem(
-                Some(file),
-                format!("event `{id}` (leaf {leaf}) is not the event sealed there: its id or raw JSON changed after it was sealed"),
             );
         }
     }
@@ -220,9 +225,7 @@ fn explain_from_quarantine(
     found: &mut Found,
     report: &mut Report,
 ) -> Result<()> {
-    let missing: Vec<u64> = (0..sealed)
-        .filter(|&l| found.at[l as usize].is_none())
-        .collect();
+    let missing: Vec<u64> = (0..sealed).filter(|&l| found.at[l as usize] == 0).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -254,7 +257,7 @@ fn explain_from_quarantine(
         };
         if let Some((h, id, name)) = by_print.get(&print).and_then(|c| c.first()) {
             found.hashes[leaf as usize] = *h;
-            found.at[leaf as usize] = Some((id.clone(), format!("quarantine/{name}")));
+            found.at[leaf as usize] = found.add_place(&format!("quarantine/{name}"));
             report
                 .quarantined
                 .push((leaf, id.clone(), format!("quarantine/{name}")));
@@ -280,7 +283,7 @@ fn prefix_roots(
         let held = found
             .at
             .iter()
-            .rposition(Option::is_some)
+            .rposition(|&f| f > 0)
             .map_or(0, |i| i as u64 + 1);
         if t.size > held.max(sealed) {
             report.problem(
@@ -320,56 +323,85 @@ fn all_columns() -> Vec<String> {
         .collect()
 }
 
-/// Record the batch's leaves; compare the columns derived from `raw` with what is
-/// stored.
-fn check_batch(
-    b: &RecordBatch,
-    file: &str,
-    builder: &mut event::BatchBuilder,
-    found: &mut Found,
-    problems: &mut Vec<String>,
-) {
+/// One file's scan: its rows' leaves recorded (and checked against the sealed
+/// fingerprints), their derived columns compared with `raw`.
+struct Scan<'a> {
+    place: u32,
+    builder: &'a mut event::BatchBuilder,
+    found: &'a mut Found,
+    tiles: Option<&'a Tiles>,
+    problems: &'a mut Vec<String>,
+}
+
+impl Scan<'_> {
+    fn batch(&mut self, b: &RecordBatch) {
+        let column = |name: &str| b.column_by_name(name);
+        let (Some(ids), Some(raws)) = (column(col::ID), column(col::RAW)) else {
+            self.problems.push("lacks the `id` or `raw` column".into());
+            return;
+        };
+        let ids = ids.as_string::<i32>();
+        let raws = raws.as_string::<i32>();
+        let leaves = column(col::LEAF).map(|l| l.as_primitive::<Int64Type>().clone());
+        let mut placeless: Option<(&str, usize)> = None;
+        for row in 0..b.num_rows() {
+            let id = ids.value(row);
+            let raw = raws.value(row);
+            // Every row, whatever its leaf: its columns are derived again below.
+            let _ = self.builder.push_document(raw);
+            let leaf = leaves
+                .as_ref()
+                .filter(|l| l.is_valid(row))
+                .and_then(|l| usize::try_from(l.value(row)).ok());
+            match leaf {
+                None => placeless.get_or_insert((id, 0)).1 += 1,
+                Some(leaf) => self.leaf(leaf, id, raw),
+            }
+        }
+        if let Some((id, n)) = placeless {
+            let more = match n {
+                1 => String::new(),
+                n => format!(" (and {} more events of this file)", n - 1),
+            };
+            self.problems.push(format!(
+                "event `{id}`{more} has no place in the log: added outside auditq's writers, or archived by an auditq before the log (schema version 1)"
+            ));
+        }
+        derived_columns(b, self.builder, self.problems);
+    }
+
+    /// Event `id` with `raw` at `leaf`.
+    fn leaf(&mut self, leaf: usize, id: &str, raw: &str) {
+        let found = &mut *self.found;
+        found.grow(leaf + 1);
+        if let Some(other) = found.place(leaf) {
+            self.problems.push(format!(
+                "event `{id}` claims leaf {leaf}, which an event in `{other}` holds: an event was added or copied"
+            ));
+            return;
+        }
+        let h = merkle::leaf_hash(&merkle::event_leaf(id, raw.as_bytes()));
+        found.hashes[leaf] = h;
+        found.at[leaf] = self.place;
+        if let Some(sealed) = self.tiles.and_then(|t| t.fingerprint(leaf as u64))
+            && sealed != [h[0], h[1], h[2], h[3]]
+        {
+            self.problems.push(format!(
+                "event `{id}` (leaf {leaf}) is not the event sealed there: its id or raw JSON changed after it was sealed"
+            ));
+        }
+    }
+}
+
+/// Compare the columns derived from the batch's `raw` (the rows pushed to `builder`)
+/// with what is stored.
+fn derived_columns(b: &RecordBatch, builder: &mut event::BatchBuilder, problems: &mut Vec<String>) {
     let column = |name: &str| b.column_by_name(name);
     let (Some(ids), Some(raws)) = (column(col::ID), column(col::RAW)) else {
-        problems.push("lacks the `id` or `raw` column".into());
         return;
     };
     let ids = ids.as_string::<i32>();
     let raws = raws.as_string::<i32>();
-    let leaves = column(col::LEAF).map(|l| l.as_primitive::<Int64Type>().clone());
-    let mut placeless: Option<(&str, usize)> = None;
-    for row in 0..b.num_rows() {
-        let id = ids.value(row);
-        let raw = raws.value(row);
-        // Every row, whatever its leaf: its columns are derived again below.
-        let _ = builder.push_document(raw);
-        let leaf = leaves
-            .as_ref()
-            .filter(|l| l.is_valid(row))
-            .and_then(|l| usize::try_from(l.value(row)).ok());
-        let Some(leaf) = leaf else {
-            placeless.get_or_insert((id, 0)).1 += 1;
-            continue;
-        };
-        found.grow(leaf + 1);
-        if let Some((other, in_file)) = &found.at[leaf] {
-            problems.push(format!(
-                "event `{id}` claims leaf {leaf}, which `{other}` in `{in_file}` holds: an event was added or copied"
-            ));
-            continue;
-        }
-        found.hashes[leaf] = merkle::leaf_hash(&merkle::event_leaf(id, raw.as_bytes()));
-        found.at[leaf] = Some((id.to_owned(), file.to_owned()));
-    }
-    if let Some((id, n)) = placeless {
-        let more = match n {
-            1 => String::new(),
-            n => format!(" (and {} more events of this file)", n - 1),
-        };
-        problems.push(format!(
-            "event `{id}`{more} has no place in the log: added outside auditq's writers, or archived by an auditq before the log (schema version 1)"
-        ));
-    }
     let derived = builder.finish();
     if derived.num_rows() != b.num_rows() {
         // Some raw JSON no longer parses as an event: name the rows.
