@@ -108,7 +108,14 @@ impl ArchiveTable {
         if date.data_type() != &DataType::Utf8 {
             return None;
         }
-        let nested = nested_views(&arrow);
+        // A file written before schema version 2 lacks `leaf` (its statistics name every
+        // column it has): then each file is read with its own shape.
+        let leafless = || {
+            arrow.field_with_name(col::LEAF).is_ok()
+                && (state.log_data().iter())
+                    .any(|f| f.stats().is_some_and(|s| !s.contains("\"leaf\"")))
+        };
+        let nested = nested_views(&arrow) && !leafless();
         let file_fields: Vec<Field> = arrow
             .fields()
             .iter()
@@ -239,7 +246,8 @@ fn nested_views(arrow: &Schema) -> bool {
     let stored = |s: &Schema| -> Vec<Field> {
         s.fields()
             .iter()
-            .filter(|f| f.name() != col::DATE)
+            // `leaf` is a plain integer, and absent from tables of schema version 1.
+            .filter(|f| f.name() != col::DATE && f.name() != col::LEAF)
             .map(|f| f.as_ref().clone().with_metadata(Default::default()))
             .collect()
     };

@@ -965,14 +965,15 @@ pub fn is_star(fields: &[Field]) -> bool {
     matches!(fields, [f] if f.name == "*")
 }
 
-/// The archive's columns `fields *` shows: all but the internal fingerprint and the
-/// partition column (the day of `time`).
+/// The archive's columns `fields *` shows: all but the internal fingerprint, the place
+/// in the evidence log (`archive prove` gives it) and the partition column (the day of
+/// `time`).
 fn all_columns() -> Vec<Expr> {
     event::schema()
         .fields()
         .iter()
         .map(|f| f.name().as_str())
-        .filter(|n| ![c::RAW_HASH, c::DATE].contains(n))
+        .filter(|n| ![c::RAW_HASH, c::LEAF, c::DATE].contains(n))
         .map(col)
         .collect()
 }

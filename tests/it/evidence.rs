@@ -457,3 +457,58 @@ fn a_sealed_event_moved_to_the_quarantine_is_found_and_explained() {
         r.stdout
     );
 }
+
+#[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
+fn an_archive_of_schema_version_1_gains_the_log_and_names_what_it_does_not_cover() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, verifier) = make_key(d);
+    let input = generate(d, 1200, 41);
+    let parts = split(d, &input, &[800, 400]);
+    let src = d.join("src");
+    ok(auditq(&src).args(["import", "--quiet"]).arg(&parts[0]));
+    let old = d.join("old");
+    python_script(
+        "legacy_table.py",
+        &[&src.join("events"), &old.join("events")],
+    );
+    let star = |a: &Path| ok(auditq(a).args(["query", "--format", "csv", "| fields * | count"]));
+    assert_eq!(star(&old).stdout.lines().nth(1), Some("800"));
+    // A writer gives the table the column and its properties, then archives with leaves.
+    ok(sealing(&old, &key)
+        .args(["import", "--quiet"])
+        .arg(&parts[1]));
+    let r = ok(auditq(&old).args(["archive", "history", "--json"]));
+    let h: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    let ops: Vec<&str> = h.iter().map(|v| v["operation"].as_str().unwrap()).collect();
+    assert!(
+        ops.ends_with(&["ADD COLUMN", "SET TBLPROPERTIES", "WRITE"]),
+        "{ops:?}"
+    );
+    // Old and new files read together, every column.
+    let r = ok(auditq(&old).args(["query", "--format", "ndjson", "| fields * | sort time"]));
+    assert_eq!(r.stdout.lines().count(), 1200);
+    ok(auditq(&old).args(["archive", "verify"]));
+    // The new events are sealed and provable; the old ones are named, once per file.
+    let new_id = &ids_of(&parts[1])[5];
+    ok(auditq(&old).args(["archive", "prove", new_id]));
+    let r = run(auditq(&old).args(["archive", "verify", "--verifier-key", &verifier]));
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let problems: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("problem:"))
+        .collect();
+    assert!(!problems.is_empty());
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.contains("has no place in the log") && p.contains("schema version 1")),
+        "{}",
+        r.stderr
+    );
+    let old_id = &ids_of(&parts[0])[5];
+    let r = run(auditq(&old).args(["archive", "prove", old_id]));
+    assert!(r.stderr.contains("has no place in the log"), "{}", r.stderr);
+}
