@@ -9,7 +9,9 @@ use datafusion::arrow::datatypes::{DataType, Int64Type};
 use deltalake::DeltaTable;
 
 use super::tiles::Tiles;
-use super::{Archive, CHUNK, Checkpoint, Result, b64, evidence_err, latest, leaves_from_data};
+use super::{
+    Archive, CHUNK, Checkpoint, Error, Result, b64, evidence_err, latest, leaves_from_data,
+};
 use crate::merkle::{self, Hash};
 use crate::note;
 
@@ -34,7 +36,8 @@ pub struct ConsistencyProof {
     pub checkpoint: String,
 }
 
-/// The latest checkpoint and its tiles, which must hash to its root.
+/// The latest checkpoint and its tiles (a proof made from them is checked against the
+/// checkpoint's root before it is given).
 async fn sealed(
     a: &Archive,
     verifier: Option<&note::Verifier>,
@@ -44,13 +47,15 @@ async fn sealed(
         evidence_err("the archive is not sealed yet: run `auditq archive seal --key FILE`")
     })?;
     let tiles = Tiles::load_with(a, c.size, false)?;
-    if tiles.root() != c.root {
-        return Err(evidence_err(format!(
-            "the evidence tiles do not hash to the root of the latest checkpoint ({} leaves); run `auditq archive verify --verifier-key …`",
-            c.size
-        )));
-    }
     Ok((table, c, tiles))
+}
+
+/// The error of tiles that do not hash to the signed root of `c`.
+fn tiles_changed(c: &Checkpoint) -> Error {
+    evidence_err(format!(
+        "the evidence tiles do not hash to the root of the latest checkpoint ({} leaves); run `auditq archive verify --verifier-key …`",
+        c.size
+    ))
 }
 
 /// The leaves of the whole chunk `chunk` from the data, checked against its root.
@@ -78,7 +83,18 @@ pub async fn prove(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let ctx = super::super::session::session(a, &table, None, true).await?;
+    // The id lookup of a query: bloom filters of `id` found through the summary cache,
+    // while every live file is as committed.
+    let files = super::super::read::live_files(a, &table)?;
+    let version = table.version().map_or(-1, |v| v as i64);
+    let trust = super::super::read::changed_files(a, &files).is_empty();
+    let aids = match trust {
+        true => super::super::summary::summarize(a, &files, version)
+            .ok()
+            .and_then(|_| super::super::summary::file_aids(a, &files, version)),
+        false => None,
+    };
+    let ctx = super::super::session::session(a, &table, aids.as_ref(), trust).await?;
     let quoted: Vec<String> = ids
         .iter()
         .map(|i| format!("'{}'", i.replace('\'', "''")))
@@ -87,8 +103,12 @@ pub async fn prove(
         a,
         &ctx,
         &format!(
-            "SELECT id, raw, leaf FROM events WHERE id IN ({})",
-            quoted.join(", ")
+            "SELECT id, raw, leaf FROM events WHERE {}",
+            quoted
+                .iter()
+                .map(|q| format!("id = {q}"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
         ),
     )
     .await?;
@@ -136,6 +156,9 @@ pub async fn prove(
         let path = merkle::inclusion_proof_in(&known, leaf)
             .ok_or_else(|| evidence_err(format!("no path for leaf {leaf}")))?;
         if !merkle::verify_inclusion(&leaf_hash, leaf, c.size, &path, &c.root) {
+            if tiles.root() != c.root {
+                return Err(tiles_changed(&c));
+            }
             out.push(Err(format!(
                 "event `{id}` (leaf {leaf}) does not hash to the sealed leaf: it changed after it was sealed; run `auditq archive verify --verifier-key …`"
             )));
@@ -161,6 +184,9 @@ pub async fn consistency(
     old: u64,
 ) -> Result<ConsistencyProof> {
     let (table, c, tiles) = sealed(a, verifier).await?;
+    if tiles.root() != c.root {
+        return Err(tiles_changed(&c));
+    }
     if old == 0 || old > c.size {
         return Err(evidence_err(format!(
             "--consistency {old}: the old size must be between 1 and the sealed tree's {}",

@@ -12,7 +12,7 @@ use super::{
     Archive, CHUNK, Checkpoint, Result, checkpoint_rel, checkpoint_sizes, read_checkpoint,
 };
 use crate::archive::maintain::Problem;
-use crate::archive::read::{live_files, read_columns};
+use crate::archive::read::{LiveFile, live_files, read_columns};
 use crate::event::{self, col};
 use crate::merkle::{self, Frontier, Hash};
 use crate::note;
@@ -145,27 +145,24 @@ pub async fn verify(
         places: Vec::with_capacity(files.len()),
     };
     found.grow(sealed as usize);
-    let mut builder = event::BatchBuilder::new();
-    let names = all_columns();
-    let columns: Vec<&str> = names.iter().map(String::as_str).collect();
-    for file in &files {
-        let mut problems = Vec::new();
+    scan_files(&files, tiles.as_ref(), |file, scanned| {
         let place = found.add_place(&file.rel);
-        let mut scan = Scan {
-            place,
-            builder: &mut builder,
-            found: &mut found,
-            tiles: tiles.as_ref(),
-            problems: &mut problems,
-        };
-        read_columns(file, &columns, |b| {
-            scan.batch(b);
-            Ok(())
-        })?;
+        let mut problems = scanned.problems;
+        for (leaf, h, id) in scanned.leaves {
+            found.grow(leaf + 1);
+            if let Some(other) = found.place(leaf) {
+                problems.push(format!(
+                    "event `{id}` claims leaf {leaf}, which an event in `{other}` holds: an event was added or copied"
+                ));
+                continue;
+            }
+            found.hashes[leaf] = h;
+            found.at[leaf] = place;
+        }
         for what in problems {
             report.problem(Some(&file.rel), what);
         }
-    }
+    })?;
     report.unsealed = found.at[sealed as usize..]
         .iter()
         .filter(|&&f| f > 0)
@@ -323,18 +320,59 @@ fn all_columns() -> Vec<String> {
         .collect()
 }
 
-/// One file's scan: its rows' leaves recorded (and checked against the sealed
-/// fingerprints), their derived columns compared with `raw`.
-struct Scan<'a> {
-    place: u32,
-    builder: &'a mut event::BatchBuilder,
-    found: &'a mut Found,
-    tiles: Option<&'a Tiles>,
-    problems: &'a mut Vec<String>,
+/// What one file holds: its events' leaves (place, hash, id) and the problems found in
+/// it alone (columns that differ from `raw`, events without a place, events that are
+/// not the ones sealed at their place).
+#[derive(Default)]
+struct FileScan {
+    leaves: Vec<(usize, Hash, String)>,
+    problems: Vec<String>,
 }
 
-impl Scan<'_> {
-    fn batch(&mut self, b: &RecordBatch) {
+/// Scan every file on two threads (hashing and parsing the raw JSON is the work),
+/// handing each file's result to `merge`, on this thread, as it comes: memory holds a
+/// few files' results, not the archive's.
+fn scan_files(
+    files: &[LiveFile],
+    tiles: Option<&Tiles>,
+    mut merge: impl FnMut(&LiveFile, FileScan),
+) -> Result<()> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let names = all_columns();
+    let columns: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (send, receive) = std::sync::mpsc::sync_channel::<Result<(usize, FileScan)>>(4);
+    let work = |send: std::sync::mpsc::SyncSender<Result<(usize, FileScan)>>| {
+        let mut builder = event::BatchBuilder::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(file) = files.get(i) else { return };
+            let mut scan = FileScan::default();
+            let read = read_columns(file, &columns, |b| {
+                scan.batch(b, &mut builder, tiles);
+                Ok(())
+            });
+            let failed = read.is_err();
+            if send.send(read.map(|()| (i, scan))).is_err() || failed {
+                return;
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let send = send.clone();
+            s.spawn(move || work(send));
+        }
+        drop(send);
+        for got in receive {
+            let (i, scan) = got?;
+            merge(&files[i], scan);
+        }
+        Ok(())
+    })
+}
+
+impl FileScan {
+    fn batch(&mut self, b: &RecordBatch, builder: &mut event::BatchBuilder, tiles: Option<&Tiles>) {
         let column = |name: &str| b.column_by_name(name);
         let (Some(ids), Some(raws)) = (column(col::ID), column(col::RAW)) else {
             self.problems.push("lacks the `id` or `raw` column".into());
@@ -348,15 +386,24 @@ impl Scan<'_> {
             let id = ids.value(row);
             let raw = raws.value(row);
             // Every row, whatever its leaf: its columns are derived again below.
-            let _ = self.builder.push_document(raw);
+            let _ = builder.push_document(raw);
             let leaf = leaves
                 .as_ref()
                 .filter(|l| l.is_valid(row))
                 .and_then(|l| usize::try_from(l.value(row)).ok());
-            match leaf {
-                None => placeless.get_or_insert((id, 0)).1 += 1,
-                Some(leaf) => self.leaf(leaf, id, raw),
+            let Some(leaf) = leaf else {
+                placeless.get_or_insert((id, 0)).1 += 1;
+                continue;
+            };
+            let h = merkle::leaf_hash(&merkle::event_leaf(id, raw.as_bytes()));
+            if let Some(sealed) = tiles.and_then(|t| t.fingerprint(leaf as u64))
+                && sealed != [h[0], h[1], h[2], h[3]]
+            {
+                self.problems.push(format!(
+                    "event `{id}` (leaf {leaf}) is not the event sealed there: its id or raw JSON changed after it was sealed"
+                ));
             }
+            self.leaves.push((leaf, h, id.to_owned()));
         }
         if let Some((id, n)) = placeless {
             let more = match n {
@@ -367,29 +414,7 @@ impl Scan<'_> {
                 "event `{id}`{more} has no place in the log: added outside auditq's writers, or archived by an auditq before the log (schema version 1)"
             ));
         }
-        derived_columns(b, self.builder, self.problems);
-    }
-
-    /// Event `id` with `raw` at `leaf`.
-    fn leaf(&mut self, leaf: usize, id: &str, raw: &str) {
-        let found = &mut *self.found;
-        found.grow(leaf + 1);
-        if let Some(other) = found.place(leaf) {
-            self.problems.push(format!(
-                "event `{id}` claims leaf {leaf}, which an event in `{other}` holds: an event was added or copied"
-            ));
-            return;
-        }
-        let h = merkle::leaf_hash(&merkle::event_leaf(id, raw.as_bytes()));
-        found.hashes[leaf] = h;
-        found.at[leaf] = self.place;
-        if let Some(sealed) = self.tiles.and_then(|t| t.fingerprint(leaf as u64))
-            && sealed != [h[0], h[1], h[2], h[3]]
-        {
-            self.problems.push(format!(
-                "event `{id}` (leaf {leaf}) is not the event sealed there: its id or raw JSON changed after it was sealed"
-            ));
-        }
+        derived_columns(b, builder, &mut self.problems);
     }
 }
 
