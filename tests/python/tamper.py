@@ -74,6 +74,23 @@ def rewrite_file(archive, rel, change):
     cover_tracks(archive, rel, os.path.getsize(path))
 
 
+def append_copy(t, event_id, new_id, keep_leaf):
+    """Append a copy of event `event_id` under `new_id` (its raw JSON's id too), with the
+    original's leaf or none."""
+    import pyarrow as pa
+
+    rows = t.to_pyarrow_table(filters=[("id", "=", event_id)])
+    fake = rows.to_pylist()[0]
+    fake["id"] = new_id
+    raw = json.loads(fake["raw"])
+    raw["id"] = new_id
+    fake["raw"] = json.dumps(raw, separators=(",", ":"))
+    if not keep_leaf:
+        fake["leaf"] = None
+    write_deltalake(t, pa.Table.from_pylist([fake], schema=rows.schema), mode="append")
+    return new_id
+
+
 def main():
     kind, archive, first = sys.argv[1], sys.argv[2], sys.argv[3]
     second = sys.argv[4] if len(sys.argv) > 4 else None
@@ -95,27 +112,10 @@ def main():
         )
         print("rewrote the raw JSON and action of %s" % first)
     elif kind == "add-event":
-        rows = t.to_pyarrow_table(filters=[("id", "=", first)])
-        fake = rows.to_pylist()[0]
-        fake["id"] = "00000000-0000-4000-8000-000000000000"
-        raw = json.loads(fake["raw"])
-        raw["id"] = fake["id"]
-        fake["raw"] = json.dumps(raw, separators=(",", ":"))
-        fake["leaf"] = None
-        import pyarrow as pa
-
-        write_deltalake(t, pa.Table.from_pylist([fake], schema=rows.schema), mode="append")
-        print("appended a made-up event %s" % fake["id"])
+        made = append_copy(t, first, "00000000-0000-4000-8000-000000000000", keep_leaf=False)
+        print("appended a made-up event %s" % made)
     elif kind == "copy-leaf":
-        rows = t.to_pyarrow_table(filters=[("id", "=", first)])
-        fake = rows.to_pylist()[0]
-        fake["id"] = "00000000-0000-4000-8000-000000000001"
-        raw = json.loads(fake["raw"])
-        raw["id"] = fake["id"]
-        fake["raw"] = json.dumps(raw, separators=(",", ":"))
-        import pyarrow as pa
-
-        write_deltalake(t, pa.Table.from_pylist([fake], schema=rows.schema), mode="append")
+        append_copy(t, first, "00000000-0000-4000-8000-000000000001", keep_leaf=True)
         print("appended a made-up event claiming the leaf of %s" % first)
     elif kind == "swap-leaves":
         a = t.to_pyarrow_table(filters=[("id", "=", first)]).to_pylist()[0]["leaf"]
