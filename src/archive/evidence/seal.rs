@@ -91,7 +91,8 @@ async fn seal_here(a: &Archive, signer: &note::Signer) -> Result<Sealed> {
         .and_then(chrono::DateTime::from_timestamp_millis)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default();
-    let body = Checkpoint::body(signer.name(), size, &tiles.root(), version, &time);
+    let root = tiles.root();
+    let body = Checkpoint::body(signer.name(), size, &root, version, &time);
     let text = signer
         .sign(&body)
         .map_err(|e| evidence_err(format!("signing the checkpoint: {e}")))?;
@@ -103,7 +104,7 @@ async fn seal_here(a: &Archive, signer: &note::Signer) -> Result<Sealed> {
     ))? {
         // Another seal of the same tree got there first: it must say the same.
         let theirs = super::read_checkpoint(a, size)?;
-        let same = Checkpoint::open(&theirs, &verifier).is_ok_and(|c| c.root == tiles.root());
+        let same = Checkpoint::open(&theirs, &verifier).is_ok_and(|c| c.root == root);
         if !same {
             return Err(evidence_err(format!(
                 "checkpoint `{rel}` exists with another root; nothing was sealed"
