@@ -95,6 +95,9 @@ pub async fn prove(
         false => None,
     };
     let ctx = super::super::session::session(a, &table, aids.as_ref(), trust).await?;
+    // `raw` is read for the matching rows' pages only, not the whole row group.
+    let pushdown = "SET datafusion.execution.parquet.pushdown_filters = true";
+    super::super::read::sql(a, &ctx, pushdown).await?;
     let quoted: Vec<String> = ids
         .iter()
         .map(|i| format!("'{}'", i.replace('\'', "''")))
