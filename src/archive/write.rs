@@ -560,7 +560,7 @@ impl Writer {
         let Some(signer) = self.archive.signer() else {
             return Ok(());
         };
-        super::evidence::seal(&self.archive, signer)
+        super::evidence::seal_table(&self.archive, signer, self.table())
             .await
             .map(|_| ())
             .map_err(|e| Error::Evidence {

@@ -40,7 +40,7 @@ use datafusion::arrow::datatypes::Int64Type;
 use deltalake::DeltaTable;
 
 pub use prove::{ConsistencyProof, Proof, consistency, prove};
-pub use seal::{Sealed, seal};
+pub use seal::{Sealed, seal, seal_table};
 pub use verify::{Report, verify};
 
 use super::read::{LiveFile, live_files, read_columns};
@@ -89,17 +89,20 @@ fn get(a: &Archive, rel: &str) -> std::io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// The local path of `rel`, its directory made.
+fn local_path(a: &Archive, rel: &str) -> std::io::Result<std::path::PathBuf> {
+    let path = a.root().join(rel);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    Ok(path)
+}
+
 /// Write `rel` whole (readers see the old bytes or the new).
 fn put(a: &Archive, rel: &str, bytes: Vec<u8>) -> std::io::Result<()> {
     match a.remote() {
         Some(r) => r.put(rel, bytes.into()),
-        None => {
-            let path = a.root().join(rel);
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            super::quarantine::write_atomic(&path, &bytes)
-        }
+        None => super::quarantine::write_atomic(&local_path(a, rel)?, &bytes),
     }
 }
 
@@ -108,10 +111,7 @@ fn put_new(a: &Archive, rel: &str, bytes: Vec<u8>) -> std::io::Result<bool> {
     match a.remote() {
         Some(r) => r.put_if_absent(rel, bytes.into()),
         None => {
-            let path = a.root().join(rel);
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
+            let path = local_path(a, rel)?;
             // Written aside, then linked: the name appears whole, and only once.
             let tmp = path.with_extension(format!("tmp{}", std::process::id()));
             std::fs::write(&tmp, &bytes)?;

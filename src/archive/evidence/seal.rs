@@ -1,6 +1,8 @@
 //! Sealing: extend the tree with the events archived since the last checkpoint and sign
 //! a checkpoint of it.
 
+use deltalake::DeltaTable;
+
 use super::tiles::Tiles;
 use super::{
     Archive, Checkpoint, Result, checkpoint_rel, commit_info, evidence_err, io_err, latest,
@@ -29,7 +31,13 @@ pub struct Sealed {
 /// checked against the last checkpoint's root, so a seal never signs over evidence
 /// changed since.
 pub async fn seal(a: &Archive, signer: &note::Signer) -> Result<Sealed> {
-    let mut sealed = seal_here(a, signer).await?;
+    seal_table(a, signer, &a.open_table().await?).await
+}
+
+/// [`seal`] of `table`, the archive's latest version as its writer holds it (a writer
+/// seals after each commit without reading the log again).
+pub async fn seal_table(a: &Archive, signer: &note::Signer, table: &DeltaTable) -> Result<Sealed> {
+    let mut sealed = seal_here(a, signer, table).await?;
     if let Some(to) = a.publish_to() {
         sealed.published = Some(publish(to, sealed.size, &sealed.checkpoint)?);
     }
@@ -57,10 +65,9 @@ fn publish(to: &Archive, size: u64, text: &str) -> Result<String> {
     Ok(to.root().join(rel).display().to_string())
 }
 
-async fn seal_here(a: &Archive, signer: &note::Signer) -> Result<Sealed> {
+async fn seal_here(a: &Archive, signer: &note::Signer, table: &DeltaTable) -> Result<Sealed> {
     let verifier = signer.verifier();
-    let table = a.open_table().await?;
-    let version = table.version().unwrap_or(0) as u64;
+    let version = table.version().unwrap_or(0);
     let last = latest(a, Some(&verifier))?;
     let previous = last.as_ref().map_or(0, |c| c.size);
     let mut tiles = Tiles::load_with(a, previous, false)?;
@@ -72,7 +79,7 @@ async fn seal_here(a: &Archive, signer: &note::Signer) -> Result<Sealed> {
             checkpoint_rel(c.size)
         )));
     }
-    let size = next_leaf(a, &table)?;
+    let size = next_leaf(a, table)?;
     if let Some(c) = last.filter(|c| c.size == size) {
         return Ok(Sealed {
             previous,
@@ -82,7 +89,7 @@ async fn seal_here(a: &Archive, signer: &note::Signer) -> Result<Sealed> {
             published: None,
         });
     }
-    for leaf in leaves_from_data(a, &table, previous, size)? {
+    for leaf in leaves_from_data(a, table, previous, size)? {
         tiles.push(leaf);
     }
     let keep = tiles.write_from(a, previous)?;
