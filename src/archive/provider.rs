@@ -30,7 +30,6 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
 use datafusion::object_store::ObjectMeta;
 use datafusion::object_store::path::Path;
-use datafusion::parquet::bloom_filter::Sbbf;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion_datasource::compute_all_files_statistics;
@@ -336,37 +335,6 @@ fn wanted_ids(filters: &[Expr]) -> Option<Vec<String>> {
     filters.iter().find_map(ids)
 }
 
-/// Whether each file may hold one of `ids`, by its `id` bloom filters: only filters that
-/// say "no" for every id in every row group rule a file out (the filters of all files
-/// are read together).
-fn may_hold_any(archive: &super::Archive, files: &[&DataFile], ids: &[String]) -> Vec<bool> {
-    let with_filters: Vec<(usize, &Vec<(u64, u64)>)> = files
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| Some((i, f.id_blooms.as_ref()?)))
-        .collect();
-    let wanted = with_filters
-        .iter()
-        .map(|&(i, blooms)| {
-            let ranges = blooms
-                .iter()
-                .map(|&(offset, length)| offset..offset.saturating_add(length));
-            (files[i].rel.as_str(), ranges.collect())
-        })
-        .collect();
-    let mut keep = vec![true; files.len()];
-    for ((i, _), filters) in with_filters.iter().zip(archive.read_ranges(wanted)) {
-        // An unreadable filter rules nothing out.
-        if let Ok(filters) = filters {
-            keep[*i] = filters.iter().any(|bytes| match Sbbf::from_bytes(bytes) {
-                Ok(bloom) => ids.iter().any(|id| bloom.check(id.as_str())),
-                Err(_) => true,
-            });
-        }
-    }
-    keep
-}
-
 fn groups(files: Vec<&DataFile>, n: usize) -> Vec<Vec<&DataFile>> {
     let n = n.clamp(1, files.len().max(1));
     let mut by_size = files;
@@ -426,7 +394,11 @@ impl TableProvider for ArchiveTable {
         let days = self.days(state, filters)?;
         let mut files: Vec<&DataFile> = days.into_values().flatten().collect();
         if let Some(ids) = wanted_ids(filters) {
-            let keep = may_hold_any(&self.archive, &files, &ids);
+            let blooms: Vec<_> = files
+                .iter()
+                .map(|f| (f.rel.as_str(), f.id_blooms.as_deref()))
+                .collect();
+            let keep = super::summary::may_hold_any(&self.archive, &blooms, &ids);
             let mut keep = keep.into_iter();
             files.retain(|_| keep.next().unwrap_or(true));
         }

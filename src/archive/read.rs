@@ -3,11 +3,13 @@
 
 use std::path::PathBuf;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::parquet::arrow::ProjectionMask;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+};
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 
@@ -178,6 +180,11 @@ impl Parquet {
 
 /// Open one Parquet file: its footer is read, nothing else yet.
 pub fn open_parquet(file: &LiveFile) -> Result<Parquet> {
+    open_parquet_with(file, ArrowReaderOptions::new())
+}
+
+/// [`open_parquet`] with reader options (the page index, for reads that skip pages).
+fn open_parquet_with(file: &LiveFile, options: ArrowReaderOptions) -> Result<Parquet> {
     let io = |source| Error::Io {
         action: "opening data file",
         path: file.path.clone(),
@@ -206,10 +213,13 @@ pub fn open_parquet(file: &LiveFile) -> Result<Parquet> {
         Source::Remote(f) => Some(f.clone()),
         Source::Local(_) => None,
     };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(source).map_err(|e| Error::Parquet {
-        path: file.path.clone(),
-        source: Box::new(e),
-    })?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new_with_options(source, options).map_err(|e| {
+            Error::Parquet {
+                path: file.path.clone(),
+                source: Box::new(e),
+            }
+        })?;
     Ok(Parquet { builder, remote })
 }
 
@@ -218,6 +228,17 @@ pub fn read_projected(
     parquet: Parquet,
     file: &LiveFile,
     columns: &[&str],
+    each: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<()> {
+    read_selected(parquet, file, columns, None, each)
+}
+
+/// [`read_projected`] of the rows `selection` keeps (all when `None`).
+fn read_selected(
+    parquet: Parquet,
+    file: &LiveFile,
+    columns: &[&str],
+    selection: Option<RowSelection>,
     mut each: impl FnMut(&RecordBatch) -> Result<()>,
 ) -> Result<()> {
     let perr = |e| Error::Parquet {
@@ -230,16 +251,52 @@ pub fn read_projected(
         path: file.path.clone(),
         source,
     })?;
-    let builder = parquet.builder;
-    let reader = builder
+    let mut builder = parquet
+        .builder
         .with_projection(mask)
-        .with_batch_size(16 * 1024)
-        .build()
-        .map_err(perr)?;
-    for batch in reader {
+        .with_batch_size(16 * 1024);
+    if let Some(selection) = selection {
+        builder = builder.with_row_selection(selection);
+    }
+    for batch in builder.build().map_err(perr)? {
         each(&plain_strings(batch?)?)?;
     }
     Ok(())
+}
+
+/// Read the named columns of the rows of `file` that `keep` picks by their `key`
+/// column: `key` is read first, then the other columns from the pages that hold kept
+/// rows only (the offset index tells where pages start). Nothing more is read when no
+/// row is kept; a file without `key` keeps no row.
+pub fn read_rows_where(
+    file: &LiveFile,
+    key: &str,
+    mut keep: impl FnMut(&ArrayRef) -> BooleanArray,
+    columns: &[&str],
+    each: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<()> {
+    use datafusion::parquet::file::metadata::PageIndexPolicy;
+    let parquet = open_parquet(file)?;
+    if parquet.schema().field_with_name(key).is_err() {
+        return Ok(());
+    }
+    let mut filters = Vec::new();
+    read_projected(parquet, file, &[key], |b| {
+        filters.push(keep(b.column(0)));
+        Ok(())
+    })?;
+    if filters.iter().all(|f| f.true_count() == 0) {
+        return Ok(());
+    }
+    let selection = RowSelection::from_filters(&filters);
+    let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
+    read_selected(
+        open_parquet_with(file, options)?,
+        file,
+        columns,
+        Some(selection),
+        each,
+    )
 }
 
 /// Read the named columns of one Parquet file, calling `each` per record batch.

@@ -16,6 +16,7 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit as ArrowTimeUnit, TimestampMicrosecondType};
 use datafusion::parquet::basic::{LogicalType, TimeUnit};
+use datafusion::parquet::bloom_filter::Sbbf;
 use datafusion::parquet::file::statistics::Statistics as ParquetStats;
 use serde::{Deserialize, Serialize};
 
@@ -197,6 +198,44 @@ pub fn file_aids(archive: &Archive, files: &[LiveFile], table_version: i64) -> O
                 && c.fingerprint == fingerprint(files)
         })
         .map(|c| c.files)
+}
+
+/// Where a file's `id` bloom filters lie: (offset, length) per row group.
+pub type BloomPlaces = [(u64, u64)];
+
+/// Whether each file (its path in the table, where its `id` bloom filters lie) may hold
+/// one of `ids`: only filters that say "no" for every id in every row group rule a file
+/// out; a file without filters, or whose filters cannot be read, may. The filters of
+/// all files are read together.
+pub fn may_hold_any(
+    archive: &Archive,
+    files: &[(&str, Option<&BloomPlaces>)],
+    ids: &[String],
+) -> Vec<bool> {
+    let with_filters: Vec<(usize, &BloomPlaces)> = files
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, blooms))| Some((i, (*blooms)?)))
+        .collect();
+    let wanted = with_filters
+        .iter()
+        .map(|&(i, blooms)| {
+            let ranges = blooms
+                .iter()
+                .map(|&(offset, length)| offset..offset.saturating_add(length));
+            (files[i].0, ranges.collect())
+        })
+        .collect();
+    let mut keep = vec![true; files.len()];
+    for ((i, _), filters) in with_filters.iter().zip(archive.read_ranges(wanted)) {
+        if let Ok(filters) = filters {
+            keep[*i] = filters.iter().any(|bytes| match Sbbf::from_bytes(bytes) {
+                Ok(bloom) => ids.iter().any(|id| bloom.check(id.as_str())),
+                Err(_) => true,
+            });
+        }
+    }
+    keep
 }
 
 fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {

@@ -35,7 +35,7 @@ mod verify;
 
 use std::collections::HashMap;
 
-use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray};
 use datafusion::arrow::datatypes::Int64Type;
 use deltalake::DeltaTable;
 
@@ -43,7 +43,7 @@ pub use prove::{ConsistencyProof, Proof, consistency, prove};
 pub use seal::{Sealed, seal, seal_table};
 pub use verify::{Report, verify};
 
-use super::read::{LiveFile, live_files, read_columns};
+use super::read::{LiveFile, live_files};
 use super::{Archive, Error, Result};
 use crate::event::col;
 use crate::merkle::{self, Hash};
@@ -344,38 +344,32 @@ pub fn next_leaf(a: &Archive, table: &DeltaTable) -> Result<u64> {
 
 /// An event as the log sees it.
 pub struct Leaf<'a> {
-    pub leaf: Option<u64>,
+    pub leaf: u64,
     pub id: &'a str,
     pub raw: &'a str,
 }
 
-/// Call `each` with every event of `files` (its file too).
+/// The events of `files` whose leaves are in `lo..hi`, read from the pages that hold
+/// them (a file's `leaf` column first, then `id` and `raw` where it says).
 fn read_events(
     files: &[LiveFile],
+    lo: u64,
+    hi: u64,
     mut each: impl FnMut(&LiveFile, Leaf<'_>) -> Result<()>,
 ) -> Result<()> {
+    let wanted = |leaves: &ArrayRef| -> BooleanArray {
+        let leaves = leaves.as_primitive::<Int64Type>();
+        let wanted = |l: i64| u64::try_from(l).is_ok_and(|l| (lo..hi).contains(&l));
+        leaves.iter().map(|l| Some(l.is_some_and(wanted))).collect()
+    };
     for file in files {
-        let has_leaf = super::read::open_parquet(file)?
-            .schema()
-            .field_with_name(col::LEAF)
-            .is_ok();
-        let columns: &[&str] = if has_leaf {
-            &[col::ID, col::RAW, col::LEAF]
-        } else {
-            &[col::ID, col::RAW]
-        };
-        read_columns(file, columns, |b| {
-            let index = |name: &str| b.schema().index_of(name).ok();
-            let (Some(i), Some(r)) = (index(col::ID), index(col::RAW)) else {
-                return Ok(());
-            };
-            let ids = b.column(i).as_string::<i32>();
-            let raws = b.column(r).as_string::<i32>();
-            let leaves = index(col::LEAF).map(|l| b.column(l).as_primitive::<Int64Type>());
+        let columns = [col::ID, col::RAW, col::LEAF];
+        super::read::read_rows_where(file, col::LEAF, wanted, &columns, |b| {
+            let ids = b.column(0).as_string::<i32>();
+            let raws = b.column(1).as_string::<i32>();
+            let leaves = b.column(2).as_primitive::<Int64Type>();
             for row in 0..b.num_rows() {
-                let leaf = leaves
-                    .filter(|l| l.is_valid(row))
-                    .and_then(|l| u64::try_from(l.value(row)).ok());
+                let leaf = u64::try_from(leaves.value(row)).expect("a kept leaf");
                 each(
                     file,
                     Leaf {
@@ -405,10 +399,8 @@ fn leaves_from_data(a: &Archive, table: &DeltaTable, lo: u64, hi: u64) -> Result
         })
         .collect();
     let mut out: Vec<Option<Hash>> = vec![None; (hi - lo) as usize];
-    read_events(&files, |file, e| {
-        let Some(leaf) = e.leaf.filter(|l| (lo..hi).contains(l)) else {
-            return Ok(());
-        };
+    read_events(&files, lo, hi, |file, e| {
+        let leaf = e.leaf;
         let slot = &mut out[(leaf - lo) as usize];
         if slot.is_some() {
             return Err(evidence_err(format!(

@@ -1,12 +1,16 @@
 //! Proofs: that an event is a leaf of the sealed tree (RFC 9162 §2.1.3), and that an
 //! older tree is a prefix of it (§2.1.4), each with the checkpoint it holds for.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use datafusion::arrow::datatypes::Int64Type;
 use deltalake::DeltaTable;
+
+use super::super::checksum::Checker;
+use super::super::read::{LiveFile, changed_files, live_files, open_parquet, read_rows_where};
+use super::super::summary;
+use crate::event::col;
 
 use super::tiles::Tiles;
 use super::{
@@ -37,16 +41,24 @@ pub struct ConsistencyProof {
 }
 
 /// The latest checkpoint and its tiles (a proof made from them is checked against the
-/// checkpoint's root before it is given).
+/// checkpoint's root before it is given), read and hashed while the table opens.
 async fn sealed(
     a: &Archive,
     verifier: Option<&note::Verifier>,
 ) -> Result<(DeltaTable, Checkpoint, Tiles)> {
+    let (archive, verifier) = (a.clone(), verifier.cloned());
+    let evidence = tokio::task::spawn_blocking(move || {
+        let c = latest(&archive, verifier.as_ref())?.ok_or_else(|| {
+            evidence_err("the archive is not sealed yet: run `auditq archive seal --key FILE`")
+        })?;
+        let tiles = Tiles::load_with(&archive, c.size, false)?;
+        tiles.tile_roots();
+        Ok::<_, Error>((c, tiles))
+    });
     let table = a.open_table().await?;
-    let c = latest(a, verifier)?.ok_or_else(|| {
-        evidence_err("the archive is not sealed yet: run `auditq archive seal --key FILE`")
-    })?;
-    let tiles = Tiles::load_with(a, c.size, false)?;
+    let (c, tiles) = evidence
+        .await
+        .map_err(|e| evidence_err(format!("reading the evidence: {e}")))??;
     Ok((table, c, tiles))
 }
 
@@ -71,6 +83,112 @@ fn chunk_leaves(a: &Archive, table: &DeltaTable, tiles: &Tiles, chunk: u64) -> R
     Ok(leaves)
 }
 
+/// The archived events `ids`: per id, its raw JSON and its leaf. Only the files whose
+/// `id` bloom filters may hold one are read (the filters' places come from the summary
+/// cache, else from each file's footer), their `id` column first, then `raw` and `leaf`
+/// from the pages of the matching rows. A file damaged since it was written is an error
+/// naming it, as in a query.
+fn find_events(
+    a: &Archive,
+    table: &DeltaTable,
+    ids: &[String],
+) -> Result<HashMap<String, (String, Option<u64>)>> {
+    let files = live_files(a, table)?;
+    let version = table.version().map_or(-1, |v| v as i64);
+    // The cache of bloom filter places, made (by a summary) when it is not there yet.
+    let aids = match changed_files(a, &files).is_empty() {
+        true => summary::file_aids(a, &files, version).or_else(|| {
+            summary::summarize(a, &files, version)
+                .ok()
+                .and_then(|_| summary::file_aids(a, &files, version))
+        }),
+        false => None,
+    };
+    let candidates: Vec<&LiveFile> = match &aids {
+        Some(aids) => {
+            let blooms: Vec<_> = files
+                .iter()
+                .map(|f| {
+                    let places = aids.get(&f.rel).and_then(|x| x.id_blooms.as_deref());
+                    (f.rel.as_str(), places)
+                })
+                .collect();
+            let keep = summary::may_hold_any(a, &blooms, ids);
+            files
+                .iter()
+                .zip(keep)
+                .filter(|(_, k)| *k)
+                .map(|(f, _)| f)
+                .collect()
+        }
+        None => {
+            let mut may = Vec::new();
+            for f in &files {
+                if footer_blooms_may_hold(f, ids)? {
+                    may.push(f);
+                }
+            }
+            may
+        }
+    };
+    let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut checker = Checker::new(a);
+    let mut found = HashMap::new();
+    for file in candidates {
+        checker
+            .check(&file.rel, false)
+            .map_err(|e| evidence_err(e.to_string()))?;
+        let pick = |c: &ArrayRef| -> BooleanArray {
+            let ids = c.as_string::<i32>();
+            ids.iter()
+                .map(|id| Some(id.is_some_and(|id| wanted.contains(id))))
+                .collect()
+        };
+        let columns = [col::ID, col::RAW, col::LEAF];
+        read_rows_where(file, col::ID, pick, &columns, |b| {
+            let (idc, raws) = (
+                b.column(0).as_string::<i32>(),
+                b.column(1).as_string::<i32>(),
+            );
+            let leaves = b
+                .column_by_name(col::LEAF)
+                .map(|l| l.as_primitive::<Int64Type>());
+            for row in 0..b.num_rows() {
+                let leaf = leaves
+                    .filter(|l| l.is_valid(row))
+                    .and_then(|l| u64::try_from(l.value(row)).ok());
+                found.insert(
+                    idc.value(row).to_owned(),
+                    (raws.value(row).to_owned(), leaf),
+                );
+            }
+            Ok(())
+        })?;
+    }
+    Ok(found)
+}
+
+/// Whether the `id` bloom filters in the footer of `file` may hold one of `ids` (a file
+/// without them may).
+fn footer_blooms_may_hold(file: &LiveFile, ids: &[String]) -> Result<bool> {
+    let parquet = open_parquet(file)?;
+    let Some(column) = parquet
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.name() == col::ID)
+    else {
+        return Ok(true);
+    };
+    for rg in 0..parquet.metadata().num_row_groups() {
+        match parquet.get_row_group_column_bloom_filter(rg, column) {
+            Ok(Some(bloom)) if !ids.iter().any(|id| bloom.check(id.as_str())) => {}
+            _ => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
 /// Inclusion proofs of the events `ids`, each against the latest checkpoint (checked by
 /// `verifier` when given; the proof's reader checks it in any case): one
 /// result per id, an error for an id that is not archived or not sealed yet.
@@ -83,53 +201,7 @@ pub async fn prove(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    // The id lookup of a query: bloom filters of `id` found through the summary cache,
-    // while every live file is as committed.
-    let files = super::super::read::live_files(a, &table)?;
-    let version = table.version().map_or(-1, |v| v as i64);
-    let trust = super::super::read::changed_files(a, &files).is_empty();
-    let aids = match trust {
-        true => super::super::summary::summarize(a, &files, version)
-            .ok()
-            .and_then(|_| super::super::summary::file_aids(a, &files, version)),
-        false => None,
-    };
-    let ctx = super::super::session::session(a, &table, aids.as_ref(), trust).await?;
-    // `raw` is read for the matching rows' pages only, not the whole row group.
-    let pushdown = "SET datafusion.execution.parquet.pushdown_filters = true";
-    super::super::read::sql(a, &ctx, pushdown).await?;
-    let quoted: Vec<String> = ids
-        .iter()
-        .map(|i| format!("'{}'", i.replace('\'', "''")))
-        .collect();
-    let batches = super::super::read::sql(
-        a,
-        &ctx,
-        &format!(
-            "SELECT id, raw, leaf FROM events WHERE {}",
-            quoted
-                .iter()
-                .map(|q| format!("id = {q}"))
-                .collect::<Vec<_>>()
-                .join(" OR ")
-        ),
-    )
-    .await?;
-    let mut found: HashMap<String, (String, Option<u64>)> = HashMap::new();
-    for b in &batches {
-        // The session reads strings as views.
-        let text = |i: usize| cast(b.column(i), &DataType::Utf8);
-        let (idc, raws) = (text(0)?, text(1)?);
-        let (idc, raws) = (idc.as_string::<i32>(), raws.as_string::<i32>());
-        let leaves = b.column(2).as_primitive::<Int64Type>();
-        for row in 0..b.num_rows() {
-            let leaf = leaves.is_valid(row).then(|| leaves.value(row) as u64);
-            found.insert(
-                idc.value(row).to_owned(),
-                (raws.value(row).to_owned(), leaf),
-            );
-        }
-    }
+    let found = find_events(a, &table, ids)?;
     let mut chunks: HashMap<u64, Vec<Hash>> = HashMap::new();
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {

@@ -40,6 +40,9 @@ pub struct Tiles {
     fp_base: u64,
     /// The leaves past the last whole chunk.
     tail: Vec<Hash>,
+    /// The roots of the whole tiles, hashed on first use (a proof's path above them
+    /// then takes a few hashes, not one per chunk of the tree).
+    tile_roots: std::sync::OnceLock<Vec<Hash>>,
 }
 
 fn fingerprint(h: &Hash) -> [u8; 4] {
@@ -59,6 +62,16 @@ pub fn tile_rel(n: u64, size: u64) -> String {
 impl Tiles {
     pub fn chunks(&self) -> &[Hash] {
         &self.chunks
+    }
+
+    /// The roots of the whole tiles (`TILE` leaves each).
+    pub fn tile_roots(&self) -> &[Hash] {
+        self.tile_roots.get_or_init(|| {
+            self.chunks
+                .chunks_exact((TILE / CHUNK) as usize)
+                .map(merkle::root)
+                .collect()
+        })
     }
 
     /// The stored fingerprint of leaf `i`.
@@ -135,6 +148,7 @@ impl Tiles {
         if self.tail.len() as u64 == CHUNK {
             self.chunks.push(merkle::root(&self.tail));
             self.tail.clear();
+            self.tile_roots.take();
         }
     }
 
@@ -223,6 +237,12 @@ impl Subtrees for Known<'_> {
 
     fn hash(&self, lo: u64, hi: u64) -> Option<Hash> {
         let n = hi - lo;
+        if lo.is_multiple_of(TILE) && n.is_multiple_of(TILE) && n.is_power_of_two() {
+            let roots = self.tiles.tile_roots();
+            return Some(merkle::root(
+                roots.get((lo / TILE) as usize..(hi / TILE) as usize)?,
+            ));
+        }
         if lo.is_multiple_of(CHUNK) && n.is_multiple_of(CHUNK) && n.is_power_of_two() {
             let chunks = self
                 .tiles
