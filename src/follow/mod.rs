@@ -115,6 +115,8 @@ pub struct Report {
     pub alerts: u64,
     pub late: u64,
     pub archived: u64,
+    /// Where it archived what it read (`--archive`), if anywhere.
+    pub archive: Option<String>,
     pub checkpoints: u64,
     pub sinks: Vec<(String, u64, u64)>,
     /// Stopped by this signal.
@@ -144,8 +146,12 @@ impl Report {
         } else {
             String::new()
         };
+        let archived = match &self.archive {
+            Some(to) => format!("; {} new events archived to {to}", self.archived),
+            None => String::new(),
+        };
         format!(
-            "follow: {} events read ({} read again and skipped{skipped}), {} matches, {} alerts, {} late; {}",
+            "follow: {} events read ({} read again and skipped{skipped}), {} matches, {} alerts, {} late; {}{archived}",
             self.read,
             self.repeated,
             self.matches,
@@ -644,7 +650,13 @@ pub async fn follow(opts: Options) -> Result<Report> {
         seq: resumed.seq,
         recent: resumed.recent,
         overlap_ms: opts.overlap.as_millis() as i64,
-        report: Report::default(),
+        report: Report {
+            archive: opts
+                .archive
+                .as_ref()
+                .map(|a| a.root().display().to_string()),
+            ..Report::default()
+        },
         dirty: false,
         torn: false,
         last_checkpoint: Instant::now(),
