@@ -75,6 +75,7 @@ check update-derived "$first" "column \`action\` says otherwise than its raw JSO
 check delete-event "$middle" "(sealed by checkpoint \`evidence/checkpoints/[0-9]*\`) is in no live file"
 check edit-raw "$second" "\`$second\` (leaf [0-9]*) is not the event sealed there"
 check add-event "$first" "has no place in the log"
+check duplicate-id "$first" "id \`$first\` is stored 2 times"
 check copy-leaf "$first" "claims leaf [0-9]*, which .* holds: an event was added or copied"
 check swap-leaves "$first $second" "is not the event sealed there"
 check rewrite-file "$middle" "leaf [0-9]* (sealed by checkpoint \`evidence/checkpoints/[0-9]*\`) is in no live file"
@@ -88,4 +89,4 @@ if [ "$failed" != 0 ]; then
     echo "$failed kinds of tampering went unseen" >&2
     exit 1
 fi
-echo "all 12 kinds of tampering caught; the untampered archive verified clean"
+echo "all 13 kinds of tampering caught; the untampered archive verified clean"

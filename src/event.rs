@@ -724,6 +724,8 @@ pub struct BatchBuilder {
     last_day: (i64, String),
     /// Whether `raw_hash` is computed (the archive needs it; a stream does not).
     fingerprints: bool,
+    /// Whether `raw` holds the JSON (a check of derived columns has it at hand already).
+    keep_raw: bool,
 }
 
 impl Default for BatchBuilder {
@@ -765,7 +767,15 @@ impl BatchBuilder {
             date: StringBuilder::new(),
             last_day: (i64::MIN, String::new()),
             fingerprints: true,
+            keep_raw: true,
         }
+    }
+
+    /// A builder whose `raw` column is empty: for comparing the columns derived from
+    /// JSON that is at hand, without copying it.
+    pub fn without_raw(mut self) -> Self {
+        self.keep_raw = false;
+        self
     }
 
     /// A builder whose `raw_hash` is 0: for events that are not archived.
@@ -852,7 +862,7 @@ impl BatchBuilder {
             .append_option(doc.message.0.as_ref().and_then(|m| m.content.as_deref()));
         append_objects(&mut self.context, &attrs.context.0);
         append_objects(&mut self.container, &attrs.container.0);
-        self.raw.append_value(raw);
+        self.raw.append_value(if self.keep_raw { raw } else { "" });
         self.raw_hash
             .append_value(if self.fingerprints { raw_hash(raw) } else { 0 });
         let day = time.div_euclid(MICROS_PER_DAY);

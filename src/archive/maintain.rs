@@ -123,8 +123,10 @@ impl VerifyReport {
 
 /// Check every live file: present with the size the log records, readable to the last
 /// page, the archive schema, rows in the right `date` partition, `raw_hash` matching the
-/// raw JSON; and every id in the archive once.
-pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
+/// raw JSON; and every id in the archive once. Without `rows`, the files alone (present,
+/// their checksums, footers and schemas): the evidence check reads every row and makes
+/// the row checks there, in one pass with its own.
+pub async fn verify(archive: &Archive, rows: bool) -> Result<VerifyReport> {
     let table = archive.open_table().await?;
     let files = live_files(archive, &table)?;
     let mut report = VerifyReport {
@@ -143,9 +145,7 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
         }
     }
     checker.finish();
-    // id hash -> index of the first file holding it.
-    let mut seen = IdIndex::default();
-    let mut clashes: HashSet<u64> = HashSet::new();
+    let mut ids = IdsOnce::default();
     let mut readable = Vec::new();
     for (fi, (file, size)) in files.iter().zip(sizes).enumerate() {
         match size {
@@ -176,22 +176,23 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
             }
             continue;
         }
+        if !rows {
+            continue;
+        }
         // Decode every page of the columns we check (a corrupt page fails here).
         let mut rows = 0u64;
         let mut bad_hash = 0u64;
         let mut bad_day = 0u64;
         let columns = [col::ID, col::TIME, col::RAW, col::RAW_HASH];
+        let seen = &mut ids;
         let outcome = read_projected(parquet, file, &columns, |b| {
-            let ids = b.column(0).as_string::<i32>();
+            let ids_col = b.column(0).as_string::<i32>();
             let times = b.column(1).as_primitive::<TimestampMicrosecondType>();
             let raws = b.column(2).as_string::<i32>();
             let hashes = b.column(3).as_primitive::<Int64Type>();
             for i in 0..b.num_rows() {
                 rows += 1;
-                let key = event::id_hash(ids.value(i));
-                if seen.insert(key, fi as i64).is_some() {
-                    clashes.insert(key);
-                }
+                seen.add(fi, event::id_hash(ids_col.value(i)));
                 if event::raw_hash(raws.value(i)) != hashes.value(i) {
                     bad_hash += 1;
                 }
@@ -216,20 +217,45 @@ pub async fn verify(archive: &Archive) -> Result<VerifyReport> {
             );
         }
         if bad_day > 0 {
-            report.problem(
-                Some(file),
-                format!(
-                    "{bad_day} rows whose time is not in partition date={}",
-                    file.date
-                ),
-            );
+            report.problem(Some(file), outside_partition(file, bad_day));
         }
         readable.push(fi);
     }
-    if !clashes.is_empty() {
-        name_clashes(&files, &readable, &clashes, &mut report)?;
-    }
+    report.problems.extend(ids.problems(&files, &readable)?);
     Ok(report)
+}
+
+/// The problem of `n` rows of `file` whose time is not in its partition.
+pub(crate) fn outside_partition(file: &LiveFile, n: u64) -> String {
+    format!("{n} rows whose time is not in partition date={}", file.date)
+}
+
+/// The ids of the live files read, to find an id stored more than once.
+#[derive(Default)]
+pub(crate) struct IdsOnce {
+    /// id hash -> index of the first file holding it.
+    seen: IdIndex,
+    /// Hashes seen in more than one place.
+    clashes: HashSet<u64>,
+}
+
+impl IdsOnce {
+    /// Note an id (its [`event::id_hash`]) of live file `file` (its index).
+    pub(crate) fn add(&mut self, file: usize, key: u64) {
+        if self.seen.insert(key, file as i64).is_some() {
+            self.clashes.insert(key);
+        }
+    }
+
+    /// Each id held more than once by the `readable` files (indexes into `files`): a
+    /// second pass reads exact ids where hashes clashed.
+    pub(crate) fn problems(self, files: &[LiveFile], readable: &[usize]) -> Result<Vec<Problem>> {
+        let mut report = VerifyReport::default();
+        if !self.clashes.is_empty() {
+            name_clashes(files, readable, &self.clashes, &mut report)?;
+        }
+        Ok(report.problems)
+    }
 }
 
 /// Second pass of `verify` for exact ids: each id of `clashes` (hashes seen in more than

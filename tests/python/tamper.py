@@ -114,6 +114,9 @@ def main():
     elif kind == "add-event":
         made = append_copy(t, first, "00000000-0000-4000-8000-000000000000", keep_leaf=False)
         print("appended a made-up event %s" % made)
+    elif kind == "duplicate-id":
+        append_copy(t, first, first, keep_leaf=False)
+        print("appended a second copy of %s" % first)
     elif kind == "copy-leaf":
         append_copy(t, first, "00000000-0000-4000-8000-000000000001", keep_leaf=True)
         print("appended a made-up event claiming the leaf of %s" % first)

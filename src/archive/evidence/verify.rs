@@ -5,13 +5,13 @@
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 
 use super::tiles::Tiles;
 use super::{
     Archive, CHUNK, Checkpoint, Result, checkpoint_rel, checkpoint_sizes, read_checkpoint,
 };
-use crate::archive::maintain::Problem;
+use crate::archive::maintain::{IdsOnce, Problem, outside_partition};
 use crate::archive::read::{LiveFile, live_files, read_columns};
 use crate::event::{self, col};
 use crate::merkle::{self, Frontier, Hash};
@@ -30,6 +30,8 @@ pub struct Report {
     /// Sealed events that are not in the table but in the quarantine, where `archive
     /// repair` moved them: (leaf, id, quarantine item).
     pub quarantined: Vec<(u64, String, String)>,
+    /// The events read (every row of every live file).
+    pub rows: u64,
     pub problems: Vec<Problem>,
 }
 
@@ -145,9 +147,17 @@ pub async fn verify(
         places: Vec::with_capacity(files.len()),
     };
     found.grow(sealed as usize);
-    scan_files(&files, tiles.as_ref(), |file, scanned| {
+    let mut ids = IdsOnce::default();
+    scan_files(&files, tiles.as_ref(), |i, file, scanned| {
         let place = found.add_place(&file.rel);
         let mut problems = scanned.problems;
+        report.rows += scanned.ids.len() as u64;
+        for id in scanned.ids {
+            ids.add(i, id);
+        }
+        if scanned.outside > 0 {
+            problems.push(outside_partition(file, scanned.outside));
+        }
         for (leaf, h, id) in scanned.leaves {
             found.grow(leaf + 1);
             if let Some(other) = found.place(leaf) {
@@ -163,6 +173,8 @@ pub async fn verify(
             report.problem(Some(&file.rel), what);
         }
     })?;
+    let every: Vec<usize> = (0..files.len()).collect();
+    report.problems.extend(ids.problems(&files, &every)?);
     report.unsealed = found.at[sealed as usize..]
         .iter()
         .filter(|&&f| f > 0)
@@ -327,6 +339,10 @@ fn all_columns() -> Vec<String> {
 struct FileScan {
     leaves: Vec<(usize, Hash, String)>,
     problems: Vec<String>,
+    /// The rows' [`event::id_hash`]es, for the check that every id is stored once.
+    ids: Vec<u64>,
+    /// Rows whose time is not in the file's `date` partition.
+    outside: u64,
 }
 
 /// Scan every file on two threads (hashing and parsing the raw JSON is the work),
@@ -335,20 +351,28 @@ struct FileScan {
 fn scan_files(
     files: &[LiveFile],
     tiles: Option<&Tiles>,
-    mut merge: impl FnMut(&LiveFile, FileScan),
+    mut merge: impl FnMut(usize, &LiveFile, FileScan),
 ) -> Result<()> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let names = all_columns();
     let columns: Vec<&str> = names.iter().map(String::as_str).collect();
     let (send, receive) = std::sync::mpsc::sync_channel::<Result<(usize, FileScan)>>(4);
     let work = |send: std::sync::mpsc::SyncSender<Result<(usize, FileScan)>>| {
-        let mut builder = event::BatchBuilder::new();
+        let mut builder = event::BatchBuilder::new().without_raw();
         loop {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let Some(file) = files.get(i) else { return };
             let mut scan = FileScan::default();
+            let day = chrono::NaiveDate::parse_from_str(&file.date, "%Y-%m-%d")
+                .ok()
+                .map(|d| {
+                    d.and_time(chrono::NaiveTime::MIN)
+                        .and_utc()
+                        .timestamp_micros()
+                });
             let read = read_columns(file, &columns, |b| {
                 scan.batch(b, &mut builder, tiles);
+                scan.days(b, day);
                 Ok(())
             });
             let failed = read.is_err();
@@ -365,13 +389,27 @@ fn scan_files(
         drop(send);
         for got in receive {
             let (i, scan) = got?;
-            merge(&files[i], scan);
+            merge(i, &files[i], scan);
         }
         Ok(())
     })
 }
 
 impl FileScan {
+    /// Count the rows whose time is not in the day starting at `day` (µs; `None`: a
+    /// partition that is not a date, where no row is).
+    fn days(&mut self, b: &RecordBatch, day: Option<i64>) {
+        const DAY: i64 = 86_400_000_000;
+        let Some(times) = b.column_by_name(col::TIME) else {
+            return;
+        };
+        let times = times.as_primitive::<TimestampMicrosecondType>();
+        self.outside += times
+            .iter()
+            .filter(|t| !matches!((t, day), (Some(t), Some(d)) if (d..d + DAY).contains(t)))
+            .count() as u64;
+    }
+
     fn batch(&mut self, b: &RecordBatch, builder: &mut event::BatchBuilder, tiles: Option<&Tiles>) {
         let column = |name: &str| b.column_by_name(name);
         let (Some(ids), Some(raws)) = (column(col::ID), column(col::RAW)) else {
@@ -385,6 +423,7 @@ impl FileScan {
         for row in 0..b.num_rows() {
             let id = ids.value(row);
             let raw = raws.value(row);
+            self.ids.push(event::id_hash(id));
             // Every row, whatever its leaf: its columns are derived again below.
             let _ = builder.push_document(raw);
             let leaf = leaves
