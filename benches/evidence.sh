@@ -59,7 +59,7 @@ done | median | sed 's/^/DuckDB reading every id and raw once (median of 3): /; 
 for _ in 1 2 3; do
     secs "$bin" --archive "$a" archive verify --verifier-key "$verifier" | cut -d' ' -f1
 done | median | sed 's/^/archive verify --verifier-key (median of 3): /; s/$/ s/'
-secs "$bin" --archive "$a" archive verify | sed 's/^/archive verify without a key: /; s/ / s, peak /; s/$/ KiB/'
+secs "$bin" --archive "$a" archive verify | sed 's/ / s, peak /; s/^/archive verify without a key: /; s/$/ KiB/'
 read -r t m < <(secs "$bin" --archive "$a" archive verify --verifier-key "$verifier")
 echo "archive verify --verifier-key peak memory: ${m} KiB"
 ev=$(du -sb "$a/evidence" | cut -f1)
