@@ -33,8 +33,10 @@ pub struct S3Options {
     /// `bucket.host/key` requests instead of the default `host/bucket/key`.
     #[serde(default)]
     pub virtual_hosted_style: bool,
-    /// Send each upload's SHA-256 checksum (`x-amz-checksum-sha256`), which a bucket
-    /// with Object Lock requires: for published checkpoints.
+    /// Send each upload's SHA-256 checksum (`x-amz-checksum-sha256`): for published
+    /// checkpoints. (A bucket with an Object Lock default retention asks for
+    /// `Content-MD5` or `x-amz-sdk-checksum-algorithm` instead, which the object store
+    /// client cannot send.)
     #[serde(skip)]
     pub checksums: bool,
 }

@@ -48,7 +48,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
         /// Also write the checkpoint to DIR or s3://bucket/prefix (created once, never
-        /// overwritten; uploads carry the SHA-256 checksum Object Lock requires)
+        /// overwritten; uploads carry x-amz-checksum-sha256, but a bucket with an Object
+        /// Lock default retention refuses them: see the README)
         #[arg(long, value_name = "DIR|URL")]
         publish: Option<PathBuf>,
         /// Print JSON
