@@ -365,9 +365,15 @@ fn read_events(
     for file in files {
         let columns = [col::ID, col::RAW, col::LEAF];
         super::read::read_rows_where(file, col::LEAF, wanted, &columns, |b| {
-            let ids = b.column(0).as_string::<i32>();
-            let raws = b.column(1).as_string::<i32>();
-            let leaves = b.column(2).as_primitive::<Int64Type>();
+            // By name: a batch has the file's column order.
+            let column = |name| b.column_by_name(name);
+            let (Some(ids), Some(raws), Some(leaves)) =
+                (column(col::ID), column(col::RAW), column(col::LEAF))
+            else {
+                return Ok(());
+            };
+            let (ids, raws) = (ids.as_string::<i32>(), raws.as_string::<i32>());
+            let leaves = leaves.as_primitive::<Int64Type>();
             for row in 0..b.num_rows() {
                 let leaf = u64::try_from(leaves.value(row)).expect("a kept leaf");
                 each(

@@ -146,10 +146,12 @@ fn find_events(
         };
         let columns = [col::ID, col::RAW, col::LEAF];
         read_rows_where(file, col::ID, pick, &columns, |b| {
-            let (idc, raws) = (
-                b.column(0).as_string::<i32>(),
-                b.column(1).as_string::<i32>(),
-            );
+            // By name: a batch has the file's column order.
+            let (Some(idc), Some(raws)) = (b.column_by_name(col::ID), b.column_by_name(col::RAW))
+            else {
+                return Ok(());
+            };
+            let (idc, raws) = (idc.as_string::<i32>(), raws.as_string::<i32>());
             let leaves = b
                 .column_by_name(col::LEAF)
                 .map(|l| l.as_primitive::<Int64Type>());
