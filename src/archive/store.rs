@@ -33,10 +33,9 @@ pub struct S3Options {
     /// `bucket.host/key` requests instead of the default `host/bucket/key`.
     #[serde(default)]
     pub virtual_hosted_style: bool,
-    /// Send each upload's SHA-256 checksum (`x-amz-checksum-sha256`): for published
-    /// checkpoints. (A bucket with an Object Lock default retention asks for
-    /// `Content-MD5` or `x-amz-sdk-checksum-algorithm` instead, which the object store
-    /// client cannot send.)
+    /// Send each upload's checksums, `x-amz-checksum-sha256` and `Content-MD5`: for
+    /// published checkpoints. A bucket whose Object Lock has a default retention refuses
+    /// an upload without `Content-MD5` (or `x-amz-sdk-checksum-algorithm`).
     #[serde(skip)]
     pub checksums: bool,
 }
@@ -370,7 +369,9 @@ fn object_store_s3_builder(
         b = b.with_endpoint(endpoint.trim_end_matches('/'));
     }
     if options.checksums {
-        b = b.with_checksum_algorithm(datafusion::object_store::aws::Checksum::SHA256);
+        b = b
+            .with_checksum_algorithm(datafusion::object_store::aws::Checksum::SHA256)
+            .with_http_connector(ContentMd5);
     }
     if options.virtual_hosted_style {
         b = b.with_virtual_hosted_style_request(true);
@@ -393,6 +394,52 @@ fn object_store_s3_builder(
         b = b.with_allow_http(true);
     }
     Ok(b)
+}
+
+/// An HTTP client that adds `Content-MD5` to every upload (a PUT with a body): what S3
+/// asks of an upload to a bucket whose Object Lock has a default retention. The object
+/// store client signs a request before it reaches this client; `Content-MD5`, unlike an
+/// `x-amz-*` header, need not be signed.
+#[derive(Debug, Default)]
+struct ContentMd5;
+
+impl datafusion::object_store::client::HttpConnector for ContentMd5 {
+    fn connect(
+        &self,
+        options: &datafusion::object_store::ClientOptions,
+    ) -> datafusion::object_store::Result<datafusion::object_store::client::HttpClient> {
+        use datafusion::object_store::client::{HttpClient, ReqwestConnector};
+        let inner = ReqwestConnector::default().connect(options)?;
+        Ok(HttpClient::new(WithContentMd5(inner)))
+    }
+}
+
+#[derive(Debug)]
+struct WithContentMd5(datafusion::object_store::client::HttpClient);
+
+#[async_trait::async_trait]
+impl datafusion::object_store::client::HttpService for WithContentMd5 {
+    async fn call(
+        &self,
+        mut request: datafusion::object_store::client::HttpRequest,
+    ) -> Result<
+        datafusion::object_store::client::HttpResponse,
+        datafusion::object_store::client::HttpError,
+    > {
+        use base64::Engine as _;
+        use http_body_util::BodyExt as _;
+        use md5::Digest as _;
+        // (`HttpRequestBody::is_empty` answers the opposite for a payload: ask its length.)
+        if request.method() == "PUT" && request.body().content_length() > 0 {
+            // The body is in memory (a payload is a list of buffers): its frames are at hand.
+            let body = request.body().clone().collect().await?.to_bytes();
+            let digest = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body));
+            let value = reqwest::header::HeaderValue::from_str(&digest)
+                .expect("base64 is a valid header value");
+            request.headers_mut().insert("content-md5", value);
+        }
+        self.0.execute(request).await
+    }
 }
 
 /// The static credentials and region of the AWS profile (`AWS_PROFILE`, else

@@ -48,8 +48,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
         /// Also write the checkpoint to DIR or s3://bucket/prefix (created once, never
-        /// overwritten; uploads carry x-amz-checksum-sha256, but a bucket with an Object
-        /// Lock default retention refuses them: see the README)
+        /// overwritten; uploads carry x-amz-checksum-sha256 and Content-MD5, which a
+        /// bucket with an Object Lock default retention asks for)
         #[arg(long, value_name = "DIR|URL")]
         publish: Option<PathBuf>,
         /// Print JSON

@@ -63,6 +63,70 @@ impl S3Server {
         });
     }
 
+    /// Make the bucket `name` with Object Lock on and a default retention (compliance
+    /// mode, one day): the server then refuses an upload without `Content-MD5` (or
+    /// `x-amz-sdk-checksum-algorithm`), as S3 does.
+    pub fn locked_bucket(&self, name: &str) {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let http = reqwest::Client::new();
+            let bucket = format!("{}/{name}", self.endpoint);
+            let r = s3(&http, reqwest::Method::PUT, bucket.clone())
+                .header("x-amz-bucket-object-lock-enabled", "true")
+                .send()
+                .await
+                .expect("bucket");
+            assert!(r.status().is_success(), "{}", r.status());
+            let config = "<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled>\
+                <Rule><DefaultRetention><Mode>COMPLIANCE</Mode><Days>1</Days></DefaultRetention>\
+                </Rule></ObjectLockConfiguration>";
+            let r = s3(
+                &http,
+                reqwest::Method::PUT,
+                format!("{bucket}?object-lock="),
+            )
+            .body(config)
+            .send()
+            .await
+            .expect("object lock configuration");
+            assert!(r.status().is_success(), "{}", r.status());
+            let r = s3(&http, reqwest::Method::PUT, format!("{bucket}/probe"))
+                .body("no Content-MD5")
+                .send()
+                .await
+                .expect("put");
+            let why = r.text().await.unwrap_or_default();
+            assert!(
+                why.contains("MissingUploadObjectWithObjectLockHeaders"),
+                "the locked bucket takes an upload without Content-MD5: {why}"
+            );
+        });
+    }
+
+    /// The Object Lock mode and retain-until date of `bucket/key`, as the server reports them.
+    pub fn object_lock(&self, bucket: &str, key: &str) -> (String, String) {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let url = format!("{}/{bucket}/{key}", self.endpoint);
+            let r = s3(&reqwest::Client::new(), reqwest::Method::HEAD, url)
+                .send()
+                .await
+                .expect("head");
+            assert!(r.status().is_success(), "{}", r.status());
+            let header = |name: &str| {
+                r.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            (
+                header("x-amz-object-lock-mode"),
+                header("x-amz-object-lock-retain-until-date"),
+            )
+        })
+    }
+
     /// The environment that reaches this server: the standard AWS variables. The secret
     /// key is the suite's canary (moto does not check signatures): no message may hold it.
     pub fn env(&self, c: &mut Command, cache: &Path) {
@@ -586,7 +650,7 @@ fn conflicting_duplicates_on_s3_are_quarantined_together_and_said() {
 fn evidence_and_time_travel_on_s3_as_on_disk() {
     let server = S3Server::start();
     server.bucket("audit");
-    server.bucket("locked");
+    server.locked_bucket("locked");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let cache = d.join("cache");
@@ -633,7 +697,8 @@ fn evidence_and_time_travel_on_s3_as_on_disk() {
     let r = ok(server.auditq(url, &cache).args(["archive", "prove", &id]));
     let proof: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(proof["tree_size"], 900);
-    // Sealing again publishes the checkpoint to another bucket, with upload checksums.
+    // Sealing again publishes the checkpoint to a bucket whose Object Lock has a default
+    // retention: the upload carries the Content-MD5 it asks for, and is locked.
     let r = ok(server
         .auditq(url, &cache)
         .args(["archive", "seal", "--key"])
@@ -645,6 +710,9 @@ fn evidence_and_time_travel_on_s3_as_on_disk() {
         String::from_utf8_lossy(&listed).trim(),
         "checkpoints/00000000000000000900"
     );
+    let (mode, until) = server.object_lock("locked", "checkpoints/00000000000000000900");
+    assert_eq!(mode, "COMPLIANCE");
+    assert!(!until.is_empty(), "no retain-until date");
     // The archive extends the checkpoint an auditor kept.
     let trusted = d.join("trusted");
     std::fs::write(&trusted, proof["checkpoint"].as_str().unwrap()).unwrap();
