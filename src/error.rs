@@ -168,9 +168,11 @@ impl Error {
             Error::Cluster(
                 crate::cluster::Error::LocalArchive(_) | crate::cluster::Error::Address(_),
             ) => EXIT_USAGE,
-            Error::Archive(archive::Error::Locked { .. } | archive::Error::Contended { .. }) => {
-                EXIT_TEMPFAIL
-            }
+            Error::Archive(
+                archive::Error::Locked { .. }
+                | archive::Error::Contended { .. }
+                | archive::Error::Moved { .. },
+            ) => EXIT_TEMPFAIL,
             Error::Api(e) => {
                 use crate::api::client::ApiError::*;
                 match e {

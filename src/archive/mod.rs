@@ -35,6 +35,7 @@ pub mod quarantine;
 pub mod read;
 mod read_ahead;
 pub mod repair;
+mod rewrite;
 pub mod session;
 pub mod store;
 pub mod summary;
@@ -96,6 +97,8 @@ pub enum Error {
     },
     #[error("archive `{}` changed under {attempts} commits in a row (other writers); nothing of this batch was committed, run it again", .path.display())]
     Contended { path: PathBuf, attempts: u32 },
+    #[error("archive `{}` changed while {what} ran (another writer committed first); nothing was changed, run it again", .path.display())]
+    Moved { path: PathBuf, what: String },
     #[error("--as-of `{given}`: {why}")]
     AsOf { given: String, why: String },
     #[error("evidence: {what}")]

@@ -9,19 +9,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::array::{AsArray, BooleanArray};
 use datafusion::arrow::compute::filter_record_batch;
-use delta_kernel::expressions::Scalar;
-use deltalake::kernel::transaction::CommitBuilder;
-use deltalake::kernel::{Action, Remove};
+use deltalake::kernel::Action;
 use deltalake::protocol::DeltaOperation;
-use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
-use indexmap::IndexMap;
 use serde::Serialize;
 
 use super::quarantine::Kind;
 use super::read::{live_files, open_parquet, read_columns};
-use super::write::writer_properties;
 use super::{Archive, Error, Result};
 use crate::event::{self, col};
 
@@ -128,8 +123,11 @@ pub async fn repair(archive: &Archive) -> Result<RepairReport> {
         );
     }
     let files_rewritten = remove.len();
-    super::checksum::record(archive, &super::checksum::added(&actions))?;
-    let version = commit_repair(archive, &table, &marker, actions).await?;
+    let operation = DeltaOperation::Delete {
+        predicate: Some("ids archived more than once: later copies".into()),
+    };
+    let version =
+        super::rewrite::commit(archive, &table, &marker, actions, operation, [], "repair").await?;
     let quarantine = archive.quarantine();
     for (id, raw, reason) in &copies {
         quarantine
@@ -150,48 +148,8 @@ pub async fn repair(archive: &Archive) -> Result<RepairReport> {
         ids: twice.len(),
         copies_removed: copies.len() as u64,
         files_rewritten,
-        version,
+        version: version as i64,
     })
-}
-
-/// Commit the repair's `actions` as one version (no retry: a moved table is repaired
-/// again by the next run); a commit whose reply was lost is found by its `marker`.
-async fn commit_repair(
-    archive: &Archive,
-    table: &deltalake::DeltaTable,
-    marker: &super::commit::Marker,
-    actions: Vec<Action>,
-) -> Result<i64> {
-    let committed = CommitBuilder::from(marker.on(Default::default(), []))
-        .with_max_retries(0)
-        .with_actions(actions)
-        .build(
-            Some(table.snapshot().map_err(|e| Error::Delta {
-                path: archive.events_dir(),
-                source: Box::new(e),
-            })?),
-            table.log_store(),
-            DeltaOperation::Delete {
-                predicate: Some("ids archived more than once: later copies".into()),
-            },
-        )
-        .await;
-    match committed {
-        Ok(commit) => Ok(commit.version() as i64),
-        Err(e) => match marker.find(archive, table.version()) {
-            Ok(Some(version)) => {
-                tracing::warn!(
-                    target: "auditq::archive",
-                    "version {version} holds this repair though the store answered `{e}` (a lost reply)"
-                );
-                Ok(version as i64)
-            }
-            _ => Err(Error::Delta {
-                path: archive.events_dir(),
-                source: Box::new(e),
-            }),
-        },
-    }
 }
 
 /// The actions that rewrite file `fi` of `files` without its rows `rows` (the file's
@@ -209,25 +167,21 @@ async fn rewrite_without(
     copies: &mut Vec<(String, String, String)>,
 ) -> Result<Vec<Action>> {
     let file = &files[fi];
-    let mut actions = Vec::new();
-    let mut kept: Vec<RecordBatch> = Vec::new();
     let mut row = 0usize;
     let reader = open_parquet(file)?.build().map_err(|e| Error::Parquet {
         path: file.path.clone(),
         source: Box::new(e),
     })?;
-    for batch in reader {
+    let kept = reader.map(|batch| {
         let batch = batch?;
         let ids = batch
             .column_by_name(col::ID)
             .expect("an archive file has ids")
-            .as_string::<i32>()
-            .clone();
+            .as_string::<i32>();
         let raws = batch
             .column_by_name(col::RAW)
             .expect("an archive file has raw")
-            .as_string::<i32>()
-            .clone();
+            .as_string::<i32>();
         let keep: BooleanArray = (0..batch.num_rows())
             .map(|i| Some(!rows.contains(&(row + i))))
             .collect();
@@ -240,49 +194,7 @@ async fn rewrite_without(
             copies.push((id.to_owned(), raws.value(i).to_owned(), reason));
         }
         row += batch.num_rows();
-        let batch = filter_record_batch(&batch, &keep)?;
-        if batch.num_rows() > 0 {
-            kept.push(batch);
-        }
-    }
-    if !kept.is_empty() {
-        let delta = |e| Error::Delta {
-            path: archive.events_dir(),
-            source: Box::new(e),
-        };
-        let mut writer = RecordBatchWriter::for_table(table)
-            .map_err(delta)?
-            .with_writer_properties(writer_properties());
-        let values = IndexMap::from([(col::DATE.to_owned(), Scalar::String(file.date.clone()))]);
-        for b in kept {
-            writer
-                .write_partition(b, &values, WriteMode::Default)
-                .await
-                .map_err(delta)?;
-        }
-        actions.extend(
-            writer
-                .flush()
-                .await
-                .map_err(delta)?
-                .into_iter()
-                .map(Action::Add),
-        );
-    }
-    actions.push(Action::Remove(Remove {
-        path: file.rel.clone(),
-        deletion_timestamp: Some(now),
-        data_change: true,
-        extended_file_metadata: Some(false),
-        partition_values: Some(HashMap::from([(
-            col::DATE.to_owned(),
-            Some(file.date.clone()),
-        )])),
-        size: Some(file.size as i64),
-        tags: None,
-        deletion_vector: None,
-        base_row_id: None,
-        default_row_commit_version: None,
-    }));
-    Ok(actions)
+        Ok(filter_record_batch(&batch, &keep)?)
+    });
+    super::rewrite::replace_file(archive, table, file, now, kept).await
 }

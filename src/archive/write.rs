@@ -180,7 +180,7 @@ const PROPERTIES: [(&str, &str); 1] = [("delta.enableExpiredLogCleanup", "false"
 
 /// The table as schema version 2 has it: with the `leaf` column and [`PROPERTIES`]. A
 /// table made before gains them (a commit each, once; its files hold no leaves).
-async fn with_leaf_column(archive: &Archive, table: DeltaTable) -> Result<DeltaTable> {
+pub(crate) async fn with_leaf_column(archive: &Archive, table: DeltaTable) -> Result<DeltaTable> {
     if table.version().is_none() {
         return Ok(table);
     }
@@ -242,7 +242,7 @@ enum Attempt {
 }
 
 /// Whether a commit error means that another writer got the next version first.
-fn overtaken(e: &DeltaTableError) -> bool {
+pub(crate) fn overtaken(e: &DeltaTableError) -> bool {
     use deltalake::kernel::transaction::TransactionError;
     matches!(
         e,

@@ -52,6 +52,10 @@ pub enum Command {
         /// bucket with an Object Lock default retention asks for)
         #[arg(long, value_name = "DIR|URL")]
         publish: Option<PathBuf>,
+        /// First give the events archived before the evidence log (schema version 1)
+        /// their places in it: rewrites the files that hold them, in one commit
+        #[arg(long)]
+        adopt: bool,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -135,7 +139,12 @@ pub fn run(settings: &Settings, action: Command) -> Result<()> {
             verifier_key,
             trusted,
         } => verify(settings, &rt, json, verifier_key, trusted),
-        Command::Seal { key, publish, json } => seal(settings, &rt, key, publish, json),
+        Command::Seal {
+            key,
+            publish,
+            adopt,
+            json,
+        } => seal(settings, &rt, key, publish, adopt, json),
         Command::History { json } => history(archive, json),
         Command::Prove { ids, consistency } => prove(settings, &rt, ids, consistency),
         Command::Compact => {
@@ -346,6 +355,7 @@ fn seal(
     rt: &tokio::runtime::Runtime,
     key: Option<PathBuf>,
     publish: Option<PathBuf>,
+    adopt: bool,
     json: bool,
 ) -> Result<()> {
     let publish = match publish {
@@ -367,11 +377,37 @@ fn seal(
             )
         })?,
     };
+    let adopted = match adopt {
+        true => Some(rt.block_on(evidence::adopt(archive))?),
+        false => None,
+    };
     let sealed = rt.block_on(evidence::seal(archive, &signer))?;
     if json {
-        return super::say_json(&sealed);
+        let mut out = serde_json::to_value(&sealed).expect("serializable");
+        if let Some(adopted) = &adopted {
+            out["adopted"] = serde_json::to_value(adopted).expect("serializable");
+        }
+        return super::say_json(&out);
     }
     if !settings.quiet {
+        match &adopted {
+            Some(evidence::Adopted {
+                events: 0,
+                first_leaf,
+                ..
+            }) => super::say(&format!(
+                "nothing to adopt: every event has a place in the log ({first_leaf} places)"
+            ))?,
+            Some(a) => super::say(&format!(
+                "adopted {} events archived before the log: places {}..{}, {} files rewritten (version {})",
+                a.events,
+                a.first_leaf,
+                a.first_leaf + a.events,
+                a.files_rewritten,
+                a.version.unwrap_or_default()
+            ))?,
+            None => {}
+        }
         super::say(&match sealed.size - sealed.previous {
             0 => format!(
                 "nothing to seal: the latest checkpoint covers all {} events (version {})",

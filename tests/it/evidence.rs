@@ -520,6 +520,62 @@ fn an_archive_of_schema_version_1_gains_the_log_and_names_what_it_does_not_cover
     let old_id = &ids_of(&parts[0])[5];
     let r = run(auditq(&old).args(["archive", "prove", old_id]));
     assert!(r.stderr.contains("has no place in the log"), "{}", r.stderr);
+    assert!(r.stderr.contains("archive seal --adopt"), "{}", r.stderr);
+
+    // Compaction mixes old and new events in a day's file; adoption gives the old ones
+    // the next places (the new keep theirs), and a seal covers them all.
+    ok(auditq(&old).args(["archive", "compact"]));
+    let r = ok(auditq(&old)
+        .args(["archive", "seal", "--adopt", "--key"])
+        .arg(&key));
+    assert!(
+        r.stdout
+            .contains("adopted 800 events archived before the log: places 400..1200"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("sealed 800 events"), "{}", r.stdout);
+    let r = ok(auditq(&old).args(["archive", "verify", "--verifier-key", &verifier]));
+    assert!(
+        r.stdout.contains("1200 events, every id once"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("1200 leaves sealed"), "{}", r.stdout);
+    let proofs = d.join("proofs.ndjson");
+    let r = ok(auditq(&old).args(["archive", "prove", old_id, new_id]));
+    std::fs::write(&proofs, &r.stdout).unwrap();
+    let (code, out) = independent(&verifier, &["inclusion", proofs.to_str().unwrap()]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "ok: 2 events are in the signed tree")
+    );
+    let r = ok(auditq(&old)
+        .args(["archive", "seal", "--adopt", "--json", "--key"])
+        .arg(&key));
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (j["adopted"]["events"].as_u64(), j["size"].as_u64()),
+        (Some(0), Some(1200))
+    );
+    assert_eq!(star(&old).stdout.lines().nth(1), Some("1200"));
+
+    // A table of schema version 1 that no writer has touched since gains the column too.
+    let older = d.join("older");
+    python_script(
+        "legacy_table.py",
+        &[&src.join("events"), &older.join("events")],
+    );
+    let r = ok(auditq(&older)
+        .args(["archive", "seal", "--adopt", "--key"])
+        .arg(&key));
+    assert!(
+        r.stdout
+            .contains("adopted 800 events archived before the log: places 0..800"),
+        "{}",
+        r.stdout
+    );
+    ok(auditq(&older).args(["archive", "verify", "--verifier-key", &verifier]));
 }
 
 #[test]

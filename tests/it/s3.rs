@@ -713,6 +713,28 @@ fn evidence_and_time_travel_on_s3_as_on_disk() {
     let (mode, until) = server.object_lock("locked", "checkpoints/00000000000000000900");
     assert_eq!(mode, "COMPLIANCE");
     assert!(!until.is_empty(), "no retain-until date");
+    // A table of schema version 1 on S3: adoption gives its events places.
+    let legacy = "s3://audit/legacy";
+    server.python(
+        "legacy_table.py",
+        &[&format!("{url}/events"), &format!("{legacy}/events")],
+        &cache,
+    );
+    let r = ok(server
+        .auditq(legacy, &cache)
+        .args(["archive", "seal", "--adopt", "--key"])
+        .arg(&key));
+    assert!(
+        r.stdout
+            .contains("adopted 900 events archived before the log: places 0..900"),
+        "{}",
+        r.stdout
+    );
+    let r =
+        ok(server
+            .auditq(legacy, &cache)
+            .args(["archive", "verify", "--verifier-key", &verifier]));
+    assert!(r.stdout.contains("900 leaves sealed"), "{}", r.stdout);
     // The archive extends the checkpoint an auditor kept.
     let trusted = d.join("trusted");
     std::fs::write(&trusted, proof["checkpoint"].as_str().unwrap()).unwrap();

@@ -28,6 +28,7 @@
 //! are a cache of the data that a seal checks against the signed root before it extends
 //! them, and that `verify` recomputes: nothing in them is trusted.
 
+mod adopt;
 mod prove;
 mod seal;
 mod tiles;
@@ -39,6 +40,7 @@ use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray};
 use datafusion::arrow::datatypes::Int64Type;
 use deltalake::DeltaTable;
 
+pub use adopt::{Adopted, adopt};
 pub use prove::{ConsistencyProof, Proof, consistency, prove};
 pub use seal::{Sealed, seal, seal_table};
 pub use verify::{Report, verify};

@@ -213,7 +213,7 @@ pub async fn prove(
         };
         let Some(leaf) = *leaf else {
             out.push(Err(format!(
-                "event `{id}` has no place in the log (archived before auditq kept one)"
+                "event `{id}` has no place in the log (archived before auditq kept one): `auditq archive seal --adopt` gives it one"
             )));
             continue;
         };

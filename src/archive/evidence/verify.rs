@@ -450,7 +450,7 @@ impl FileScan {
                 n => format!(" (and {} more events of this file)", n - 1),
             };
             self.problems.push(format!(
-                "event `{id}`{more} has no place in the log: added outside auditq's writers, or archived by an auditq before the log (schema version 1)"
+                "event `{id}`{more} has no place in the log: added outside auditq's writers, or archived by an auditq before the log (schema version 1); `auditq archive seal --adopt` gives such events places"
             ));
         }
         derived_columns(b, builder, &mut self.problems);

@@ -1,0 +1,171 @@
+//! Replacing live files in one commit: what `archive repair` (a file without its later
+//! copies) and the evidence log's adoption (a file with places for its events) share.
+//!
+//! A rewrite writes each new file beside the old, records its checksum, and commits the
+//! removes and adds as one version built on the version it read, without retry: a table
+//! that moved meanwhile fails the commit, and nothing is changed (the files written for
+//! it are unreferenced, which `archive vacuum` removes). The caller holds a
+//! [`Lease`](super::commit::Lease) while it writes, so that vacuum keeps them until the
+//! commit; a commit whose reply was lost is found by its [`Marker`].
+
+use std::collections::HashMap;
+
+use datafusion::arrow::array::RecordBatch;
+use delta_kernel::expressions::Scalar;
+use deltalake::DeltaTable;
+use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::kernel::{Action, Remove};
+use deltalake::protocol::DeltaOperation;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
+use indexmap::IndexMap;
+
+use super::commit::Marker;
+use super::read::LiveFile;
+use super::write::writer_properties;
+use super::{Archive, Error, Result};
+use crate::event::col;
+
+fn delta_err(archive: &Archive) -> impl Fn(deltalake::DeltaTableError) -> Error + '_ {
+    |e| Error::Delta {
+        path: archive.events_dir(),
+        source: Box::new(e),
+    }
+}
+
+/// The actions that replace `file` with the rows of `batches` (the file's remove, and
+/// the add of a file of the same day holding them, if there are any). `now` is the
+/// remove's time (ms since the epoch).
+pub async fn replace_file(
+    archive: &Archive,
+    table: &DeltaTable,
+    file: &LiveFile,
+    now: i64,
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+) -> Result<Vec<Action>> {
+    let delta = delta_err(archive);
+    let mut writer = RecordBatchWriter::for_table(table)
+        .map_err(&delta)?
+        .with_writer_properties(writer_properties());
+    let values = IndexMap::from([(col::DATE.to_owned(), Scalar::String(file.date.clone()))]);
+    let mut rows = 0;
+    for batch in batches {
+        let batch = batch?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        rows += batch.num_rows();
+        writer
+            .write_partition(batch, &values, WriteMode::Default)
+            .await
+            .map_err(&delta)?;
+    }
+    let mut actions = Vec::new();
+    if rows > 0 {
+        let added = writer.flush().await.map_err(&delta)?;
+        actions.extend(added.into_iter().map(Action::Add));
+    }
+    actions.push(Action::Remove(Remove {
+        path: file.rel.clone(),
+        deletion_timestamp: Some(now),
+        data_change: true,
+        extended_file_metadata: Some(false),
+        partition_values: Some(HashMap::from([(
+            col::DATE.to_owned(),
+            Some(file.date.clone()),
+        )])),
+        size: Some(file.size as i64),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+    }));
+    Ok(actions)
+}
+
+/// Record the checksums of the files `actions` add, then commit them as one version on
+/// `table`'s (no retry), with `marker` and `info` in its `commitInfo`: the version.
+/// `what` names the rewrite in the warning about a lost reply.
+pub async fn commit(
+    archive: &Archive,
+    table: &DeltaTable,
+    marker: &Marker,
+    actions: Vec<Action>,
+    operation: DeltaOperation,
+    info: impl IntoIterator<Item = (String, serde_json::Value)>,
+    what: &str,
+) -> Result<u64> {
+    super::checksum::record(archive, &super::checksum::added(&actions))?;
+    let snapshot = table.snapshot().map_err(delta_err(archive))?;
+    let committed = CommitBuilder::from(marker.on(Default::default(), info))
+        .with_max_retries(0)
+        .with_actions(actions)
+        .build(Some(snapshot), table.log_store(), operation)
+        .await;
+    match committed {
+        Ok(commit) => Ok(commit.version()),
+        Err(e) => match marker.find(archive, table.version()) {
+            Ok(Some(version)) => {
+                tracing::warn!(
+                    target: "auditq::archive",
+                    "version {version} holds this {what} though the store answered `{e}` (a lost reply)"
+                );
+                Ok(version)
+            }
+            Ok(None) if super::write::overtaken(&e) => Err(Error::Moved {
+                path: archive.events_dir(),
+                what: what.to_owned(),
+            }),
+            _ => Err(delta_err(archive)(e)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::read::{live_files, open_parquet};
+    use crate::archive::write::Writer;
+    use crate::event::BatchBuilder;
+
+    fn events(ids: std::ops::Range<u32>) -> RecordBatch {
+        let mut b = BatchBuilder::new();
+        for i in ids {
+            let raw = format!(
+                r#"{{"id":"e{i}","attributes":{{"time":"2026-11-01T00:00:{:02}Z","action":"user_login"}}}}"#,
+                i % 60
+            );
+            b.push_event(&raw).unwrap();
+        }
+        b.finish()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_rewrite_of_a_table_that_moved_changes_nothing_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Archive::at(dir.path().join("archive"));
+        let mut writer = Writer::open(&a).await.unwrap();
+        writer.commit(&[events(0..10)], "test").await.unwrap();
+        let stale = a.open_table().await.unwrap();
+        writer.commit(&[events(10..20)], "test").await.unwrap();
+        let file = live_files(&a, &stale).unwrap().remove(0);
+        let rows = open_parquet(&file).unwrap().build().unwrap();
+        let actions = replace_file(&a, &stale, &file, 0, rows.map(|b| Ok(b?)))
+            .await
+            .unwrap();
+        let operation = DeltaOperation::Update { predicate: None };
+        let marker = Marker::new();
+        let err = commit(&a, &stale, &marker, actions, operation, [], "adoption")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Moved { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("changed while adoption ran"),
+            "{err}"
+        );
+        // The table is as the second commit left it: the replaced file is still live.
+        let now = a.open_table().await.unwrap();
+        assert_eq!(now.version(), Some(stale.version().unwrap() + 1));
+        let live = live_files(&a, &now).unwrap();
+        assert!(live.iter().any(|f| f.rel == file.rel));
+    }
+}
