@@ -26,6 +26,8 @@ pub struct ImportReport {
     pub quarantined: u64,
     pub bytes: u64,
     pub seconds: f64,
+    /// Small files merged after the commits.
+    pub compacted: crate::archive::compact_small::Compacted,
 }
 
 impl ImportReport {
@@ -51,6 +53,7 @@ impl ImportReport {
                 archive.quarantine().dir().display()
             ));
         }
+        s.push_str(&self.compacted.clause());
         s
     }
 }
@@ -135,6 +138,7 @@ pub async fn import(archive: &Archive, inputs: &[Input], opts: &Options) -> Resu
         report.added += stats.added;
         report.already_present += stats.present;
         report.conflicts += stats.conflicts;
+        report.compacted += stats.compacted;
         report.bytes += done_bytes.max(read.bytes);
     }
     bar.finish_and_clear();

@@ -15,6 +15,7 @@
 //! virtual_hosted_style = false
 //!
 //! signing_key = "/etc/auditq/seal.key"  # seal each commit (AUDITQ_SIGNING_KEY wins)
+//! auto_compact = true     # writers merge small files after their commits (--no-compact)
 //! ```
 //!
 //! [`run_query`] is the one path from query text to output, for `auditq query` and the
@@ -39,6 +40,8 @@ pub struct ConfigFile {
     pub s3: Option<crate::archive::store::S3Options>,
     /// The private key that seals each commit (`auditq key generate`).
     pub signing_key: Option<PathBuf>,
+    /// Whether writers compact the small files of the days they touched (default true).
+    pub auto_compact: Option<bool>,
 }
 
 impl ConfigFile {
@@ -160,6 +163,8 @@ pub struct Given {
     pub color: ColorChoice,
     pub allow_http: bool,
     pub macros: Option<PathBuf>,
+    /// `--no-compact`.
+    pub no_compact: bool,
 }
 
 /// The signing key in the file at `path`. Its text is never shown, not even in part.
@@ -192,6 +197,8 @@ impl Settings {
             Some(path) => archive.with_signer(Some(std::sync::Arc::new(signer(&path)?))),
             None => archive,
         };
+        let archive =
+            archive.with_auto_compact(!given.no_compact && config.auto_compact.unwrap_or(true));
         let terminal = std::io::stderr().is_terminal();
         Ok(Settings {
             archive,

@@ -70,6 +70,8 @@ pub struct Report {
     /// Where this run started reading (`processedAt`, epoch ms).
     pub from: i64,
     pub seconds: f64,
+    /// Small files merged after the commits.
+    pub compacted: crate::archive::compact_small::Compacted,
 }
 
 impl Report {
@@ -87,7 +89,7 @@ impl Report {
             .map(|ms| event::format_time(ms * 1000))
             .unwrap_or_else(|| "none".into());
         format!(
-            "synced {} new events ({} already archived, {} conflicts, {} invalid) from {} pages in {:.1} s ({:.0} events/s, {} requests, {} retries); checkpoint {checkpoint}",
+            "synced {} new events ({} already archived, {} conflicts, {} invalid) from {} pages in {:.1} s ({:.0} events/s, {} requests, {} retries); checkpoint {checkpoint}{}",
             self.added,
             self.already_archived,
             self.conflicts,
@@ -97,6 +99,7 @@ impl Report {
             self.events_per_second(),
             self.requests,
             self.retries,
+            self.compacted.clause(),
         )
     }
 }
@@ -162,6 +165,7 @@ pub async fn sync(archive: &Archive, opts: &Options) -> Result<Report> {
                 report.added += stats.added;
                 report.already_archived += stats.present;
                 report.conflicts += stats.conflicts;
+                report.compacted += stats.compacted;
                 report.commits += 1;
                 report.checkpoint = pending_max;
                 pending_pages = 0;

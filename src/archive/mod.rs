@@ -20,6 +20,7 @@
 
 pub mod checksum;
 pub mod commit;
+pub mod compact_small;
 mod count_by;
 pub mod evidence;
 pub mod history;
@@ -135,6 +136,9 @@ pub struct Archive {
     as_of: Option<u64>,
     /// Where each checkpoint is also written (`--publish`).
     publish: Option<Arc<Archive>>,
+    /// Whether a writer compacts the small files of the days it touched after each
+    /// commit (see [`compact_small`]).
+    auto_compact: bool,
 }
 
 impl Archive {
@@ -147,6 +151,7 @@ impl Archive {
             signer: None,
             as_of: None,
             publish: None,
+            auto_compact: true,
         }
     }
 
@@ -159,6 +164,7 @@ impl Archive {
             signer: None,
             as_of: None,
             publish: None,
+            auto_compact: true,
         }
     }
 
@@ -173,6 +179,17 @@ impl Archive {
     pub fn with_signer(mut self, signer: Option<Arc<crate::note::Signer>>) -> Self {
         self.signer = signer;
         self
+    }
+
+    /// The same archive, its writers compacting small files after each commit or not.
+    pub fn with_auto_compact(mut self, on: bool) -> Self {
+        self.auto_compact = on;
+        self
+    }
+
+    /// Whether writers compact small files after each commit.
+    pub fn auto_compact(&self) -> bool {
+        self.auto_compact
     }
 
     /// The same archive, its queries answered from `version` (`None`: the latest). Only

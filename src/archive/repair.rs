@@ -196,5 +196,5 @@ async fn rewrite_without(
         row += batch.num_rows();
         Ok(filter_record_batch(&batch, &keep)?)
     });
-    super::rewrite::replace_file(archive, table, file, now, kept).await
+    super::rewrite::replace_files(archive, table, &[file], now, true, kept).await
 }

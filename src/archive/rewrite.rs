@@ -32,21 +32,28 @@ fn delta_err(archive: &Archive) -> impl Fn(deltalake::DeltaTableError) -> Error 
     }
 }
 
-/// The actions that replace `file` with the rows of `batches` (the file's remove, and
-/// the add of a file of the same day holding them, if there are any). `now` is the
-/// remove's time (ms since the epoch).
-pub async fn replace_file(
+/// The actions that replace `files`, all of one day, with the rows of `batches` (the
+/// files' removes, and the add of a file of that day holding the rows, if there are
+/// any). `now` is the removes' time (ms since the epoch). `data_change`: false when the
+/// rows are the same events as before (compaction), which Delta readers of changes skip.
+pub async fn replace_files(
     archive: &Archive,
     table: &DeltaTable,
-    file: &LiveFile,
+    files: &[&LiveFile],
     now: i64,
+    data_change: bool,
     batches: impl Iterator<Item = Result<RecordBatch>>,
 ) -> Result<Vec<Action>> {
+    let Some(first) = files.first() else {
+        return Ok(Vec::new());
+    };
+    let date = first.date.clone();
+    debug_assert!(files.iter().all(|f| f.date == date));
     let delta = delta_err(archive);
     let mut writer = RecordBatchWriter::for_table(table)
         .map_err(&delta)?
         .with_writer_properties(writer_properties());
-    let values = IndexMap::from([(col::DATE.to_owned(), Scalar::String(file.date.clone()))]);
+    let values = IndexMap::from([(col::DATE.to_owned(), Scalar::String(date.clone()))]);
     let mut rows = 0;
     for batch in batches {
         let batch = batch?;
@@ -62,22 +69,24 @@ pub async fn replace_file(
     let mut actions = Vec::new();
     if rows > 0 {
         let added = writer.flush().await.map_err(&delta)?;
-        actions.extend(added.into_iter().map(Action::Add));
+        actions.extend(added.into_iter().map(|mut add| {
+            add.data_change = data_change;
+            Action::Add(add)
+        }));
     }
-    actions.push(Action::Remove(Remove {
-        path: file.rel.clone(),
-        deletion_timestamp: Some(now),
-        data_change: true,
-        extended_file_metadata: Some(false),
-        partition_values: Some(HashMap::from([(
-            col::DATE.to_owned(),
-            Some(file.date.clone()),
-        )])),
-        size: Some(file.size as i64),
-        tags: None,
-        deletion_vector: None,
-        base_row_id: None,
-        default_row_commit_version: None,
+    actions.extend(files.iter().map(|file| {
+        Action::Remove(Remove {
+            path: file.rel.clone(),
+            deletion_timestamp: Some(now),
+            data_change,
+            extended_file_metadata: Some(false),
+            partition_values: Some(HashMap::from([(col::DATE.to_owned(), Some(date.clone()))])),
+            size: Some(file.size as i64),
+            tags: None,
+            deletion_vector: None,
+            base_row_id: None,
+            default_row_commit_version: None,
+        })
     }));
     Ok(actions)
 }
@@ -149,7 +158,7 @@ mod tests {
         writer.commit(&[events(10..20)], "test").await.unwrap();
         let file = live_files(&a, &stale).unwrap().remove(0);
         let rows = open_parquet(&file).unwrap().build().unwrap();
-        let actions = replace_file(&a, &stale, &file, 0, rows.map(|b| Ok(b?)))
+        let actions = replace_files(&a, &stale, &[&file], 0, true, rows.map(|b| Ok(b?)))
             .await
             .unwrap();
         let operation = DeltaOperation::Update { predicate: None };

@@ -67,6 +67,8 @@ pub struct CommitStats {
     pub present: u64,
     /// Events whose id was archived already with other content (kept in the quarantine).
     pub conflicts: u64,
+    /// Small files merged after the commit (see [`super::compact_small`]).
+    pub compacted: super::compact_small::Compacted,
 }
 
 impl std::ops::AddAssign for CommitStats {
@@ -74,6 +76,7 @@ impl std::ops::AddAssign for CommitStats {
         self.added += o.added;
         self.present += o.present;
         self.conflicts += o.conflicts;
+        self.compacted += o.compacted;
     }
 }
 
@@ -507,6 +510,8 @@ pub struct Writer {
     props: WriterProperties,
     /// The place in the evidence log of the next event archived.
     next_leaf: u64,
+    /// The days the last commit added events to (where small files may be due a merge).
+    touched: Vec<String>,
     _lock: Lock,
 }
 
@@ -533,6 +538,7 @@ impl Writer {
             days: DayCache::new(DAY_CACHE_IDS),
             props: writer_properties(),
             next_leaf,
+            touched: Vec::new(),
             _lock: lock,
         })
     }
@@ -547,11 +553,46 @@ impl Writer {
     /// Archive batches of events (in the [`event::schema`], in input order) in one atomic
     /// commit. `source` names the input, for the quarantine's records.
     pub async fn commit(&mut self, batches: &[RecordBatch], source: &str) -> Result<CommitStats> {
-        let stats = self
+        let mut stats = self
             .commit_with(batches, source, CommitProperties::default(), false)
             .await?;
         self.seal().await?;
+        stats.compacted = self.compact_touched().await;
         Ok(stats)
+    }
+
+    /// With automatic compaction on: merge the small files due in the days the last
+    /// commit touched. The events are archived whatever happens here: a merge that fails
+    /// (another writer committed first, a full disk) is logged, and the next commit tries
+    /// again.
+    async fn compact_touched(&mut self) -> super::compact_small::Compacted {
+        let days = std::mem::take(&mut self.touched);
+        if !self.archive.auto_compact() || days.is_empty() {
+            return Default::default();
+        }
+        let table = self.table().clone();
+        match super::compact_small::compact_days(&self.archive, table, &days).await {
+            Ok((table, done)) => {
+                if done.merges > 0 {
+                    for day in &days {
+                        self.days.forget(day);
+                    }
+                    self.table = Some(table);
+                }
+                done
+            }
+            Err(e) => {
+                tracing::warn!(
+                    target: "auditq::archive",
+                    "merging small files after the commit: {}; the next commit tries again",
+                    crate::diag::chain(&e)
+                );
+                if let Ok(table) = self.archive.open_table().await {
+                    self.table = Some(table);
+                }
+                Default::default()
+            }
+        }
     }
 
     /// With a signing key configured: seal what is archived (also what an earlier run
@@ -580,8 +621,9 @@ impl Writer {
     ) -> Result<CommitStats> {
         let props = CommitProperties::default()
             .with_application_transaction(deltalake::kernel::Transaction::new(app_id, checkpoint));
-        let stats = self.commit_with(batches, source, props, true).await?;
+        let mut stats = self.commit_with(batches, source, props, true).await?;
         self.seal().await?;
+        stats.compacted = self.compact_touched().await;
         Ok(stats)
     }
 
@@ -647,6 +689,7 @@ impl Writer {
                 Ok(Attempt::Committed) => {
                     self.table = Some(table);
                     self.next_leaf += stats.added;
+                    self.touched = pending.days.keys().cloned().collect();
                     for (day, added) in pending.days {
                         for &(hash, _) in &added {
                             self.ids.insert(hash);

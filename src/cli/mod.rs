@@ -83,6 +83,10 @@ pub struct Args {
         value_name = "WHEN"
     )]
     pub color: crate::run::ColorChoice,
+    /// Writers (import, sync, follow, demo) do not compact small files after their
+    /// commits (also `auto_compact = false` in the config file)
+    #[arg(long, global = true)]
+    pub no_compact: bool,
     /// Macros (`let NAME = …;`) for queries [default: $XDG_CONFIG_HOME/auditq/macros.aq]
     #[arg(
         long,
@@ -217,6 +221,7 @@ pub fn run(args: Args) -> Result<()> {
         color: args.color,
         allow_http: args.allow_http,
         macros: args.macros,
+        no_compact: args.no_compact,
     })?;
     crate::log::init(settings.verbose, settings.color_err);
     // Archives that name a cluster run their plans on Ballista.

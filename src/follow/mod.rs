@@ -115,6 +115,8 @@ pub struct Report {
     pub alerts: u64,
     pub late: u64,
     pub archived: u64,
+    /// Small files merged after its commits.
+    pub compacted: crate::archive::compact_small::Compacted,
     /// Where it archived what it read (`--archive`), if anywhere.
     pub archive: Option<String>,
     pub checkpoints: u64,
@@ -147,7 +149,11 @@ impl Report {
             String::new()
         };
         let archived = match &self.archive {
-            Some(to) => format!("; {} new events archived to {to}", self.archived),
+            Some(to) => format!(
+                "; {} new events archived to {to}{}",
+                self.archived,
+                self.compacted.clause()
+            ),
             None => String::new(),
         };
         format!(
@@ -411,7 +417,9 @@ impl Run {
                 Position::Api { processed } => *processed,
                 _ => self.seq,
             };
-            self.report.archived += archive.commit(version).await?.added;
+            let stats = archive.commit(version).await?;
+            self.report.archived += stats.added;
+            self.report.compacted += stats.compacted;
         }
         if let Position::Api { processed } = &self.position {
             self.recent.prune(processed - 2 * self.overlap_ms);

@@ -341,3 +341,72 @@ fn an_archive_is_a_path_a_file_url_or_on_s3_and_any_other_url_is_a_clear_error()
         .collect();
     assert_eq!(made, ["archive"]);
 }
+
+/// The live data files of an archive, per `archive verify`'s "N files".
+fn live_files(a: &Path) -> usize {
+    let r = ok(auditq(a).args(["archive", "verify"]));
+    let files = r
+        .stdout
+        .split(", ")
+        .find(|p| p.ends_with(" files"))
+        .unwrap();
+    files.trim_end_matches(" files").parse().unwrap()
+}
+
+#[test]
+fn writers_merge_the_small_files_of_a_day_as_commits_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, verifier) = super::evidence::make_key(d);
+    let input = d.join("day.ndjson");
+    generate_to(&input, 2000, 1, "2026-11-01T23:59:00Z", 3);
+    let text = std::fs::read_to_string(&input).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (merging, plain) = (d.join("merging"), d.join("plain"));
+    let mut merged = Vec::new();
+    for (i, part) in lines.chunks(100).enumerate() {
+        let f = d.join(format!("part-{i}.ndjson"));
+        std::fs::write(&f, part.join("\n") + "\n").unwrap();
+        let r = ok(auditq(&merging)
+            .env("AUDITQ_SIGNING_KEY", &key)
+            .arg("import")
+            .arg(&f));
+        if r.stdout.contains("; merged ") {
+            merged.push((i, r.stdout.clone()));
+        }
+        ok(auditq(&plain).args(["--no-compact", "import"]).arg(&f));
+    }
+    // The tenth small file of the day makes a merge, and the summary says so.
+    assert!(
+        merged
+            .first()
+            .is_some_and(|(_, s)| s.trim_end().ends_with("; merged 10 small files into 1")),
+        "{merged:?}"
+    );
+    assert_eq!(live_files(&plain), 20);
+    assert!(live_files(&merging) < 10 + 2, "{}", live_files(&merging));
+    // The same events, each once, sealed with their places; the merges are versions.
+    let count = |a: &Path| ok(auditq(a).args(["query", "--format", "csv", "| count"])).stdout;
+    assert_eq!(count(&merging), count(&plain));
+    let r = ok(auditq(&merging).args(["archive", "verify", "--verifier-key", &verifier]));
+    assert!(
+        r.stdout.contains("2000 events, every id once"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("2000 leaves sealed"), "{}", r.stdout);
+    let r = ok(auditq(&merging).args(["archive", "history", "--json"]));
+    assert!(r.stdout.contains("\"OPTIMIZE\""), "{}", r.stdout);
+    // As of the commit just before the first merge (version 0 made the table, import i
+    // committed version i + 1), the archive answers from the files the merge removed.
+    let before = merged[0].0 + 1;
+    let r = ok(auditq(&merging).args([
+        "query",
+        "--as-of",
+        &before.to_string(),
+        "--format",
+        "csv",
+        "| count",
+    ]));
+    assert_eq!(r.stdout.lines().nth(1), Some(&*(before * 100).to_string()));
+}

@@ -67,7 +67,9 @@ pub async fn adopt(a: &Archive) -> Result<Adopted> {
             source: Box::new(e),
         })?;
         let placed = reader.map(|b| with_places(b?, &mut next));
-        actions.extend(crate::archive::rewrite::replace_file(a, &table, file, now, placed).await?);
+        let one = [file];
+        let rewritten = crate::archive::rewrite::replace_files(a, &table, &one, now, true, placed);
+        actions.extend(rewritten.await?);
     }
     let events = next - first_leaf;
     let expected: u64 = placeless.iter().map(|&(_, n)| n).sum();
