@@ -12,7 +12,7 @@
 //! fewer than `FAN_IN` files of each tier between merges.
 //!
 //! A merge is one commit (`OPTIMIZE`, no data change: the same events, the same `leaf`
-//! places) made through [`super::rewrite`] on the version the writer just committed,
+//! places) made through `archive::rewrite` on the version the writer just committed,
 //! under a [`Lease`] that keeps `vacuum` from the new file until then. Another writer's
 //! commit in between fails it with nothing changed; the next commit tries again.
 
