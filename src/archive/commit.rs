@@ -128,6 +128,15 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// [`Lease::take`], its failure an archive error naming the archive.
+    pub fn hold(archive: &Archive, marker: &Marker, what: &str) -> super::Result<Lease> {
+        Lease::take(archive, marker, what).map_err(|source| super::Error::Io {
+            action: "writing the writer lease in",
+            path: archive.root().to_owned(),
+            source,
+        })
+    }
+
     /// Record that `what` is about to write files it may commit.
     pub fn take(archive: &Archive, marker: &Marker, what: &str) -> std::io::Result<Lease> {
         let holder = Holder {

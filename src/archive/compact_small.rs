@@ -105,11 +105,7 @@ pub async fn compact_days(
         return Ok((table, Compacted::default()));
     }
     let marker = Marker::new();
-    let _lease = Lease::take(a, &marker, "compact").map_err(|source| Error::Io {
-        action: "writing the writer lease in",
-        path: a.root().to_owned(),
-        source,
-    })?;
+    let _lease = Lease::hold(a, &marker, "compact")?;
     let now = chrono::Utc::now().timestamp_millis();
     let mut actions = Vec::new();
     let mut done = Compacted::default();

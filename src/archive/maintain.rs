@@ -372,11 +372,7 @@ pub async fn compact(archive: &Archive) -> Result<CompactReport> {
     // Vacuum keeps what compaction writes while the lease is held; the marker tells
     // a commit whose reply was lost from one that did not happen.
     let marker = Marker::new();
-    let _lease = Lease::take(archive, &marker, "compact").map_err(|source| Error::Io {
-        action: "writing the writer lease in",
-        path: archive.root().to_owned(),
-        source,
-    })?;
+    let _lease = Lease::hold(archive, &marker, "compact")?;
     let read = table.version();
     let optimized = table
         .optimize()

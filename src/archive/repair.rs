@@ -95,12 +95,7 @@ pub async fn repair(archive: &Archive) -> Result<RepairReport> {
     // The lease keeps vacuum from the new files until the commit; the marker finds the
     // commit should its reply be lost.
     let marker = super::commit::Marker::new();
-    let _lease =
-        super::commit::Lease::take(archive, &marker, "repair").map_err(|source| Error::Io {
-            action: "writing the writer lease in",
-            path: archive.root().to_owned(),
-            source,
-        })?;
+    let _lease = super::commit::Lease::hold(archive, &marker, "repair")?;
     let mut actions = Vec::new();
     // (id, raw, reason) of each removed copy, quarantined once the commit succeeded.
     let mut copies: Vec<(String, String, String)> = Vec::new();

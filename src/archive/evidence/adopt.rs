@@ -53,11 +53,7 @@ pub async fn adopt(a: &Archive) -> Result<Adopted> {
         });
     }
     let marker = Marker::new();
-    let _lease = Lease::take(a, &marker, "adopt").map_err(|source| Error::Io {
-        action: "writing the writer lease in",
-        path: a.root().to_owned(),
-        source,
-    })?;
+    let _lease = Lease::hold(a, &marker, "adopt")?;
     let now = chrono::Utc::now().timestamp_millis();
     let mut next = first_leaf;
     let mut actions = Vec::new();
