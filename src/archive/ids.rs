@@ -62,13 +62,59 @@ impl IdSet {
         }
     }
 
-    pub fn contains(&self, hash: u64) -> bool {
-        self.recent.contains(&hash) || self.sorted.binary_search(&hash).is_ok()
+    /// The set of `sorted` (sorted and distinct: a snapshot's) and `more` (any order).
+    pub fn from_sorted_and(sorted: Vec<u64>, more: Vec<u64>) -> IdSet {
+        debug_assert!(sorted.windows(2).all(|w| w[0] < w[1]));
+        if more.len() < MERGE_AT {
+            // Few: kept apart, as ids added later are (no copy of the sorted part).
+            let mut set = IdSet {
+                sorted,
+                recent: HashSet::default(),
+            };
+            for h in more {
+                set.insert(h);
+            }
+            return set;
+        }
+        let mut set = IdSet::from_hashes(more);
+        if set.sorted.is_empty() {
+            set.sorted = sorted;
+        } else if !sorted.is_empty() {
+            let mut merged = Vec::with_capacity(sorted.len() + set.sorted.len());
+            let (mut a, mut b) = (sorted.iter().peekable(), set.sorted.iter().peekable());
+            while let (Some(&&x), Some(&&y)) = (a.peek(), b.peek()) {
+                merged.push(x.min(y));
+                if x <= y {
+                    a.next();
+                }
+                if y <= x {
+                    b.next();
+                }
+            }
+            merged.extend(a.chain(b));
+            set.sorted = merged;
+        }
+        set
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    /// All hashes, sorted and distinct (merges the recent part in).
+    pub fn sorted(&mut self) -> &[u64] {
+        if !self.recent.is_empty() {
+            self.merge();
+        }
+        &self.sorted
+    }
+
+    pub fn len(&self) -> usize {
         self.sorted.len() + self.recent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, hash: u64) -> bool {
+        self.recent.contains(&hash) || self.sorted.binary_search(&hash).is_ok()
     }
 
     pub fn insert(&mut self, hash: u64) {
@@ -190,6 +236,14 @@ mod tests {
         }
         set.insert(10);
         // 10 = 3 * 3 + 1 was there already.
+        let mut joined = IdSet::from_sorted_and(vec![1, 4, 8], vec![9, 4, 2, 2]);
+        assert_eq!(joined.sorted(), &[1, 2, 4, 8, 9]);
+        let many: Vec<u64> = (0..MERGE_AT as u64 + 1).map(|i| i * 2).collect();
+        let mut joined = IdSet::from_sorted_and(vec![1, 3, 5], many);
+        assert_eq!(joined.len(), MERGE_AT + 4);
+        assert!(joined.sorted().windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(IdSet::from_sorted_and(vec![], vec![3, 1]).sorted(), &[1, 3]);
+        assert_eq!(IdSet::from_sorted_and(vec![5], vec![]).sorted(), &[5]);
         assert_eq!(set.len(), 2 + n as usize);
         assert!(set.sorted.windows(2).all(|w| w[0] < w[1]));
         for h in [10, 30, 50, 1, 4, (n - 1) * 3 + 1] {

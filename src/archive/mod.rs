@@ -24,6 +24,7 @@ pub mod compact_small;
 mod count_by;
 pub mod evidence;
 pub mod history;
+mod id_snapshot;
 pub mod ids;
 mod local_reads;
 pub mod lock;

@@ -52,9 +52,10 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use indexmap::IndexMap;
 
 use super::commit::{Lease, Marker};
+use super::id_snapshot;
 use super::ids::{DayCache, IdIndex, IdSet};
 use super::quarantine::Kind;
-use super::read::{live_files, read_columns};
+use super::read::{LiveFile, live_files, read_columns};
 use super::{Archive, Error, Lock, Result};
 use crate::event::{self, col};
 
@@ -506,6 +507,10 @@ pub struct Writer {
     archive: Archive,
     table: Option<DeltaTable>,
     ids: IdSet,
+    /// Whether `ids` is exactly the archived ids; otherwise a superset (from a snapshot
+    /// whose files are not all live any more: see `id_snapshot`), whose hits are
+    /// confirmed before an event is called a conflict.
+    ids_exact: bool,
     days: DayCache,
     props: WriterProperties,
     /// The place in the evidence log of the next event archived.
@@ -521,20 +526,12 @@ impl Writer {
         let lock = archive.lock_for_writing()?;
         let table = with_leaf_column(archive, archive.open_or_prepare_table().await?).await?;
         let next_leaf = super::evidence::next_leaf(archive, &table)?;
-        let mut hashes = Vec::new();
-        if table.version().is_some() {
-            for file in &live_files(archive, &table)? {
-                read_columns(file, &[col::ID], |b| {
-                    let ids = b.column(0).as_string::<i32>();
-                    hashes.extend(ids.iter().flatten().map(event::id_hash));
-                    Ok(())
-                })?;
-            }
-        }
+        let (ids, ids_exact) = known_ids(archive, &table)?;
         Ok(Writer {
             archive: archive.clone(),
             table: Some(table),
-            ids: IdSet::from_hashes(hashes),
+            ids,
+            ids_exact,
             days: DayCache::new(DAY_CACHE_IDS),
             props: writer_properties(),
             next_leaf,
@@ -745,13 +742,11 @@ impl Writer {
                 if known.contains(&file.rel) {
                     continue;
                 }
-                read_columns(&file, &[col::ID], |b| {
-                    let ids = b.column(0).as_string::<i32>();
-                    for id in ids.iter().flatten() {
-                        self.ids.insert(event::id_hash(id));
-                    }
-                    Ok(())
-                })?;
+                let mut hashes = Vec::new();
+                read_ids(&file, &mut hashes)?;
+                for h in hashes {
+                    self.ids.insert(h);
+                }
                 self.days.forget(&file.date);
             }
         }
@@ -815,7 +810,14 @@ impl Writer {
                 None if !self.ids.contains(key) => None,
                 // Archived: in this day with its fingerprint, or else in another day
                 // (then the content differs, as the time does: a conflict).
-                None => Some(self.day(day)?.get(&key).copied().unwrap_or(!fingerprint)),
+                None => match self.day(day)?.get(&key).copied() {
+                    Some(h) => Some(h),
+                    None if !self.ids_exact => {
+                        self.read_exact_ids()?;
+                        self.ids.contains(key).then_some(!fingerprint)
+                    }
+                    None => Some(!fingerprint),
+                },
             };
             match seen {
                 None => {
@@ -847,6 +849,20 @@ impl Writer {
         Ok((BooleanArray::from(keep), stats))
     }
 
+    /// Replace a superset of the archived ids by the exact set, read from every live
+    /// file (and keep it as the snapshot).
+    fn read_exact_ids(&mut self) -> Result<()> {
+        let files = live_files(&self.archive, self.table())?;
+        let mut hashes = Vec::new();
+        for file in &files {
+            read_ids(file, &mut hashes)?;
+        }
+        self.ids = IdSet::from_hashes(hashes);
+        self.ids_exact = true;
+        save_snapshot(&self.archive, &mut self.ids, true, &files);
+        Ok(())
+    }
+
     /// The fingerprints of the ids archived in `day`, from the cache or that day's files.
     fn day(&mut self, day: &str) -> Result<&IdIndex> {
         if self.days.get(day).is_none() {
@@ -870,6 +886,58 @@ impl Writer {
         }
         Ok(self.days.get(day).expect("the day was just cached"))
     }
+}
+
+/// The ids archived in `table` and whether that set is exact (else a superset): from
+/// the snapshot in the cache and the live files it does not cover (see `id_snapshot`).
+fn known_ids(archive: &Archive, table: &DeltaTable) -> Result<(IdSet, bool)> {
+    if table.version().is_none() {
+        return Ok((IdSet::default(), true));
+    }
+    let files = live_files(archive, table)?;
+    let snapshot = snapshot_path(archive).and_then(|p| id_snapshot::load(&p));
+    let loaded = snapshot.is_some();
+    let snapshot = snapshot.unwrap_or_default();
+    let live: std::collections::HashSet<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+    let exact =
+        !loaded || (snapshot.exact && snapshot.files.iter().all(|f| live.contains(f.as_str())));
+    let covered = snapshot.hashes.len();
+    let (mut files_read, mut hashes) = (0, Vec::new());
+    for file in files.iter().filter(|f| !snapshot.files.contains(&f.rel)) {
+        read_ids(file, &mut hashes)?;
+        files_read += 1;
+    }
+    let ids_read = hashes.len();
+    tracing::debug!(target: "auditq::archive", "archived ids: {covered} from the snapshot{}, {ids_read} read from {files_read} files", if exact { "" } else { " (a superset)" });
+    let mut ids = IdSet::from_sorted_and(snapshot.hashes, hashes);
+    if id_snapshot::worth_saving(loaded, covered, files_read, ids_read) {
+        save_snapshot(archive, &mut ids, exact, &files);
+    }
+    Ok((ids, exact))
+}
+
+fn snapshot_path(archive: &Archive) -> Option<std::path::PathBuf> {
+    Some(archive.cache_dir()?.join(id_snapshot::FILE))
+}
+
+/// Keep `ids` as the snapshot of `files` (a failure is only logged: it is a cache).
+fn save_snapshot(archive: &Archive, ids: &mut IdSet, exact: bool, files: &[LiveFile]) {
+    let Some(path) = snapshot_path(archive) else {
+        return;
+    };
+    let names = files.iter().map(|f| f.rel.as_str());
+    if let Err(e) = id_snapshot::save(&path, ids.sorted(), exact, names) {
+        tracing::debug!(target: "auditq::archive", "could not keep the id snapshot `{}`: {e}", path.display());
+    }
+}
+
+/// Add the id hashes of `file` to `hashes`.
+fn read_ids(file: &LiveFile, hashes: &mut Vec<u64>) -> Result<()> {
+    read_columns(file, &[col::ID], |b| {
+        let ids = b.column(0).as_string::<i32>();
+        hashes.extend(ids.iter().flatten().map(event::id_hash));
+        Ok(())
+    })
 }
 
 /// The ids a commit is about to add: all of them, and by day.
