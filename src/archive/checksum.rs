@@ -16,9 +16,9 @@
 //! A file without a recorded checksum (written by compaction, or by auditq before this
 //! scheme) has one recorded the first time it is read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -122,17 +122,86 @@ pub fn record(archive: &Archive, files: &[String]) -> Result<()> {
     f.sync_data().map_err(io)
 }
 
-/// The recorded checksums: file → (size, xxh3). A torn last line (a crash while
-/// appending) is skipped: its file was not committed.
-fn recorded(archive: &Archive) -> HashMap<String, (u64, u64)> {
-    let text = match archive.remote() {
-        None => std::fs::read_to_string(log_path(archive)).unwrap_or_default(),
-        Some(r) => recorded_remote(archive, r),
-    };
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
-        .filter_map(|l| Some((l.file, (l.size, u64::from_str_radix(&l.xxh3, 16).ok()?))))
-        .collect()
+/// The recorded checksums: file → (size, xxh3), read on demand. On local disk the
+/// record is read from its end, a block at a time, only as far back as the files asked
+/// for: the files a query has not checked yet are the ones written lately, whose lines
+/// are the last. A torn last line (a crash while appending) is skipped: its file was not
+/// committed.
+struct Record {
+    known: HashMap<String, (u64, u64)>,
+    /// The local record and how much of it, from its start, is still unread.
+    file: Option<(std::fs::File, u64)>,
+    /// The start of a line cut by the block read last.
+    cut: Vec<u8>,
+}
+
+/// How much of the record is read at a time, from its end.
+const RECORD_BLOCK: u64 = 1 << 16;
+
+impl Record {
+    fn open(archive: &Archive) -> Record {
+        let mut record = Record {
+            known: HashMap::new(),
+            file: None,
+            cut: Vec::new(),
+        };
+        match archive.remote() {
+            None => {
+                record.file = std::fs::File::open(log_path(archive))
+                    .ok()
+                    .and_then(|f| Some((f.metadata().ok()?.len(), f)))
+                    .map(|(len, f)| (f, len));
+            }
+            Some(r) => record.add(recorded_remote(archive, r).as_bytes()),
+        }
+        record
+    }
+
+    /// Parse whole lines; a line already known from later in the record is kept.
+    fn add(&mut self, text: &[u8]) {
+        for line in text.split(|&b| b == b'\n') {
+            let Ok(l) = serde_json::from_slice::<Line>(line) else {
+                continue;
+            };
+            if let Ok(hash) = u64::from_str_radix(&l.xxh3, 16) {
+                self.known.entry(l.file).or_insert((l.size, hash));
+            }
+        }
+    }
+
+    fn get(&mut self, rel: &str) -> Option<(u64, u64)> {
+        loop {
+            if let Some(&found) = self.known.get(rel) {
+                return Some(found);
+            }
+            let (file, unread) = self.file.as_mut()?;
+            if *unread == 0 {
+                self.file = None;
+                let cut = std::mem::take(&mut self.cut);
+                self.add(&cut);
+                continue;
+            }
+            let start = unread.saturating_sub(RECORD_BLOCK);
+            let mut block = vec![0u8; (*unread - start) as usize];
+            if file.read_exact_at(&mut block, start).is_err() {
+                self.file = None;
+                continue;
+            }
+            *unread = start;
+            block.extend_from_slice(&self.cut);
+            // The first line of the block may begin in the block before: keep it.
+            let first = if start == 0 {
+                0
+            } else {
+                block
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(block.len(), |i| i + 1)
+            };
+            self.cut = block[..first].to_vec();
+            self.add(&block[first..]);
+        }
+    }
 }
 
 /// The checksum objects of an archive on object storage, concatenated. They never
@@ -203,6 +272,30 @@ struct Verified {
     files: HashMap<String, Identity>,
 }
 
+impl Verified {
+    fn load(archive: &Archive) -> Verified {
+        archive
+            .cache_dir()
+            .and_then(|d| std::fs::read(d.join("verified.json")).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Best effort: a read-only archive is checked again next time.
+    fn store(&self, archive: &Archive) {
+        let Some(dir) = archive.cache_dir() else {
+            return;
+        };
+        if std::fs::create_dir_all(&dir).is_err() {
+            return;
+        }
+        let Ok(bytes) = serde_json::to_vec(self) else {
+            return;
+        };
+        super::summary::write_atomic(&dir, "verified.json", &bytes);
+    }
+}
+
 /// Why a file failed its check.
 #[derive(Debug, thiserror::Error)]
 #[error("data file `{}` is damaged: {why}; `auditq archive verify` lists every damaged file", .path.display())]
@@ -212,9 +305,11 @@ pub struct Damaged {
 }
 
 /// Checks files against their recorded checksums, remembering the ones that matched.
+/// The record (which grows with every file ever written) is read only when a file is
+/// not remembered.
 pub struct Checker {
     archive: Archive,
-    recorded: HashMap<String, (u64, u64)>,
+    recorded: Option<Record>,
     verified: Verified,
     /// Files hashed now, to remember or record.
     matched: Vec<(String, Identity)>,
@@ -226,15 +321,10 @@ pub struct Checker {
 
 impl Checker {
     pub fn new(archive: &Archive) -> Checker {
-        let verified = archive
-            .cache_dir()
-            .and_then(|d| std::fs::read(d.join("verified.json")).ok())
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
         Checker {
             archive: archive.clone(),
-            recorded: recorded(archive),
-            verified,
+            recorded: None,
+            verified: Verified::load(archive),
             matched: Vec::new(),
             unrecorded: Vec::new(),
             listed: None,
@@ -277,8 +367,10 @@ impl Checker {
         }
         let (hash, _) = stored_hash(&self.archive, rel)
             .map_err(|e| damaged(format!("cannot be read ({e})")))?;
-        match self.recorded.get(rel) {
-            Some(&(size, want)) if size != id.size || want != hash => {
+        let archive = &self.archive;
+        let recorded = self.recorded.get_or_insert_with(|| Record::open(archive));
+        match recorded.get(rel) {
+            Some((size, want)) if size != id.size || want != hash => {
                 return Err(damaged(format!(
                     "its checksum is {hash:016x}, {want:016x} was recorded when it was written"
                 )));
@@ -291,26 +383,82 @@ impl Checker {
     }
 
     /// Remember what matched and record what had no checksum (best effort: a
-    /// read-only archive is checked again next time).
-    pub fn finish(mut self) {
+    /// read-only archive is checked again next time). `live` holds the files of the
+    /// table read: when the cache remembers more than twice as many, the others (removed
+    /// by compactions) are forgotten, so the cache stays the size of the table, not of
+    /// its history (and a query `--as-of` an old version does not empty it).
+    pub fn finish(mut self, live: &HashSet<&str>) {
         if !self.unrecorded.is_empty() && record(&self.archive, &self.unrecorded).is_err() {
             return;
         }
-        if self.matched.is_empty() {
+        let before = self.verified.files.len();
+        if before > 2 * live.len() + 1024 {
+            self.verified
+                .files
+                .retain(|rel, _| live.contains(rel.as_str()));
+        }
+        if self.matched.is_empty() && self.verified.files.len() == before {
             return;
         }
         for (rel, id) in self.matched.drain(..) {
             self.verified.files.insert(rel, id);
         }
-        let Some(dir) = self.archive.cache_dir() else {
-            return;
+        self.verified.store(&self.archive);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The record read from its end, across blocks, finds every line (the newest of a
+    /// file recorded twice), skips a torn last line, and reads no further back than
+    /// needed.
+    #[test]
+    fn the_record_is_read_from_its_end_as_far_as_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::at(dir.path().to_owned());
+        let line = |file: &str, size: u64, hash: u64| {
+            let l = Line {
+                file: file.into(),
+                size,
+                xxh3: format!("{hash:016x}"),
+            };
+            serde_json::to_string(&l).unwrap() + "\n"
         };
-        if std::fs::create_dir_all(&dir).is_err() {
-            return;
+        let mut text = String::new();
+        for i in 0..5000u64 {
+            text.push_str(&line(
+                &format!("date=2026-01-01/part-{i:05}.parquet"),
+                i,
+                i * 7,
+            ));
         }
-        let Ok(bytes) = serde_json::to_vec(&self.verified) else {
-            return;
-        };
-        super::summary::write_atomic(&dir, "verified.json", &bytes);
+        text.push_str(&line("date=2026-01-01/part-00003.parquet", 3, 99));
+        text.push_str("{\"file\":\"date=2026-01-01/torn.parquet\",\"si");
+        std::fs::write(log_path(&archive), &text).unwrap();
+        assert!(text.len() as u64 > 4 * RECORD_BLOCK);
+
+        let mut record = Record::open(&archive);
+        let newest = "date=2026-01-01/part-04999.parquet";
+        assert_eq!(record.get(newest), Some((4999, 4999 * 7)));
+        // Only the last block was read.
+        assert!(record.known.len() < 1000, "{}", record.known.len());
+        assert_eq!(record.get("date=2026-01-01/torn.parquet"), None);
+        for i in (0..5000u64).step_by(97) {
+            let want = if i == 3 { (3, 99) } else { (i, i * 7) };
+            let rel = format!("date=2026-01-01/part-{i:05}.parquet");
+            assert_eq!(record.get(&rel), Some(want), "{rel}");
+        }
+        assert_eq!(
+            record.get("date=2026-01-01/part-00003.parquet"),
+            Some((3, 99))
+        );
+        assert_eq!(
+            record.get("date=2026-01-01/part-00000.parquet"),
+            Some((0, 0))
+        );
+        assert_eq!(record.known.len(), 5000);
+        assert_eq!(record.get("never.parquet"), None);
     }
 }

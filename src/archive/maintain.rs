@@ -144,7 +144,7 @@ pub async fn verify(archive: &Archive, rows: bool) -> Result<VerifyReport> {
             report.problem(Some(file), e.why);
         }
     }
-    checker.finish();
+    checker.finish(&files.iter().map(|f| f.rel.as_str()).collect());
     let mut ids = IdsOnce::default();
     let mut readable = Vec::new();
     for (fi, (file, size)) in files.iter().zip(sizes).enumerate() {

@@ -409,7 +409,7 @@ impl TableProvider for ArchiveTable {
                 .check(&f.rel, false)
                 .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         }
-        checker.finish();
+        checker.finish(&self.files.iter().map(|f| f.rel.as_str()).collect());
         if files.is_empty() {
             let schema = match projection {
                 Some(p) => Arc::new(self.schema.project(p)?),
