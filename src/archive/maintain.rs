@@ -1,11 +1,10 @@
 //! Archive maintenance: `stats`, `verify`, `compact`, `vacuum`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::{Int64Type, Schema, TimestampMicrosecondType};
-use deltalake::kernel::schema::partitions::{FilterOp, FilterValue};
-use deltalake::operations::optimize::OptimizeType;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array, new_null_array};
+use datafusion::arrow::compute::{cast, concat_batches, take_record_batch};
+use datafusion::arrow::datatypes::{Int64Type, Schema, SchemaRef, TimestampMicrosecondType};
 use deltalake::operations::vacuum::VacuumMode;
 use serde::Serialize;
 
@@ -13,11 +12,10 @@ use super::commit::{Lease, Marker};
 use super::ids::IdIndex;
 use super::quarantine::Kind;
 use super::read::{
-    LiveFile, changed_files, live_files, open_parquet, plain_session, read_columns, read_projected,
-    same_kind, sql, stored_sizes,
+    LiveFile, changed_files, live_files, open_parquet, read_columns, read_projected, same_kind,
+    sql, stored_sizes,
 };
 use super::session::session;
-use super::write::writer_properties;
 use super::{Archive, Error, Result};
 use crate::event::{self, col};
 
@@ -337,6 +335,10 @@ async fn checkpoint(archive: &Archive, table: &deltalake::DeltaTable) -> Result<
 }
 
 /// What `archive compact` did.
+/// How many times `archive compact` starts again when another writer committed while
+/// it rewrote, before it gives way (exit 75, nothing changed).
+const COMPACT_ATTEMPTS: u32 = 5;
+
 #[derive(Debug, Serialize, Default)]
 pub struct CompactReport {
     pub days_compacted: usize,
@@ -346,85 +348,167 @@ pub struct CompactReport {
 }
 
 /// Rewrite every day held in more than one file as one file sorted by time, all days in
-/// one atomic commit (Delta optimize, Z-order on the single column `time` = a sort).
+/// one atomic commit.
+///
+/// The commit is made on the version the rewrite read, never rebased (`archive::rewrite`):
+/// delta-rs's conflict check (1.1) lets a commit that removes files go ahead over
+/// another that removed the same files without changing data (`dataChange: false`, as
+/// every compaction and small-file merge is), and both rewrites would then be live, each
+/// event twice; its OPTIMIZE retries that way whatever it is told. Another writer's
+/// commit in between makes this read the new version and rewrite again, up to
+/// [`COMPACT_ATTEMPTS`] times; then it gives way (exit 75), nothing changed.
 pub async fn compact(archive: &Archive) -> Result<CompactReport> {
     let _lock = archive.lock_for_writing()?;
+    for attempt in 1..=COMPACT_ATTEMPTS {
+        match compact_once(archive).await {
+            Err(Error::Moved { .. }) if attempt < COMPACT_ATTEMPTS => tracing::info!(
+                target: "auditq::archive",
+                "another writer committed while compaction ran (attempt {attempt}): compacting again"
+            ),
+            Err(Error::Moved { path, .. }) => {
+                return Err(Error::Moved {
+                    path,
+                    what: format!("compaction ({COMPACT_ATTEMPTS} times)"),
+                });
+            }
+            done => return done,
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// One attempt of [`compact`]: [`Error::Moved`] when another writer committed first.
+async fn compact_once(archive: &Archive) -> Result<CompactReport> {
     let table = archive.open_table().await?;
     let files = live_files(archive, &table)?;
-    let mut per_day: HashMap<&str, usize> = HashMap::new();
+    let mut per_day: BTreeMap<&str, Vec<&LiveFile>> = BTreeMap::new();
     for f in &files {
-        *per_day.entry(f.date.as_str()).or_default() += 1;
+        per_day.entry(f.date.as_str()).or_default().push(f);
     }
-    let mut days: Vec<&str> = per_day
-        .into_iter()
-        .filter(|&(_, n)| n > 1)
-        .map(|(d, _)| d)
-        .collect();
-    days.sort_unstable();
-    if days.is_empty() {
+    per_day.retain(|_, files| files.len() > 1);
+    if per_day.is_empty() {
         checkpoint(archive, &table).await?;
         return Ok(CompactReport {
             version: table.version().map_or(-1, |v| v as i64),
             ..Default::default()
         });
     }
-    let filters = [(col::DATE, FilterOp::In, FilterValue::Set(days.clone()))];
-    // Vacuum keeps what compaction writes while the lease is held; the marker tells
-    // a commit whose reply was lost from one that did not happen.
+    // Vacuum keeps what compaction writes while the lease is held; the marker tells a
+    // commit whose reply was lost from one that did not happen.
     let marker = Marker::new();
     let _lease = Lease::hold(archive, &marker, "compact")?;
-    let read = table.version();
-    let optimized = table
-        .optimize()
-        .with_type(OptimizeType::ZOrder(vec![col::TIME.to_owned()]))
-        .with_filters(&filters)
-        .with_writer_properties(writer_properties())
-        .with_session_state(std::sync::Arc::new(plain_session().state()))
-        .with_target_size(std::num::NonZeroU64::new(512 * 1024 * 1024).expect("non-zero"))
-        .with_commit_properties(marker.on(Default::default(), []))
-        .await;
-    // Delta's counts; when the reply was lost, the files of before that are gone and
-    // the new ones (another writer's, committed since, counted among them).
-    let (table, metrics) = match optimized {
-        Ok((table, m)) => (table, Some((m.num_files_removed, m.num_files_added))),
-        Err(e) => match marker.find(archive, read) {
-            Ok(Some(version)) => {
-                tracing::warn!(
-                    target: "auditq::archive",
-                    "version {version} holds this compaction though the store answered `{e}` (a lost reply)"
-                );
-                (archive.open_table().await?, None)
-            }
-            _ => {
-                return Err(Error::Delta {
-                    path: archive.events_dir(),
-                    source: Box::new(e),
-                });
-            }
-        },
+    let now = chrono::Utc::now().timestamp_millis();
+    let target = stored_schema(archive, &table)?;
+    let mut report = CompactReport {
+        days_compacted: per_day.len(),
+        ..Default::default()
     };
-    // Delta writes the new files and commits them in one call: their checksums are
-    // recorded right after (a crash in between records them when first read).
-    let before: HashSet<&str> = files.iter().map(|f| f.rel.as_str()).collect();
-    let after = live_files(archive, &table)?;
-    let kept = after
-        .iter()
-        .filter(|f| before.contains(f.rel.as_str()))
-        .count();
-    let added: Vec<String> = after
-        .into_iter()
-        .filter(|f| !before.contains(f.rel.as_str()))
-        .map(|f| f.rel)
-        .collect();
-    super::checksum::record(archive, &added)?;
+    let mut actions = Vec::new();
+    for day in per_day.values_mut() {
+        // Archiving order, so that events of the same time keep it.
+        day.sort_by(|x, y| x.added.cmp(&y.added).then_with(|| x.rel.cmp(&y.rel)));
+        let sorted = day_sorted_by_time(day, &target)?;
+        let replaced = super::rewrite::replace_files(
+            archive,
+            &table,
+            day,
+            now,
+            false,
+            sorted.into_iter().map(Ok),
+        )
+        .await?;
+        report.files_removed += day.len() as u64;
+        report.files_added += replaced
+            .iter()
+            .filter(|a| matches!(a, deltalake::kernel::Action::Add(_)))
+            .count() as u64;
+        actions.extend(replaced);
+    }
+    let operation = deltalake::protocol::DeltaOperation::Optimize {
+        predicate: Some("days held in more than one file".into()),
+        target_size: 512 * 1024 * 1024,
+    };
+    let version = super::rewrite::commit(
+        archive,
+        &table,
+        &marker,
+        actions,
+        operation,
+        [],
+        "compaction",
+    )
+    .await?;
+    let table = archive.open_table_at(Some(version)).await?;
     checkpoint(archive, &table).await?;
-    Ok(CompactReport {
-        days_compacted: days.len(),
-        files_removed: metrics.map_or((files.len() - kept) as u64, |m| m.0),
-        files_added: metrics.map_or(added.len() as u64, |m| m.1),
-        version: table.version().map_or(-1, |v| v as i64),
-    })
+    report.version = version as i64;
+    Ok(report)
 }
+
+/// The columns data files of `table` store: the archive schema without `date`, and
+/// without `leaf` in a table made before the evidence log that no writer extended yet.
+fn stored_schema(archive: &Archive, table: &deltalake::DeltaTable) -> Result<SchemaRef> {
+    let snapshot = table.snapshot().map_err(|e| Error::Delta {
+        path: archive.events_dir(),
+        source: Box::new(e),
+    })?;
+    let has_leaf = snapshot.schema().field(col::LEAF).is_some();
+    let fields: Vec<_> = event::schema()
+        .fields()
+        .iter()
+        .filter(|f| f.name() != col::DATE && (has_leaf || f.name() != col::LEAF))
+        .cloned()
+        .collect();
+    Ok(std::sync::Arc::new(Schema::new(fields)))
+}
+
+/// `batch` with the columns of `target`, by name: cast where another engine stored
+/// another type (string views), nulls where the file predates a column.
+fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
+    let columns = target
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => Ok(cast(c, f.data_type())?),
+            None => Ok(new_null_array(f.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(target.clone(), columns)?)
+}
+
+/// The rows of one day's files (in archiving order) sorted by `time`, stably, in
+/// batches of [`COMPACT_BATCH`] rows, with the columns of `target`.
+fn day_sorted_by_time(files: &[&LiveFile], target: &SchemaRef) -> Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    for f in files {
+        let reader = open_parquet(f)?.build().map_err(|e| Error::Parquet {
+            path: f.path.clone(),
+            source: Box::new(e),
+        })?;
+        for b in reader {
+            batches.push(conform(&b?, target)?);
+        }
+    }
+    let all = concat_batches(target, &batches)?;
+    drop(batches);
+    let times = all
+        .column_by_name(col::TIME)
+        .expect("the stored schema has `time`")
+        .as_primitive::<TimestampMicrosecondType>()
+        .values()
+        .clone();
+    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+    order.sort_by_key(|&i| times[i as usize]);
+    let mut out = Vec::new();
+    for chunk in order.chunks(COMPACT_BATCH) {
+        let indices = UInt32Array::from(chunk.to_vec());
+        out.push(take_record_batch(&all, &indices)?);
+    }
+    Ok(out)
+}
+
+/// Rows a batch of a compacted day's sorted rows holds.
+const COMPACT_BATCH: usize = 65_536;
 
 /// What `archive vacuum` did.
 #[derive(Debug, Serialize, Default)]

@@ -520,6 +520,101 @@ fn compaction_racing_an_import_on_s3_loses_and_repeats_nothing() {
     assert_eq!(s["files"], s["days"], "{s}");
 }
 
+/// A writer that merges small files as it commits and `archive compact`, racing on one
+/// S3 archive (where no lock keeps them apart), each SIGKILLed at random moments and
+/// started again: the archive ends with every event once, and verifies.
+#[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
+fn a_merging_writer_and_compaction_killed_at_random_moments_on_s3_lose_and_repeat_nothing() {
+    let server = S3Server::start();
+    server.bucket("audit");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let url = "s3://audit/killed";
+    let input = dir.path().join("three-days.ndjson");
+    super::generate_to(&input, 12_000, 3, "2026-11-01T00:00:00Z", 21);
+    let text = std::fs::read_to_string(&input).unwrap();
+    let start = dir.path().join("start.ndjson");
+    let first: Vec<&str> = text.lines().take(100).collect();
+    std::fs::write(&start, first.join("\n") + "\n").unwrap();
+    ok(server.auditq(url, &cache).arg("import").arg(&start));
+    let spawn = |args: &[&str]| {
+        server
+            .auditq(url, &cache)
+            .arg("--quiet")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill moments seeded with {seed}");
+    let mut rng = auditq::generate::Rng::new(seed);
+    // Each round imports the next 500 events and the 500 before them again (re-sent
+    // events), in commits of 25: many small files, merged as they come.
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut writer_kills, mut compact_kills) = (0, 0);
+    for round in 0..lines.len() / 500 {
+        if writer_kills >= 5 && compact_kills >= 5 {
+            break;
+        }
+        let part = dir.path().join(format!("part-{round}.ndjson"));
+        let from = (round * 500).saturating_sub(500);
+        std::fs::write(&part, lines[from..(round + 1) * 500].join("\n") + "\n").unwrap();
+        let part = part.to_string_lossy().into_owned();
+        let mut writer = spawn(&["import", "--batch-size", "25", &part]);
+        std::thread::sleep(std::time::Duration::from_millis(rng.below(800)));
+        let mut compact = spawn(&["archive", "compact"]);
+        let deadline = |ms| std::time::Instant::now() + std::time::Duration::from_millis(ms);
+        let mut ends = [
+            (
+                &mut writer,
+                deadline(100 + rng.below(3000)),
+                &mut writer_kills,
+            ),
+            (
+                &mut compact,
+                deadline(200 + rng.below(5000)),
+                &mut compact_kills,
+            ),
+        ];
+        for (child, end, kills) in &mut ends {
+            while std::time::Instant::now() < *end && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                **kills += 1;
+            }
+            let out = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+            let status = child.wait().unwrap();
+            assert!(!out.contains("panicked"), "{out}");
+            // Compaction that lost its race to the writer every time gives way, saying so.
+            let gave_way = status.code() == Some(75) && out.contains("changed while compaction");
+            let killed = status.code().is_none();
+            assert!(status.success() || killed || gave_way, "{status:?}: {out}");
+        }
+    }
+    assert!(
+        writer_kills >= 3 && compact_kills >= 3,
+        "kills: {writer_kills} writer, {compact_kills} compaction"
+    );
+    let r = ok(server.auditq(url, &cache).arg("import").arg(&input));
+    assert!(r.stdout.contains("added "), "{}", r.stdout);
+    ok(server.auditq(url, &cache).args(["archive", "compact"]));
+    let got = ids(&server, url, &cache);
+    let mut distinct = got.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 12_000, "an event lost");
+    assert_eq!(got.len(), 12_000, "an event archived twice");
+    let r = ok(server.auditq(url, &cache).args(["archive", "verify"]));
+    assert!(r.stdout.starts_with("ok:"), "{}", r.stdout);
+}
+
 #[test]
 #[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
 fn sync_into_an_s3_archive_is_exact_and_resumes_from_its_checkpoint() {
