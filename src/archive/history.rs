@@ -31,7 +31,7 @@ pub struct Version {
 
 /// Every version whose log entry is still there, oldest first.
 pub fn history(a: &Archive) -> Result<Vec<Version>> {
-    let Some(names) = a.log_names()? else {
+    let Some(names) = a.all_log_names()? else {
         return Err(Error::Missing {
             path: a.root().to_owned(),
         });

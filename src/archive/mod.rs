@@ -333,14 +333,10 @@ impl Archive {
                 if !self.root.is_dir() || !log.is_dir() {
                     return Ok(None);
                 }
-                let entries =
-                    std::fs::read_dir(&log).map_err(self.io("reading the Delta log", &log))?;
-                let mut names = Vec::new();
-                for entry in entries {
-                    let entry = entry.map_err(self.io("reading the Delta log", &log))?;
-                    names.push(entry.file_name().to_string_lossy().into_owned());
+                match self.local_names_from_checkpoint(&log) {
+                    Some(names) => Ok(Some(names)),
+                    None => self.list_local_log(&log).map(Some),
                 }
-                Ok(Some(names))
             }
             Some(r) => {
                 // From the last checkpoint on: what `check_log` reads (the log of a
@@ -366,6 +362,53 @@ impl Archive {
                 Ok((!names.is_empty()).then_some(names))
             }
         }
+    }
+
+    /// Every name in the Delta log (for a local archive; on object storage, as
+    /// [`log_names`](Self::log_names)), or `None` when the table has no log yet.
+    pub(crate) fn all_log_names(&self) -> Result<Option<Vec<String>>> {
+        let log = self.events_dir().join("_delta_log");
+        match &self.remote {
+            None if !self.root.is_dir() || !log.is_dir() => Ok(None),
+            None => self.list_local_log(&log).map(Some),
+            Some(_) => self.log_names(),
+        }
+    }
+
+    fn list_local_log(&self, log: &Path) -> Result<Vec<String>> {
+        let entries = std::fs::read_dir(log).map_err(self.io("reading the Delta log", log))?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(self.io("reading the Delta log", log))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    /// The entries a reader of the latest version replays, on local disk, without
+    /// listing the log (39,000 entries after a year of 15-minute syncs): the checkpoint
+    /// `_last_checkpoint` names and the commits after it, probed one by one until one is
+    /// missing. `None` (list the log) without a readable hint or its checkpoint.
+    fn local_names_from_checkpoint(&self, log: &Path) -> Option<Vec<String>> {
+        let hint = std::fs::read(log.join("_last_checkpoint")).ok()?;
+        let hint: serde_json::Value = serde_json::from_slice(&hint).ok()?;
+        let version = hint["version"].as_u64()?;
+        if hint.get("parts").is_some_and(|p| !p.is_null()) {
+            return None;
+        }
+        let checkpoint = format!("{version:020}.checkpoint.parquet");
+        if !log.join(&checkpoint).is_file() {
+            return None;
+        }
+        let mut names = vec![checkpoint];
+        for v in version + 1.. {
+            let name = format!("{v:020}.json");
+            if !log.join(&name).exists() {
+                break;
+            }
+            names.push(name);
+        }
+        Some(names)
     }
 
     /// The bytes of the log entry `name`.
