@@ -123,10 +123,7 @@ pub async fn compact_days(
         let replaced = super::rewrite::replace_files(a, &table, merge, now, false, rows).await?;
         done.merges += 1;
         done.files_removed += merge.len() as u64;
-        done.files_added += replaced
-            .iter()
-            .filter(|x| matches!(x, deltalake::kernel::Action::Add(_)))
-            .count() as u64;
+        done.files_added += super::rewrite::adds(&replaced);
         actions.extend(replaced);
     }
     let operation = DeltaOperation::Optimize {

@@ -418,10 +418,7 @@ async fn compact_once(archive: &Archive) -> Result<CompactReport> {
         )
         .await?;
         report.files_removed += day.len() as u64;
-        report.files_added += replaced
-            .iter()
-            .filter(|a| matches!(a, deltalake::kernel::Action::Add(_)))
-            .count() as u64;
+        report.files_added += super::rewrite::adds(&replaced);
         actions.extend(replaced);
     }
     let operation = deltalake::protocol::DeltaOperation::Optimize {

@@ -91,6 +91,14 @@ pub async fn replace_files(
     Ok(actions)
 }
 
+/// How many files `actions` add.
+pub fn adds(actions: &[Action]) -> u64 {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Add(_)))
+        .count() as u64
+}
+
 /// Record the checksums of the files `actions` add, then commit them as one version on
 /// `table`'s (no retry), with `marker` and `info` in its `commitInfo`: the version.
 /// `what` names the rewrite in the warning about a lost reply.
