@@ -356,7 +356,7 @@ pub struct CompactReport {
 /// every compaction and small-file merge is), and both rewrites would then be live, each
 /// event twice; its OPTIMIZE retries that way whatever it is told. Another writer's
 /// commit in between makes this read the new version and rewrite again, up to
-/// [`COMPACT_ATTEMPTS`] times; then it gives way (exit 75), nothing changed.
+/// 5 times (`COMPACT_ATTEMPTS`); then it gives way (exit 75), nothing changed.
 pub async fn compact(archive: &Archive) -> Result<CompactReport> {
     let _lock = archive.lock_for_writing()?;
     for attempt in 1..=COMPACT_ATTEMPTS {
