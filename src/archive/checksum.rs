@@ -147,10 +147,10 @@ impl Record {
         };
         match archive.remote() {
             None => {
-                record.file = std::fs::File::open(log_path(archive))
-                    .ok()
-                    .and_then(|f| Some((f.metadata().ok()?.len(), f)))
-                    .map(|(len, f)| (f, len));
+                record.file = std::fs::File::open(log_path(archive)).ok().and_then(|f| {
+                    let len = f.metadata().ok()?.len();
+                    Some((f, len))
+                });
             }
             Some(r) => record.add(recorded_remote(archive, r).as_bytes()),
         }

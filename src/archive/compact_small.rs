@@ -22,7 +22,7 @@ use deltalake::DeltaTable;
 use deltalake::protocol::DeltaOperation;
 
 use super::commit::{Lease, Marker};
-use super::read::{LiveFile, live_files, open_parquet};
+use super::read::{LiveFile, all_rows, live_files};
 use super::{Archive, Error, Result};
 
 /// The upper bounds (bytes, exclusive) of the size tiers of the files merged.
@@ -112,12 +112,7 @@ pub async fn compact_days(
     for merge in &merges {
         let readers = merge
             .iter()
-            .map(|f| {
-                open_parquet(f)?.build().map_err(|e| Error::Parquet {
-                    path: f.path.clone(),
-                    source: Box::new(e),
-                })
-            })
+            .map(|f| all_rows(f))
             .collect::<Result<Vec<_>>>()?;
         let rows = readers.into_iter().flatten().map(|b| Ok(b?));
         let replaced = super::rewrite::replace_files(a, &table, merge, now, false, rows).await?;

@@ -153,11 +153,7 @@ pub fn save<'a>(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, &out)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    super::quarantine::write_atomic(path, &out)
 }
 
 /// Whether a writer that read `files_read` files holding `ids_read` ids beyond its

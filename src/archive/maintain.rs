@@ -12,8 +12,8 @@ use super::commit::{Lease, Marker};
 use super::ids::IdIndex;
 use super::quarantine::Kind;
 use super::read::{
-    LiveFile, changed_files, live_files, open_parquet, read_columns, read_projected, same_kind,
-    sql, stored_sizes,
+    LiveFile, all_rows, changed_files, live_files, open_parquet, read_columns, read_projected,
+    same_kind, sql, stored_sizes,
 };
 use super::session::session;
 use super::{Archive, Error, Result};
@@ -435,7 +435,14 @@ async fn compact_once(archive: &Archive) -> Result<CompactReport> {
         "compaction",
     )
     .await?;
-    let table = archive.open_table_at(Some(version)).await?;
+    let mut table = table;
+    table
+        .update_incremental(Some(version))
+        .await
+        .map_err(|e| Error::Delta {
+            path: archive.events_dir(),
+            source: Box::new(e),
+        })?;
     checkpoint(archive, &table).await?;
     report.version = version as i64;
     Ok(report)
@@ -478,11 +485,7 @@ fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
 fn day_sorted_by_time(files: &[&LiveFile], target: &SchemaRef) -> Result<Vec<RecordBatch>> {
     let mut batches = Vec::new();
     for f in files {
-        let reader = open_parquet(f)?.build().map_err(|e| Error::Parquet {
-            path: f.path.clone(),
-            source: Box::new(e),
-        })?;
-        for b in reader {
+        for b in all_rows(f)? {
             batches.push(conform(&b?, target)?);
         }
     }

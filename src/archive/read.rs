@@ -183,6 +183,16 @@ pub fn open_parquet(file: &LiveFile) -> Result<Parquet> {
     open_parquet_with(file, ArrowReaderOptions::new())
 }
 
+/// Every row of one Parquet file, in file order, in the columns it stores.
+pub fn all_rows(
+    file: &LiveFile,
+) -> Result<datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
+    open_parquet(file)?.build().map_err(|e| Error::Parquet {
+        path: file.path.clone(),
+        source: Box::new(e),
+    })
+}
+
 /// [`open_parquet`] with reader options (the page index, for reads that skip pages).
 fn open_parquet_with(file: &LiveFile, options: ArrowReaderOptions) -> Result<Parquet> {
     let io = |source| Error::Io {

@@ -16,7 +16,7 @@ use deltalake::protocol::DeltaOperation;
 use serde::Serialize;
 
 use super::quarantine::Kind;
-use super::read::{live_files, open_parquet, read_columns};
+use super::read::{all_rows, live_files, read_columns};
 use super::{Archive, Error, Result};
 use crate::event::{self, col};
 
@@ -163,10 +163,7 @@ async fn rewrite_without(
 ) -> Result<Vec<Action>> {
     let file = &files[fi];
     let mut row = 0usize;
-    let reader = open_parquet(file)?.build().map_err(|e| Error::Parquet {
-        path: file.path.clone(),
-        source: Box::new(e),
-    })?;
+    let reader = all_rows(file)?;
     let kept = reader.map(|batch| {
         let batch = batch?;
         let ids = batch

@@ -17,8 +17,8 @@ use deltalake::protocol::DeltaOperation;
 
 use super::{LEAVES_KEY, next_leaf};
 use crate::archive::commit::{Lease, Marker};
-use crate::archive::read::{LiveFile, live_files, open_parquet, read_columns};
-use crate::archive::{Archive, Error, Result};
+use crate::archive::read::{LiveFile, all_rows, live_files, read_columns};
+use crate::archive::{Archive, Result};
 use crate::event::col;
 
 /// What an adoption did.
@@ -58,10 +58,7 @@ pub async fn adopt(a: &Archive) -> Result<Adopted> {
     let mut next = first_leaf;
     let mut actions = Vec::new();
     for &(file, _) in &placeless {
-        let reader = open_parquet(file)?.build().map_err(|e| Error::Parquet {
-            path: file.path.clone(),
-            source: Box::new(e),
-        })?;
+        let reader = all_rows(file)?;
         let placed = reader.map(|b| with_places(b?, &mut next));
         let one = [file];
         let rewritten = crate::archive::rewrite::replace_files(a, &table, &one, now, true, placed);
