@@ -578,18 +578,28 @@ fn a_merging_writer_and_compaction_killed_at_random_moments_on_s3_lose_and_repea
             ),
             (
                 &mut compact,
-                deadline(200 + rng.below(5000)),
+                deadline(50 + rng.below(1200)),
                 &mut compact_kills,
             ),
         ];
-        for (child, end, kills) in &mut ends {
-            while std::time::Instant::now() < *end && child.try_wait().unwrap().is_none() {
-                std::thread::sleep(std::time::Duration::from_millis(5));
+        // Both watched at once: each is killed at its own moment if still running.
+        let mut running = [true, true];
+        while running.contains(&true) {
+            for ((child, end, kills), on) in ends.iter_mut().zip(&mut running) {
+                if !*on {
+                    continue;
+                }
+                if child.try_wait().unwrap().is_some() {
+                    *on = false;
+                } else if std::time::Instant::now() >= *end {
+                    child.kill().unwrap(); // SIGKILL
+                    **kills += 1;
+                    *on = false;
+                }
             }
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap(); // SIGKILL
-                **kills += 1;
-            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for (child, _, _) in &mut ends {
             let out = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
             let status = child.wait().unwrap();
             assert!(!out.contains("panicked"), "{out}");
