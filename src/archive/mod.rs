@@ -450,6 +450,7 @@ impl Archive {
                     path: dir.clone(),
                     reason,
                 })?;
+                local_reads::use_for_local_tables();
                 match version {
                     None => deltalake::open_table(url).await,
                     Some(v) => deltalake::open_table_with_version(url, v).await,
@@ -569,6 +570,7 @@ impl Archive {
         if let Some(names) = self.log_names()? {
             self.check_log(&names)?;
         }
+        local_reads::use_for_local_tables();
         DeltaTable::try_from_url(url)
             .await
             .map_err(self.delta_err())
