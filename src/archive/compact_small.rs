@@ -11,6 +11,21 @@
 //! an event is rewritten about once per tier (write amplification ≤ 4), and a day holds
 //! fewer than `FAN_IN` files of each tier between merges.
 //!
+//! A day is *settled* once the writer archives an event more than [`SETTLE_MICROS`]
+//! (an hour) past the day's end: Atlassian records few events that late. A settled day
+//! is merged whole (its files under the top tier, when they hold at most
+//! [`WHOLE_DAY_MAX`] bytes), its rows sorted by `time` as `archive compact` writes a
+//! day, so that a year of syncs leaves one file a day, as compaction would, plus the
+//! tiers of the day in progress. That is one more rewrite of each event. The commit that
+//! settles a day (its newest event is past the day's settling time, the writer's newest
+//! before it was not; a writer starts from the newest the table's statistics show)
+//! merges it whole when it holds more than one file. Events that come for it later land
+//! in small files of that day, merged by the tiers, and the day is merged whole again
+//! only once they are a quarter of its largest file or more (so late events do not
+//! rewrite a day each time). The days looked at are those a commit
+//! touched, and the last day before the newest that holds files (the day the writer has
+//! just moved past).
+//!
 //! A merge is one commit (`OPTIMIZE`, no data change: the same events, the same `leaf`
 //! places) made through `archive::rewrite` on the version the writer just committed,
 //! under a [`Lease`] that keeps `vacuum` from the new file until then. Another writer's
@@ -30,6 +45,16 @@ pub const TIERS: [u64; 3] = [1 << 20, 16 << 20, 256 << 20];
 
 /// Files of one tier in a day that make a merge.
 pub const FAN_IN: usize = 10;
+
+/// How long after a day's end (µs of event time) the writer must have archived an event
+/// before the day is settled and merged whole.
+pub const SETTLE_MICROS: i64 = 3_600_000_000;
+
+/// The most stored bytes a settled day's merge takes: the day is sorted in memory (about
+/// eight times its stored size). Larger days keep their tiers; `archive compact` does them.
+pub const WHOLE_DAY_MAX: u64 = 32 << 20;
+
+const DAY_MICROS: i64 = 86_400_000_000;
 
 /// What a writer's compactions did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -81,48 +106,147 @@ pub fn due<'a>(files: &[&'a LiveFile]) -> Vec<&'a LiveFile> {
     chosen
 }
 
-/// Merge the files due in `days` of `table` (the writer's latest version), in one
-/// commit: what was merged, and the table at the new version (`table` itself when
-/// nothing was due).
+/// The files of a settled day to merge whole, in archiving order (none: one file, too
+/// many bytes, or, unless the commit `just_settled` it, late events too few to be worth
+/// a rewrite of the day).
+pub fn whole_day_due<'a>(files: &[&'a LiveFile], just_settled: bool) -> Vec<&'a LiveFile> {
+    let top = TIERS[TIERS.len() - 1];
+    let mut chosen: Vec<&LiveFile> = files.iter().copied().filter(|f| f.size < top).collect();
+    let total: u64 = chosen.iter().map(|f| f.size).sum();
+    let largest = chosen.iter().map(|f| f.size).max().unwrap_or(0);
+    let worth = just_settled || (total - largest) * 4 >= largest;
+    if chosen.len() < 2 || total > WHOLE_DAY_MAX || !worth {
+        return Vec::new();
+    }
+    chosen.sort_by(|x, y| x.added.cmp(&y.added).then_with(|| x.rel.cmp(&y.rel)));
+    chosen
+}
+
+/// When `day` (`YYYY-MM-DD`) settles, in µs of event time.
+fn settles_at(day: &str) -> Option<i64> {
+    let start = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .ok()?
+        .and_hms_opt(0, 0, 0)?;
+    Some(start.and_utc().timestamp_micros() + DAY_MICROS + SETTLE_MICROS)
+}
+
+/// The days among `touched` and the last day before the newest that holds files (of
+/// `dates`, sorted) that are settled when the writer's newest event is at `newest` (µs).
+pub fn settled_days(dates: &[&str], touched: &[String], newest: i64) -> Vec<String> {
+    let settled = |day: &str| settles_at(day).is_some_and(|at| at <= newest);
+    let newest_day = chrono::DateTime::from_timestamp_micros(newest)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    let before = dates
+        .iter()
+        .rev()
+        .find(|d| **d < newest_day.as_str())
+        .map(|d| d.to_string());
+    let mut days: Vec<String> = touched.iter().cloned().chain(before).collect();
+    days.sort_unstable();
+    days.dedup();
+    days.retain(|d| settled(d));
+    days
+}
+
+/// The time (µs) of the newest event `table` holds, by the statistics the log keeps of
+/// the files of its latest day (`i64::MIN` when it shows none).
+pub fn newest_archived(table: &DeltaTable) -> i64 {
+    let Ok(snapshot) = table.snapshot() else {
+        return i64::MIN;
+    };
+    let mut latest: Option<(String, i64)> = None;
+    for f in snapshot.log_data().iter() {
+        let path = f.object_store_path().to_string();
+        let Some(day) = path.split('/').find_map(|s| s.strip_prefix("date=")) else {
+            continue;
+        };
+        if latest.as_ref().is_some_and(|(d, _)| d.as_str() > day) {
+            continue;
+        }
+        let max = f
+            .stats()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .and_then(|s| {
+                s["maxValues"][crate::event::col::TIME]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map_or(i64::MIN, |t| t.timestamp_micros());
+        match &mut latest {
+            Some((d, m)) if d.as_str() == day => *m = (*m).max(max),
+            _ => latest = Some((day.to_owned(), max)),
+        }
+    }
+    latest.map_or(i64::MIN, |(_, m)| m)
+}
+
+/// Merge the files due in `days` of `table` (the writer's latest version; its newest
+/// event was at `before` µs and is at `newest` after the commit) and in the day it has
+/// just settled, in one commit: what was merged, and the table at the new version
+/// (`table` itself when nothing was due).
 pub async fn compact_days(
     a: &Archive,
     mut table: DeltaTable,
     days: &[String],
+    (before, newest): (i64, i64),
 ) -> Result<(DeltaTable, Compacted)> {
     let files = live_files(a, &table)?;
     let mut per_day: BTreeMap<&str, Vec<&LiveFile>> = BTreeMap::new();
     for f in &files {
-        if days.contains(&f.date) {
-            per_day.entry(&f.date).or_default().push(f);
+        per_day.entry(&f.date).or_default().push(f);
+    }
+    let dates: Vec<&str> = per_day.keys().copied().collect();
+    let settled = settled_days(&dates, days, newest);
+    let mut merges: Vec<(bool, Vec<&LiveFile>)> = Vec::new();
+    for (day, files) in &per_day {
+        let whole = match settled.iter().any(|d| d == day) {
+            true => {
+                let just = settles_at(day).is_some_and(|at| before < at);
+                whole_day_due(files, just)
+            }
+            false => Vec::new(),
+        };
+        if !whole.is_empty() {
+            merges.push((true, whole));
+        } else if days.iter().any(|d| d == day) {
+            merges.push((false, due(files)));
         }
     }
-    let merges: Vec<Vec<&LiveFile>> = per_day
-        .values()
-        .map(|files| due(files))
-        .filter(|due| !due.is_empty())
-        .collect();
+    merges.retain(|(_, files)| !files.is_empty());
     if merges.is_empty() {
         return Ok((table, Compacted::default()));
     }
     let marker = Marker::new();
     let _lease = Lease::hold(a, &marker, "compact")?;
     let now = chrono::Utc::now().timestamp_millis();
+    let target = super::rewrite::stored_schema(a, &table)?;
     let mut actions = Vec::new();
     let mut done = Compacted::default();
-    for merge in &merges {
-        let readers = merge
-            .iter()
-            .map(|f| all_rows(f))
-            .collect::<Result<Vec<_>>>()?;
-        let rows = readers.into_iter().flatten().map(|b| Ok(b?));
-        let replaced = super::rewrite::replace_files(a, &table, merge, now, false, rows).await?;
+    for (whole, merge) in &merges {
+        let replaced = if *whole {
+            let sorted = super::rewrite::day_sorted_by_time(merge, &target)?;
+            super::rewrite::replace_files(a, &table, merge, now, false, sorted.into_iter().map(Ok))
+                .await?
+        } else {
+            let readers = merge
+                .iter()
+                .map(|f| all_rows(f))
+                .collect::<Result<Vec<_>>>()?;
+            let rows = readers
+                .into_iter()
+                .flatten()
+                .map(|b| super::rewrite::conform(&b?, &target));
+            super::rewrite::replace_files(a, &table, merge, now, false, rows).await?
+        };
         done.merges += 1;
         done.files_removed += merge.len() as u64;
         done.files_added += super::rewrite::adds(&replaced);
         actions.extend(replaced);
     }
     let operation = DeltaOperation::Optimize {
-        predicate: Some("small files of the days a commit touched".into()),
+        predicate: Some("small files of the days a commit touched or settled".into()),
         target_size: TIERS[TIERS.len() - 1] as i64,
     };
     let version =
@@ -173,5 +297,63 @@ mod tests {
         let chosen = due(&refs);
         assert_eq!(chosen.len(), 13);
         assert!(chosen.iter().all(|f| f.size < 16 * MIB));
+    }
+
+    fn micros(t: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .unwrap()
+            .timestamp_micros()
+    }
+
+    #[test]
+    fn a_day_settles_an_hour_after_its_end_and_the_day_just_passed_is_looked_at() {
+        let dates = ["2026-10-30", "2026-10-31", "2026-11-01"];
+        let touched = ["2026-11-01".to_owned()];
+        // 00:59 on Nov 1: Oct 31 is not settled yet.
+        let early = micros("2026-11-01T00:59:59Z");
+        assert!(settled_days(&dates, &touched, early).is_empty());
+        // 01:00: Oct 31 (the last day with files before the newest) is; Oct 30 is left to
+        // the merge that settled it, and the day in progress never is.
+        let hour = micros("2026-11-01T01:00:00Z");
+        assert_eq!(settled_days(&dates, &touched, hour), ["2026-10-31"]);
+        // A late event of an old day touches it: that day is looked at too.
+        let late = ["2026-10-02".to_owned(), "2026-11-01".to_owned()];
+        assert_eq!(
+            settled_days(&dates, &late, hour),
+            ["2026-10-02", "2026-10-31"]
+        );
+        // A writer that jumped ahead settles the last day before the newest with files.
+        let jump = micros("2026-11-09T12:00:00Z");
+        let touched = ["2026-11-09".to_owned()];
+        assert_eq!(settled_days(&dates, &touched, jump), ["2026-11-01"]);
+        assert!(settled_days(&dates, &touched, i64::MIN).is_empty());
+    }
+
+    #[test]
+    fn a_settled_day_is_merged_whole_unless_its_late_files_are_few_or_it_is_big() {
+        const MIB: u64 = 1 << 20;
+        let files: Vec<LiveFile> = (0..3).map(|i| file(i, 2 * MIB)).collect();
+        let refs: Vec<&LiveFile> = files.iter().collect();
+        assert_eq!(whole_day_due(&refs, false).len(), 3, "three files of 2 MiB");
+        assert!(whole_day_due(&refs[..1], true).is_empty(), "one file");
+        // A merged day and a late small file: in the hour the day settled, the day is
+        // made one file; later, not worth rewriting the day for it.
+        let late = [file(0, 8 * MIB), file(1, 100_000)];
+        let refs: Vec<&LiveFile> = late.iter().collect();
+        assert_eq!(whole_day_due(&refs, true).len(), 2);
+        assert!(whole_day_due(&refs, false).is_empty());
+        // Late files that add a quarter of the day are.
+        let late = [file(0, 8 * MIB), file(1, MIB), file(2, MIB)];
+        let refs: Vec<&LiveFile> = late.iter().collect();
+        assert_eq!(whole_day_due(&refs, false).len(), 3);
+        // A day too big to sort in memory keeps its tiers; files of the top tier stay.
+        let big: Vec<LiveFile> = (0..3).map(|i| file(i, 20 * MIB)).collect();
+        let refs: Vec<&LiveFile> = big.iter().collect();
+        assert!(whole_day_due(&refs, true).is_empty());
+        let mixed = [file(0, 300 * MIB), file(1, MIB), file(2, MIB)];
+        let refs: Vec<&LiveFile> = mixed.iter().collect();
+        let chosen = whole_day_due(&refs, false);
+        assert_eq!(chosen.len(), 2);
+        assert!(chosen.iter().all(|f| f.size == MIB));
     }
 }

@@ -2,9 +2,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array, new_null_array};
-use datafusion::arrow::compute::{cast, concat_batches, take_record_batch};
-use datafusion::arrow::datatypes::{Int64Type, Schema, SchemaRef, TimestampMicrosecondType};
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{Int64Type, Schema, TimestampMicrosecondType};
 use deltalake::operations::vacuum::VacuumMode;
 use serde::Serialize;
 
@@ -12,8 +11,8 @@ use super::commit::{Lease, Marker};
 use super::ids::IdIndex;
 use super::quarantine::Kind;
 use super::read::{
-    LiveFile, all_rows, changed_files, live_files, open_parquet, read_columns, read_projected,
-    same_kind, sql, stored_sizes,
+    LiveFile, changed_files, live_files, open_parquet, read_columns, read_projected, same_kind,
+    sql, stored_sizes,
 };
 use super::session::session;
 use super::{Archive, Error, Result};
@@ -398,7 +397,7 @@ async fn compact_once(archive: &Archive) -> Result<CompactReport> {
     let marker = Marker::new();
     let _lease = Lease::hold(archive, &marker, "compact")?;
     let now = chrono::Utc::now().timestamp_millis();
-    let target = stored_schema(archive, &table)?;
+    let target = super::rewrite::stored_schema(archive, &table)?;
     let mut report = CompactReport {
         days_compacted: per_day.len(),
         ..Default::default()
@@ -407,7 +406,7 @@ async fn compact_once(archive: &Archive) -> Result<CompactReport> {
     for day in per_day.values_mut() {
         // Archiving order, so that events of the same time keep it.
         day.sort_by(|x, y| x.added.cmp(&y.added).then_with(|| x.rel.cmp(&y.rel)));
-        let sorted = day_sorted_by_time(day, &target)?;
+        let sorted = super::rewrite::day_sorted_by_time(day, &target)?;
         let replaced = super::rewrite::replace_files(
             archive,
             &table,
@@ -447,68 +446,6 @@ async fn compact_once(archive: &Archive) -> Result<CompactReport> {
     report.version = version as i64;
     Ok(report)
 }
-
-/// The columns data files of `table` store: the archive schema without `date`, and
-/// without `leaf` in a table made before the evidence log that no writer extended yet.
-fn stored_schema(archive: &Archive, table: &deltalake::DeltaTable) -> Result<SchemaRef> {
-    let snapshot = table.snapshot().map_err(|e| Error::Delta {
-        path: archive.events_dir(),
-        source: Box::new(e),
-    })?;
-    let has_leaf = snapshot.schema().field(col::LEAF).is_some();
-    let fields: Vec<_> = event::schema()
-        .fields()
-        .iter()
-        .filter(|f| f.name() != col::DATE && (has_leaf || f.name() != col::LEAF))
-        .cloned()
-        .collect();
-    Ok(std::sync::Arc::new(Schema::new(fields)))
-}
-
-/// `batch` with the columns of `target`, by name: cast where another engine stored
-/// another type (string views), nulls where the file predates a column.
-fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
-    let columns = target
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-            Some(c) => Ok(cast(c, f.data_type())?),
-            None => Ok(new_null_array(f.data_type(), batch.num_rows())),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(target.clone(), columns)?)
-}
-
-/// The rows of one day's files (in archiving order) sorted by `time`, stably, in
-/// batches of [`COMPACT_BATCH`] rows, with the columns of `target`.
-fn day_sorted_by_time(files: &[&LiveFile], target: &SchemaRef) -> Result<Vec<RecordBatch>> {
-    let mut batches = Vec::new();
-    for f in files {
-        for b in all_rows(f)? {
-            batches.push(conform(&b?, target)?);
-        }
-    }
-    let all = concat_batches(target, &batches)?;
-    drop(batches);
-    let times = all
-        .column_by_name(col::TIME)
-        .expect("the stored schema has `time`")
-        .as_primitive::<TimestampMicrosecondType>()
-        .values()
-        .clone();
-    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
-    order.sort_by_key(|&i| times[i as usize]);
-    let mut out = Vec::new();
-    for chunk in order.chunks(COMPACT_BATCH) {
-        let indices = UInt32Array::from(chunk.to_vec());
-        out.push(take_record_batch(&all, &indices)?);
-    }
-    Ok(out)
-}
-
-/// Rows a batch of a compacted day's sorted rows holds.
-const COMPACT_BATCH: usize = 65_536;
 
 /// What `archive vacuum` did.
 #[derive(Debug, Serialize, Default)]

@@ -10,7 +10,9 @@
 
 use std::collections::HashMap;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{AsArray, RecordBatch, UInt32Array, new_null_array};
+use datafusion::arrow::compute::{cast, concat_batches, take_record_batch};
+use datafusion::arrow::datatypes::{Schema, SchemaRef, TimestampMicrosecondType};
 use delta_kernel::expressions::Scalar;
 use deltalake::DeltaTable;
 use deltalake::kernel::transaction::CommitBuilder;
@@ -20,10 +22,10 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use indexmap::IndexMap;
 
 use super::commit::Marker;
-use super::read::LiveFile;
+use super::read::{LiveFile, all_rows};
 use super::write::writer_properties;
 use super::{Archive, Error, Result};
-use crate::event::col;
+use crate::event::{self, col};
 
 fn delta_err(archive: &Archive) -> impl Fn(deltalake::DeltaTableError) -> Error + '_ {
     |e| Error::Delta {
@@ -136,6 +138,68 @@ pub async fn commit(
         },
     }
 }
+
+/// The columns data files of `table` store: the archive schema without `date`, and
+/// without `leaf` in a table made before the evidence log that no writer extended yet.
+pub fn stored_schema(archive: &Archive, table: &deltalake::DeltaTable) -> Result<SchemaRef> {
+    let snapshot = table.snapshot().map_err(|e| Error::Delta {
+        path: archive.events_dir(),
+        source: Box::new(e),
+    })?;
+    let has_leaf = snapshot.schema().field(col::LEAF).is_some();
+    let fields: Vec<_> = event::schema()
+        .fields()
+        .iter()
+        .filter(|f| f.name() != col::DATE && (has_leaf || f.name() != col::LEAF))
+        .cloned()
+        .collect();
+    Ok(std::sync::Arc::new(Schema::new(fields)))
+}
+
+/// `batch` with the columns of `target`, by name: cast where another engine stored
+/// another type (string views), nulls where the file predates a column.
+pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
+    let columns = target
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => Ok(cast(c, f.data_type())?),
+            None => Ok(new_null_array(f.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(target.clone(), columns)?)
+}
+
+/// The rows of one day's files (in archiving order) sorted by `time`, stably, in
+/// batches of [`COMPACT_BATCH`] rows, with the columns of `target`.
+pub fn day_sorted_by_time(files: &[&LiveFile], target: &SchemaRef) -> Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    for f in files {
+        for b in all_rows(f)? {
+            batches.push(conform(&b?, target)?);
+        }
+    }
+    let all = concat_batches(target, &batches)?;
+    drop(batches);
+    let times = all
+        .column_by_name(col::TIME)
+        .expect("the stored schema has `time`")
+        .as_primitive::<TimestampMicrosecondType>()
+        .values()
+        .clone();
+    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+    order.sort_by_key(|&i| times[i as usize]);
+    let mut out = Vec::new();
+    for chunk in order.chunks(COMPACT_BATCH) {
+        let indices = UInt32Array::from(chunk.to_vec());
+        out.push(take_record_batch(&all, &indices)?);
+    }
+    Ok(out)
+}
+
+/// Rows a batch of a compacted day's sorted rows holds.
+const COMPACT_BATCH: usize = 65_536;
 
 #[cfg(test)]
 mod tests {

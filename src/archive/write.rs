@@ -157,6 +157,18 @@ fn sorted_by_time(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
     Ok(vec![take_record_batch(&all, &order)?])
 }
 
+/// The time (µs) of the newest event of `batches` (sorted by time).
+fn newest_time(batches: &[RecordBatch]) -> i64 {
+    batches
+        .iter()
+        .rev()
+        .find_map(|b| {
+            let t = b.column(2).as_primitive::<TimestampMicrosecondType>();
+            (!t.is_empty()).then(|| t.value(t.len() - 1))
+        })
+        .unwrap_or(i64::MIN)
+}
+
 /// The batches with their `leaf` column numbered from `first`, in row order: the
 /// places in the evidence log of the events this commit archives.
 fn with_leaves(batches: Vec<RecordBatch>, first: u64) -> Result<Vec<RecordBatch>> {
@@ -517,6 +529,9 @@ pub struct Writer {
     next_leaf: u64,
     /// The days the last commit added events to (where small files may be due a merge).
     touched: Vec<String>,
+    /// The time (µs) of the newest event archived before the last commit and after it:
+    /// days an hour older than it are settled and merged whole.
+    newest: (i64, i64),
     _lock: Lock,
 }
 
@@ -527,6 +542,7 @@ impl Writer {
         let table = with_leaf_column(archive, archive.open_or_prepare_table().await?).await?;
         let next_leaf = super::evidence::next_leaf(archive, &table)?;
         let (ids, ids_exact) = known_ids(archive, &table)?;
+        let newest = super::compact_small::newest_archived(&table);
         Ok(Writer {
             archive: archive.clone(),
             table: Some(table),
@@ -536,6 +552,7 @@ impl Writer {
             props: writer_properties(),
             next_leaf,
             touched: Vec::new(),
+            newest: (newest, newest),
             _lock: lock,
         })
     }
@@ -568,7 +585,7 @@ impl Writer {
             return Default::default();
         }
         let table = self.table().clone();
-        match super::compact_small::compact_days(&self.archive, table, &days).await {
+        match super::compact_small::compact_days(&self.archive, table, &days, self.newest).await {
             Ok((table, done)) => {
                 if done.merges > 0 {
                     for day in &days {
@@ -687,6 +704,7 @@ impl Writer {
                     self.table = Some(table);
                     self.next_leaf += stats.added;
                     self.touched = pending.days.keys().cloned().collect();
+                    self.newest = (self.newest.1, self.newest.1.max(newest_time(&sorted)));
                     for (day, added) in pending.days {
                         for &(hash, _) in &added {
                             self.ids.insert(hash);

@@ -411,6 +411,85 @@ fn writers_merge_the_small_files_of_a_day_as_commits_arrive() {
     assert_eq!(r.stdout.lines().nth(1), Some(&*(before * 100).to_string()));
 }
 
+/// A day the writer has moved past by an hour is merged whole, sorted by time, as
+/// `archive compact` writes it; late events of a settled day are archived in a file of
+/// their own rather than rewriting the day.
+#[test]
+fn a_day_the_writer_moved_past_is_merged_whole_and_late_events_do_not_rewrite_it() {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::TimestampMicrosecondType;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, verifier) = super::evidence::make_key(d);
+    let input = d.join("days.ndjson");
+    generate_to(&input, 3000, 3, "2026-11-03T12:00:00Z", 5);
+    let text = std::fs::read_to_string(&input).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let a = d.join("a");
+    let import_part = |name: &str, part: &[&str]| {
+        let f = d.join(name);
+        std::fs::write(&f, part.join("\n") + "\n").unwrap();
+        ok(auditq(&a)
+            .env("AUDITQ_SIGNING_KEY", &key)
+            .arg("import")
+            .arg(&f))
+    };
+    for (i, part) in lines[1..].chunks(100).enumerate() {
+        import_part(&format!("part-{i}.ndjson"), part);
+    }
+    // Oct 31 (from noon), Nov 1 and Nov 2 settled (one file each, rows by time); Nov 3
+    // is in progress (its tiers: fewer than ten small files).
+    ok(auditq(&a).args(["archive", "vacuum", "--older-than", "0s", "--force"]));
+    let day_files = |day: &str| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(a.join(format!("events/date={day}")))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .collect()
+    };
+    for day in ["2026-10-31", "2026-11-01", "2026-11-02"] {
+        let files = day_files(day);
+        assert_eq!(files.len(), 1, "{day}: {files:?}");
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&files[0]).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+        let mut times = Vec::new();
+        for b in reader {
+            let b = b.unwrap();
+            let t = b.column_by_name("time").unwrap();
+            times.extend(
+                t.as_primitive::<TimestampMicrosecondType>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+        }
+        assert!(times.len() > 400, "{day}: {}", times.len());
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "{day} is not sorted by time"
+        );
+    }
+    let third = day_files("2026-11-03").len();
+    assert!((2..10).contains(&third), "{third}");
+    // A late event of the first day: archived in a file of its own; the day is not
+    // rewritten for it.
+    let r = import_part("late.ndjson", &lines[..1]);
+    assert_summary(&r, "read 1 events: added 1,");
+    assert!(!r.stdout.contains("; merged "), "{}", r.stdout);
+    let r = ok(auditq(&a).args(["archive", "verify", "--verifier-key", &verifier]));
+    assert!(
+        r.stdout.contains("3000 events, every id once"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("3000 leaves sealed"), "{}", r.stdout);
+    assert_eq!(live_files(&a), 3 + third + 1);
+}
+
 /// A writer keeps the archived ids between runs (`cache/id-hashes.bin`) and reads only
 /// the files committed since. A snapshot that names files no longer live (here, events
 /// removed by a hand-written commit, as a repair can) never makes a returning event a

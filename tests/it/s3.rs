@@ -773,7 +773,7 @@ fn evidence_and_time_travel_on_s3_as_on_disk() {
         ok(server
             .auditq(url, &cache)
             .env("AUDITQ_SIGNING_KEY", &key)
-            .args(["import", "--quiet"])
+            .args(["--no-compact", "import", "--quiet"])
             .arg(&f));
     }
     for (v, want) in [(1, "200"), (2, "500"), (3, "900")] {
