@@ -34,6 +34,9 @@ use datafusion::object_store::{
     CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
     ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
+use deltalake::kernel::Version;
+use deltalake::kernel::transaction::TransactionError;
+use deltalake::logstore::{CommitOrBytes, LogStore};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
@@ -134,14 +137,141 @@ fn object_meta(m: &std::fs::Metadata, location: Path) -> ObjectMeta {
     }
 }
 
-/// Makes delta-rs open `file://` tables through [`LocalReads`] (the listing above);
-/// what it reads and writes is otherwise the same `LocalFileSystem`'s.
+/// Makes delta-rs open `file://` tables through [`LocalReads`] (the listing above) and
+/// [`LocalLog`]; what it reads and writes is otherwise the same `LocalFileSystem`'s.
 pub fn use_for_local_tables() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let url = url::Url::parse("file://").expect("a scheme URL parses");
-        deltalake::logstore::object_store_factories().insert(url, Arc::new(LocalTables));
+        deltalake::logstore::object_store_factories().insert(url.clone(), Arc::new(LocalTables));
+        deltalake::logstore::logstore_factories().insert(url, Arc::new(LocalTables));
     });
+}
+
+impl deltalake::logstore::LogStoreFactory for LocalTables {
+    fn with_options(
+        &self,
+        prefixed_store: deltalake::logstore::ObjectStoreRef,
+        root_store: deltalake::logstore::ObjectStoreRef,
+        location: &url::Url,
+        options: &deltalake::logstore::StorageConfig,
+    ) -> deltalake::DeltaResult<Arc<dyn LogStore>> {
+        let inner =
+            deltalake::logstore::default_logstore(prefixed_store, root_store, location, options);
+        let log = location
+            .to_file_path()
+            .map_err(|()| deltalake::DeltaTableError::InvalidTableLocation(location.to_string()))?
+            .join("_delta_log");
+        Ok(Arc::new(LocalLog { inner, log }))
+    }
+}
+
+/// delta-rs's log store for a local table, but for the latest version: a writer asks for
+/// it before each commit, and delta-rs lists the log from the version it read (25 ms on
+/// a log of 39,000 entries). Delta's commits are numbered without gaps, so the latest
+/// version at or after `start` is found by looking for `start + 1`, `start + 2`, … until
+/// one is missing: a `stat` each.
+struct LocalLog {
+    inner: Arc<dyn LogStore>,
+    log: std::path::PathBuf,
+}
+
+impl LocalLog {
+    fn commit(&self, version: Version) -> std::path::PathBuf {
+        self.log.join(format!("{version:020}.json"))
+    }
+}
+
+#[async_trait]
+impl LogStore for LocalLog {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    async fn refresh(&self) -> deltalake::DeltaResult<()> {
+        self.inner.refresh().await
+    }
+
+    async fn read_commit_entry(&self, version: Version) -> deltalake::DeltaResult<Option<Bytes>> {
+        self.inner.read_commit_entry(version).await
+    }
+
+    async fn write_commit_entry(
+        &self,
+        version: Version,
+        commit_or_bytes: CommitOrBytes,
+        operation_id: uuid::Uuid,
+    ) -> std::result::Result<(), TransactionError> {
+        self.inner
+            .write_commit_entry(version, commit_or_bytes, operation_id)
+            .await
+    }
+
+    async fn abort_commit_entry(
+        &self,
+        version: Version,
+        commit_or_bytes: CommitOrBytes,
+        operation_id: uuid::Uuid,
+    ) -> std::result::Result<(), TransactionError> {
+        self.inner
+            .abort_commit_entry(version, commit_or_bytes, operation_id)
+            .await
+    }
+
+    async fn get_latest_version(&self, start: Version) -> deltalake::DeltaResult<Version> {
+        if !self.commit(start).is_file() {
+            // No commit `start` (a new table, a log cleaned up): as delta-rs answers.
+            return self.inner.get_latest_version(start).await;
+        }
+        let mut latest = start;
+        while self.commit(latest + 1).is_file() {
+            latest += 1;
+        }
+        Ok(latest)
+    }
+
+    fn object_store(&self, operation_id: Option<uuid::Uuid>) -> Arc<dyn ObjectStore> {
+        self.inner.object_store(operation_id)
+    }
+
+    fn root_object_store(&self, operation_id: Option<uuid::Uuid>) -> Arc<dyn ObjectStore> {
+        self.inner.root_object_store(operation_id)
+    }
+
+    fn engine(&self, operation_id: Option<uuid::Uuid>) -> Arc<dyn delta_kernel::Engine> {
+        self.inner.engine(operation_id)
+    }
+
+    fn to_uri(&self, location: &Path) -> String {
+        self.inner.to_uri(location)
+    }
+
+    fn root_url(&self) -> &url::Url {
+        self.inner.root_url()
+    }
+
+    fn log_path(&self) -> &Path {
+        self.inner.log_path()
+    }
+
+    fn transaction_url(
+        &self,
+        operation_id: Option<uuid::Uuid>,
+    ) -> deltalake::DeltaResult<url::Url> {
+        self.inner.transaction_url(operation_id)
+    }
+
+    async fn is_delta_table_location(&self) -> deltalake::DeltaResult<bool> {
+        self.inner.is_delta_table_location().await
+    }
+
+    fn config(&self) -> &deltalake::logstore::LogStoreConfig {
+        self.inner.config()
+    }
+
+    fn object_store_url(&self) -> datafusion::execution::object_store::ObjectStoreUrl {
+        self.inner.object_store_url()
+    }
 }
 
 struct LocalTables;
@@ -458,5 +588,39 @@ mod tests {
                 .iter()
                 .any(|(p, _)| p.ends_with("_commits/00000000000000000032.json"))
         );
+    }
+
+    #[tokio::test]
+    async fn the_latest_version_is_found_as_delta_rs_finds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("_delta_log");
+        std::fs::create_dir(&log).unwrap();
+        for v in 0..7u64 {
+            std::fs::write(log.join(format!("{v:020}.json")), b"{}\n").unwrap();
+        }
+        std::fs::write(log.join("00000000000000000005.checkpoint.parquet"), b"pq").unwrap();
+        let url = url::Url::from_directory_path(dir.path()).unwrap();
+        use_for_local_tables();
+        let ours = deltalake::logstore::logstore_for(&url, Default::default()).unwrap();
+        assert!(delta_kernel::AsAny::as_any(ours.clone()).is::<LocalLog>());
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+        let prefixed: Arc<dyn ObjectStore> =
+            Arc::new(datafusion::object_store::prefix::PrefixStore::new(
+                LocalFileSystem::new(),
+                Path::from_filesystem_path(dir.path()).unwrap(),
+            ));
+        let theirs =
+            deltalake::logstore::default_logstore(prefixed, store, &url, &Default::default());
+        for start in [0, 3, 6] {
+            let want = theirs.get_latest_version(start).await.unwrap();
+            assert_eq!(want, 6);
+            assert_eq!(ours.get_latest_version(start).await.unwrap(), want);
+        }
+        // A version that is not there is the same error.
+        let (a, b) = (
+            ours.get_latest_version(9).await.unwrap_err(),
+            theirs.get_latest_version(9).await.unwrap_err(),
+        );
+        assert_eq!(a.to_string(), b.to_string());
     }
 }
