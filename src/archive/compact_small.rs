@@ -155,31 +155,29 @@ pub fn newest_archived(table: &DeltaTable) -> i64 {
     let Ok(snapshot) = table.snapshot() else {
         return i64::MIN;
     };
-    let mut latest: Option<(String, i64)> = None;
-    for f in snapshot.log_data().iter() {
-        let path = f.object_store_path().to_string();
-        let Some(day) = path.split('/').find_map(|s| s.strip_prefix("date=")) else {
-            continue;
-        };
-        if latest.as_ref().is_some_and(|(d, _)| d.as_str() > day) {
-            continue;
-        }
-        let max = f
-            .stats()
-            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-            .and_then(|s| {
-                s["maxValues"][crate::event::col::TIME]
-                    .as_str()
-                    .map(str::to_owned)
-            })
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-            .map_or(i64::MIN, |t| t.timestamp_micros());
-        match &mut latest {
-            Some((d, m)) if d.as_str() == day => *m = (*m).max(max),
-            _ => latest = Some((day.to_owned(), max)),
-        }
-    }
-    latest.map_or(i64::MIN, |(_, m)| m)
+    let day_of = |path: &str| {
+        path.split('/')
+            .find_map(|s| s.strip_prefix("date="))
+            .map(str::to_owned)
+    };
+    let files = snapshot.log_data();
+    let Some(latest) = files.iter().filter_map(|f| day_of(f.path().as_ref())).max() else {
+        return i64::MIN;
+    };
+    files
+        .iter()
+        .filter(|f| day_of(f.path().as_ref()).as_ref() == Some(&latest))
+        .filter_map(|f| {
+            let stats: serde_json::Value = serde_json::from_str(&f.stats()?).ok()?;
+            let max = stats["maxValues"][crate::event::col::TIME].as_str()?;
+            Some(
+                chrono::DateTime::parse_from_rfc3339(max)
+                    .ok()?
+                    .timestamp_micros(),
+            )
+        })
+        .max()
+        .unwrap_or(i64::MIN)
 }
 
 /// Merge the files due in `days` of `table` (the writer's latest version; its newest
