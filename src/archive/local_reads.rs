@@ -80,6 +80,9 @@ impl LocalReads {
     ) -> Option<Vec<Result<ObjectMeta>>> {
         let prefix = prefix.filter(|p| p.parts().next().is_some())?;
         let dir = self.inner.path_to_filesystem(prefix).ok()?;
+        if let Some(log) = offset.and_then(|o| log_by_probing(&dir, prefix, o)) {
+            return Some(log);
+        }
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&dir).ok()? {
             let entry = entry.ok()?;
@@ -108,6 +111,84 @@ impl LocalReads {
                 .collect(),
         )
     }
+}
+
+/// Versions [`log_by_probing`] looks at before it leaves the listing to `readdir` (a
+/// reader with no checkpoint to start from asks for the whole log).
+const PROBE_VERSIONS: u64 = 1000;
+
+/// A Delta log listed from version `offset` on by looking for the files a reader needs
+/// (`N.checkpoint.parquet`, `N.crc`, `N.json` for N = offset, offset + 1, … until a
+/// commit is missing, and `_last_checkpoint`): a `stat` each, instead of reading the
+/// names of every entry of a log that only grows (39,000 after a year of syncs, 20 ms).
+///
+/// `None` (list the directory) unless it is certain to find what a reader builds its
+/// snapshot from: `prefix` is a `_delta_log`, `offset` a version in it (the kernel lists
+/// from the last checkpoint's version, or from the version it has), commit `offset` is
+/// there, the last checkpoint is a classic one (`_last_checkpoint` names no parts and no
+/// v2 checkpoint, whose files are named otherwise), and the commits end within
+/// [`PROBE_VERSIONS`]. Commits have no gaps, so every commit after `offset` is found.
+/// What it may leave out is optional to a reader: checksums of other names, multi-part
+/// or v2 checkpoints another engine wrote after the last one `_last_checkpoint` names (the
+/// commits they summarise are all found), log compaction files.
+fn log_by_probing(
+    dir: &std::path::Path,
+    prefix: &Path,
+    offset: &Path,
+) -> Option<Vec<Result<ObjectMeta>>> {
+    if prefix.filename() != Some("_delta_log") || offset.prefix_match(prefix)?.count() != 1 {
+        return None;
+    }
+    let name = offset.filename()?;
+    if name.len() != 20 || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let first: u64 = name.parse().ok()?;
+    let hint = dir.join("_last_checkpoint");
+    match std::fs::read(&hint) {
+        Ok(bytes) => {
+            let hint: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+            if !hint["parts"].is_null() || !hint["v2Checkpoint"].is_null() {
+                return None;
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) => return None,
+    }
+    let mut found = Vec::new();
+    for version in first.. {
+        if version - first > PROBE_VERSIONS {
+            return None;
+        }
+        let mut commit = false;
+        // In the order of the names: `.checkpoint.parquet` < `.crc` < `.json`.
+        for suffix in [".checkpoint.parquet", ".crc", ".json"] {
+            let file = format!("{version:020}{suffix}");
+            match std::fs::metadata(dir.join(&file)) {
+                Ok(m) if m.is_file() => {
+                    commit |= suffix == ".json";
+                    found.push(Ok(object_meta(&m, prefix.clone().join(file.as_str()))));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // Not a plain file, or unreadable: the listing says what it is.
+                _ => return None,
+            }
+        }
+        if !commit {
+            if version == first {
+                return None;
+            }
+            break;
+        }
+    }
+    match std::fs::metadata(&hint) {
+        Ok(m) if m.is_file() => {
+            found.push(Ok(object_meta(&m, prefix.clone().join("_last_checkpoint"))))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        _ => return None,
+    }
+    Some(found)
 }
 
 /// A name object_store's paths hold as it is (no encoding), that is no staging file of
@@ -541,52 +622,127 @@ mod tests {
             std::fs::write(log.join(format!("{v:020}.json")), vec![b'x'; v as usize]).unwrap();
         }
         std::fs::write(log.join("00000000000000000020.checkpoint.parquet"), b"pq").unwrap();
-        std::fs::write(log.join("_last_checkpoint"), b"{}").unwrap();
+        std::fs::write(log.join("00000000000000000020.crc"), b"{}").unwrap();
+        std::fs::write(log.join("_last_checkpoint"), b"{\"version\":20,\"size\":3}").unwrap();
         let prefix = Path::from_filesystem_path(&log).unwrap();
-        let offset = prefix.clone().join("00000000000000000020");
+        let version = prefix.clone().join("00000000000000000020");
+        // An offset that is no version: the names are read.
+        let name = prefix.clone().join("00000000000000000020.checkpoint");
         let (ours, theirs) = (LocalReads::new(), LocalFileSystem::new());
-        assert!(ours.flat_listing(Some(&prefix), Some(&offset)).is_some());
-        for o in [None, Some(&offset)] {
+        assert!(log_by_probing(&log, &prefix, &name).is_none());
+        assert!(ours.flat_listing(Some(&prefix), Some(&name)).is_some());
+        for o in [None, Some(&name), Some(&version)] {
             let want = listed(&theirs, &prefix, o).await;
             assert_eq!(listed(&ours, &prefix, o).await, want);
             assert!(!want.is_empty());
         }
-        let after = listed(&ours, &prefix, Some(&offset)).await;
+        // From a version: found by looking for each version's files.
+        assert!(log_by_probing(&log, &prefix, &version).is_some());
+        let after = listed(&ours, &prefix, Some(&version)).await;
+        let names: Vec<&str> = after
+            .iter()
+            .map(|(p, _)| p.rsplit('/').next().unwrap())
+            .collect();
+        assert_eq!(names.len(), 13, "{names:?}");
         assert_eq!(
-            after.len(),
-            12,
-            "20 and its checkpoint, 21..29, _last_checkpoint"
+            names[..4],
+            [
+                "00000000000000000020.checkpoint.parquet",
+                "00000000000000000020.crc",
+                "00000000000000000020.json",
+                "00000000000000000021.json"
+            ]
         );
-        let meta = ours.head(&offset.clone().join("x")).await;
-        assert!(meta.is_err());
+        assert_eq!(names[12], "_last_checkpoint");
         // The same e-tag as LocalFileSystem's for a listed file.
         let one = prefix.clone().join("00000000000000000021.json");
-        let mut a = ours.list_with_offset(Some(&prefix), &offset);
-        let mut found = None;
-        while let Some(m) = a.next().await {
-            let m = m.unwrap();
-            if m.location == one {
-                found = Some(m);
+        for offset in [&name, &version] {
+            let mut a = ours.list_with_offset(Some(&prefix), offset);
+            let mut found = None;
+            while let Some(m) = a.next().await {
+                let m = m.unwrap();
+                if m.location == one {
+                    found = Some(m);
+                }
             }
+            assert_eq!(found.unwrap().e_tag, theirs.head(&one).await.unwrap().e_tag);
         }
-        assert_eq!(found.unwrap().e_tag, theirs.head(&one).await.unwrap().e_tag);
         // A subdirectory, or a staging file of LocalFileSystem's: listed by it.
         std::fs::write(log.join("00000000000000000031.json#1"), b"staged").unwrap();
-        assert!(ours.flat_listing(Some(&prefix), Some(&offset)).is_none());
+        assert!(ours.flat_listing(Some(&prefix), Some(&name)).is_none());
         assert_eq!(
-            listed(&ours, &prefix, Some(&offset)).await,
-            listed(&theirs, &prefix, Some(&offset)).await
+            listed(&ours, &prefix, Some(&name)).await,
+            listed(&theirs, &prefix, Some(&name)).await
         );
         std::fs::remove_file(log.join("00000000000000000031.json#1")).unwrap();
         std::fs::create_dir(log.join("_commits")).unwrap();
         std::fs::write(log.join("_commits/00000000000000000032.json"), b"{}").unwrap();
         assert!(ours.flat_listing(Some(&prefix), None).is_none());
-        let with_sub = listed(&ours, &prefix, Some(&offset)).await;
-        assert_eq!(with_sub, listed(&theirs, &prefix, Some(&offset)).await);
+        let with_sub = listed(&ours, &prefix, Some(&name)).await;
+        assert_eq!(with_sub, listed(&theirs, &prefix, Some(&name)).await);
         assert!(
             with_sub
                 .iter()
                 .any(|(p, _)| p.ends_with("_commits/00000000000000000032.json"))
+        );
+    }
+
+    /// When looking for each version's files could miss what a reader needs, the log is
+    /// listed.
+    #[test]
+    fn a_log_is_listed_whenever_looking_for_its_files_could_miss_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("_delta_log");
+        std::fs::create_dir(&log).unwrap();
+        for v in 3..8u64 {
+            std::fs::write(log.join(format!("{v:020}.json")), b"{}").unwrap();
+        }
+        let prefix = Path::from_filesystem_path(&log).unwrap();
+        let at = |v: u64| prefix.clone().join(format!("{v:020}").as_str());
+        assert_eq!(log_by_probing(&log, &prefix, &at(3)).unwrap().len(), 5);
+        assert_eq!(log_by_probing(&log, &prefix, &at(7)).unwrap().len(), 1);
+        // No commit at the offset (cleaned up, or not yet there).
+        assert!(log_by_probing(&log, &prefix, &at(0)).is_none());
+        assert!(log_by_probing(&log, &prefix, &at(8)).is_none());
+        // A multi-part or v2 checkpoint last: its files are named otherwise.
+        for hint in [
+            r#"{"version":5,"size":9,"parts":2}"#,
+            r#"{"version":5,"size":9,"v2Checkpoint":{"path":"x","sizeInBytes":1,"modificationTime":1}}"#,
+            "not json",
+        ] {
+            std::fs::write(log.join("_last_checkpoint"), hint).unwrap();
+            assert!(log_by_probing(&log, &prefix, &at(5)).is_none(), "{hint}");
+        }
+        std::fs::write(
+            log.join("_last_checkpoint"),
+            r#"{"version":5,"size":9,"parts":null}"#,
+        )
+        .unwrap();
+        assert_eq!(log_by_probing(&log, &prefix, &at(5)).unwrap().len(), 4);
+        // A directory where a version's file would be; another directory than a log.
+        std::fs::create_dir(log.join("00000000000000000006.crc")).unwrap();
+        assert!(log_by_probing(&log, &prefix, &at(5)).is_none());
+        let other = Path::from_filesystem_path(dir.path()).unwrap();
+        assert!(
+            log_by_probing(
+                dir.path(),
+                &other,
+                &other.clone().join("00000000000000000003")
+            )
+            .is_none()
+        );
+        // Past PROBE_VERSIONS commits: the listing is cheaper.
+        let long = dir.path().join("long/_delta_log");
+        std::fs::create_dir_all(&long).unwrap();
+        for v in 0..=PROBE_VERSIONS + 1 {
+            std::fs::write(long.join(format!("{v:020}.json")), b"{}").unwrap();
+        }
+        let prefix = Path::from_filesystem_path(&long).unwrap();
+        assert!(
+            log_by_probing(&long, &prefix, &prefix.clone().join("00000000000000000000")).is_none()
+        );
+        assert!(
+            log_by_probing(&long, &prefix, &prefix.clone().join("00000000000000000002")).is_some()
         );
     }
 
