@@ -17,8 +17,11 @@
 //! names are read (`readdir`, which gives the file type), those at or before the offset
 //! dropped, and only the rest looked at. A directory holding anything else (a
 //! subdirectory, a link, a name `LocalFileSystem` would encode or hide) is listed by
-//! `LocalFileSystem` as before. [`use_for_local_tables`] makes delta-rs open local
-//! tables through this store.
+//! `LocalFileSystem` as before. A log listed from a version (what delta-kernel asks) is
+//! not read at all when looking for each version's files is sure to find what a reader
+//! needs ([`log_by_probing`]). [`use_for_local_tables`] makes delta-rs open local tables
+//! through this store, and with a log store ([`LocalLog`]) that finds the latest version
+//! the same way.
 
 use std::fmt;
 use std::fs::File;
