@@ -38,7 +38,7 @@ use deltalake::protocol::DeltaOperation;
 
 use super::commit::{Lease, Marker};
 use super::read::{LiveFile, all_rows, live_files};
-use super::{Archive, Error, Result};
+use super::{Archive, Result};
 
 /// The upper bounds (bytes, exclusive) of the size tiers of the files merged.
 pub const TIERS: [u64; 3] = [1 << 20, 16 << 20, 256 << 20];
@@ -249,13 +249,7 @@ pub async fn compact_days(
     };
     let version =
         super::rewrite::commit(a, &table, &marker, actions, operation, [], "compaction").await?;
-    table
-        .update_incremental(Some(version))
-        .await
-        .map_err(|e| Error::Delta {
-            path: a.events_dir(),
-            source: Box::new(e),
-        })?;
+    super::rewrite::advance(a, &mut table, version).await?;
     Ok((table, done))
 }
 

@@ -435,13 +435,7 @@ async fn compact_once(archive: &Archive) -> Result<CompactReport> {
     )
     .await?;
     let mut table = table;
-    table
-        .update_incremental(Some(version))
-        .await
-        .map_err(|e| Error::Delta {
-            path: archive.events_dir(),
-            source: Box::new(e),
-        })?;
+    super::rewrite::advance(archive, &mut table, version).await?;
     checkpoint(archive, &table).await?;
     report.version = version as i64;
     Ok(report)

@@ -139,13 +139,19 @@ pub async fn commit(
     }
 }
 
+/// Move `table` to `version`, one a rewrite just committed on it (the commits since are
+/// read, not the whole log).
+pub async fn advance(archive: &Archive, table: &mut DeltaTable, version: u64) -> Result<()> {
+    table
+        .update_incremental(Some(version))
+        .await
+        .map_err(delta_err(archive))
+}
+
 /// The columns data files of `table` store: the archive schema without `date`, and
 /// without `leaf` in a table made before the evidence log that no writer extended yet.
 pub fn stored_schema(archive: &Archive, table: &deltalake::DeltaTable) -> Result<SchemaRef> {
-    let snapshot = table.snapshot().map_err(|e| Error::Delta {
-        path: archive.events_dir(),
-        source: Box::new(e),
-    })?;
+    let snapshot = table.snapshot().map_err(delta_err(archive))?;
     let has_leaf = snapshot.schema().field(col::LEAF).is_some();
     let fields: Vec<_> = event::schema()
         .fields()
