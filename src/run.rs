@@ -16,6 +16,7 @@
 //!
 //! signing_key = "/etc/auditq/seal.key"  # seal each commit (AUDITQ_SIGNING_KEY wins)
 //! auto_compact = true     # writers merge small files after their commits (--no-compact)
+//! auto_vacuum = true      # writers delete old file versions every 100 versions
 //! ```
 //!
 //! [`run_query`] is the one path from query text to output, for `auditq query` and the
@@ -42,6 +43,9 @@ pub struct ConfigFile {
     pub signing_key: Option<PathBuf>,
     /// Whether writers compact the small files of the days they touched (default true).
     pub auto_compact: Option<bool>,
+    /// Whether writers vacuum files removed longer ago than the archive's time-travel
+    /// window, every checkpoint interval (default true).
+    pub auto_vacuum: Option<bool>,
 }
 
 impl ConfigFile {
@@ -199,6 +203,7 @@ impl Settings {
         };
         let archive =
             archive.with_auto_compact(!given.no_compact && config.auto_compact.unwrap_or(true));
+        let archive = archive.with_auto_vacuum(config.auto_vacuum.unwrap_or(true));
         let terminal = std::io::stderr().is_terminal();
         Ok(Settings {
             archive,

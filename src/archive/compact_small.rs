@@ -56,26 +56,36 @@ pub const WHOLE_DAY_MAX: u64 = 32 << 20;
 
 const DAY_MICROS: i64 = 86_400_000_000;
 
-/// What a writer's compactions did.
+/// What a writer's upkeep after its commits did: merges of small files, and the
+/// vacuum of old file versions (see [`super::vacuum`]).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Compacted {
     /// Merges made (one a day and commit).
     pub merges: u64,
     pub files_removed: u64,
     pub files_added: u64,
+    /// Files deleted by vacuums (removed from the table longer ago than its window).
+    pub files_vacuumed: u64,
 }
 
 impl Compacted {
-    /// The clause a writer's summary ends with when it merged files: `; merged N small
-    /// files into M` (empty when it merged none).
+    /// The clause a writer's summary ends with when it merged or vacuumed files: `;
+    /// merged N small files into M; vacuumed K old files` (empty when it did neither).
     pub fn clause(&self) -> String {
-        match self.merges {
-            0 => String::new(),
-            _ => format!(
+        let mut s = String::new();
+        if self.merges > 0 {
+            s += &format!(
                 "; merged {} small files into {}",
                 self.files_removed, self.files_added
-            ),
+            );
         }
+        if self.files_vacuumed > 0 {
+            s += &format!(
+                "; vacuumed {} old files (removed longer ago than the time-travel window)",
+                self.files_vacuumed
+            );
+        }
+        s
     }
 }
 
@@ -84,6 +94,7 @@ impl std::ops::AddAssign for Compacted {
         self.merges += o.merges;
         self.files_removed += o.files_removed;
         self.files_added += o.files_added;
+        self.files_vacuumed += o.files_vacuumed;
     }
 }
 

@@ -41,6 +41,7 @@ mod rewrite;
 pub mod session;
 pub mod store;
 pub mod summary;
+pub mod vacuum;
 pub mod write;
 
 use std::path::{Path, PathBuf};
@@ -92,8 +93,9 @@ pub enum Error {
     DamagedLog { path: PathBuf, reason: String },
     #[error("vacuum deleted nothing: {} unreferenced files hold events the table does not have ({}); they are the only copies. Re-archive them from their `raw` column, e.g. `duckdb -noheader -list -c \"SELECT raw FROM 'FILE'\" > lost.ndjson && auditq import lost.ndjson`, then vacuum again", .files.len(), .files.iter().take(3).map(|(f, n)| format!("{f}: {n} events")).collect::<Vec<_>>().join(", "))]
     WouldLoseEvents { files: Vec<(String, u64)> },
-    #[error("--older-than {}: vacuum keeps removed files at least {} (the longest write or query that may still need them); pass --force to go below it", short_duration(*.given), short_duration(*.min))]
+    #[error("{what} {} is under {}, the least that removed files are kept: the archive's time-travel window (`auditq archive time-travel`) and at least 1h for the writes and queries in flight; pass --force to go below it", short_duration(*.given), short_duration(*.min))]
     RetentionTooShort {
+        what: &'static str,
         given: std::time::Duration,
         min: std::time::Duration,
     },
@@ -112,7 +114,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// `90s`, `15m`, `1h`, `7d`: the largest unit that divides the duration.
-fn short_duration(d: std::time::Duration) -> String {
+pub(crate) fn short_duration(d: std::time::Duration) -> String {
     let s = d.as_secs();
     match s {
         0 => "0s".to_owned(),
@@ -140,6 +142,8 @@ pub struct Archive {
     /// Whether a writer compacts the small files of the days it touched after each
     /// commit (see [`compact_small`]).
     auto_compact: bool,
+    /// Whether a writer vacuums every checkpoint interval (see [`vacuum`]).
+    auto_vacuum: bool,
 }
 
 impl Archive {
@@ -153,6 +157,7 @@ impl Archive {
             as_of: None,
             publish: None,
             auto_compact: true,
+            auto_vacuum: true,
         }
     }
 
@@ -166,6 +171,7 @@ impl Archive {
             as_of: None,
             publish: None,
             auto_compact: true,
+            auto_vacuum: true,
         }
     }
 
@@ -191,6 +197,17 @@ impl Archive {
     /// Whether writers compact small files after each commit.
     pub fn auto_compact(&self) -> bool {
         self.auto_compact
+    }
+
+    /// The same archive, its writers vacuuming old file versions on schedule or not.
+    pub fn with_auto_vacuum(mut self, on: bool) -> Self {
+        self.auto_vacuum = on;
+        self
+    }
+
+    /// Whether writers vacuum old file versions (every checkpoint interval).
+    pub fn auto_vacuum(&self) -> bool {
+        self.auto_vacuum
     }
 
     /// The same archive, its queries answered from `version` (`None`: the latest). Only

@@ -567,12 +567,38 @@ impl Writer {
     /// Archive batches of events (in the [`event::schema`], in input order) in one atomic
     /// commit. `source` names the input, for the quarantine's records.
     pub async fn commit(&mut self, batches: &[RecordBatch], source: &str) -> Result<CommitStats> {
+        let from = self.version();
         let mut stats = self
             .commit_with(batches, source, CommitProperties::default(), false)
             .await?;
         self.seal().await?;
-        stats.compacted = self.compact_touched().await;
+        stats.compacted = self.upkeep(from).await;
         Ok(stats)
+    }
+
+    /// The version of the table as of the last commit (-1 before the first).
+    fn version(&self) -> i64 {
+        self.table().version().map_or(-1, |v| v as i64)
+    }
+
+    /// After a commit from version `from`: merge small files, and vacuum when the table
+    /// passed a checkpoint interval. The events are archived whatever happens here.
+    async fn upkeep(&mut self, from: i64) -> super::compact_small::Compacted {
+        let mut done = self.compact_touched().await;
+        done.files_vacuumed = match super::vacuum::after_commits(&self.archive, self.table(), from)
+            .await
+        {
+            Ok(n) => n as u64,
+            Err(e) => {
+                tracing::warn!(
+                    target: "auditq::archive",
+                    "vacuuming old file versions after the commit: {}; a later commit tries again",
+                    crate::diag::chain(&e)
+                );
+                0
+            }
+        };
+        done
     }
 
     /// With automatic compaction on: merge the small files due in the days the last
@@ -635,9 +661,10 @@ impl Writer {
     ) -> Result<CommitStats> {
         let props = CommitProperties::default()
             .with_application_transaction(deltalake::kernel::Transaction::new(app_id, checkpoint));
+        let from = self.version();
         let mut stats = self.commit_with(batches, source, props, true).await?;
         self.seal().await?;
-        stats.compacted = self.compact_touched().await;
+        stats.compacted = self.upkeep(from).await;
         Ok(stats)
     }
 

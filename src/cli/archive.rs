@@ -1,10 +1,11 @@
-//! `auditq archive …`: stats, verify, history, seal, prove, compact, repair, vacuum.
+//! `auditq archive …`: stats, verify, history, seal, prove, compact, repair, vacuum,
+//! time-travel.
 
 use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use crate::archive::{evidence, maintain};
+use crate::archive::{evidence, maintain, short_duration, vacuum};
 use crate::error::{Error, Result};
 use crate::run::Settings;
 
@@ -81,16 +82,27 @@ pub enum Command {
     },
     /// Delete data files no live version references (never live data)
     Vacuum {
-        /// Keep files removed or orphaned less than this long ago (at least 1h without
-        /// --force)
-        #[arg(long, default_value = "7d", value_name = "DURATION")]
-        older_than: String,
+        /// Delete files removed from the table longer ago than this (default: the
+        /// archive's time-travel window, see `archive time-travel`; shorter needs --force)
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
         /// Only list what would be deleted
         #[arg(long)]
         dry_run: bool,
-        /// Take an --older-than under 1h for files removed from the table (old versions'
-        /// readers may fail); unreferenced files are still kept 1h, and any written since
-        /// a writer in flight began
+        /// Take an --older-than under the time-travel window or 1h (`--as-of` and old
+        /// versions' readers may fail); unreferenced files are still kept 1h, and any
+        /// written since a writer in flight began
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show or set how long files removed from the table are kept, so that `--as-of`
+    /// answers from versions that recent (Delta's `delta.deletedFileRetentionDuration`;
+    /// default 7d); writers vacuum what is older every 100 versions
+    TimeTravel {
+        /// The new window, e.g. 30d or 400d (one commit); none: show it
+        #[arg(value_name = "DURATION")]
+        window: Option<String>,
+        /// Take a window under 1h
         #[arg(long)]
         force: bool,
     },
@@ -186,22 +198,45 @@ pub fn run(settings: &Settings, action: Command) -> Result<()> {
             dry_run,
             force,
         } => {
-            let age = super::duration("older-than", &older_than)?;
-            let r = rt.block_on(maintain::vacuum(archive, age, dry_run, force))?;
+            let age = older_than
+                .map(|o| super::duration("older-than", &o))
+                .transpose()?;
+            let r = rt.block_on(vacuum::vacuum(archive, age, dry_run, force))?;
             if !settings.quiet {
                 super::say(&vacuum_summary(&r, dry_run, settings.verbose > 0))?;
             }
             Ok(())
         }
+        Command::TimeTravel { window, force } => {
+            let text = match window {
+                Some(w) => {
+                    let w = super::duration("time-travel window", &w)?;
+                    let version = rt.block_on(vacuum::set_window(archive, w, force))?;
+                    format!(
+                        "time-travel window set to {} (version {version}): files removed from the table are kept that long, and `--as-of` answers from versions that recent",
+                        short_duration(w)
+                    )
+                }
+                None => {
+                    let table = rt.block_on(archive.open_table())?;
+                    format!(
+                        "files removed from the table are kept {}: `--as-of` answers from versions that recent (`auditq archive time-travel DURATION` sets it)",
+                        short_duration(vacuum::window(&table))
+                    )
+                }
+            };
+            super::say(&text)
+        }
     }
 }
 
 /// What `archive vacuum` says it did (or would do, in a dry run).
-fn vacuum_summary(r: &maintain::VacuumReport, dry_run: bool, verbose: bool) -> String {
+fn vacuum_summary(r: &vacuum::VacuumReport, dry_run: bool, verbose: bool) -> String {
     let verb = if dry_run { "would delete" } else { "deleted" };
     let mut lines = vec![format!(
-        "{verb} {} unreferenced files",
-        r.files_deleted.len()
+        "{verb} {} unreferenced files (removed from the table or never committed, more than {} ago)",
+        r.files_deleted.len(),
+        short_duration(r.older_than)
     )];
     if r.stale_leases > 0 {
         let verb = if dry_run { "would remove" } else { "removed" };

@@ -482,7 +482,7 @@ fn vacuum_never_deletes_the_only_copy_of_an_event() {
         format!(r#"{{"started_ms":{two_days_ago},"pid":1,"what":"append"}}"#),
     )
     .unwrap();
-    let r = ok(auditq(&a).args(["archive", "vacuum", "--dry-run", "--older-than", "1h"]));
+    let r = ok(auditq(&a).args(["archive", "vacuum", "--dry-run"]));
     assert!(r.stdout.contains("would remove 1 leases"), "{}", r.stdout);
     assert!(a.join("writers/dead.json").exists());
     let r = ok(auditq(&a).args(["archive", "vacuum", "--older-than", "0s", "--force"]));
@@ -523,6 +523,120 @@ fn vacuum_never_deletes_the_only_copy_of_an_event() {
         "--force",
     ]));
     assert_eq!(r.code, 1, "{}", r.stdout);
+}
+
+/// Writers vacuum every 100 versions, keeping what the archive's time-travel window
+/// (`archive time-travel`) says: a window of 7 days keeps the files a compaction removed
+/// an instant ago, however old the files (and `--as-of` reads them); `auto_vacuum =
+/// false` keeps them; a window they have outlived lets the next writer past a hundred
+/// versions delete them, and say so.
+#[test]
+fn writers_vacuum_on_schedule_and_keep_the_time_travel_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let events = |n: usize, end: &str| {
+        let path = dir.path().join(format!("{n}-{end}.ndjson"));
+        let r = ok(auditq(&a).args([
+            "generate",
+            "--events",
+            &n.to_string(),
+            "--days",
+            "1",
+            "--end",
+            end,
+            "--seed",
+            &end[8..10], // another seed a day: other ids
+        ]));
+        std::fs::write(&path, r.stdout).unwrap();
+        path
+    };
+    // Three imports' files, compacted: files no longer live.
+    let first = events(300, "2026-10-01T12:00:00Z");
+    ok(auditq(&a)
+        .args(["import", "--no-compact", "--batch-size", "100"])
+        .arg(&first));
+    let before_compaction = history_len(&a) - 1;
+    ok(auditq(&a).args(["archive", "compact"]));
+    let on_disk = || walk_parquet(&a.join("events")).len();
+    let live = || stats(&a)["files"].as_u64().unwrap() as usize;
+    let removed = on_disk() - live();
+    assert!(removed >= 3, "{removed}");
+    // Written 8 days ago: older than the window, so only their tombstones (kept in the
+    // log for the window) tell that they were removed recently.
+    let eight_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 86_400);
+    for f in walk_parquet(&a.join("events")) {
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(eight_days_ago)
+            .unwrap();
+    }
+    let r = ok(auditq(&a).args(["archive", "time-travel"]));
+    assert!(r.stdout.contains("kept 7d"), "{}", r.stdout);
+    let as_of_count = || {
+        let v = before_compaction.to_string();
+        ok(auditq(&a).args(["query", "--as-of", &v, "--format", "csv", "| count"])).stdout
+    };
+    assert_eq!(as_of_count(), "count\n300\n");
+    // Past version 100 in one writer (a commit an event): the 7-day window keeps them.
+    let crossing = |n: usize, end: &str| {
+        let more = events(n, end);
+        let latest = history_len(&a) - 1;
+        let target = (latest / 100 + 1) * 100 - latest;
+        let more = {
+            let text = std::fs::read_to_string(&more).unwrap();
+            let lines: Vec<&str> = text.lines().take(target).collect();
+            std::fs::write(&more, lines.join("\n") + "\n").unwrap();
+            more
+        };
+        ok(auditq(&a)
+            .args(["import", "--no-compact", "--batch-size", "1"])
+            .arg(&more))
+    };
+    let r = crossing(120, "2026-10-02T12:00:00Z");
+    assert!(!r.stdout.contains("vacuumed"), "{}", r.stdout);
+    assert_eq!(as_of_count(), "count\n300\n");
+    // A window under an hour needs --force; then the removed files are older than it.
+    let r = run(auditq(&a).args(["archive", "time-travel", "1s"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--force"), "{}", r.stderr);
+    ok(auditq(&a).args(["archive", "time-travel", "1s", "--force"]));
+    let r = ok(auditq(&a).args(["archive", "time-travel"]));
+    assert!(r.stdout.contains("kept 1s"), "{}", r.stdout);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let config = a.with_extension("no-config.toml");
+    std::fs::write(&config, "auto_vacuum = false\n").unwrap();
+    let r = crossing(120, "2026-10-03T12:00:00Z");
+    assert!(!r.stdout.contains("vacuumed"), "{}", r.stdout);
+    std::fs::remove_file(&config).unwrap();
+    let r = crossing(120, "2026-10-04T12:00:00Z");
+    assert!(
+        r.stdout.contains(&format!(
+            "vacuumed {removed} old files (removed longer ago than the time-travel window)"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(on_disk(), live());
+    let r = run(auditq(&a).args([
+        "query",
+        "--as-of",
+        &before_compaction.to_string(),
+        "| count",
+    ]));
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    ok(auditq(&a).args(["archive", "verify"]));
+}
+
+/// The number of versions in the archive's history.
+fn history_len(a: &Path) -> usize {
+    let r = ok(auditq(a).args(["archive", "history", "--json"]));
+    serde_json::from_str::<serde_json::Value>(&r.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len()
 }
 
 /// Damage is detected, never answered around: 4 KiB overwritten inside a data file (its
