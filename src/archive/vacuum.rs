@@ -9,8 +9,8 @@
 //! no version within the window reads (deleted, by its age).
 //!
 //! Vacuum runs by hand (`archive vacuum`) and, unless `auto_vacuum = false`, in every
-//! writer once its commits reach a multiple of the table's checkpoint interval
-//! (`delta.checkpointInterval`, 100 versions by default) — the schedule is in versions,
+//! writer whose commits pass a checkpoint (Delta writes one every
+//! `delta.checkpointInterval` versions, 100 by default) — the schedule is in versions,
 //! so an archive that does not change is not listed again and again. A writer's vacuum
 //! keeps exactly the window; `archive vacuum --older-than` below it needs `--force`.
 
@@ -130,20 +130,10 @@ pub async fn vacuum(
     vacuum_table(archive, &table, older_than, dry_run).await
 }
 
-/// A writer's vacuum, under its lock, on the table it committed: due when its commits
-/// moved the table past a multiple of the checkpoint interval (`from` → the table's
-/// version). Keeps the archive's window.
-pub(crate) async fn after_commits(
-    archive: &Archive,
-    table: &DeltaTable,
-    from: i64,
-) -> Result<usize> {
-    let Ok(snapshot) = table.snapshot() else {
-        return Ok(0);
-    };
-    let every = snapshot.table_config().checkpoint_interval().get() as i64;
-    let to = snapshot.version() as i64;
-    if !archive.auto_vacuum() || to.div_euclid(every) == from.div_euclid(every) {
+/// A writer's vacuum, under its lock, on the table it committed (when its commits passed
+/// a checkpoint): keeps the archive's window. The number of files deleted.
+pub(crate) async fn after_commits(archive: &Archive, table: &DeltaTable) -> Result<usize> {
+    if !archive.auto_vacuum() {
         return Ok(0);
     }
     let r = vacuum_table(archive, table, window(table), false).await?;
