@@ -41,6 +41,7 @@ mod rewrite;
 pub mod session;
 pub mod store;
 pub mod summary;
+mod table_cache;
 pub mod vacuum;
 pub mod write;
 
@@ -450,6 +451,13 @@ impl Archive {
     /// Open the events table for reading. Fails with [`Error::Missing`] if there is none.
     pub async fn open_table(&self) -> Result<DeltaTable> {
         self.open_table_at(None).await
+    }
+
+    /// The table queries read (`--as-of`'s version, else the latest), kept between the
+    /// queries of a process while its version is the one they read (see
+    /// [`table_cache`]).
+    pub async fn table_for_reading(&self) -> Result<DeltaTable> {
+        table_cache::table_for_reading(self).await
     }
 
     /// [`open_table`](Self::open_table) as of `version` (`None`: the latest).

@@ -208,26 +208,31 @@ pub fn run(settings: &Settings, action: Command) -> Result<()> {
             Ok(())
         }
         Command::TimeTravel { window, force } => {
-            let text = match window {
-                Some(w) => {
-                    let w = super::duration("time-travel window", &w)?;
-                    let version = rt.block_on(vacuum::set_window(archive, w, force))?;
-                    format!(
-                        "time-travel window set to {} (version {version}): files removed from the table are kept that long, and `--as-of` answers from versions that recent",
-                        short_duration(w)
-                    )
-                }
-                None => {
-                    let table = rt.block_on(archive.open_table())?;
-                    format!(
-                        "files removed from the table are kept {}: `--as-of` answers from versions that recent (`auditq archive time-travel DURATION` sets it)",
-                        short_duration(vacuum::window(&table))
-                    )
-                }
-            };
-            super::say(&text)
+            super::say(&rt.block_on(time_travel(archive, window, force))?)
         }
     }
+}
+
+/// `archive time-travel [WINDOW]`: set the window, or say what it is.
+async fn time_travel(
+    archive: &crate::archive::Archive,
+    window: Option<String>,
+    force: bool,
+) -> Result<String> {
+    Ok(match window {
+        Some(w) => {
+            let w = super::duration("time-travel window", &w)?;
+            let version = vacuum::set_window(archive, w, force).await?;
+            format!(
+                "time-travel window set to {} (version {version}): files removed from the table are kept that long, and `--as-of` answers from versions that recent",
+                short_duration(w)
+            )
+        }
+        None => format!(
+            "files removed from the table are kept {}: `--as-of` answers from versions that recent (`auditq archive time-travel DURATION` sets it)",
+            short_duration(vacuum::window(&archive.open_table().await?))
+        ),
+    })
 }
 
 /// What `archive vacuum` says it did (or would do, in a dry run).

@@ -104,7 +104,7 @@ pub async fn open(archive: &Archive) -> Result<(SessionContext, Option<Summary>)
         Some(scheduler) => Some((scheduler, remote::installed().ok_or(Error::NoCluster)?)),
         None => None,
     };
-    let table = archive.open_table_at(archive.read_version()).await?;
+    let table = archive.table_for_reading().await?;
     let files = read::live_files(archive, &table)?;
     let changed = read::changed_files(archive, &files);
     let (summary, aids) = if changed.is_empty() {

@@ -349,6 +349,62 @@ fn an_archive_on_s3_takes_every_archive_command_and_python_deltalake_reads_it() 
     assert_eq!(py["version"], s["version"], "{py}");
 }
 
+/// A REPL session on S3 keeps the table it read between its queries (a `HEAD` of the
+/// next commit instead of the log's listing and reads), and still answers from the
+/// latest version: what another process archives meanwhile shows in the next query.
+#[test]
+#[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
+fn a_repl_session_on_s3_sees_what_is_archived_between_its_queries() {
+    use std::io::{BufRead, Write};
+    let server = S3Server::start();
+    server.bucket("audit");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let url = "s3://audit/repl";
+    ok(server
+        .auditq(url, &cache)
+        .arg("import")
+        .arg(generate(dir.path(), 2_000, 31)));
+    let mut repl = server
+        .auditq(url, &cache)
+        .arg("repl")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = repl.stdin.take().unwrap();
+    let output = repl.stdout.take().unwrap();
+    let (tx, counts) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(output)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(n) = line.trim().parse::<u64>() {
+                let _ = tx.send(n);
+            }
+        }
+    });
+    writeln!(input, ".format csv").unwrap();
+    let mut count = || {
+        writeln!(input, "| count").unwrap();
+        counts
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a count")
+    };
+    assert_eq!(count(), 2_000);
+    assert_eq!(count(), 2_000);
+    ok(server
+        .auditq(url, &cache)
+        .arg("import")
+        .arg(generate(dir.path(), 1_000, 32)));
+    assert_eq!(count(), 3_000);
+    assert_eq!(count(), 3_000);
+    drop(input);
+    assert!(repl.wait().unwrap().success());
+}
+
 #[test]
 #[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
 fn queries_on_s3_answer_as_on_a_local_copy() {
