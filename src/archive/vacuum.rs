@@ -164,29 +164,16 @@ async fn vacuum_table(
         path: archive.events_dir(),
         source: Box::new(e),
     };
-    let retention = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
     // What each rule would delete, planned (Delta's dry run) and checked before anything
     // goes; then exactly that is deleted.
-    let (_, removed) = table
-        .clone()
-        .vacuum()
-        .with_retention_period(retention(older_than))
-        .with_enforce_retention_duration(false)
-        .with_mode(VacuumMode::Lite)
-        .with_dry_run(true)
+    let removed = planned(table, older_than, VacuumMode::Lite)
         .await
         .map_err(delta)?;
-    let (_, orphans) = table
-        .clone()
-        .vacuum()
-        .with_retention_period(retention(orphan_age))
-        .with_enforce_retention_duration(false)
-        .with_mode(VacuumMode::Full)
-        .with_dry_run(true)
+    let orphans = planned(table, orphan_age, VacuumMode::Full)
         .await
         .map_err(delta)?;
-    let mut doomed: Vec<String> = removed.files_deleted;
-    doomed.extend(orphans.files_deleted);
+    let mut doomed: Vec<String> = removed;
+    doomed.extend(orphans);
     doomed.sort_unstable();
     doomed.dedup();
     refuse_to_lose_events(archive, table, &doomed)?;
@@ -205,6 +192,25 @@ async fn vacuum_table(
         writers_in_flight: writers,
         stale_leases: stale,
     })
+}
+
+/// The files Delta's vacuum in `mode` would delete, keeping those removed (or, in
+/// `Full` mode, unreferenced and written) less than `older_than` ago: a dry run.
+async fn planned(
+    table: &DeltaTable,
+    older_than: Duration,
+    mode: VacuumMode,
+) -> deltalake::DeltaResult<Vec<String>> {
+    let retention = chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    let (_, metrics) = table
+        .clone()
+        .vacuum()
+        .with_retention_period(retention)
+        .with_enforce_retention_duration(false)
+        .with_mode(mode)
+        .with_dry_run(true)
+        .await?;
+    Ok(metrics.files_deleted)
 }
 
 /// Unreferenced data files are normally the leftovers of commits that never happened or
@@ -228,7 +234,7 @@ fn refuse_to_lose_events(archive: &Archive, table: &DeltaTable, doomed: &[String
     for f in &live {
         by_day.entry(f.date.as_str()).or_default().push(f);
     }
-    let mut unmatched: Vec<(String, Vec<String>)> = Vec::new();
+    let mut unmatched: Vec<(String, Vec<u64>)> = Vec::new();
     for rel in doomed {
         let file = LiveFile {
             path: archive.events_dir().join(rel),
@@ -239,21 +245,11 @@ fn refuse_to_lose_events(archive: &Archive, table: &DeltaTable, doomed: &[String
             added: 0,
         };
         // An unreadable leftover holds nothing readable to keep.
-        let mut ids = Vec::new();
-        let _ = read_columns(&file, &[col::ID], |b| {
-            ids.extend(
-                b.column(0)
-                    .as_string::<i32>()
-                    .iter()
-                    .flatten()
-                    .map(str::to_owned),
-            );
-            Ok(())
-        });
+        let mut ids = hashes_in(&file).unwrap_or_default();
         let day = day_of(rel);
         let same_day = by_day.get(day).map(Vec::as_slice).unwrap_or_default();
         let known = id_hashes(same_day)?;
-        ids.retain(|id| !known.contains(event::id_hash(id)));
+        ids.retain(|&h| !known.contains(h));
         if !ids.is_empty() {
             unmatched.push((rel.clone(), ids));
         }
@@ -265,10 +261,7 @@ fn refuse_to_lose_events(archive: &Archive, table: &DeltaTable, doomed: &[String
     let holding: Vec<(String, u64)> = unmatched
         .into_iter()
         .map(|(rel, ids)| {
-            let lost = ids
-                .iter()
-                .filter(|id| !everywhere.contains(event::id_hash(id)))
-                .count() as u64;
+            let lost = ids.iter().filter(|&&h| !everywhere.contains(h)).count() as u64;
             (rel, lost)
         })
         .filter(|(_, lost)| *lost > 0)
@@ -290,18 +283,20 @@ fn day_of(rel: &str) -> &str {
 fn id_hashes(files: &[&LiveFile]) -> Result<super::ids::IdSet> {
     let mut hashes = Vec::new();
     for file in files {
-        read_columns(file, &[col::ID], |b| {
-            hashes.extend(
-                b.column(0)
-                    .as_string::<i32>()
-                    .iter()
-                    .flatten()
-                    .map(event::id_hash),
-            );
-            Ok(())
-        })?;
+        hashes.extend(hashes_in(file)?);
     }
     Ok(super::ids::IdSet::from_hashes(hashes))
+}
+
+/// The hashes of the ids in `file`.
+fn hashes_in(file: &LiveFile) -> Result<Vec<u64>> {
+    let mut hashes = Vec::new();
+    read_columns(file, &[col::ID], |b| {
+        let ids = b.column(0).as_string::<i32>();
+        hashes.extend(ids.iter().flatten().map(event::id_hash));
+        Ok(())
+    })?;
+    Ok(hashes)
 }
 
 #[cfg(test)]
