@@ -455,7 +455,7 @@ impl Archive {
 
     /// The table queries read (`--as-of`'s version, else the latest), kept between the
     /// queries of a process while its version is the one they read (see
-    /// [`table_cache`]).
+    /// `table_cache.rs`).
     pub async fn table_for_reading(&self) -> Result<DeltaTable> {
         table_cache::table_for_reading(self).await
     }
