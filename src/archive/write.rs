@@ -206,10 +206,20 @@ fn with_leaves(batches: Vec<RecordBatch>, first: u64) -> Result<Vec<RecordBatch>
         .collect()
 }
 
-/// Table properties every archive has: its log entries are never cleaned up (they are
-/// the archive's history, which `--as-of` and `archive history` read, and a few KiB a
-/// commit).
-const PROPERTIES: [(&str, &str); 1] = [("delta.enableExpiredLogCleanup", "false")];
+/// Table properties every archive has:
+/// - its log entries are never cleaned up (they are the archive's history, which
+///   `--as-of` and `archive history` read, and a few KiB a commit);
+/// - the statistics a commit records for each file are those of the columns a reader can
+///   skip files by: `time` (files are sorted by it), `processed_at`, and `leaf` (the
+///   evidence log's places). Every other column takes all values in a file of a day, so
+///   its minimum and maximum skip nothing, yet they were 80% of each `add` action's text,
+///   which every reader of the log parses for every live file (an archive of 3,000
+///   uncompacted files: a 100-event commit 177 -> 101 ms). Files written
+///   before keep theirs.
+const PROPERTIES: [(&str, &str); 2] = [
+    ("delta.enableExpiredLogCleanup", "false"),
+    ("delta.dataSkippingStatsColumns", "time,processed_at,leaf"),
+];
 
 /// The table as schema version 2 has it: with the `leaf` column and [`PROPERTIES`]. A
 /// table made before gains them (a commit each, once; its files hold no leaves).

@@ -565,3 +565,42 @@ fn the_writer_keeps_its_ids_between_runs_and_a_stale_snapshot_never_refuses_an_e
     assert_ne!(std::fs::read(&snapshot).unwrap(), bytes);
     ok(auditq(&a).args(["archive", "verify"]));
 }
+
+/// Each file's `add` in the Delta log carries statistics of `time`, `processed_at` and
+/// `leaf` only (the columns that can skip a file of a day), as the table's
+/// `delta.dataSkippingStatsColumns` says — what the README promises.
+#[test]
+fn the_log_records_statistics_of_the_columns_that_skip_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    ok(auditq(&a).arg("import").arg(generate(dir.path(), 2_000, 5)));
+    let mut adds = 0;
+    for entry in std::fs::read_dir(a.join("events/_delta_log")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(conf) = action["metaData"]["configuration"].as_object() {
+                assert_eq!(
+                    conf["delta.dataSkippingStatsColumns"], "time,processed_at,leaf",
+                    "{conf:?}"
+                );
+            }
+            let Some(stats) = action["add"]["stats"].as_str() else {
+                continue;
+            };
+            let stats: serde_json::Value = serde_json::from_str(stats).unwrap();
+            let mut columns: Vec<&String> =
+                stats["maxValues"].as_object().unwrap().keys().collect();
+            columns.sort();
+            assert_eq!(columns, ["leaf", "processed_at", "time"], "{stats}");
+            assert!(stats["numRecords"].as_u64().unwrap() > 0);
+            adds += 1;
+        }
+    }
+    assert!(adds > 0);
+    let r = ok(auditq(&a).args(["query", "--format", "csv", "since 400d | count"]));
+    assert_eq!(r.stdout, "count\n2000\n");
+}
