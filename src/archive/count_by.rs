@@ -1,4 +1,5 @@
-//! `| count by F` on a text field, without hashing every row's text.
+//! `| count by F` (or `F, G`, up to [`MAX_KEYS`] fields) on text fields, without
+//! hashing every row's text.
 //!
 //! DataFusion's partial aggregate hashes and compares the bytes of every row's key (for
 //! an actor id, 24 bytes hashed and compared per event): on 10M events that is half the
@@ -7,10 +8,15 @@
 //! of the same buffer). This partial aggregate counts per distinct view of a batch, a
 //! cheap integer hash, and looks up the text of each distinct view once per batch.
 //!
-//! It replaces only a partial aggregate that DataFusion would compute the same way: one
-//! group key that is a text column, and aggregates that all count rows (`count(*)`).
-//! Its output is the partial aggregate's own (the key, then a count per aggregate), so
-//! the repartition and the final aggregate above it are DataFusion's.
+//! It replaces only a partial aggregate that DataFusion would compute the same way: group
+//! keys that are text columns, and aggregates that all count rows (`count(*)`). Its
+//! output is the partial aggregate's own (the keys, then a count per aggregate), so the
+//! repartition and the final aggregate above it are DataFusion's.
+//!
+//! With several keys, each key's text gets a number as with one, and a row's group is
+//! found from its keys' numbers (see [`Pairs`]) rather than from the bytes of every key
+//! (DataFusion's group values compare each column's text per row; on `count by
+//! actor.id, action` over 10M events that was most of the time).
 //!
 //! When the key comes straight from the archive's files (through filters that do not
 //! read it), the scan reads it as a dictionary instead, as the file stores it: a batch
@@ -59,20 +65,25 @@ const PROBE_ROWS: usize = 100_000;
 #[derive(Debug)]
 pub struct CountByExec {
     input: Arc<dyn ExecutionPlan>,
-    /// The key's column in the input.
-    key: usize,
-    /// The partial aggregate's output: the key, then one count per aggregate.
+    /// The keys' columns in the input, in the partial aggregate's order.
+    keys: Vec<usize>,
+    /// The partial aggregate's output: the keys, then one count per aggregate.
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
 }
 
 impl DisplayAs for CountByExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fields = self.schema.fields();
+        let keys: Vec<&str> = fields[..self.keys.len()]
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
         write!(
             f,
             "CountByExec: mode=Partial, gby=[{}], counts={}",
-            self.schema.field(0).name(),
-            self.schema.fields().len() - 1
+            keys.join(", "),
+            fields.len() - self.keys.len()
         )
     }
 }
@@ -104,7 +115,7 @@ impl ExecutionPlan for CountByExec {
         let input = super::one_child("CountByExec", children)?;
         Ok(Arc::new(Self {
             input,
-            key: self.key,
+            keys: self.keys.clone(),
             schema: Arc::clone(&self.schema),
             properties: Arc::clone(&self.properties),
         }))
@@ -116,11 +127,13 @@ impl ExecutionPlan for CountByExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context)?;
-        let (key, schema) = (self.key, Arc::clone(&self.schema));
-        let state = State::Counting(input, Box::default());
+        let keys: Arc<[usize]> = self.keys.clone().into();
+        let schema = Arc::clone(&self.schema);
+        let counts = Counts::new(keys.len());
+        let state = State::Counting(input, Box::new(counts));
         let batches = futures_util::stream::unfold(Some(state), move |state| {
-            let schema = Arc::clone(&schema);
-            async move { step(state?, key, &schema).await }
+            let (keys, schema) = (Arc::clone(&keys), Arc::clone(&schema));
+            async move { step(state?, &keys, &schema).await }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
@@ -138,17 +151,17 @@ enum State {
 /// The next output batch, and what follows it.
 async fn step(
     state: State,
-    key: usize,
+    keys: &[usize],
     schema: &SchemaRef,
 ) -> Option<(Result<RecordBatch>, Option<State>)> {
     match state {
         State::Counting(mut input, mut counts) => {
             while let Some(batch) = input.next().await {
-                let added = batch.and_then(|b| counts.add(b.column(key)));
+                let added = batch.and_then(|b| counts.add(&b, keys));
                 if let Err(e) = added {
                     return Some((Err(e), None));
                 }
-                if counts.rows >= PROBE_ROWS && counts.groups.len() * 2 > counts.rows {
+                if counts.rows >= PROBE_ROWS && counts.counts.len() * 2 > counts.rows {
                     return Some((counts.finish(schema), Some(State::Passing(input))));
                 }
             }
@@ -161,11 +174,13 @@ async fn step(
             let batch = input.next().await?;
             let out = batch.and_then(|b| {
                 let ones: ArrayRef = Arc::new(Int64Array::from_value(1, b.num_rows()));
-                let keys = match b.column(key).data_type() {
-                    DataType::Utf8View => Arc::clone(b.column(key)),
-                    _ => datafusion::arrow::compute::cast(b.column(key), &DataType::Utf8View)?,
-                };
-                let mut columns = vec![keys];
+                let mut columns = keys
+                    .iter()
+                    .map(|&k| match b.column(k).data_type() {
+                        DataType::Utf8View => Ok(Arc::clone(b.column(k))),
+                        _ => datafusion::arrow::compute::cast(b.column(k), &DataType::Utf8View),
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
                 columns.resize(schema.fields().len(), ones);
                 Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
             });
@@ -174,110 +189,26 @@ async fn step(
     }
 }
 
-/// The count of each distinct key seen so far.
+/// The groups of one key's texts: a number for each distinct text seen so far.
 #[derive(Default)]
-struct Counts {
-    rows: usize,
+struct Key {
     /// Group of each key's text.
     groups: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     /// Group of the null key.
     null: Option<u32>,
-    counts: Vec<i64>,
+    /// Groups made so far.
+    len: u32,
     /// This batch's distinct views and their groups (see [`ViewTable`]).
     views: ViewTable,
     /// The dictionary of the last dictionary-encoded batch, and the group of each of its
     /// values once seen (`u32::MAX`: not yet).
     dictionary: Option<(ArrayRef, Vec<u32>)>,
-    /// Rows of one batch per dictionary value.
-    per_value: Vec<i64>,
 }
 
-impl Counts {
-    fn add(&mut self, column: &ArrayRef) -> Result<()> {
-        if let Some(keys) = column.as_dictionary_opt::<Int32Type>() {
-            return self.add_dictionary(keys);
-        }
-        let keys = column
-            .as_any()
-            .downcast_ref::<StringViewArray>()
-            .ok_or_else(|| DataFusionError::Internal("CountByExec: key is not text".into()))?;
-        self.rows += keys.len();
-        self.views.start(keys.data_buffers());
-        let views = keys.views();
-        for i in 0..keys.len() {
-            let group = if keys.is_null(i) {
-                self.group_of(None)
-            } else {
-                match self.views.get(views[i]) {
-                    Some(group) => group,
-                    None => {
-                        let group = self.group_of(Some(keys.value(i)));
-                        self.views.insert(views[i], group);
-                        group
-                    }
-                }
-            };
-            self.bump(group, 1);
-        }
-        Ok(())
-    }
-
-    /// Counts a batch of dictionary keys: rows per key first, then each key's rows
-    /// added to its text's group, the text looked up once per dictionary.
-    fn add_dictionary(&mut self, keys: &DictionaryArray<Int32Type>) -> Result<()> {
-        let bad = || DataFusionError::Internal("CountByExec: dictionary key out of range".into());
-        self.rows += keys.len();
-        let values = keys.values();
-        let same = self
-            .dictionary
-            .as_ref()
-            .is_some_and(|(v, _)| same_values(v, values));
-        if !same {
-            self.dictionary = Some((Arc::clone(values), vec![u32::MAX; values.len()]));
-        }
-        self.per_value.clear();
-        self.per_value.resize(values.len(), 0);
-        let codes = keys.keys().values();
-        match keys.nulls() {
-            None => {
-                for &k in codes.iter() {
-                    *self.per_value.get_mut(k as usize).ok_or_else(bad)? += 1;
-                }
-            }
-            Some(nulls) => {
-                for i in nulls.valid_indices() {
-                    *self.per_value.get_mut(codes[i] as usize).ok_or_else(bad)? += 1;
-                }
-                if nulls.null_count() > 0 {
-                    let group = self.group_of(None);
-                    self.bump(group, nulls.null_count() as i64);
-                }
-            }
-        }
-        let per_value = std::mem::take(&mut self.per_value);
-        for (value, &rows) in per_value.iter().enumerate() {
-            if rows == 0 {
-                continue;
-            }
-            let known = self.dictionary.as_ref().map_or(u32::MAX, |(_, g)| g[value]);
-            let group = if known != u32::MAX {
-                known
-            } else {
-                let group = self.group_of(text_at(values, value)?);
-                if let Some((_, groups)) = &mut self.dictionary {
-                    groups[value] = group;
-                }
-                group
-            };
-            self.bump(group, rows);
-        }
-        self.per_value = per_value;
-        Ok(())
-    }
-
+impl Key {
     /// The group of a key's text (`None`: the null key), a new one if unseen.
     fn group_of(&mut self, text: Option<&str>) -> u32 {
-        let next = self.counts.len() as u32;
+        let next = self.len;
         let group = match text {
             None => *self.null.get_or_insert(next),
             Some(text) => match self.groups.get(text) {
@@ -289,36 +220,349 @@ impl Counts {
             },
         };
         if group == next {
-            self.counts.push(0);
+            self.len += 1;
         }
         group
     }
 
-    /// Adds `rows` to a group's count (made by [`Counts::group_of`]).
-    #[inline]
-    fn bump(&mut self, group: u32, rows: i64) {
-        if let Some(count) = self.counts.get_mut(group as usize) {
-            *count += rows;
+    /// Starts a batch of dictionary keys over `values`: the groups of its values stay
+    /// known while the dictionary is the same one.
+    fn start_dictionary(&mut self, values: &ArrayRef) {
+        let same = self
+            .dictionary
+            .as_ref()
+            .is_some_and(|(v, _)| same_values(v, values));
+        if !same {
+            self.dictionary = Some((Arc::clone(values), vec![u32::MAX; values.len()]));
         }
     }
 
-    /// The partial aggregate's rows: each key and its count (once per aggregate).
-    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch> {
-        let mut texts: Vec<Option<&str>> = vec![None; self.counts.len()];
-        for (text, &group) in &self.groups {
-            texts[group as usize] = Some(text);
+    /// The group of value `value` of the dictionary of [`Key::start_dictionary`].
+    fn group_of_value(&mut self, values: &ArrayRef, value: usize) -> Result<u32> {
+        let known = self
+            .dictionary
+            .as_ref()
+            .and_then(|(_, g)| g.get(value).copied())
+            .ok_or_else(out_of_range)?;
+        if known != u32::MAX {
+            return Ok(known);
         }
-        let mut keys = StringViewBuilder::with_capacity(texts.len());
-        keys.extend(texts);
-        let keys: ArrayRef = Arc::new(keys.finish());
-        let counts: ArrayRef = Arc::new(Int64Array::from(std::mem::take(&mut self.counts)));
+        let group = self.group_of(text_at(values, value)?);
+        if let Some((_, groups)) = &mut self.dictionary {
+            groups[value] = group;
+        }
+        Ok(group)
+    }
+
+    /// The group of each row of `column` (text or a dictionary of text), into `out`.
+    fn rows(&mut self, column: &ArrayRef, out: &mut Vec<u32>) -> Result<()> {
+        out.clear();
+        if let Some(keys) = column.as_dictionary_opt::<Int32Type>() {
+            let values = keys.values();
+            self.start_dictionary(values);
+            let codes = keys.keys().values();
+            for (i, &code) in codes.iter().enumerate() {
+                out.push(if keys.is_null(i) {
+                    self.group_of(None)
+                } else {
+                    self.group_of_value(values, code as usize)?
+                });
+            }
+            return Ok(());
+        }
+        let keys = text_keys(column)?;
+        self.views.start(keys.data_buffers());
+        let views = keys.views();
+        for i in 0..keys.len() {
+            out.push(self.group_of_view(keys, views, i));
+        }
+        Ok(())
+    }
+
+    /// The group of row `i` of a text column.
+    #[inline]
+    fn group_of_view(&mut self, keys: &StringViewArray, views: &[u128], i: usize) -> u32 {
+        if keys.is_null(i) {
+            return self.group_of(None);
+        }
+        match self.views.get(views[i]) {
+            Some(group) => group,
+            None => {
+                let group = self.group_of(Some(keys.value(i)));
+                self.views.insert(views[i], group);
+                group
+            }
+        }
+    }
+
+    /// The text of each group, by group.
+    fn texts(&self) -> Vec<Option<&str>> {
+        let mut texts = vec![None; self.len as usize];
+        for (text, &group) in &self.groups {
+            texts[group as usize] = Some(&**text);
+        }
+        texts
+    }
+
+    fn clear(&mut self) {
         self.groups.clear();
         self.null = None;
+        self.len = 0;
         self.dictionary = None;
-        let mut columns = vec![keys];
+    }
+}
+
+fn out_of_range() -> DataFusionError {
+    DataFusionError::Internal("CountByExec: dictionary key out of range".into())
+}
+
+fn text_keys(column: &ArrayRef) -> Result<&StringViewArray> {
+    column
+        .as_any()
+        .downcast_ref::<StringViewArray>()
+        .ok_or_else(|| DataFusionError::Internal("CountByExec: key is not text".into()))
+}
+
+/// The most keys counted together.
+const MAX_KEYS: usize = 4;
+
+/// Cells [`Pairs`] may hold as tables before it turns to a hash table (16 MiB).
+const DENSE_CELLS: usize = 1 << 22;
+
+/// The groups of pairs (a group of the keys to the left, the next key's group), each
+/// numbered in the order first seen. While the cells stay few (a few thousand actors
+/// by a hundred actions), one table indexed by `left << bits | right`: one load a row,
+/// no hashing, small enough to stay in the processor's caches. Keys with many values on
+/// both sides would make the table sparse and large: past [`DENSE_CELLS`], a hash
+/// table of the pairs.
+enum Pairs {
+    /// The pair's group + 1 (0: not seen); `bits`: room for `1 << bits` right groups.
+    Dense {
+        cells: Vec<u32>,
+        bits: u32,
+    },
+    Hashed(HashMap<u64, u32, foldhash::fast::RandomState>),
+}
+
+impl Pairs {
+    /// The group of `(left, right)`, and whether it is new: then it is `next`.
+    #[inline]
+    fn group(&mut self, left: u32, right: u32, next: u32) -> (u32, bool) {
+        match self {
+            Pairs::Dense { cells, bits } => {
+                let at = ((left as usize) << *bits) | right as usize;
+                if (right >> *bits) == 0
+                    && let Some(&g) = cells.get(at)
+                    && g != 0
+                {
+                    return (g - 1, false);
+                }
+                let wide = (u32::BITS - right.leading_zeros()).max(*bits);
+                let rows = (cells.len() >> *bits).max((left as usize + 1).next_power_of_two());
+                if rows << wide > DENSE_CELLS {
+                    *self = Pairs::Hashed(self.to_hashed());
+                    return self.group(left, right, next);
+                }
+                if wide != *bits {
+                    *cells = relaid(cells, *bits, wide);
+                    *bits = wide;
+                }
+                cells.resize(cells.len().max(rows << wide), 0);
+                cells[((left as usize) << wide) | right as usize] = next + 1;
+                (next, true)
+            }
+            Pairs::Hashed(groups) => {
+                let mut new = false;
+                let group = *groups
+                    .entry(u64::from(left) << 32 | u64::from(right))
+                    .or_insert_with(|| {
+                        new = true;
+                        next
+                    });
+                (group, new)
+            }
+        }
+    }
+
+    fn to_hashed(&self) -> HashMap<u64, u32, foldhash::fast::RandomState> {
+        let mut groups = HashMap::default();
+        if let Pairs::Dense { cells, bits } = self {
+            for (at, &g) in cells.iter().enumerate() {
+                if g != 0 {
+                    let (left, right) = (at >> bits, at & ((1 << bits) - 1));
+                    groups.insert((left as u64) << 32 | right as u64, g - 1);
+                }
+            }
+        }
+        groups
+    }
+}
+
+/// `cells` of rows `1 << bits` wide laid out again `1 << wider` wide.
+fn relaid(cells: &[u32], bits: u32, wider: u32) -> Vec<u32> {
+    let mut out = vec![0; (cells.len() >> bits) << wider];
+    for (row, old) in cells.chunks(1 << bits).enumerate() {
+        out[row << wider..][..old.len()].copy_from_slice(old);
+    }
+    out
+}
+
+impl Default for Pairs {
+    fn default() -> Self {
+        Pairs::Dense {
+            cells: Vec::new(),
+            bits: 4,
+        }
+    }
+}
+
+/// The count of each distinct key (or tuple of keys) seen so far.
+struct Counts {
+    rows: usize,
+    keys: Vec<Key>,
+    /// With several keys, the groups of the first two keys' groups, then of that group
+    /// and the third key's, and so on, each with the number of its groups. A group of
+    /// the last is a group of all the keys.
+    pairs: Vec<(Pairs, u32)>,
+    /// With several keys, each group's keys' groups (`keys.len()` a group).
+    members: Vec<u32>,
+    /// Each group's count. With one key, a group is the key's group.
+    counts: Vec<i64>,
+    /// Rows of one batch per dictionary value (one key).
+    per_value: Vec<i64>,
+    /// Each row's group of each key, for one batch (several keys).
+    rows_of: Vec<Vec<u32>>,
+}
+
+impl Counts {
+    fn new(keys: usize) -> Self {
+        Self {
+            rows: 0,
+            keys: (0..keys).map(|_| Key::default()).collect(),
+            pairs: (1..keys).map(|_| Default::default()).collect(),
+            members: Vec::new(),
+            counts: Vec::new(),
+            per_value: Vec::new(),
+            rows_of: vec![Vec::new(); keys],
+        }
+    }
+
+    fn add(&mut self, batch: &RecordBatch, keys: &[usize]) -> Result<()> {
+        self.rows += batch.num_rows();
+        if let [key] = keys {
+            return self.add_one(batch.column(*key));
+        }
+        for (i, &k) in keys.iter().enumerate() {
+            self.keys[i].rows(batch.column(k), &mut self.rows_of[i])?;
+        }
+        let (first, rest) = self.rows_of.split_first().ok_or_else(out_of_range)?;
+        for (row, &first) in first.iter().enumerate() {
+            let (mut group, mut new) = (first, false);
+            for ((pairs, len), right) in self.pairs.iter_mut().zip(rest) {
+                (group, new) = pairs.group(group, right[row], *len);
+                *len += u32::from(new);
+            }
+            if new {
+                self.members.push(first);
+                self.members.extend(rest.iter().map(|groups| groups[row]));
+                self.counts.push(0);
+            }
+            self.counts[group as usize] += 1;
+        }
+        Ok(())
+    }
+
+    /// Counts a batch of one key.
+    fn add_one(&mut self, column: &ArrayRef) -> Result<()> {
+        if let Some(keys) = column.as_dictionary_opt::<Int32Type>() {
+            return self.add_dictionary(keys);
+        }
+        let keys = text_keys(column)?;
+        let key = &mut self.keys[0];
+        key.views.start(keys.data_buffers());
+        let views = keys.views();
+        for i in 0..keys.len() {
+            let group = key.group_of_view(keys, views, i);
+            bump(&mut self.counts, group, 1);
+        }
+        Ok(())
+    }
+
+    /// Counts a batch of dictionary keys of one key: rows per key first, then each
+    /// key's rows added to its text's group, the text looked up once per dictionary.
+    fn add_dictionary(&mut self, keys: &DictionaryArray<Int32Type>) -> Result<()> {
+        let values = keys.values();
+        let key = &mut self.keys[0];
+        key.start_dictionary(values);
+        self.per_value.clear();
+        self.per_value.resize(values.len(), 0);
+        let codes = keys.keys().values();
+        match keys.nulls() {
+            None => {
+                for &k in codes.iter() {
+                    *self
+                        .per_value
+                        .get_mut(k as usize)
+                        .ok_or_else(out_of_range)? += 1;
+                }
+            }
+            Some(nulls) => {
+                for i in nulls.valid_indices() {
+                    *self
+                        .per_value
+                        .get_mut(codes[i] as usize)
+                        .ok_or_else(out_of_range)? += 1;
+                }
+                if nulls.null_count() > 0 {
+                    let group = key.group_of(None);
+                    bump(&mut self.counts, group, nulls.null_count() as i64);
+                }
+            }
+        }
+        for (value, &rows) in self.per_value.iter().enumerate() {
+            if rows != 0 {
+                let group = key.group_of_value(values, value)?;
+                bump(&mut self.counts, group, rows);
+            }
+        }
+        Ok(())
+    }
+
+    /// The partial aggregate's rows: each key (or tuple of keys) and its count (once
+    /// per aggregate).
+    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch> {
+        let groups = self.counts.len();
+        let width = self.keys.len();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        for (i, key) in self.keys.iter().enumerate() {
+            let texts = key.texts();
+            let mut column = StringViewBuilder::with_capacity(groups);
+            if width == 1 {
+                self.counts.resize(texts.len(), 0);
+                column.extend(texts.iter().copied());
+            } else {
+                let members = self.members.iter().skip(i).step_by(width);
+                column.extend(members.map(|&g| texts[g as usize]));
+            }
+            columns.push(Arc::new(column.finish()));
+        }
+        let counts: ArrayRef = Arc::new(Int64Array::from(std::mem::take(&mut self.counts)));
+        self.keys.iter_mut().for_each(Key::clear);
+        self.pairs.iter_mut().for_each(|p| *p = Default::default());
+        self.members.clear();
         columns.resize(schema.fields().len(), counts);
         Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
     }
+}
+
+/// Adds `rows` to a group's count, the group new if it is the next one.
+#[inline]
+fn bump(counts: &mut Vec<i64>, group: u32, rows: i64) {
+    let group = group as usize;
+    if group >= counts.len() {
+        counts.resize(group + 1, 0);
+    }
+    counts[group] += rows;
 }
 
 /// Whether two dictionaries are the same values: the reader makes a new array for each
@@ -479,12 +723,15 @@ impl ViewTable {
     }
 }
 
-/// Whether `agg` is a partial aggregate this operator computes the same: one text
-/// column as key, and only `count(*)`s.
-fn key_of(agg: &AggregateExec) -> Option<usize> {
+/// Whether `agg` is a partial aggregate this operator computes the same: one to
+/// [`MAX_KEYS`] text columns as keys, and only `count(*)`s or none (the distinct keys:
+/// DataFusion makes `count(distinct x) … group by k` a group by `k, x` below a count).
+/// The keys' columns.
+fn keys_of(agg: &AggregateExec) -> Option<Vec<usize>> {
+    let width = agg.group_expr().expr().len();
     if *agg.mode() != AggregateMode::Partial
         || !agg.group_expr().is_single()
-        || agg.group_expr().expr().len() != 1
+        || !(1..=MAX_KEYS).contains(&width)
         || agg.limit_options().is_some()
         || !agg.dynamic_expressions_produced().is_empty()
         || agg.filter_expr().iter().any(Option::is_some)
@@ -500,21 +747,25 @@ fn key_of(agg: &AggregateExec) -> Option<usize> {
                 .downcast_ref::<Literal>()
                 .is_some_and(|l| !l.value().is_null())
     };
-    if agg.aggr_expr().is_empty() || !agg.aggr_expr().iter().all(counts_rows) {
+    if !agg.aggr_expr().iter().all(counts_rows) {
         return None;
     }
-    let column = agg.group_expr().expr()[0].0.downcast_ref::<Column>()?;
     let input = agg.input().schema();
     let schema = agg.schema();
-    let fits = input.field(column.index()).data_type() == &DataType::Utf8View
-        && schema.field(0).data_type() == &DataType::Utf8View
-        && schema.fields().len() == 1 + agg.aggr_expr().len()
-        && schema
-            .fields()
+    let keys = agg
+        .group_expr()
+        .expr()
+        .iter()
+        .map(|(e, _)| e.downcast_ref::<Column>().map(Column::index))
+        .collect::<Option<Vec<_>>>()?;
+    let text = |t: &DataType| t == &DataType::Utf8View;
+    let fits = keys.iter().all(|&k| text(input.field(k).data_type()))
+        && schema.fields().len() == width + agg.aggr_expr().len()
+        && schema.fields()[..width].iter().all(|f| text(f.data_type()))
+        && schema.fields()[width..]
             .iter()
-            .skip(1)
             .all(|f| f.data_type() == &DataType::Int64);
-    fits.then_some(column.index())
+    fits.then_some(keys)
 }
 
 /// `plan` (the input of a count by its column `key`) with the key read as a dictionary,
@@ -607,14 +858,18 @@ impl PhysicalOptimizerRule for CountBy {
             let Some(agg) = node.downcast_ref::<AggregateExec>() else {
                 return Ok(Transformed::no(node));
             };
-            let Some(key) = key_of(agg) else {
+            let Some(keys) = keys_of(agg) else {
                 return Ok(Transformed::no(node));
             };
-            let input =
-                dictionary_input(agg.input(), key).unwrap_or_else(|| Arc::clone(agg.input()));
+            let mut input = Arc::clone(agg.input());
+            for &key in &keys {
+                if let Some(read) = dictionary_input(&input, key) {
+                    input = read;
+                }
+            }
             Ok(Transformed::yes(Arc::new(CountByExec {
                 input,
-                key,
+                keys,
                 schema: agg.schema(),
                 properties: Arc::clone(agg.properties()),
             })))
@@ -761,6 +1016,84 @@ pub(super) mod tests {
         assert!(!plan.contains("CountByExec"), "{plan}");
     }
 
+    /// `table(rows, distinct)`'s key `k` beside a second key `j` of 7 values (one null
+    /// in 17) and a third `c` that is `k` again in the middle of long texts.
+    fn pairs(rows: usize, distinct: usize) -> Arc<dyn TableProvider> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8View, true),
+            Field::new("j", DataType::Utf8View, true),
+        ]));
+        let mut partitions = vec![vec![], vec![]];
+        for (b, start) in (0..rows).step_by(8192).enumerate() {
+            let range = start..rows.min(start + 8192);
+            let k: StringViewArray = range
+                .clone()
+                .map(|i| (!i.is_multiple_of(13)).then(|| text((i * 7919) % distinct)))
+                .collect();
+            let j: StringViewArray = range
+                .map(|i| (!i.is_multiple_of(17)).then(|| text(i % 7)))
+                .collect();
+            let batch =
+                RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(k), Arc::new(j)]).unwrap();
+            partitions[b % 2].push(batch);
+        }
+        Arc::new(MemTable::try_new(schema, partitions).unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn counts_several_keys_as_datafusion_does() {
+        let queries = [
+            "SELECT k, j, count(*) AS n FROM t GROUP BY k, j ORDER BY k, j NULLS FIRST",
+            "SELECT j, k, count(*) AS n, count(1) AS m FROM t GROUP BY j, k ORDER BY j, k NULLS FIRST",
+            "SELECT j, s, k, count(*) AS n FROM (SELECT j, k, substr(k, 3) AS s FROM t) GROUP BY j, s, k ORDER BY j, s, k NULLS FIRST",
+            "SELECT k, k AS k2, count(*) AS n FROM t GROUP BY k, k ORDER BY k NULLS FIRST",
+            "SELECT DISTINCT j, k FROM t ORDER BY j, k NULLS FIRST",
+            "SELECT k, count(DISTINCT j) AS n FROM t GROUP BY k ORDER BY k NULLS FIRST",
+        ];
+        for (rows, distinct) in [(50_000, 300), (3 * PROBE_ROWS, 2 * PROBE_ROWS)] {
+            for sql in queries {
+                let (ours, plan) =
+                    run(Some(Arc::new(CountBy) as _), pairs(rows, distinct), sql).await;
+                let (theirs, _) = run(None, pairs(rows, distinct), sql).await;
+                assert!(plan.contains("CountByExec"), "{sql}: {plan}");
+                assert_eq!(ours, theirs, "{sql} over {rows} rows, {distinct} values");
+            }
+        }
+        // More keys than `MAX_KEYS`: DataFusion's own.
+        let five = "SELECT k, j, count(*) FROM (SELECT k, j, k AS a, j AS b, substr(k, 2) AS c FROM t) GROUP BY k, j, a, b, c";
+        let (_, plan) = run(Some(Arc::new(CountBy) as _), pairs(1000, 10), five).await;
+        assert!(!plan.contains("CountByExec"), "{plan}");
+    }
+
+    #[test]
+    fn pairs_keep_their_groups_when_the_tables_turn_to_hashing() {
+        let mut pairs = Pairs::default();
+        let mut seen: HashMap<(u32, u32), u32> = HashMap::new();
+        // Right groups up to 300,000 under 1,000 left ones: sparse tables, past the
+        // cells they may hold within the first pass.
+        for pass in 0..2 {
+            for i in 0..400_000u32 {
+                let (left, right) = (i % 1000, (i.wrapping_mul(7919)) % 300_000);
+                let next = seen.len() as u32;
+                let got = pairs.group(left, right, next);
+                match seen.get(&(left, right)) {
+                    Some(&known) => assert_eq!(got, (known, false), "pass {pass}"),
+                    None => {
+                        assert_eq!(got, (next, true), "pass {pass}");
+                        seen.insert((left, right), next);
+                    }
+                }
+            }
+        }
+        assert!(matches!(pairs, Pairs::Hashed(_)));
+        // 2,001 values by 122 (actors by actions) stay tables.
+        let (mut small, mut next) = (Pairs::default(), 0);
+        for i in 0..100_000u32 {
+            next += u32::from(small.group(i % 2001, (i / 7) % 122, next).1);
+        }
+        assert!(matches!(small, Pairs::Dense { .. }), "{next} groups");
+    }
+
     /// Parquet files of `k` (text, a null in 11) and `o`, some with a dictionary
     /// throughout, one whose dictionary outgrows its limit (later pages plain), one
     /// written without a dictionary.
@@ -809,33 +1142,44 @@ pub(super) mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn counts_dictionaries_as_datafusion_does() {
         let dir = tempfile::tempdir().unwrap();
-        let dictionary = "k:Dictionary(Int32, Utf8)";
-        // (query, whether the scan reads the key as a dictionary)
-        let queries = [
+        // (query, the columns the scan reads as dictionaries)
+        let queries: [(&str, &[&str]); 6] = [
             (
                 "SELECT k, count(*) AS n FROM t GROUP BY k ORDER BY k NULLS FIRST",
-                true,
+                &["k"],
             ),
             (
                 "SELECT k, count(*) AS n, count(1) AS m FROM t WHERE o = 'x' GROUP BY k ORDER BY k NULLS FIRST",
-                true,
+                &["k"],
             ),
             // The filter reads the key: it stays text.
             (
                 "SELECT k, count(*) AS n FROM t WHERE k <> 'c0' GROUP BY k ORDER BY k NULLS FIRST",
-                false,
+                &[],
+            ),
+            (
+                "SELECT o, k, count(*) AS n FROM t GROUP BY o, k ORDER BY o, k NULLS FIRST",
+                &["k", "o"],
+            ),
+            // The filter reads one key: that one stays text, the other is a dictionary.
+            (
+                "SELECT k, o, count(*) AS n FROM t WHERE o <> 'y' GROUP BY k, o ORDER BY k, o NULLS FIRST",
+                &["k"],
             ),
             (
                 "SELECT s, count(*) AS n FROM (SELECT substr(k, 3) AS s FROM t) GROUP BY s ORDER BY s NULLS FIRST",
-                false,
+                &[],
             ),
         ];
-        for (sql, as_dictionary) in queries {
+        for (sql, dictionaries) in queries {
             let table = parquet_table(dir.path()).await;
             let (ours, plan) = run(Some(Arc::new(CountBy) as _), Arc::clone(&table), sql).await;
             let (theirs, _) = run(None, table, sql).await;
             assert!(plan.contains("CountByExec"), "{sql}: {plan}");
-            assert_eq!(plan.contains(dictionary), as_dictionary, "{sql}: {plan}");
+            for column in ["k", "o"] {
+                let read = plan.contains(&format!("{column}:Dictionary(Int32, Utf8)"));
+                assert_eq!(read, dictionaries.contains(&column), "{sql}: {plan}");
+            }
             assert_eq!(ours, theirs, "{sql}");
         }
     }
