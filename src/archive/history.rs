@@ -47,12 +47,12 @@ pub fn history(a: &Archive) -> Result<Vec<Version>> {
     let mut out = Vec::with_capacity(versions.len());
     for version in versions {
         let bytes = a
-            .read_log(&format!("{version:020}.json"))
+            .read_log(&super::commit_file(version))
             .map_err(|e| Error::DamagedLog {
                 path: a
                     .events_dir()
                     .join("_delta_log")
-                    .join(format!("{version:020}.json")),
+                    .join(super::commit_file(version)),
                 reason: format!("cannot be read: {e}"),
             })?;
         let mut v = Version {

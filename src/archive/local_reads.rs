@@ -262,7 +262,7 @@ struct LocalLog {
 
 impl LocalLog {
     fn commit(&self, version: Version) -> std::path::PathBuf {
-        self.log.join(format!("{version:020}.json"))
+        self.log.join(super::commit_file(version))
     }
 }
 

@@ -650,6 +650,11 @@ pub(crate) fn on_two_threads<T: Send, R: Send>(
     })
 }
 
+/// The name of version `version`'s commit file in `_delta_log/`.
+pub(crate) fn commit_file(version: u64) -> String {
+    format!("{version:020}.json")
+}
+
 /// The one child of a single-input operator rebuilt by `with_new_children`.
 pub(crate) fn one_child(
     operator: &str,

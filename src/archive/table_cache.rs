@@ -53,7 +53,7 @@ fn has_version_after(archive: &Archive, table: &DeltaTable) -> Result<bool> {
     let Some(version) = table.version() else {
         return Ok(true);
     };
-    let rel = format!("events/_delta_log/{:020}.json", version + 1);
+    let rel = format!("events/_delta_log/{}", super::commit_file(version + 1));
     match archive.remote() {
         None => Ok(archive.root().join(&rel).exists()),
         Some(r) => r

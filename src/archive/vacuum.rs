@@ -235,6 +235,8 @@ fn refuse_to_lose_events(archive: &Archive, table: &DeltaTable, doomed: &[String
         by_day.entry(f.date.as_str()).or_default().push(f);
     }
     let mut unmatched: Vec<(String, Vec<u64>)> = Vec::new();
+    // The ids of each day's live files, read once for all the doomed files of that day.
+    let mut known_by_day: BTreeMap<&str, super::ids::IdSet> = BTreeMap::new();
     for rel in doomed {
         let file = LiveFile {
             path: archive.events_dir().join(rel),
@@ -247,8 +249,13 @@ fn refuse_to_lose_events(archive: &Archive, table: &DeltaTable, doomed: &[String
         // An unreadable leftover holds nothing readable to keep.
         let mut ids = hashes_in(&file).unwrap_or_default();
         let day = day_of(rel);
-        let same_day = by_day.get(day).map(Vec::as_slice).unwrap_or_default();
-        let known = id_hashes(same_day)?;
+        let known = match known_by_day.entry(day) {
+            std::collections::btree_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                let same_day = by_day.get(day).map(Vec::as_slice).unwrap_or_default();
+                slot.insert(id_hashes(same_day)?)
+            }
+        };
         ids.retain(|&h| !known.contains(h));
         if !ids.is_empty() {
             unmatched.push((rel.clone(), ids));

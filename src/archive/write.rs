@@ -27,6 +27,13 @@
 //! attempt carries a marker in its `commitInfo` and, after any commit error, the writer
 //! looks for it in the log before deleting anything (see [`super::commit`]). While
 //! files are being written, a lease keeps `archive vacuum` from deleting them.
+//!
+//! **The writer's table moves forward only two ways:** by a commit of its own (a batch,
+//! or a merge it made), or by `catch_up`, which reads the ids of every commit in
+//! between. Anything else that replaces the table (upkeep's reload, the error path of a
+//! failed merge) keeps its version: a table advanced past commits whose ids the writer
+//! never read would let it archive those ids again (`scripts/faults.sh` caught exactly
+//! that once).
 
 use std::collections::HashMap;
 
@@ -619,11 +626,14 @@ impl Writer {
         // commit since it was opened in a batch of their own, and each commit goes over all
         // of them (a writer of 1,000 commits slowed from 30 to 4 a second); read at the
         // checkpoint just written, they are one batch again. At the same version: the
-        // ids the writer knows are those of this version.
-        if let Some(version) = self.table().version()
-            && let Ok(table) = self.archive.open_table_at(Some(version)).await
-        {
-            self.table = Some(table);
+        // ids the writer knows are those of this version. The same log store: the log
+        // was checked when the writer opened it, and each commit since is its own.
+        if let Some(version) = self.table().version() {
+            let mut table = self.table().clone();
+            table.state = None;
+            if table.load_version(version).await.is_ok() {
+                self.table = Some(table);
+            }
         }
         done.files_vacuumed = match super::vacuum::after_commits(&self.archive, self.table()).await
         {

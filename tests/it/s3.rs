@@ -202,6 +202,15 @@ impl Drop for S3Server {
 
 /// An S3 request the server routes (its credential scope names the service; moto does
 /// not check the signature).
+/// A server with the bucket `audit`, a temporary directory and the archive cache in it.
+fn audit_bucket() -> (S3Server, tempfile::TempDir, PathBuf) {
+    let server = S3Server::start();
+    server.bucket("audit");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    (server, dir, cache)
+}
+
 fn s3(http: &reqwest::Client, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
     http.request(method, url).header(
         "Authorization",
@@ -272,10 +281,7 @@ fn ids(server: &S3Server, url: &str, cache: &Path) -> Vec<String> {
 #[test]
 #[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
 fn an_archive_on_s3_takes_every_archive_command_and_python_deltalake_reads_it() {
-    let server = S3Server::start();
-    server.bucket("audit");
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
+    let (server, dir, cache) = audit_bucket();
     let url = "s3://audit/org-1";
     let input = generate(dir.path(), 200_000, 21);
     let r = ok(server
@@ -356,10 +362,7 @@ fn an_archive_on_s3_takes_every_archive_command_and_python_deltalake_reads_it() 
 #[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
 fn a_repl_session_on_s3_sees_what_is_archived_between_its_queries() {
     use std::io::{BufRead, Write};
-    let server = S3Server::start();
-    server.bucket("audit");
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
+    let (server, dir, cache) = audit_bucket();
     let url = "s3://audit/repl";
     ok(server
         .auditq(url, &cache)
@@ -409,10 +412,7 @@ fn a_repl_session_on_s3_sees_what_is_archived_between_its_queries() {
 #[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
 fn queries_on_s3_answer_as_on_a_local_copy() {
     use super::differential::{NOW, PAIRS};
-    let server = S3Server::start();
-    server.bucket("audit");
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
+    let (server, dir, cache) = audit_bucket();
     let (url, local) = ("s3://audit/diff", dir.path().join("local"));
     let events = dir.path().join("events.ndjson");
     super::generate_to(&events, 100000, 60, NOW, 5);
@@ -442,10 +442,7 @@ fn queries_on_s3_answer_as_on_a_local_copy() {
 #[test]
 #[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
 fn import_to_s3_survives_sigkill_at_random_moments() {
-    let server = S3Server::start();
-    server.bucket("audit");
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
+    let (server, dir, cache) = audit_bucket();
     let input = generate(dir.path(), 200_000, 42);
     let prefix = std::cell::Cell::new(0);
     let url = |p: u32| format!("s3://audit/kill-{p}");
@@ -489,10 +486,7 @@ fn import_to_s3_survives_sigkill_at_random_moments() {
 #[test]
 #[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
 fn two_concurrent_imports_into_one_s3_archive_store_each_event_once() {
-    let server = S3Server::start();
-    server.bucket("audit");
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
+    let (server, dir, cache) = audit_bucket();
     let all = generate(dir.path(), 200_000, 8);
     let text = std::fs::read_to_string(&all).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -530,10 +524,7 @@ fn two_concurrent_imports_into_one_s3_archive_store_each_event_once() {
 #[test]
 #[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
 fn compaction_racing_an_import_on_s3_loses_and_repeats_nothing() {
-    let server = S3Server::start();
-    server.bucket("audit");
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
+    let (server, dir, cache) = audit_bucket();
     let url = "s3://audit/compacted";
     let first = generate(dir.path(), 60_000, 12);
     let second = generate(dir.path(), 60_000, 13);
@@ -582,10 +573,7 @@ fn compaction_racing_an_import_on_s3_loses_and_repeats_nothing() {
 #[test]
 #[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
 fn a_merging_writer_and_compaction_killed_at_random_moments_on_s3_lose_and_repeat_nothing() {
-    let server = S3Server::start();
-    server.bucket("audit");
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
+    let (server, dir, cache) = audit_bucket();
     let url = "s3://audit/killed";
     let input = dir.path().join("three-days.ndjson");
     super::generate_to(&input, 12_000, 3, "2026-11-01T00:00:00Z", 21);
@@ -684,10 +672,7 @@ fn a_merging_writer_and_compaction_killed_at_random_moments_on_s3_lose_and_repea
 #[test]
 #[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
 fn sync_into_an_s3_archive_is_exact_and_resumes_from_its_checkpoint() {
-    let server = S3Server::start();
-    server.bucket("audit");
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
+    let (server, _dir, cache) = audit_bucket();
     let url = "s3://audit/synced";
     let fake = super::sync::Fake::start(20_000, &[], "");
     let sync = || {
@@ -721,10 +706,7 @@ fn sync_into_an_s3_archive_is_exact_and_resumes_from_its_checkpoint() {
 #[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
 fn follow_archives_to_s3_and_the_repl_and_demo_open_it() {
     use std::io::Write;
-    let server = S3Server::start();
-    server.bucket("audit");
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
+    let (server, dir, cache) = audit_bucket();
     let input = generate(dir.path(), 3_000, 4);
     let url = "s3://audit/followed";
     let out = super::follow_stdin(
@@ -773,10 +755,7 @@ fn follow_archives_to_s3_and_the_repl_and_demo_open_it() {
 #[test]
 #[cfg_attr(not(auditq_python), ignore = "needs AUDITQ_PYTHON: run scripts/test")]
 fn conflicting_duplicates_on_s3_are_quarantined_together_and_said() {
-    let server = S3Server::start();
-    server.bucket("audit");
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
+    let (server, dir, cache) = audit_bucket();
     let url = "s3://audit/conflicts";
     let input = generate(dir.path(), 5_000, 31);
     ok(server.auditq(url, &cache).arg("import").arg(&input));
