@@ -999,25 +999,34 @@ pub(super) mod tests {
             "SELECT s, count(*) AS n FROM (SELECT substr(k, 3) AS s FROM t) GROUP BY s ORDER BY s NULLS FIRST",
             "SELECT s, count(*) AS n FROM (SELECT substr(k, 1, 14) AS s FROM t) GROUP BY s ORDER BY s NULLS FIRST",
         ];
-        // A few values; then more distinct values than half the rows, which pass
-        // through after the probe.
+        agrees(table, &queries).await;
+        // Not a count of rows: DataFusion's own.
+        stays_datafusions(table(1000, 10), "SELECT k, count(k) FROM t GROUP BY k").await;
+    }
+
+    /// Each of `queries` runs through `CountByExec` and answers as DataFusion's own
+    /// aggregate, over `make(rows, distinct)`: a few values, then more distinct values
+    /// than half the rows (which pass through after the probe).
+    async fn agrees(make: fn(usize, usize) -> Arc<dyn TableProvider>, queries: &[&str]) {
         for (rows, distinct) in [(50_000, 300), (3 * PROBE_ROWS, 2 * PROBE_ROWS)] {
-            for sql in queries {
+            for &sql in queries {
                 let (ours, plan) =
-                    run(Some(Arc::new(CountBy) as _), table(rows, distinct), sql).await;
-                let (theirs, _) = run(None, table(rows, distinct), sql).await;
+                    run(Some(Arc::new(CountBy) as _), make(rows, distinct), sql).await;
+                let (theirs, _) = run(None, make(rows, distinct), sql).await;
                 assert!(plan.contains("CountByExec"), "{sql}: {plan}");
                 assert_eq!(ours, theirs, "{sql} over {rows} rows, {distinct} values");
             }
         }
-        // Not a count of rows: DataFusion's own.
-        let count_k = "SELECT k, count(k) FROM t GROUP BY k";
-        let (_, plan) = run(Some(Arc::new(CountBy) as _), table(1000, 10), count_k).await;
-        assert!(!plan.contains("CountByExec"), "{plan}");
     }
 
-    /// `table(rows, distinct)`'s key `k` beside a second key `j` of 7 values (one null
-    /// in 17) and a third `c` that is `k` again in the middle of long texts.
+    /// `sql` over `table` keeps DataFusion's partial aggregate.
+    async fn stays_datafusions(table: Arc<dyn TableProvider>, sql: &str) {
+        let (_, plan) = run(Some(Arc::new(CountBy) as _), table, sql).await;
+        assert!(!plan.contains("CountByExec"), "{sql}: {plan}");
+    }
+
+    /// A key `k` of `distinct` values (one null in 13, each row's text its own copy)
+    /// beside a second key `j` of 7 values (one null in 17).
     fn pairs(rows: usize, distinct: usize) -> Arc<dyn TableProvider> {
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Utf8View, true),
@@ -1050,19 +1059,10 @@ pub(super) mod tests {
             "SELECT DISTINCT j, k FROM t ORDER BY j, k NULLS FIRST",
             "SELECT k, count(DISTINCT j) AS n FROM t GROUP BY k ORDER BY k NULLS FIRST",
         ];
-        for (rows, distinct) in [(50_000, 300), (3 * PROBE_ROWS, 2 * PROBE_ROWS)] {
-            for sql in queries {
-                let (ours, plan) =
-                    run(Some(Arc::new(CountBy) as _), pairs(rows, distinct), sql).await;
-                let (theirs, _) = run(None, pairs(rows, distinct), sql).await;
-                assert!(plan.contains("CountByExec"), "{sql}: {plan}");
-                assert_eq!(ours, theirs, "{sql} over {rows} rows, {distinct} values");
-            }
-        }
+        agrees(pairs, &queries).await;
         // More keys than `MAX_KEYS`: DataFusion's own.
         let five = "SELECT k, j, count(*) FROM (SELECT k, j, k AS a, j AS b, substr(k, 2) AS c FROM t) GROUP BY k, j, a, b, c";
-        let (_, plan) = run(Some(Arc::new(CountBy) as _), pairs(1000, 10), five).await;
-        assert!(!plan.contains("CountByExec"), "{plan}");
+        stays_datafusions(pairs(1000, 10), five).await;
     }
 
     #[test]

@@ -249,13 +249,11 @@ fn refuse_to_lose_events(archive: &Archive, table: &DeltaTable, doomed: &[String
         // An unreadable leftover holds nothing readable to keep.
         let mut ids = hashes_in(&file).unwrap_or_default();
         let day = day_of(rel);
-        let known = match known_by_day.entry(day) {
-            std::collections::btree_map::Entry::Occupied(known) => known.into_mut(),
-            std::collections::btree_map::Entry::Vacant(slot) => {
-                let same_day = by_day.get(day).map(Vec::as_slice).unwrap_or_default();
-                slot.insert(id_hashes(same_day)?)
-            }
-        };
+        if !known_by_day.contains_key(day) {
+            let same_day = by_day.get(day).map(Vec::as_slice).unwrap_or_default();
+            known_by_day.insert(day, id_hashes(same_day)?);
+        }
+        let known = &known_by_day[day];
         ids.retain(|&h| !known.contains(h));
         if !ids.is_empty() {
             unmatched.push((rel.clone(), ids));
