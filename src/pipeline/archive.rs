@@ -60,7 +60,7 @@ impl ArchiveSink {
 
     /// The table's version after the last commit.
     pub fn version(&self) -> i64 {
-        self.writer.table().version().map_or(-1, |v| v as i64)
+        self.writer.version()
     }
 
     /// Gathers a batch for the next commit.
