@@ -94,6 +94,10 @@ pub type Listing = Arc<std::collections::HashMap<String, ObjectMeta>>;
 /// is looked for again in a fresh listing before anything is concluded.
 const LISTING_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A name after every `_delta_log/…` object and before every `date=…` directory
+/// (`/` < `0` < `d`; `_` < `d`).
+const AFTER_LOG: &str = "_delta_log0";
+
 impl Remote {
     /// Open the archive at `url` (`s3://bucket/prefix`): the standard AWS credential
     /// chain (environment, `~/.aws` profile, web identity, container and instance
@@ -204,8 +208,24 @@ impl Remote {
 
     /// Every object under `rel` (a directory-like prefix), with paths relative to it.
     pub fn list(&self, rel: &str) -> std::io::Result<Vec<(String, ObjectMeta)>> {
+        self.list_from(rel, None)
+    }
+
+    /// [`list`](Self::list), from the names after `after` (relative to `rel`) on.
+    fn list_from(
+        &self,
+        rel: &str,
+        after: Option<&str>,
+    ) -> std::io::Result<Vec<(String, ObjectMeta)>> {
         let base = self.path(rel);
-        Ok(listed(self.store.list(Some(&base)))?
+        let objects = match after {
+            Some(after) => {
+                let offset = self.path(&format!("{rel}/{after}"));
+                listed(self.store.list_with_offset(Some(&base), &offset))?
+            }
+            None => listed(self.store.list(Some(&base)))?,
+        };
+        Ok(objects
             .into_iter()
             .filter_map(|m| {
                 let rel = m.location.prefix_match(&base)?;
@@ -215,8 +235,10 @@ impl Remote {
             .collect())
     }
 
-    /// The table's objects (relative to `events/`): a listing at most `LISTING_AGE`
-    /// old, or a fresh one when `fresh`.
+    /// The table's data files (relative to `events/`): a listing at most `LISTING_AGE`
+    /// old, or a fresh one when `fresh`. The log, which grows with every commit, is
+    /// left out: `_delta_log/` sorts before the `date=` directories, and the listing
+    /// starts after it (a year of syncs: 39,000 log objects against 370 data files).
     pub fn table_listing(&self, fresh: bool) -> std::io::Result<Listing> {
         let mut kept = self.listing.lock().expect("not poisoned");
         if !fresh
@@ -225,7 +247,8 @@ impl Remote {
         {
             return Ok(listing.clone());
         }
-        let listing: Listing = Arc::new(self.list("events")?.into_iter().collect());
+        let listing = self.list_from("events", Some(AFTER_LOG))?;
+        let listing: Listing = Arc::new(listing.into_iter().collect());
         *kept = Some((std::time::Instant::now(), listing.clone()));
         Ok(listing)
     }
@@ -681,6 +704,38 @@ impl ChunkReader for RemoteFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_listing_holds_the_data_files_and_not_the_log() {
+        let remote = Remote {
+            url: url::Url::parse("s3://b/a/").unwrap(),
+            store: Arc::new(datafusion::object_store::memory::InMemory::new()),
+            prefix: ObjPath::from("a"),
+            table_id: OnceLock::new(),
+            listing: Mutex::default(),
+        };
+        for rel in [
+            "events/_delta_log/00000000000000000000.json",
+            "events/_delta_log/00000000000000000009.checkpoint.parquet",
+            "events/_delta_log/_last_checkpoint",
+            "events/date=2026-01-01/part-1.parquet",
+            "events/date=2026-01-02/part-2.parquet",
+            "checksums.jsonl",
+        ] {
+            remote.put(rel, Bytes::from_static(b"x")).unwrap();
+        }
+        let listing = remote.table_listing(true).unwrap();
+        let mut names: Vec<&str> = listing.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "date=2026-01-01/part-1.parquet",
+                "date=2026-01-02/part-2.parquet"
+            ]
+        );
+        assert_eq!(remote.list("events").unwrap().len(), 5);
+    }
 
     #[test]
     fn a_profile_section_is_read_by_name() {
