@@ -601,6 +601,11 @@ impl Writer {
     /// The table as of the last commit ([`finish`](Self::finish) first).
     fn table(&self) -> &DeltaTable {
         debug_assert!(self.behind.is_none(), "the table is read after `finish`");
+        self.last_read()
+    }
+
+    /// The table as last read: the version before a commit still `behind`.
+    fn last_read(&self) -> &DeltaTable {
         self.table
             .as_ref()
             .expect("table is present between commits")
@@ -628,13 +633,19 @@ impl Writer {
                     target: "auditq::archive",
                     "reading the table at version {version} after committing it: {e}; reading the log again"
                 );
-                let before = self
-                    .table
-                    .clone()
-                    .expect("table is present between commits");
+                let before = self.last_read().clone();
                 self.catch_up(&before).await
             }
         }
+    }
+
+    /// [`finish`](Self::finish) for upkeep, which a failure only skips (logged).
+    async fn finished(&mut self) -> bool {
+        let done = self.finish().await;
+        if let Err(e) = &done {
+            tracing::warn!(target: "auditq::archive", "{}", crate::diag::chain(e));
+        }
+        done.is_ok()
     }
 
     /// Archive batches of events (in the [`event::schema`], in input order) in one atomic
@@ -661,13 +672,9 @@ impl Writer {
     /// passed a checkpoint interval. The events are archived whatever happens here.
     async fn upkeep(&mut self, from: i64) -> super::compact_small::Compacted {
         let mut done = self.compact_touched().await;
-        let every = checkpoint_interval(self.table.as_ref().expect("table is present"));
-        if !checkpoint_between(from, self.version(), every) {
-            return done;
-        }
-        // A checkpoint is due: delta-rs writes it after the commit.
-        if let Err(e) = self.finish().await {
-            tracing::warn!(target: "auditq::archive", "{}", crate::diag::chain(&e));
+        let every = checkpoint_interval(self.last_read());
+        // A checkpoint is due: delta-rs writes it when the commit is read.
+        if !checkpoint_between(from, self.version(), every) || !self.finished().await {
             return done;
         }
         // The table as delta-rs advances it after each commit holds the files of every
@@ -704,11 +711,7 @@ impl Writer {
     /// again.
     async fn compact_touched(&mut self) -> super::compact_small::Compacted {
         let days = std::mem::take(&mut self.touched);
-        if !self.archive.auto_compact() || days.is_empty() {
-            return Default::default();
-        }
-        if let Err(e) = self.finish().await {
-            tracing::warn!(target: "auditq::archive", "{}", crate::diag::chain(&e));
+        if !self.archive.auto_compact() || days.is_empty() || !self.finished().await {
             return Default::default();
         }
         let table = self.table().clone();
@@ -784,10 +787,7 @@ impl Writer {
             return Ok(Some(t.version));
         }
         // Else as of the version before a commit still `behind`, which did not move it.
-        let table = self
-            .table
-            .as_ref()
-            .expect("table is present between commits");
+        let table = self.last_read();
         if table.version().is_none() {
             return Ok(None);
         }
@@ -1164,14 +1164,6 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_table_after_a_commit_is_read_when_needed_and_its_checkpoint_is_known_before() {
-        let events = |list: &[(&str, &str)]| {
-            let mut b = BatchBuilder::new();
-            for (id, t) in list {
-                b.push_event(&format!(r#"{{"id":"{id}","attributes":{{"time":"{t}"}}}}"#))
-                    .unwrap();
-            }
-            b.finish()
-        };
         let dir = tempfile::tempdir().unwrap();
         let archive = Archive::at(dir.path()).with_auto_compact(false);
         let mut writer = Writer::open(&archive).await.unwrap();
@@ -1214,13 +1206,25 @@ mod tests {
         assert_eq!(live_files(&archive, writer.table()).unwrap().len(), 100);
     }
 
-    fn batch(times: &[&str]) -> RecordBatch {
+    /// Events of the given (id, time)s.
+    fn events(list: &[(&str, &str)]) -> RecordBatch {
         let mut b = BatchBuilder::new();
-        for (i, t) in times.iter().enumerate() {
-            b.push_event(&format!(r#"{{"id":"e{i}","attributes":{{"time":"{t}"}}}}"#))
+        for (id, t) in list {
+            b.push_event(&format!(r#"{{"id":"{id}","attributes":{{"time":"{t}"}}}}"#))
                 .unwrap();
         }
         b.finish()
+    }
+
+    /// Events `e0`, `e1`, … at the given times.
+    fn batch(times: &[&str]) -> RecordBatch {
+        let ids: Vec<String> = (0..times.len()).map(|i| format!("e{i}")).collect();
+        let list: Vec<(&str, &str)> = ids
+            .iter()
+            .map(String::as_str)
+            .zip(times.iter().copied())
+            .collect();
+        events(&list)
     }
 
     fn days(groups: &[Vec<(String, RecordBatch)>]) -> Vec<Vec<(String, usize)>> {
